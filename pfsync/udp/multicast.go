@@ -1,0 +1,272 @@
+package udp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"syscall"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+
+	"github.com/gocarp/gocarp/pfsync"
+)
+
+// MulticastConfig configures a Multicast transport.
+type MulticastConfig struct {
+	// Interface is the sync interface: the group is joined there, the
+	// socket is bound to it and datagrams arriving elsewhere are dropped.
+	// Required.
+	Interface string
+	// Group is the multicast group; its family is the transport's family.
+	// The zero value means DefaultGroup4 (224.0.0.240); use DefaultGroup6
+	// (ff12::f0) for IPv6. Link-local groups are recommended.
+	Group netip.Addr
+	// Port is the UDP port sent to and listened on. Zero means
+	// DefaultPort.
+	Port uint16
+	// Peers optionally maps node ids to their addresses on the sync link.
+	// It fills Datagram.From, and Send to one of them goes by unicast
+	// (still TTL 255). Send to a node not listed goes to the group. With a
+	// link-local IPv6 group the kernel sends from the link-local address
+	// (RFC 6724 scope matching), so list IPv6 peers by their fe80::
+	// address; the zone is implied by Interface.
+	Peers map[pfsync.NodeID]netip.Addr
+	// MTU is the largest frame sent or received. Zero means DefaultMTU4 or
+	// DefaultMTU6 by family.
+	MTU int
+}
+
+// Multicast is a pfsync.Transport on a multicast group joined on one
+// interface, with pfsync's TTL-255 and interface checks on every received
+// datagram.
+type Multicast struct {
+	conn  *net.UDPConn
+	p4    *ipv4.PacketConn
+	p6    *ipv6.PacketConn
+	ifi   *net.Interface
+	group netip.AddrPort
+	mtu   int
+	peers map[pfsync.NodeID]netip.AddrPort
+	byIP  map[netip.Addr]pfsync.NodeID
+	stats counters
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ pfsync.Transport = (*Multicast)(nil)
+
+// NewMulticast validates cfg, opens the socket bound to the interface, sets
+// TTL (hop limit) 255 for multicast and unicast, turns multicast loopback and
+// IP_MULTICAST_ALL off, asks for the TTL and arrival interface of every
+// datagram, and joins the group. Every socket option error is returned.
+func NewMulticast(cfg MulticastConfig) (*Multicast, error) {
+	if cfg.Interface == "" {
+		return nil, fmt.Errorf("udp: Interface empty; multicast needs the sync interface")
+	}
+	group := cfg.Group
+	if !group.IsValid() {
+		group = netip.MustParseAddr(DefaultGroup4)
+	}
+	if !group.IsMulticast() || group.Zone() != "" {
+		return nil, fmt.Errorf("udp: Group %v is not a multicast address (without zone)", cfg.Group)
+	}
+	v6 := group.Is6()
+	mtu, err := mtuFor(cfg.MTU, v6)
+	if err != nil {
+		return nil, err
+	}
+	port := cfg.Port
+	if port == 0 {
+		port = DefaultPort
+	}
+	ifi, err := net.InterfaceByName(cfg.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("udp: Interface %q: %w", cfg.Interface, err)
+	}
+	m := &Multicast{
+		ifi:   ifi,
+		mtu:   mtu,
+		group: netip.AddrPortFrom(withLinkZone(group, ifi), port),
+		peers: make(map[pfsync.NodeID]netip.AddrPort, len(cfg.Peers)),
+		byIP:  make(map[netip.Addr]pfsync.NodeID, len(cfg.Peers)),
+	}
+	for id, a := range cfg.Peers {
+		a = a.Unmap()
+		switch {
+		case id == pfsync.Broadcast:
+			return nil, fmt.Errorf("udp: Peers: node id 0 (%v) out of range 1-4294967295", a)
+		case !a.IsValid() || a.IsUnspecified() || a.IsMulticast():
+			return nil, fmt.Errorf("udp: Peers[%d]: %v is not a unicast address", id, a)
+		case a.Is6() != v6:
+			return nil, fmt.Errorf("udp: Peers[%d]: %v is not of the family of Group %v", id, a, group)
+		}
+		if other, dup := m.byIP[peerKey(a)]; dup {
+			return nil, fmt.Errorf("udp: Peers[%d]: %v is also the address of node %d", id, a, other)
+		}
+		m.peers[id] = netip.AddrPortFrom(withLinkZone(a.WithZone(""), ifi), port)
+		m.byIP[peerKey(a)] = id
+	}
+
+	network, laddr := "udp4", net.JoinHostPort("0.0.0.0", strconv.Itoa(int(port)))
+	if v6 {
+		network, laddr = "udp6", net.JoinHostPort("::", strconv.Itoa(int(port)))
+	}
+	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
+		return errors.Join(bindControl(ifi.Name)(network, address, c), multicastAllOff(c, v6))
+	}}
+	pc, err := lc.ListenPacket(context.Background(), network, laddr)
+	if err != nil {
+		return nil, fmt.Errorf("udp: listen on %s port %d: %w", ifi.Name, port, err)
+	}
+	m.conn = pc.(*net.UDPConn)
+	if err := m.setup(group); err != nil {
+		return nil, errors.Join(err, m.conn.Close())
+	}
+	return m, nil
+}
+
+func (m *Multicast) setup(group netip.Addr) error {
+	g := &net.UDPAddr{IP: group.AsSlice()}
+	wrap := func(what string, err error) error {
+		if err != nil {
+			return fmt.Errorf("udp: %s on %s: %w", what, m.ifi.Name, err)
+		}
+		return nil
+	}
+	if group.Is4() {
+		p := ipv4.NewPacketConn(m.conn)
+		m.p4 = p
+		return errors.Join(
+			wrap("IP_MULTICAST_IF", p.SetMulticastInterface(m.ifi)),
+			wrap("IP_MULTICAST_TTL 255", p.SetMulticastTTL(255)),
+			wrap("IP_TTL 255", p.SetTTL(255)),
+			wrap("IP_MULTICAST_LOOP 0", p.SetMulticastLoopback(false)),
+			wrap("IP_RECVTTL/IP_PKTINFO", p.SetControlMessage(ipv4.FlagTTL|ipv4.FlagInterface, true)),
+			wrap("joining "+group.String(), p.JoinGroup(m.ifi, g)),
+		)
+	}
+	p := ipv6.NewPacketConn(m.conn)
+	m.p6 = p
+	return errors.Join(
+		wrap("IPV6_MULTICAST_IF", p.SetMulticastInterface(m.ifi)),
+		wrap("IPV6_MULTICAST_HOPS 255", p.SetMulticastHopLimit(255)),
+		wrap("IPV6_UNICAST_HOPS 255", p.SetHopLimit(255)),
+		wrap("IPV6_MULTICAST_LOOP 0", p.SetMulticastLoopback(false)),
+		wrap("IPV6_RECVHOPLIMIT/IPV6_RECVPKTINFO", p.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagInterface, true)),
+		wrap("joining "+group.String(), p.JoinGroup(m.ifi, g)),
+	)
+}
+
+// withLinkZone scopes link-local IPv6 addresses to the interface. The zone
+// is the interface index, not its name: a name would be looked up again at
+// every send, in the network namespace of whichever thread sends.
+func withLinkZone(a netip.Addr, ifi *net.Interface) netip.Addr {
+	if a.Is6() && (a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsInterfaceLocalMulticast()) {
+		return a.WithZone(strconv.Itoa(ifi.Index))
+	}
+	return a
+}
+
+// MTU is the largest frame Send accepts.
+func (m *Multicast) MTU() int { return m.mtu }
+
+// Group is the group and port datagrams are sent to.
+func (m *Multicast) Group() netip.AddrPort { return m.group }
+
+// Send transmits frame to the group, or by unicast to peer to when it is in
+// Config.Peers.
+func (m *Multicast) Send(to pfsync.NodeID, frame []byte) error {
+	if len(frame) > m.mtu {
+		return fmt.Errorf("udp: %d-byte frame exceeds MTU %d", len(frame), m.mtu)
+	}
+	dst := m.group
+	if ap, ok := m.peers[to]; ok && to != pfsync.Broadcast {
+		dst = ap
+	}
+	if _, err := m.conn.WriteToUDPAddrPort(frame, dst); err != nil {
+		m.stats.sendErrors.Add(1)
+		return fmt.Errorf("udp: send to %v: %w", dst, err)
+	}
+	m.stats.sent.Add(1)
+	return nil
+}
+
+// Receive returns the next datagram that arrived on the sync interface with
+// TTL (hop limit) 255 and fits the MTU; others are dropped and counted.
+// After Close it returns an error wrapping net.ErrClosed.
+func (m *Multicast) Receive() (pfsync.Datagram, error) {
+	for {
+		buf := make([]byte, m.mtu+1)
+		var (
+			n       int
+			src     net.Addr
+			ttl     = -1
+			ifindex = -1
+			err     error
+		)
+		if m.p4 != nil {
+			var cm *ipv4.ControlMessage
+			n, cm, src, err = m.p4.ReadFrom(buf)
+			if cm != nil {
+				ttl, ifindex = cm.TTL, cm.IfIndex
+			}
+		} else {
+			var cm *ipv6.ControlMessage
+			n, cm, src, err = m.p6.ReadFrom(buf)
+			if cm != nil {
+				ttl, ifindex = cm.HopLimit, cm.IfIndex
+			}
+		}
+		if err != nil {
+			return pfsync.Datagram{}, fmt.Errorf("udp: receive: %w", err)
+		}
+		switch {
+		case ttl != 255:
+			m.stats.badTTL.Add(1)
+			continue
+		case ifindex != m.ifi.Index:
+			m.stats.badIf.Add(1)
+			continue
+		case n > m.mtu:
+			m.stats.oversize.Add(1)
+			continue
+		}
+		var ap netip.AddrPort
+		if ua, ok := src.(*net.UDPAddr); ok {
+			// The net package names the zone in the network namespace
+			// of the reading thread; the datagram came in on the sync
+			// interface, so name that.
+			a := ua.AddrPort().Addr().WithZone("")
+			if a.Is6() && a.IsLinkLocalUnicast() {
+				a = a.WithZone(m.ifi.Name)
+			}
+			ap = netip.AddrPortFrom(a, ua.AddrPort().Port())
+		}
+		from := m.byIP[peerKey(ap.Addr())]
+		m.stats.received.Add(1)
+		if from == 0 {
+			m.stats.unknown.Add(1)
+		}
+		return pfsync.Datagram{From: from, Src: ap, Payload: buf[:n:n]}, nil
+	}
+}
+
+// Stats returns a snapshot of the counters.
+func (m *Multicast) Stats() Stats { return m.stats.stats() }
+
+// Close leaves the group (by closing the socket), unblocks Receive and is
+// idempotent.
+func (m *Multicast) Close() error {
+	m.closeOnce.Do(func() {
+		if err := m.conn.Close(); err != nil {
+			m.closeErr = fmt.Errorf("udp: close: %w", err)
+		}
+	})
+	return m.closeErr
+}

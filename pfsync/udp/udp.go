@@ -1,0 +1,69 @@
+package udp
+
+import (
+	"fmt"
+	"net/netip"
+	"sync/atomic"
+)
+
+// Defaults; see the package documentation.
+const (
+	DefaultGroup4 = "224.0.0.240"
+	DefaultGroup6 = "ff12::f0"
+	DefaultPort   = 7240
+
+	// DefaultMTU4 and DefaultMTU6 are the largest UDP payloads that fit a
+	// 1500-byte link over IPv4 and IPv6.
+	DefaultMTU4 = 1500 - 20 - 8
+	DefaultMTU6 = 1500 - 40 - 8
+
+	minMTU  = 64
+	maxMTU4 = 65535 - 20 - 8
+	maxMTU6 = 65535 - 8
+)
+
+// Stats are a transport's counters, all monotonic.
+type Stats struct {
+	Sent          uint64 // datagrams sent
+	SendErrors    uint64 // datagrams the kernel refused
+	Received      uint64 // datagrams returned by Receive
+	UnknownSource uint64 // part of Received: source not in the peer list (From is 0)
+	Oversize      uint64 // dropped: larger than MTU
+	BadTTL        uint64 // dropped (Multicast): TTL or hop limit not 255, or not reported
+	BadInterface  uint64 // dropped (Multicast): arrived on another interface
+}
+
+type counters struct {
+	sent, sendErrors, received, unknown, oversize, badTTL, badIf atomic.Uint64
+}
+
+func (c *counters) stats() Stats {
+	return Stats{
+		Sent:          c.sent.Load(),
+		SendErrors:    c.sendErrors.Load(),
+		Received:      c.received.Load(),
+		UnknownSource: c.unknown.Load(),
+		Oversize:      c.oversize.Load(),
+		BadTTL:        c.badTTL.Load(),
+		BadInterface:  c.badIf.Load(),
+	}
+}
+
+// mtuFor validates mtu for the family of a, or returns the default.
+func mtuFor(mtu int, v6 bool) (int, error) {
+	def, hi := DefaultMTU4, maxMTU4
+	if v6 {
+		def, hi = DefaultMTU6, maxMTU6
+	}
+	if mtu == 0 {
+		return def, nil
+	}
+	if mtu < minMTU || mtu > hi {
+		return 0, fmt.Errorf("udp: MTU %d out of range %d-%d", mtu, minMTU, hi)
+	}
+	return mtu, nil
+}
+
+// peerKey normalises an address for matching received sources: IPv4-mapped
+// IPv6 unmapped, zone dropped (the socket is bound to one link).
+func peerKey(a netip.Addr) netip.Addr { return a.Unmap().WithZone("") }
