@@ -1,0 +1,346 @@
+// Package carptest provides an in-memory Ethernet segment for testing CARP
+// groups without sockets or root: any number of ports (one per group, as
+// carp.Transport), with per-link loss, delay, duplication, partitions,
+// silent crashes and raw packet injection.
+//
+// Everything is deterministic for a given seed, and all blocking is on
+// channels and time timers, so tests can run it inside a testing/synctest
+// bubble and get exact simulated times.
+package carptest
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gocarp/gocarp/carp"
+)
+
+// queueLen is the receive queue of a port, like a socket buffer: packets
+// arriving at a full queue are dropped.
+const queueLen = 256
+
+// Link describes the path from one port to another. The zero value is a
+// perfect link: no loss, no delay, TTL 255 and the receiver's ifindex.
+type Link struct {
+	Loss      float64       // probability in [0, 1] that a packet is lost
+	Duplicate float64       // probability in [0, 1] that a packet arrives twice
+	Delay     time.Duration // one-way delay
+	// TTL, if not zero, replaces the TTL of delivered packets (use it to
+	// test TTL checks: the default is 255, what CARP requires).
+	TTL int
+	// IfIndex, if not zero, replaces the receiver's ifindex in delivered
+	// packets (use it to test interface checks).
+	IfIndex int
+}
+
+// Segment is a simulated LAN segment. Create it with NewSegment.
+type Segment struct {
+	mu        sync.Mutex
+	rng       *rand.Rand
+	ports     []*Port
+	def       Link
+	links     map[[2]*Port]Link
+	partition map[*Port]int // partition id per port; nil when healed
+}
+
+// NewSegment returns an empty segment whose random decisions (loss,
+// duplication) derive from seed.
+func NewSegment(seed uint64) *Segment {
+	return &Segment{
+		rng:   rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		links: map[[2]*Port]Link{},
+	}
+}
+
+// Join adds a port for the given families (both if none are given). Port n
+// (1-based) gets interface index n, source 192.0.2.n and fe80::n.
+func (s *Segment) Join(families ...carp.Family) *Port {
+	if len(families) == 0 {
+		families = []carp.Family{carp.IPv4, carp.IPv6}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.ports) + 1
+	p := &Port{
+		seg:      s,
+		ifindex:  n,
+		families: slices.Clone(families),
+		src4:     netip.AddrFrom4([4]byte{192, 0, 2, byte(n)}),
+		src6:     netip.AddrFrom16([16]byte{0: 0xfe, 1: 0x80, 14: byte(n >> 8), 15: byte(n)}),
+		in:       make(chan carp.Packet, queueLen),
+		closed:   make(chan struct{}),
+	}
+	s.ports = append(s.ports, p)
+	return p
+}
+
+// SetLink sets the link from one port to another (one direction).
+func (s *Segment) SetLink(from, to *Port, l Link) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.links[[2]*Port{from, to}] = l
+}
+
+// SetDefaultLink sets the link used between ports without a SetLink entry.
+func (s *Segment) SetDefaultLink(l Link) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.def = l
+}
+
+// Partition splits the segment: ports in the same group still reach each
+// other, ports in different groups do not, and ports in no group reach
+// nobody. Heal undoes it.
+func (s *Segment) Partition(groups ...[]*Port) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.partition = map[*Port]int{}
+	for i, g := range groups {
+		for _, p := range g {
+			s.partition[p] = i + 1
+		}
+	}
+}
+
+// Heal ends a partition.
+func (s *Segment) Heal() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.partition = nil
+}
+
+// reachable reports whether a packet from one port can reach another.
+// s.mu must be held.
+func (s *Segment) reachable(from, to *Port) bool {
+	if s.partition == nil {
+		return true
+	}
+	a, b := s.partition[from], s.partition[to]
+	return a != 0 && a == b
+}
+
+// send delivers payload from port from to every other port.
+func (s *Segment) send(from *Port, f carp.Family, payload []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, to := range s.ports {
+		if to == from || !to.has(f) || !s.reachable(from, to) {
+			continue
+		}
+		l, ok := s.links[[2]*Port{from, to}]
+		if !ok {
+			l = s.def
+		}
+		if l.Loss > 0 && s.rng.Float64() < l.Loss {
+			continue
+		}
+		copies := 1
+		if l.Duplicate > 0 && s.rng.Float64() < l.Duplicate {
+			copies = 2
+		}
+		p := carp.Packet{
+			Family:  f,
+			Payload: append([]byte(nil), payload...),
+			Src:     from.Addr(f),
+			Dst:     group(f),
+			TTL:     255,
+			IfIndex: to.ifindex,
+		}
+		if l.TTL != 0 {
+			p.TTL = l.TTL
+		}
+		if l.IfIndex != 0 {
+			p.IfIndex = l.IfIndex
+		}
+		for range copies {
+			to.deliver(p, l.Delay)
+		}
+	}
+}
+
+// group returns the CARP multicast group of a family.
+func group(f carp.Family) netip.Addr {
+	if f == carp.IPv6 {
+		return netip.MustParseAddr("ff02::12")
+	}
+	return netip.AddrFrom4([4]byte{224, 0, 0, 18})
+}
+
+// Port is one node's attachment to a Segment. It implements carp.Transport.
+type Port struct {
+	seg      *Segment
+	ifindex  int
+	families []carp.Family
+	src4     netip.Addr
+	src6     netip.Addr
+	in       chan carp.Packet
+	closed   chan struct{}
+
+	mu        sync.Mutex
+	isClosed  bool
+	crashed   bool
+	loopback  bool
+	sendErr   error
+	sent      map[carp.Family][]byte
+	sentCount int
+}
+
+var _ carp.Transport = (*Port)(nil)
+
+// IfIndex returns the interface index the port stamps on packets it
+// receives (use it as carp.Config.IfIndex).
+func (p *Port) IfIndex() int { return p.ifindex }
+
+// Addr returns the port's source address for a family.
+func (p *Port) Addr(f carp.Family) netip.Addr {
+	if f == carp.IPv6 {
+		return p.src6
+	}
+	return p.src4
+}
+
+func (p *Port) has(f carp.Family) bool { return slices.Contains(p.families, f) }
+
+// Families implements carp.Transport.
+func (p *Port) Families() []carp.Family { return slices.Clone(p.families) }
+
+// Send implements carp.Transport: it delivers payload to every reachable
+// port of the segment that has the family, through the links' loss, delay
+// and duplication. A crashed port silently drops it.
+func (p *Port) Send(f carp.Family, payload []byte) error {
+	p.mu.Lock()
+	switch {
+	case p.isClosed:
+		p.mu.Unlock()
+		return fmt.Errorf("carptest: send: %w", net.ErrClosed)
+	case !p.has(f):
+		p.mu.Unlock()
+		return fmt.Errorf("carptest: send: family %v not configured", f)
+	case p.sendErr != nil:
+		err := p.sendErr
+		p.mu.Unlock()
+		return err
+	case p.crashed:
+		p.mu.Unlock()
+		return nil
+	}
+	if p.sent == nil {
+		p.sent = map[carp.Family][]byte{}
+	}
+	p.sent[f] = append(p.sent[f][:0], payload...)
+	p.sentCount++
+	loop := p.loopback
+	p.mu.Unlock()
+	if loop {
+		p.deliver(carp.Packet{
+			Family: f, Payload: append([]byte(nil), payload...),
+			Src: p.Addr(f), Dst: group(f), TTL: 255, IfIndex: p.ifindex,
+		}, 0)
+	}
+	p.seg.send(p, f, payload)
+	return nil
+}
+
+// Receive implements carp.Transport.
+func (p *Port) Receive() (carp.Packet, error) {
+	select {
+	case pkt := <-p.in:
+		return pkt, nil
+	case <-p.closed:
+		return carp.Packet{}, fmt.Errorf("carptest: receive: %w", net.ErrClosed)
+	}
+}
+
+// Close implements carp.Transport. It is idempotent.
+func (p *Port) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.isClosed {
+		p.isClosed = true
+		close(p.closed)
+	}
+	return nil
+}
+
+// deliver queues pkt after delay, dropping it if the port is closed,
+// crashed or its queue is full.
+func (p *Port) deliver(pkt carp.Packet, delay time.Duration) {
+	if delay > 0 {
+		time.AfterFunc(delay, func() { p.deliver(pkt, 0) })
+		return
+	}
+	p.mu.Lock()
+	drop := p.isClosed || p.crashed
+	p.mu.Unlock()
+	if drop {
+		return
+	}
+	select {
+	case p.in <- pkt:
+	default:
+	}
+}
+
+// Inject delivers a raw packet to this port as if it had arrived from the
+// wire, bypassing links and partitions (for forged, truncated or looped
+// packets). Zero TTL and IfIndex fields are not filled in: set them.
+func (p *Port) Inject(pkt carp.Packet) {
+	pkt.Payload = append([]byte(nil), pkt.Payload...)
+	p.deliver(pkt, 0)
+}
+
+// Crash makes the port silently stop sending and receiving, like a node
+// that lost power: no bow-out reaches anyone. Send still succeeds.
+// Revive undoes it.
+func (p *Port) Crash() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.crashed = true
+}
+
+// Revive undoes Crash.
+func (p *Port) Revive() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.crashed = false
+}
+
+// SetSendError makes Send fail with err (nil restores it). The packet is
+// not sent.
+func (p *Port) SetSendError(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sendErr = err
+}
+
+// SetLoopback makes the port receive its own packets, as behind a switch
+// loop or a hypervisor vSwitch that reflects multicast.
+func (p *Port) SetLoopback(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.loopback = on
+}
+
+// LastSent returns a copy of the last payload successfully sent on f, or nil.
+func (p *Port) LastSent(f carp.Family) []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]byte(nil), p.sent[f]...)
+}
+
+// SentCount returns how many payloads the port has sent (crashed and
+// failed sends excluded).
+func (p *Port) SentCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sentCount
+}
+
+// ErrSend is a convenient error for SetSendError.
+var ErrSend = errors.New("carptest: simulated send failure")

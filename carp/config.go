@@ -1,0 +1,205 @@
+package carp
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// Profile selects the master-down interval formula of a peer
+// implementation. It matters only for which backup fires first and how fast
+// a failover is; the election rules are the same.
+type Profile uint8
+
+const (
+	// ProfileFreeBSD, the default: master-down = DeadRatio·advbase +
+	// advskew/256 seconds (FreeBSD carp(4), ucarp with --deadratio). The skew
+	// is not multiplied, so failover is faster than OpenBSD's, and it is what
+	// ucarp peers, the most common non-BSD peers, use.
+	ProfileFreeBSD Profile = iota
+	// ProfileOpenBSD: master-down = DeadRatio·(advbase + advskew/256)
+	// seconds (OpenBSD carp(4), skew multiplied).
+	ProfileOpenBSD
+)
+
+// ProfileUCarp is ProfileFreeBSD: ucarp uses the FreeBSD formula with a
+// configurable dead ratio (Config.DeadRatio).
+const ProfileUCarp = ProfileFreeBSD
+
+// String returns "freebsd" or "openbsd".
+func (p Profile) String() string {
+	switch p {
+	case ProfileFreeBSD:
+		return "freebsd"
+	case ProfileOpenBSD:
+		return "openbsd"
+	}
+	return fmt.Sprintf("Profile(%d)", uint8(p))
+}
+
+// CounterMode selects what goes into the 8-byte counter of adverts. No
+// implementation requires the counter to increase, so both modes
+// interoperate with every peer; they differ in loop detection.
+type CounterMode uint8
+
+const (
+	// CounterIncrement, the default: a random start, +1 per advert sent,
+	// and a backup adopts the master's counter so that it continues the
+	// sequence when it takes over (FreeBSD, ucarp). An advert carrying one
+	// of the last values we sent, with our timing, is a loop.
+	CounterIncrement CounterMode = iota
+	// CounterCookie: one random 8-byte cookie sent unchanged for the life
+	// of the group (OpenBSD). An advert carrying it is a loop.
+	CounterCookie
+)
+
+// String returns "increment" or "cookie".
+func (m CounterMode) String() string {
+	switch m {
+	case CounterIncrement:
+		return "increment"
+	case CounterCookie:
+		return "cookie"
+	}
+	return fmt.Sprintf("CounterMode(%d)", uint8(m))
+}
+
+// Config configures a [Group]. [NewGroup] validates every field and copies
+// the slices, so the caller may reuse them.
+type Config struct {
+	// VHID is the virtual host id, 1-255. Never reuse it as a VRRP VRID on
+	// the same LAN: both use the virtual MAC 00:00:5e:00:01:<id>.
+	VHID uint8
+
+	// AdvBase is the base advertisement interval in seconds, 1-255. Zero
+	// means 1, unless ZeroAdvBase is set.
+	AdvBase uint8
+	// ZeroAdvBase makes an AdvBase of 0 mean 0 (OpenBSD allows it: with
+	// AdvSkew 0 a master advertises every 1/256 s). FreeBSD rejects it.
+	ZeroAdvBase bool
+	// AdvSkew is added to AdvBase in 1/256 s, 0-254. The lower the
+	// interval advbase·256+advskew, the more preferred the node.
+	AdvSkew uint8
+
+	// Password is the HMAC-SHA1 key, at most 20 bytes; empty means the BSD
+	// default of 20 zero bytes. BSD ifconfig and ucarp accept at most 19.
+	Password []byte
+
+	// Addrs are the virtual addresses of the group, IPv4 and/or IPv6, at
+	// least one, no duplicates. They go into the HMAC of every advert, so
+	// every node must configure the same set. Adverts are sent on each
+	// family that has an address.
+	Addrs []netip.Addr
+
+	// Preempt lets a backup with a strictly better interval take over from
+	// a live, slower master (net.inet.carp.preempt, ucarp --preempt). Off by
+	// default, as on the BSDs. A better (lower) demotion always preempts.
+	Preempt bool
+
+	// Profile selects the master-down formula; see [ProfileFreeBSD].
+	Profile Profile
+	// DeadRatio is the number of advert intervals without an advert after
+	// which a backup takes over (ucarp --deadratio). Zero means 3, the
+	// fixed BSD value; otherwise at least 1.
+	DeadRatio int
+
+	// CounterMode selects the advert counter; see [CounterIncrement].
+	CounterMode CounterMode
+
+	// StartAsMaster makes the group become MASTER at start (after
+	// HoldDown) instead of BACKUP, like an "I am master" setting in an
+	// appliance UI. The usual election rules apply from then on.
+	StartAsMaster bool
+	// HoldDown keeps the group in INIT this long after Start before the
+	// first election, e.g. until routes are up. Zero means none.
+	HoldDown time.Duration
+
+	// SkipTTLCheck accepts adverts with a TTL / hop limit other than 255.
+	// Use it for routed unicast peers (FreeBSD skips the check for unicast
+	// peers; OpenBSD and ucarp never do).
+	SkipTTLCheck bool
+	// IfIndex, if not zero, is the index of the interface adverts must
+	// arrive on; others are counted as Badif and dropped. Packets whose
+	// IfIndex the transport does not know (0) are accepted.
+	IfIndex int
+
+	// Transport sends and receives the adverts. Required. The Group owns it
+	// once NewGroup succeeds: Close closes it.
+	Transport Transport
+
+	// Logger receives state changes (Info/Warn) and per-packet drops
+	// (Debug). Nil discards.
+	Logger *slog.Logger
+
+	// OnTransition, if not nil, is called for every state change, serially
+	// and in order, on a goroutine of its own: never on the protocol loop,
+	// so a slow or blocked hook never delays adverts. It may block, but
+	// Close waits for it to return from the transitions that happened
+	// before the group stopped (the last one is to INIT), so the hook must
+	// not call Close itself. The control methods (SetDemotion, ...) never
+	// block and may be called from it.
+	OnTransition func(Transition)
+}
+
+// validate checks c and returns a normalised copy.
+func (c Config) validate() (Config, error) {
+	if c.VHID == 0 {
+		return c, fmt.Errorf("carp: vhid %d out of range 1-255", c.VHID)
+	}
+	if c.AdvBase == 0 && !c.ZeroAdvBase {
+		c.AdvBase = 1
+	}
+	if c.AdvSkew == 255 {
+		return c, fmt.Errorf("carp: advskew %d out of range 0-254", c.AdvSkew)
+	}
+	if len(c.Password) > MaxPasswordLen {
+		return c, fmt.Errorf("carp: password length %d out of range 0-%d", len(c.Password), MaxPasswordLen)
+	}
+	if len(c.Addrs) == 0 {
+		return c, errors.New("carp: addrs is empty, want at least one virtual address")
+	}
+	addrs := make([]netip.Addr, 0, len(c.Addrs))
+	seen := make(map[netip.Addr]bool, len(c.Addrs))
+	for _, a := range c.Addrs {
+		if !a.IsValid() || a.Unmap().IsUnspecified() || a.IsMulticast() {
+			return c, fmt.Errorf("carp: address %v is not a unicast address", a)
+		}
+		a = a.Unmap()
+		key := a.WithZone("")
+		if seen[key] {
+			return c, fmt.Errorf("carp: address %v listed twice", a)
+		}
+		seen[key] = true
+		addrs = append(addrs, a)
+	}
+	c.Addrs = addrs
+	c.Password = slices.Clone(c.Password)
+	if c.Profile > ProfileOpenBSD {
+		return c, fmt.Errorf("carp: profile %d out of range 0-%d", c.Profile, ProfileOpenBSD)
+	}
+	if c.DeadRatio == 0 {
+		c.DeadRatio = 3
+	}
+	if c.DeadRatio < 1 || c.DeadRatio > 255 {
+		return c, fmt.Errorf("carp: deadratio %d out of range 1-255", c.DeadRatio)
+	}
+	if c.CounterMode > CounterCookie {
+		return c, fmt.Errorf("carp: countermode %d out of range 0-%d", c.CounterMode, CounterCookie)
+	}
+	if c.HoldDown < 0 {
+		return c, fmt.Errorf("carp: holddown %v out of range >= 0", c.HoldDown)
+	}
+	if c.IfIndex < 0 {
+		return c, fmt.Errorf("carp: ifindex %d out of range >= 0", c.IfIndex)
+	}
+	if c.Transport == nil {
+		return c, errors.New("carp: transport is nil, want a Transport")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
+}

@@ -1,0 +1,83 @@
+// Package carp implements the Common Address Redundancy Protocol (CARP
+// version 2, OpenBSD/FreeBSD carp(4), ucarp) for embedding in Go programs:
+// a few nodes share virtual IP addresses, one of them is MASTER and owns
+// them, the others are BACKUP and take over when it fails.
+//
+// The package has three layers:
+//
+//   - [Advertisement] and [Authenticator]: the 36-byte wire format and its
+//     HMAC-SHA1, as pure values, byte-compatible with OpenBSD, FreeBSD and
+//     ucarp 1.5.2, and telling CARP from VRRP on IP protocol 112.
+//   - [Group]: the state machine of one virtual host id, driven by time
+//     timers and received adverts, on one goroutine.
+//   - [Transport]: the seam to the network. The Linux raw-socket transport
+//     lives in this package; carptest provides an in-memory segment.
+//
+// # States
+//
+//	             Start (after HoldDown), link up
+//	+------+ --------------------------------------> +--------+
+//	|      |                                         |        |
+//	| INIT | <-------------------------------------- | BACKUP |
+//	|      |        link down, Close                 |        |
+//	+------+                                         +--------+
+//	  ^  |                                             |    ^
+//	  |  |         master-down timer expired, bow-out, |    | faster or equally fast advert
+//	  |  |     preempting a slower master (Preempt),   |    | (unless less demoted), less
+//	  |  |  more demoted master, master will time out  v    | demoted advert, StepDown
+//	  |  |                                           +--------+
+//	  |  +------ StartAsMaster (first election) ---> |        |
+//	  |                                              | MASTER |
+//	  +--- link down; Close (one bow-out first) ---- |        |
+//	                                                 +--------+
+//
+// # Timing
+//
+// A MASTER advertises every advbase + advskew/256 seconds. A BACKUP becomes
+// MASTER when it has heard no advert for the master-down interval, which
+// depends on [Profile]: FreeBSD and ucarp use DeadRatio·advbase +
+// advskew/256 (the default: faster failover, and what ucarp peers use),
+// OpenBSD uses DeadRatio·(advbase + advskew/256). Timings are compared as
+// the integer advbase·256 + advskew; lower wins. A dual-stack group sends
+// one advert per family and runs one master-down timer per family.
+//
+// # Election rules
+//
+// Received adverts that pass the checks of carp(4) (interface, TTL 255,
+// length, checksum, version, vhid, HMAC, own-advert loop) are applied with
+// OpenBSD's rules, which include the demote byte:
+//
+//   - MASTER becomes BACKUP if the advert is at least as fast and not more
+//     demoted, or less demoted whatever its timing. There is no address
+//     tie-break: of two equal masters both yield, as on the BSDs. A MASTER
+//     that hears a worse master (a backup that missed its adverts) answers
+//     at once with an advert, so that one yields without waiting for the
+//     next interval (an addition to the BSDs, in the spirit of ucarp's
+//     "reassert"; peers see one extra, valid advert).
+//   - BACKUP becomes MASTER at once on a bow-out advert (advbase 255,
+//     advskew 255), if Preempt is set and the master is slower and not less
+//     demoted, if the master is more demoted (even without Preempt), or if
+//     the master advertises so slowly that it would time out anyway
+//     (DeadRatio·advbase < its interval); otherwise it restarts the
+//     master-down timer of the advert's family.
+//
+// # Demotion
+//
+// [Group.SetDemotion] lets the embedder lower the node's priority from
+// several sources (health checks, state sync not ready); the sum is sent in
+// the demote byte. The group demotes itself while the link is down (source
+// "link") and after 3 consecutive send failures (source "senderr"). The
+// senderr demotion clears after 3 successful sends as MASTER; a BACKUP
+// sends nothing, so it clears after one master-down interval as BACKUP
+// instead (FreeBSD keeps a demoted backup demoted forever,
+// opnsense/core#8437). If sends still fail when the node is master again,
+// it demotes again after 3 failures.
+//
+// FreeBSD and ucarp peers ignore the demote byte.
+//
+// # Notifications
+//
+// Config.OnTransition receives every state change, serially and in order,
+// on its own goroutine. Becoming MASTER sends the first advert before the
+// hook runs, and a hook that blocks never delays adverts.
+package carp

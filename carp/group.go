@@ -1,0 +1,389 @@
+package carp
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Reasons of state changes, in carp(4)'s words where carp(4) has them
+// (FreeBSD logs these strings at net.inet.carp.log=1).
+const (
+	ReasonMasterTimedOut = "master timed out"
+	ReasonPreempt        = "preempting a slower master"
+	ReasonDemotedMaster  = "preempting a more demoted master"
+	ReasonMoreFrequent   = "more frequent advertisement received"
+	ReasonWillTimeOut    = "master will time out"
+	ReasonBowOut         = "bow-out received"
+	ReasonLinkDown       = "link down"
+	ReasonLinkUp         = "link up"
+	ReasonUser           = "user requested"
+	ReasonInit           = "initialization complete"
+	ReasonStartAsMaster  = "configured to start as master"
+	ReasonClosed         = "group closed"
+)
+
+// Demotion sources the Group sets itself.
+const (
+	// DemoteLink is raised (by 1) while the link is down (SetLinkState).
+	DemoteLink = "link"
+	// DemoteSendErr is raised (by 1) after 3 consecutive send failures.
+	DemoteSendErr = "senderr"
+)
+
+const (
+	sendErrThreshold = 3  // consecutive failures to demote, successes to recover (BSD)
+	sentRing         = 16 // adverts remembered for loop detection
+	readRetry        = 100 * time.Millisecond
+)
+
+// ErrClosed is returned by Start on a closed group.
+var ErrClosed = errors.New("carp: group closed")
+
+// Group runs the CARP protocol for one virtual host id on one transport.
+// Build it with [NewGroup], run it with Start and stop it with Close. All
+// methods are safe for concurrent use; the control methods (SetDemotion,
+// SetLinkState, StepDown) never block on the protocol loop and may be called
+// before Start (they take effect at Start) and after Close (no effect).
+type Group struct {
+	cfg      Config
+	auth     *Authenticator
+	log      *slog.Logger
+	families []Family
+	tme      int // own advbase·256 + advskew
+	advInt   time.Duration
+	mdInt    time.Duration
+
+	st    stats
+	state atomic.Uint32
+
+	mu      sync.Mutex
+	demote  map[string]int
+	linkUp  bool
+	stepReq bool
+	stepFor time.Duration
+	started bool
+	closed  bool
+
+	kick      chan struct{} // control changed; capacity 1
+	done      chan struct{} // closed by Close
+	loopDone  chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+	ntf       *notifier
+}
+
+// NewGroup validates cfg and returns a group in state INIT. It fails,
+// naming the field, the value and the allowed range, if any field is
+// invalid, or if the transport cannot carry a family of the addresses.
+// On success the Group owns cfg.Transport.
+func NewGroup(cfg Config) (*Group, error) {
+	cfg, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	auth, err := NewAuthenticator(cfg.Password, cfg.VHID, cfg.Addrs)
+	if err != nil {
+		return nil, err
+	}
+	have := map[Family]bool{}
+	for _, f := range cfg.Transport.Families() {
+		have[f] = true
+	}
+	var families []Family
+	for _, f := range []Family{IPv4, IPv6} {
+		for _, a := range cfg.Addrs {
+			if (f == IPv4) != a.Is4() {
+				continue
+			}
+			if !have[f] {
+				return nil, fmt.Errorf("carp: address %v needs %v, which the transport does not carry", a, f)
+			}
+			families = append(families, f)
+			break
+		}
+	}
+	g := &Group{
+		cfg:      cfg,
+		auth:     auth,
+		log:      cfg.Logger.With("vhid", cfg.VHID),
+		families: families,
+		tme:      int(cfg.AdvBase)<<8 | int(cfg.AdvSkew),
+		demote:   map[string]int{},
+		linkUp:   true,
+		kick:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		loopDone: make(chan struct{}),
+	}
+	g.advInt = ticks(g.tme)
+	if g.advInt == 0 {
+		g.advInt = ticks(1) // OpenBSD: advbase 0, advskew 0 is 1/256 s
+	}
+	dead := cfg.DeadRatio
+	switch cfg.Profile {
+	case ProfileOpenBSD:
+		g.mdInt = time.Duration(dead) * g.advInt
+	default:
+		g.mdInt = ticks(dead*int(cfg.AdvBase)<<8 + int(cfg.AdvSkew))
+		if g.mdInt == 0 {
+			g.mdInt = time.Duration(dead) * g.advInt
+		}
+	}
+	if cfg.OnTransition != nil {
+		g.ntf = &notifier{fn: cfg.OnTransition, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	}
+	g.state.Store(uint32(Init))
+	return g, nil
+}
+
+// ticks converts 1/256 s to a Duration (exact: 1/256 s is 3906250 ns).
+func ticks(n int) time.Duration { return time.Duration(n) * time.Second / 256 }
+
+// AdvertInterval is the interval between adverts while MASTER:
+// advbase + advskew/256 seconds.
+func (g *Group) AdvertInterval() time.Duration { return g.advInt }
+
+// MasterDownInterval is how long a BACKUP waits without an advert before it
+// becomes MASTER, by the configured Profile and DeadRatio.
+func (g *Group) MasterDownInterval() time.Duration { return g.mdInt }
+
+// State returns the current state.
+func (g *Group) State() State { return State(g.state.Load()) }
+
+// Stats returns a snapshot of the packet counters.
+func (g *Group) Stats() Stats { return g.st.snapshot() }
+
+// Start starts the protocol: the group leaves INIT for BACKUP (or MASTER
+// with Config.StartAsMaster) after Config.HoldDown, unless the link was
+// set down. It fails if the group was started or closed before.
+func (g *Group) Start() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return ErrClosed
+	}
+	if g.started {
+		return errors.New("carp: group already started")
+	}
+	g.started = true
+	pkts := make(chan Packet)
+	r := &run{g: g, holdPending: g.cfg.HoldDown > 0}
+	// The random counter start (FreeBSD, ucarp) or cookie (OpenBSD).
+	// crypto/rand.Read never returns an error (it aborts the program if the
+	// OS source fails), so there is no error to handle.
+	var c [8]byte
+	rand.Read(c[:])
+	r.counter = binary.BigEndian.Uint64(c[:])
+	g.wg.Add(2)
+	go g.read(pkts)
+	go r.loop(pkts)
+	if g.ntf != nil {
+		go g.ntf.run()
+	}
+	return nil
+}
+
+// Close stops the group. A MASTER first sends one bow-out advert per
+// family (advbase 255, advskew 255, as OpenBSD does on ifconfig down), so a
+// backup takes over at once instead of after the master-down interval. The
+// group then goes to INIT, closes the transport, waits for its goroutines
+// and for OnTransition to return from the last transition. Close is
+// idempotent; it returns the transport's Close error.
+func (g *Group) Close() error {
+	g.closeOnce.Do(func() {
+		g.mu.Lock()
+		g.closed = true
+		started := g.started
+		g.mu.Unlock()
+		close(g.done)
+		if started {
+			<-g.loopDone
+		}
+		if err := g.cfg.Transport.Close(); err != nil {
+			g.closeErr = fmt.Errorf("carp: closing transport: %w", err)
+		}
+		g.wg.Wait()
+		if started && g.ntf != nil {
+			g.ntf.close()
+		}
+	})
+	return g.closeErr
+}
+
+// SetDemotion sets the demotion of one source (a health check, "pfsync"
+// while a bulk update runs, ...). The advertised demote byte is the sum over
+// all sources, capped at 255 (OpenBSD interface-group demotion). A lower
+// demotion wins elections even without Preempt, so raising it hands
+// mastership to a healthier peer. n <= 0 clears the source. A change while
+// MASTER is advertised at once. Clearing every source always restores the
+// configured priority, whatever the state.
+//
+// Peers that ignore the demote byte (FreeBSD, ucarp) do not see it.
+func (g *Group) SetDemotion(source string, n int) {
+	g.mu.Lock()
+	if n <= 0 {
+		delete(g.demote, source)
+	} else {
+		g.demote[source] = n
+	}
+	g.mu.Unlock()
+	g.poke()
+}
+
+// Demotion returns the current demotion: the sum over all sources, capped
+// at 255.
+func (g *Group) Demotion() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.demoteSumLocked()
+}
+
+func (g *Group) demoteSumLocked() int {
+	sum := 0
+	for _, n := range g.demote {
+		sum += n
+		if sum >= 255 {
+			return 255
+		}
+	}
+	return sum
+}
+
+// SetLinkState reports the state of the link the transport uses. Down puts
+// the group in INIT (timers stopped, adverts ignored; a MASTER leaves
+// without a bow-out, the link being gone) and raises the demotion source
+// "link" by 1; up returns to BACKUP with a fresh master-down timer and
+// clears it (carp(4) on parent link changes).
+func (g *Group) SetLinkState(up bool) {
+	g.mu.Lock()
+	g.linkUp = up
+	if up {
+		delete(g.demote, DemoteLink)
+	} else {
+		g.demote[DemoteLink] = 1
+	}
+	g.mu.Unlock()
+	g.poke()
+}
+
+// StepDown makes a MASTER become BACKUP and keeps the group from taking over
+// for d, whatever it hears (ucarp SIGUSR2 uses 3 s). If no other node has
+// become master when d is over and the master-down interval has passed, the
+// group takes over again. On a BACKUP it only suppresses takeover for d.
+func (g *Group) StepDown(d time.Duration) {
+	g.mu.Lock()
+	g.stepReq = true
+	g.stepFor = d
+	g.mu.Unlock()
+	g.poke()
+}
+
+// poke wakes the protocol loop without blocking.
+func (g *Group) poke() {
+	select {
+	case g.kick <- struct{}{}:
+	default:
+	}
+}
+
+// read feeds received packets to the protocol loop until the transport is
+// closed. It copies each payload: the transport owns it only until the next
+// Receive.
+func (g *Group) read(pkts chan<- Packet) {
+	defer g.wg.Done()
+	var retry *time.Timer
+	for {
+		p, err := g.cfg.Transport.Receive()
+		if err != nil {
+			select {
+			case <-g.done:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				g.log.Error("carp: transport closed under the group; no more adverts received", "err", err)
+				return
+			}
+			g.log.Debug("carp: receive failed", "err", err)
+			if retry == nil {
+				retry = time.NewTimer(readRetry)
+			} else {
+				retry.Reset(readRetry)
+			}
+			select {
+			case <-retry.C:
+			case <-g.done:
+				retry.Stop()
+				return
+			}
+			continue
+		}
+		p.Payload = append([]byte(nil), p.Payload...)
+		select {
+		case pkts <- p:
+		case <-g.done:
+			return
+		}
+	}
+}
+
+// notifier delivers transitions to OnTransition serially, in order, on its
+// own goroutine, with an unbounded queue so the protocol loop never waits.
+type notifier struct {
+	fn     func(Transition)
+	mu     sync.Mutex
+	q      []Transition
+	closed bool
+	wake   chan struct{} // capacity 1
+	done   chan struct{}
+}
+
+func (n *notifier) push(t Transition) {
+	n.mu.Lock()
+	n.q = append(n.q, t)
+	n.mu.Unlock()
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (n *notifier) run() {
+	defer close(n.done)
+	for {
+		n.mu.Lock()
+		if len(n.q) > 0 {
+			t := n.q[0]
+			n.q[0] = Transition{}
+			n.q = n.q[1:]
+			n.mu.Unlock()
+			n.fn(t)
+			continue
+		}
+		if n.closed {
+			n.mu.Unlock()
+			return
+		}
+		n.mu.Unlock()
+		<-n.wake
+	}
+}
+
+// close delivers what is queued and waits for the goroutine to exit.
+func (n *notifier) close() {
+	n.mu.Lock()
+	n.closed = true
+	n.mu.Unlock()
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+	<-n.done
+}

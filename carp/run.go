@@ -1,0 +1,522 @@
+package carp
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+)
+
+// timer is a time.Timer that can be selected on only while armed.
+type timer struct {
+	t  *time.Timer
+	on bool
+}
+
+func (t *timer) start(d time.Duration) {
+	if t.t == nil {
+		t.t = time.NewTimer(d)
+	} else {
+		t.t.Reset(d) // Go ≥ 1.23: no stale value after Reset or Stop
+	}
+	t.on = true
+}
+
+func (t *timer) stop() {
+	if t.t != nil {
+		t.t.Stop()
+	}
+	t.on = false
+}
+
+// c returns the timer's channel, or nil (never ready) when not armed.
+func (t *timer) c() <-chan time.Time {
+	if !t.on {
+		return nil
+	}
+	return t.t.C
+}
+
+// fired must be called after receiving from c.
+func (t *timer) fired() { t.on = false }
+
+// run is the state of the protocol loop. Only the loop goroutine touches
+// it, so it needs no locks.
+type run struct {
+	g *Group
+
+	state  State
+	demote int  // demotion sum last applied
+	linkUp bool // link state last applied
+
+	counter uint64                  // last counter sent (or adopted), or the cookie
+	sent    [sentRing]Advertisement // last adverts sent, for loop detection
+	sentN   int                     // adverts sent so far (index into sent)
+	buf     [AdvertisementLen]byte  // encoding buffer
+	adv     timer                   // advert timer (MASTER)
+	down    [2]timer                // master-down timers (BACKUP), IPv4 and IPv6
+	hold    timer                   // hold-down before the first election
+	step    timer                   // StepDown suppression
+	recover timer                   // senderr probation (BACKUP)
+
+	holdPending bool // hold-down not over yet
+	begun       bool // first election started
+	suppress    bool // StepDown in force: no takeover
+	downFired   bool // a master-down timer fired while suppressed
+
+	senderr   bool // demotion source "senderr" raised by us
+	sendFails int  // consecutive send failures
+	sendOKs   int  // consecutive successes while senderr is raised
+
+	advertNow  bool // send an advert at the end of this loop iteration
+	vrrpLogged bool
+}
+
+func familyIndex(f Family) int {
+	if f == IPv6 {
+		return 1
+	}
+	return 0
+}
+
+func (r *run) loop(pkts <-chan Packet) {
+	g := r.g
+	defer g.wg.Done()
+	defer close(g.loopDone)
+	defer r.stopTimers()
+
+	r.linkUp = true
+	r.control()
+	if r.linkUp {
+		r.enter()
+	}
+	for {
+		select {
+		case <-g.done:
+			r.shutdown()
+			return
+		case p := <-pkts:
+			r.receive(p)
+		case <-r.adv.c():
+			r.adv.fired()
+			if r.state == Master {
+				r.advertise(int(g.cfg.AdvBase), int(g.cfg.AdvSkew))
+				r.adv.start(g.advInt)
+			}
+		case <-r.down[0].c():
+			r.down[0].fired()
+			r.masterDown()
+		case <-r.down[1].c():
+			r.down[1].fired()
+			r.masterDown()
+		case <-r.hold.c():
+			r.hold.fired()
+			r.holdPending = false
+			r.enter()
+		case <-r.step.c():
+			r.step.fired()
+			r.stepOver()
+		case <-r.recover.c():
+			r.recover.fired()
+			if r.state == Backup && r.senderr {
+				g.log.Info("carp: send-error demotion cleared after a master-down interval as backup", "state", r.state)
+				r.setSendErr(false)
+			}
+		case <-g.kick:
+			r.control()
+		}
+		if r.advertNow {
+			r.advertNow = false
+			if r.state == Master {
+				r.advertise(int(g.cfg.AdvBase), int(g.cfg.AdvSkew))
+			}
+		}
+	}
+}
+
+// enter leaves INIT once the link is up: after the hold-down, the first
+// time as configured (BACKUP or MASTER), later always BACKUP.
+func (r *run) enter() {
+	switch {
+	case r.holdPending:
+		if !r.hold.on {
+			r.hold.start(r.g.cfg.HoldDown)
+		}
+	case !r.begun:
+		r.begun = true
+		if r.g.cfg.StartAsMaster {
+			r.becomeMaster(ReasonStartAsMaster)
+		} else {
+			r.becomeBackup(ReasonInit)
+		}
+	default:
+		r.becomeBackup(ReasonLinkUp)
+	}
+}
+
+// control applies what the embedder changed through the Group's methods.
+func (r *run) control() {
+	g := r.g
+	g.mu.Lock()
+	up := g.linkUp
+	_, senderr := g.demote[DemoteSendErr]
+	sum := g.demoteSumLocked()
+	stepReq, stepFor := g.stepReq, g.stepFor
+	g.stepReq = false
+	g.mu.Unlock()
+
+	if senderr != r.senderr { // the embedder cleared or set our source
+		r.senderr = senderr
+		r.sendOKs = 0
+		if !senderr {
+			r.recover.stop()
+		}
+	}
+	if up != r.linkUp {
+		r.linkUp = up
+		if up {
+			if r.state == Init {
+				r.enter()
+			}
+		} else {
+			r.toInit(ReasonLinkDown)
+		}
+	}
+	if sum != r.demote {
+		g.log.Info("carp: demotion changed", "state", r.state, "from", r.demote, "to", sum)
+		r.demote = sum
+		if r.state == Master {
+			r.advertNow = true
+		}
+	}
+	if stepReq && r.state != Init {
+		r.suppress = stepFor > 0
+		r.downFired = false
+		if r.suppress {
+			r.step.start(stepFor)
+		} else {
+			r.step.stop()
+		}
+		if r.state == Master {
+			r.becomeBackup(ReasonUser)
+		}
+	}
+}
+
+// stepOver ends a StepDown: take over if the master-down interval passed
+// meanwhile without an advert.
+func (r *run) stepOver() {
+	r.suppress = false
+	if r.state == Backup && r.downFired {
+		r.downFired = false
+		r.becomeMaster(ReasonMasterTimedOut)
+	}
+}
+
+func (r *run) masterDown() {
+	if r.state != Backup {
+		return
+	}
+	if r.suppress {
+		r.downFired = true
+		return
+	}
+	r.becomeMaster(ReasonMasterTimedOut)
+}
+
+// becomeMaster sends an advert at once and only then notifies the embedder,
+// so peers learn of the new master before any hook runs (carp(4)).
+func (r *run) becomeMaster(reason string) {
+	g := r.g
+	from := r.state
+	r.stopDown()
+	r.recover.stop()
+	r.sendOKs = 0
+	r.state = Master
+	g.state.Store(uint32(Master))
+	g.st.preempt.Add(1)
+	r.advertise(int(g.cfg.AdvBase), int(g.cfg.AdvSkew))
+	r.adv.start(g.advInt)
+	r.transition(from, reason)
+}
+
+func (r *run) becomeBackup(reason string) {
+	g := r.g
+	from := r.state
+	r.adv.stop()
+	r.state = Backup
+	g.state.Store(uint32(Backup))
+	r.startDown()
+	if r.senderr {
+		r.recover.start(g.mdInt)
+	}
+	r.transition(from, reason)
+}
+
+func (r *run) toInit(reason string) {
+	from := r.state
+	r.adv.stop()
+	r.stopDown()
+	r.step.stop()
+	r.recover.stop()
+	r.hold.stop()
+	r.suppress, r.downFired = false, false
+	r.state = Init
+	r.g.state.Store(uint32(Init))
+	r.transition(from, reason)
+}
+
+func (r *run) startDown() {
+	for _, f := range r.g.families {
+		r.down[familyIndex(f)].start(r.g.mdInt)
+	}
+}
+
+func (r *run) stopDown() {
+	r.down[0].stop()
+	r.down[1].stop()
+}
+
+func (r *run) stopTimers() {
+	r.adv.stop()
+	r.stopDown()
+	r.hold.stop()
+	r.step.stop()
+	r.recover.stop()
+}
+
+func (r *run) transition(from State, reason string) {
+	if from == r.state {
+		return
+	}
+	g := r.g
+	level := slog.LevelInfo
+	if reason == ReasonLinkDown || r.state == Init {
+		level = slog.LevelWarn
+	}
+	g.log.Log(context.Background(), level, "carp: state changed", "from", from, "state", r.state, "reason", reason)
+	if g.ntf != nil {
+		g.ntf.push(Transition{VHID: g.cfg.VHID, From: from, To: r.state, Reason: reason, At: time.Now()})
+	}
+}
+
+func (r *run) shutdown() {
+	if r.state == Master {
+		r.advertise(255, 255) // bow-out
+	}
+	r.stopTimers()
+	if r.state != Init {
+		from := r.state
+		r.state = Init
+		r.g.state.Store(uint32(Init))
+		r.transition(from, ReasonClosed)
+	}
+}
+
+// advertise sends one advert per family with the given timing.
+func (r *run) advertise(advbase, advskew int) {
+	g := r.g
+	for _, f := range g.families {
+		if g.cfg.CounterMode == CounterIncrement {
+			r.counter++
+		}
+		a := Advertisement{
+			VHID:    g.cfg.VHID,
+			AdvBase: uint8(advbase),
+			AdvSkew: uint8(advskew),
+			Demote:  uint8(min(r.demote, 255)),
+			Counter: r.counter,
+		}
+		g.auth.Sign(&a)
+		r.sent[r.sentN%sentRing] = a
+		r.sentN++
+		b, _ := a.AppendBinary(r.buf[:0]) // never fails
+		if err := g.cfg.Transport.Send(f, b); err != nil {
+			g.st.oerrors.Add(1)
+			r.sendOKs = 0
+			r.sendFails++
+			g.log.Debug("carp: sending advert failed", "family", f, "err", err)
+			if r.sendFails >= sendErrThreshold && !r.senderr {
+				g.log.Warn("carp: demoting after consecutive send errors", "state", r.state, "errors", r.sendFails, "err", err)
+				r.setSendErr(true)
+			}
+			continue
+		}
+		if f == IPv6 {
+			g.st.opackets6.Add(1)
+		} else {
+			g.st.opackets.Add(1)
+		}
+		r.sendFails = 0
+		if r.senderr {
+			r.sendOKs++
+			if r.sendOKs >= sendErrThreshold {
+				g.log.Info("carp: send-error demotion cleared after successful sends", "state", r.state)
+				r.setSendErr(false)
+			}
+		}
+	}
+}
+
+// setSendErr raises or clears the demotion source "senderr".
+func (r *run) setSendErr(on bool) {
+	g := r.g
+	r.senderr = on
+	r.sendOKs = 0
+	g.mu.Lock()
+	if on {
+		g.demote[DemoteSendErr] = 1
+	} else {
+		delete(g.demote, DemoteSendErr)
+	}
+	sum := g.demoteSumLocked()
+	g.mu.Unlock()
+	if !on {
+		r.recover.stop()
+	} else if r.state == Backup {
+		r.recover.start(g.mdInt)
+	}
+	if sum != r.demote {
+		g.log.Info("carp: demotion changed", "state", r.state, "from", r.demote, "to", sum)
+		r.demote = sum
+		if r.state == Master {
+			r.advertNow = true
+		}
+	}
+}
+
+// receive runs the checks of carp(4) in its order, counting each drop, and
+// then the state machine.
+func (r *run) receive(p Packet) {
+	g := r.g
+	if p.Family == IPv6 {
+		g.st.ipackets6.Add(1)
+	} else {
+		g.st.ipackets.Add(1)
+	}
+	if g.cfg.IfIndex != 0 && p.IfIndex != 0 && p.IfIndex != g.cfg.IfIndex {
+		g.st.badif.Add(1)
+		g.log.Debug("carp: advert on another interface", "peer", p.Src, "ifindex", p.IfIndex)
+		return
+	}
+	if !g.cfg.SkipTTLCheck && p.TTL != -1 && p.TTL != 255 {
+		g.st.badttl.Add(1)
+		g.log.Debug("carp: bad TTL", "peer", p.Src, "ttl", p.TTL)
+		return
+	}
+	var a Advertisement
+	if err := a.UnmarshalBinary(p.Payload); err != nil {
+		switch {
+		case errors.Is(err, ErrVRRP):
+			g.st.vrrp.Add(1)
+			if !r.vrrpLogged {
+				r.vrrpLogged = true
+				g.log.Info("carp: VRRP seen on IP protocol 112; ignoring it (never use a VRRP VRID equal to this vhid)", "peer", p.Src)
+			}
+			return
+		case errors.Is(err, ErrShort):
+			g.st.hdrops.Add(1)
+		case errors.Is(err, ErrLength):
+			g.st.badlen.Add(1)
+		case errors.Is(err, ErrChecksum):
+			g.st.badsum.Add(1)
+		default: // ErrVersion, ErrType
+			g.st.badver.Add(1)
+		}
+		g.log.Debug("carp: malformed advert", "peer", p.Src, "err", err)
+		return
+	}
+	if a.VHID != g.cfg.VHID {
+		g.st.badvhid.Add(1)
+		g.log.Debug("carp: advert for another vhid", "peer", p.Src, "peer_vhid", a.VHID)
+		return
+	}
+	if err := g.auth.Verify(a); err != nil {
+		g.st.badauth.Add(1)
+		g.log.Debug("carp: incorrect hash; check vhid, password and virtual addresses", "peer", p.Src)
+		return
+	}
+	if r.isLoop(a) {
+		g.st.badloop.Add(1)
+		g.log.Warn("carp: own advert received back: network loop", "peer", p.Src)
+		return
+	}
+	if r.state == Init {
+		return
+	}
+	r.process(p.Family, a)
+}
+
+// isLoop reports whether a is one of our own adverts coming back: in cookie
+// mode any advert with our cookie (OpenBSD); in increment mode one of our
+// last adverts, counter and timing alike. After a backup adopts a peer's
+// counter, the peer's next counters are not ours: only values we sent count.
+func (r *run) isLoop(a Advertisement) bool {
+	if r.g.cfg.CounterMode == CounterCookie {
+		return r.sentN > 0 && a.Counter == r.counter
+	}
+	for i := range min(r.sentN, sentRing) {
+		s := r.sent[i]
+		if s.Counter == a.Counter && s.AdvBase == a.AdvBase && s.AdvSkew == a.AdvSkew && s.Demote == a.Demote {
+			return true
+		}
+	}
+	return false
+}
+
+// process applies a valid advert (carp.md §3.3, OpenBSD rules with the
+// demote byte).
+func (r *run) process(f Family, a Advertisement) {
+	g := r.g
+	tme, tpeer := g.tme, a.Timing()
+	dme, dpeer := r.demote, int(a.Demote)
+	switch r.state {
+	case Master:
+		// Yield to a faster or equally fast master (no tie-break on the
+		// BSDs) unless we are less demoted; always yield to a less demoted one.
+		if (tme >= tpeer && dpeer <= dme) || dpeer < dme {
+			r.becomeBackup(ReasonMoreFrequent)
+			return
+		}
+		// Another, worse master: a backup that missed our adverts. Answer
+		// at once so it yields now rather than at our next interval (the
+		// rule above makes it yield to us; ucarp reasserts similarly).
+		r.advertNow = true
+	case Backup:
+		if g.cfg.CounterMode == CounterIncrement {
+			r.counter = a.Counter // FreeBSD/ucarp: continue the master's sequence
+		}
+		if r.suppress {
+			if a.IsBowOut() {
+				r.downFired = true // the master left: take over when StepDown ends
+				r.stopDown()
+				return
+			}
+			r.restartDown(f)
+			return
+		}
+		switch {
+		case a.IsBowOut():
+			r.becomeMaster(ReasonBowOut)
+		case g.cfg.Preempt && tme < tpeer && dpeer >= dme:
+			r.becomeMaster(ReasonPreempt)
+		case dpeer > dme:
+			r.becomeMaster(ReasonDemotedMaster)
+		case g.cfg.AdvBase != 0 && g.cfg.DeadRatio*int(g.cfg.AdvBase)<<8 < tpeer:
+			r.becomeMaster(ReasonWillTimeOut)
+		default:
+			r.restartDown(f)
+		}
+	}
+}
+
+func (r *run) restartDown(f Family) {
+	i := familyIndex(f)
+	for _, have := range r.g.families {
+		if have == f {
+			r.down[i].start(r.g.mdInt)
+			r.downFired = false
+			return
+		}
+	}
+}

@@ -1,0 +1,53 @@
+package carp
+
+import "sync/atomic"
+
+// Stats are the packet counters of a group, named after the BSD carpstats
+// fields (netstat -s -p carp) so operators can correlate them. All count
+// since NewGroup.
+type Stats struct {
+	Ipackets  uint64 // IPv4 packets received on IP protocol 112
+	Ipackets6 uint64 // IPv6 packets received on IP protocol 112
+	Badif     uint64 // arrived on another interface than Config.IfIndex
+	Badttl    uint64 // TTL / hop limit not 255
+	Hdrops    uint64 // shorter than the 36-byte CARP header
+	Badsum    uint64 // bad checksum
+	Badver    uint64 // CARP version other than 2, or message type other than 1
+	Badlen    uint64 // longer than 36 bytes and not VRRP
+	Badauth   uint64 // HMAC mismatch (wrong password, vhid or address set)
+	Badvhid   uint64 // valid CARP advert for another vhid
+	Badloop   uint64 // our own advert came back (OpenBSD counts these under badauth)
+	VRRP      uint64 // VRRPv2/v3 packets on protocol 112 (ignored, not an error)
+	Opackets  uint64 // IPv4 adverts sent
+	Opackets6 uint64 // IPv6 adverts sent
+	Oerrors   uint64 // adverts the transport failed to send (carpstats onomem)
+	Preempt   uint64 // transitions to MASTER (OpenBSD carps_preempt)
+}
+
+// stats holds the live counters; Group.Stats reads a snapshot.
+type stats struct {
+	ipackets, ipackets6, badif, badttl, hdrops, badsum, badver, badlen,
+	badauth, badvhid, badloop, vrrp, opackets, opackets6, oerrors,
+	preempt atomic.Uint64
+}
+
+func (s *stats) snapshot() Stats {
+	return Stats{
+		Ipackets:  s.ipackets.Load(),
+		Ipackets6: s.ipackets6.Load(),
+		Badif:     s.badif.Load(),
+		Badttl:    s.badttl.Load(),
+		Hdrops:    s.hdrops.Load(),
+		Badsum:    s.badsum.Load(),
+		Badver:    s.badver.Load(),
+		Badlen:    s.badlen.Load(),
+		Badauth:   s.badauth.Load(),
+		Badvhid:   s.badvhid.Load(),
+		Badloop:   s.badloop.Load(),
+		VRRP:      s.vrrp.Load(),
+		Opackets:  s.opackets.Load(),
+		Opackets6: s.opackets6.Load(),
+		Oerrors:   s.oerrors.Load(),
+		Preempt:   s.preempt.Load(),
+	}
+}

@@ -1,0 +1,558 @@
+package carp
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/jsimonetti/rtnetlink/v2"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
+
+	"github.com/gocarp/gocarp/internal/sockopt"
+)
+
+const (
+	// rawProto is IPPROTO_CARP (= IPPROTO_VRRP).
+	rawProto = 112
+	// rawTOS is IPTOS_LOWDELAY, what OpenBSD and ucarp put in adverts.
+	rawTOS = 0x10
+	// rawTTL is the TTL / hop limit every CARP advert carries and every
+	// receiver expects (carp.md §1.1).
+	rawTTL = 255
+	// rawBufLen is larger than any IPv4/IPv6 packet on an Ethernet link;
+	// oversized protocol 112 packets must reach the codec intact to be
+	// classified, not be truncated into something that looks valid.
+	rawBufLen = 9000
+)
+
+// RawTransport is the Linux [Transport]: raw IP protocol 112 sockets bound
+// to one interface, one per family.
+//
+// IPv4: adverts leave with TTL 255 (multicast and unicast), TOS 0x10 and
+// the interface's primary address (or RawConfig.Src4) as source; the socket
+// joins 224.0.0.18 on the interface only and has IP_MULTICAST_ALL off, so
+// adverts from other interfaces are not delivered even when other sockets
+// joined the group there.
+//
+// IPv6: adverts leave with hop limit 255 from the interface's link-local
+// address; the socket joins ff02::12 on the interface (which also keeps
+// MLD-snooping switches forwarding the group to us) with
+// IPV6_MULTICAST_ALL off. Kernel checksum offload stays off: the CARP
+// checksum has no pseudo-header.
+//
+// Both sockets are bound to the interface (SO_BINDTODEVICE), have multicast
+// loopback off, and report TTL / hop limit, destination and arrival
+// interface through control messages. Packets from another interface or
+// from one of the interface's own addresses are dropped and counted
+// ([RawTransport.Stats]); everything else, VRRP included, is delivered.
+//
+// Addresses are looked up once, in NewRawTransport; sockets stay in the
+// network namespace they were created in, so a RawTransport created inside
+// a namespace can be used from any goroutine.
+type RawTransport struct {
+	ifname  string
+	ifindex int
+	log     *slog.Logger
+
+	v4     *ipv4.PacketConn
+	v6     *ipv6.PacketConn
+	src4   netip.Addr
+	src6   netip.Addr
+	dst4   netip.Addr
+	dst6   netip.Addr
+	self   []netip.Addr
+	fams   []Family
+	pkts   chan Packet
+	errs   chan error
+	closed chan struct{}
+	wg     sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+
+	wrongIf atomic.Uint64
+	ownSrc  atomic.Uint64
+}
+
+var _ Transport = (*RawTransport)(nil)
+
+// NewRawTransport opens raw CARP sockets on interface ifname. It needs
+// CAP_NET_RAW. cfg may be nil. It fails, naming the option, if any socket
+// option cannot be set: a silently missing TTL or group membership breaks
+// the protocol in ways that are hard to see.
+func NewRawTransport(ifname string, cfg *RawConfig) (*RawTransport, error) {
+	if cfg == nil {
+		cfg = &RawConfig{}
+	}
+	fams := slices.Clone(cfg.Families)
+	if len(fams) == 0 {
+		fams = []Family{IPv4, IPv6}
+	}
+	for _, f := range fams {
+		if f != IPv4 && f != IPv6 {
+			return nil, fmt.Errorf("carp: family %v out of range (ipv4, ipv6)", f)
+		}
+	}
+	slices.Sort(fams)
+	fams = slices.Compact(fams)
+	has := func(f Family) bool { return slices.Contains(fams, f) }
+	if cfg.Peer4.IsValid() && (!cfg.Peer4.Unmap().Is4() || cfg.Peer4.Unmap().IsMulticast()) {
+		return nil, fmt.Errorf("carp: peer4 %v is not an IPv4 unicast address", cfg.Peer4)
+	}
+	if cfg.Peer6.IsValid() && (!cfg.Peer6.Is6() || cfg.Peer6.Is4In6() || cfg.Peer6.IsMulticast()) {
+		return nil, fmt.Errorf("carp: peer6 %v is not an IPv6 unicast address", cfg.Peer6)
+	}
+	if cfg.Src4.IsValid() && !cfg.Src4.Unmap().Is4() {
+		return nil, fmt.Errorf("carp: src4 %v is not an IPv4 address", cfg.Src4)
+	}
+
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return nil, fmt.Errorf("carp: interface %q: %w", ifname, err)
+	}
+	all, err := rawListAddrs()
+	if err != nil {
+		return nil, fmt.Errorf("carp: addresses of %s: %w", ifname, err)
+	}
+	var addrs []rawAddr
+	for _, a := range all {
+		if a.index == ifi.Index {
+			addrs = append(addrs, a)
+		}
+	}
+
+	t := &RawTransport{
+		ifname:  ifname,
+		ifindex: ifi.Index,
+		log:     cfg.Logger,
+		fams:    fams,
+		pkts:    make(chan Packet),
+		errs:    make(chan error),
+		closed:  make(chan struct{}),
+	}
+	if t.log == nil {
+		t.log = slog.New(slog.DiscardHandler)
+	}
+	t.log = t.log.With("iface", ifname)
+	for _, a := range addrs {
+		t.self = append(t.self, a.addr)
+	}
+
+	if has(IPv4) {
+		t.src4 = cfg.Src4.Unmap()
+		if t.src4.IsValid() && !slices.ContainsFunc(all, func(a rawAddr) bool { return a.addr == t.src4 }) {
+			return nil, fmt.Errorf("carp: src4 %v is not an address of this host; the kernel would refuse to send from it", t.src4)
+		}
+		if !t.src4.IsValid() {
+			for _, a := range addrs {
+				if a.addr.Is4() && a.flags&unix.IFA_F_SECONDARY == 0 {
+					t.src4 = a.addr
+					break
+				}
+			}
+			if !t.src4.IsValid() {
+				return nil, fmt.Errorf("carp: %s has no IPv4 address to send adverts from; add one or set Src4", ifname)
+			}
+		}
+		t.self = append(t.self, t.src4)
+		t.dst4 = rawGroup4()
+		if cfg.Peer4.IsValid() {
+			t.dst4 = cfg.Peer4.Unmap()
+		}
+	}
+	if has(IPv6) {
+		var tentative netip.Addr
+		for _, a := range addrs {
+			if !a.addr.Is6() || !a.addr.IsLinkLocalUnicast() {
+				continue
+			}
+			if a.flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) != 0 {
+				tentative = a.addr
+				continue
+			}
+			t.src6 = a.addr
+			break
+		}
+		if !t.src6.IsValid() {
+			if tentative.IsValid() {
+				return nil, fmt.Errorf("carp: %s: link-local address %v is still tentative (duplicate address detection); retry later or set accept_dad=0", ifname, tentative)
+			}
+			return nil, fmt.Errorf("carp: %s has no IPv6 link-local address to send adverts from", ifname)
+		}
+		t.dst6 = rawGroup6()
+		if cfg.Peer6.IsValid() {
+			t.dst6 = cfg.Peer6
+		}
+	}
+
+	if has(IPv4) {
+		if t.v4, err = rawOpen4(ifi); err != nil {
+			return nil, err
+		}
+	}
+	if has(IPv6) {
+		if t.v6, err = rawOpen6(ifi); err != nil {
+			if t.v4 != nil {
+				t.v4.Close()
+			}
+			return nil, err
+		}
+	}
+	if t.v4 != nil {
+		t.wg.Add(1)
+		go t.read4()
+	}
+	if t.v6 != nil {
+		t.wg.Add(1)
+		go t.read6()
+	}
+	return t, nil
+}
+
+// rawOpen4 opens and configures the IPv4 socket.
+func rawOpen4(ifi *net.Interface) (*ipv4.PacketConn, error) {
+	c, err := net.ListenPacket("ip4:112", "0.0.0.0")
+	if err != nil {
+		return nil, fmt.Errorf("carp: ipv4 raw socket: %w", err)
+	}
+	p := ipv4.NewPacketConn(c)
+	fail := func(what string, err error) (*ipv4.PacketConn, error) {
+		p.Close()
+		return nil, fmt.Errorf("carp: ipv4 socket on %s: %s: %w", ifi.Name, what, err)
+	}
+	rc, err := c.(*net.IPConn).SyscallConn()
+	if err != nil {
+		return fail("raw conn", err)
+	}
+	if err := sockopt.BindToDevice(rc, ifi.Name); err != nil {
+		return fail("bind to device", err)
+	}
+	if err := sockopt.SetMulticastAll(rc, false, false); err != nil {
+		return fail("multicast all off", err)
+	}
+	if err := p.JoinGroup(ifi, &net.IPAddr{IP: rawGroup4().AsSlice()}); err != nil {
+		return fail("join 224.0.0.18", err)
+	}
+	if err := p.SetMulticastInterface(ifi); err != nil {
+		return fail("multicast interface", err)
+	}
+	if err := p.SetMulticastTTL(rawTTL); err != nil {
+		return fail("multicast TTL", err)
+	}
+	if err := p.SetTTL(rawTTL); err != nil {
+		return fail("TTL", err)
+	}
+	if err := p.SetMulticastLoopback(false); err != nil {
+		return fail("multicast loopback off", err)
+	}
+	if err := p.SetTOS(rawTOS); err != nil {
+		return fail("TOS", err)
+	}
+	if err := p.SetControlMessage(ipv4.FlagTTL|ipv4.FlagDst|ipv4.FlagInterface|ipv4.FlagSrc, true); err != nil {
+		return fail("control messages", err)
+	}
+	return p, nil
+}
+
+// rawOpen6 opens and configures the IPv6 socket.
+func rawOpen6(ifi *net.Interface) (*ipv6.PacketConn, error) {
+	c, err := net.ListenPacket("ip6:112", "::")
+	if err != nil {
+		return nil, fmt.Errorf("carp: ipv6 raw socket: %w", err)
+	}
+	p := ipv6.NewPacketConn(c)
+	fail := func(what string, err error) (*ipv6.PacketConn, error) {
+		p.Close()
+		return nil, fmt.Errorf("carp: ipv6 socket on %s: %s: %w", ifi.Name, what, err)
+	}
+	rc, err := c.(*net.IPConn).SyscallConn()
+	if err != nil {
+		return fail("raw conn", err)
+	}
+	if err := sockopt.BindToDevice(rc, ifi.Name); err != nil {
+		return fail("bind to device", err)
+	}
+	if err := sockopt.SetMulticastAll(rc, true, false); err != nil {
+		return fail("multicast all off", err)
+	}
+	if err := p.JoinGroup(ifi, &net.IPAddr{IP: rawGroup6().AsSlice()}); err != nil {
+		return fail("join ff02::12", err)
+	}
+	if err := p.SetMulticastInterface(ifi); err != nil {
+		return fail("multicast interface", err)
+	}
+	if err := p.SetMulticastHopLimit(rawTTL); err != nil {
+		return fail("multicast hop limit", err)
+	}
+	if err := p.SetHopLimit(rawTTL); err != nil {
+		return fail("hop limit", err)
+	}
+	if err := p.SetMulticastLoopback(false); err != nil {
+		return fail("multicast loopback off", err)
+	}
+	if err := p.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst|ipv6.FlagInterface, true); err != nil {
+		return fail("control messages", err)
+	}
+	return p, nil
+}
+
+// rawGroup4 is INADDR_CARP_GROUP, 224.0.0.18 (shared with VRRP).
+func rawGroup4() netip.Addr { return netip.AddrFrom4([4]byte{224, 0, 0, 18}) }
+
+// rawGroup6 is ff02::12, the link-local CARP/VRRP group.
+func rawGroup6() netip.Addr {
+	return netip.AddrFrom16([16]byte{0: 0xff, 1: 0x02, 15: 0x12})
+}
+
+// rawAddr is an interface address with its IFA_F_* flags.
+type rawAddr struct {
+	addr  netip.Addr
+	index int
+	flags uint32
+}
+
+// rawListAddrs lists the addresses of every interface in netlink dump
+// order (per interface, primary addresses first), with their flags, in the
+// calling thread's network namespace.
+func rawListAddrs() ([]rawAddr, error) {
+	c, err := rtnetlink.Dial(nil)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	msgs, err := c.Address.List()
+	if err != nil {
+		return nil, err
+	}
+	var out []rawAddr
+	for _, m := range msgs {
+		if m.Attributes == nil {
+			continue
+		}
+		ip := m.Attributes.Local
+		if ip == nil {
+			ip = m.Attributes.Address
+		}
+		a, ok := netip.AddrFromSlice(ip)
+		if !ok {
+			continue
+		}
+		if m.Family == unix.AF_INET {
+			a = a.Unmap()
+		}
+		flags := uint32(m.Flags)
+		if m.Attributes.Flags != 0 {
+			flags = m.Attributes.Flags
+		}
+		out = append(out, rawAddr{addr: a, index: int(m.Index), flags: flags})
+	}
+	return out, nil
+}
+
+// Families reports the families opened, IPv4 first.
+func (t *RawTransport) Families() []Family { return slices.Clone(t.fams) }
+
+// Interface returns the interface name and index the transport is bound to.
+func (t *RawTransport) Interface() (name string, index int) { return t.ifname, t.ifindex }
+
+// Source returns the source address adverts of family f are sent from.
+func (t *RawTransport) Source(f Family) netip.Addr {
+	if f == IPv4 {
+		return t.src4
+	}
+	return t.src6
+}
+
+// Destination returns where adverts of family f go: the multicast group or
+// the unicast peer.
+func (t *RawTransport) Destination(f Family) netip.Addr {
+	if f == IPv4 {
+		return t.dst4
+	}
+	return t.dst6
+}
+
+// Stats returns counts of packets dropped by the transport.
+func (t *RawTransport) Stats() RawStats {
+	return RawStats{OtherInterface: t.wrongIf.Load(), OwnSource: t.ownSrc.Load()}
+}
+
+// Send transmits a 36-byte advert on family f to the group or peer.
+func (t *RawTransport) Send(f Family, payload []byte) error {
+	if len(payload) != AdvertisementLen {
+		return fmt.Errorf("carp: send %v: payload of %d bytes, want %d", f, len(payload), AdvertisementLen)
+	}
+	select {
+	case <-t.closed:
+		return fmt.Errorf("carp: send %v: %w", f, net.ErrClosed)
+	default:
+	}
+	switch {
+	case f == IPv4 && t.v4 != nil:
+		cm := &ipv4.ControlMessage{Src: t.src4.AsSlice(), IfIndex: t.ifindex}
+		if _, err := t.v4.WriteTo(payload, cm, &net.IPAddr{IP: t.dst4.AsSlice()}); err != nil {
+			return fmt.Errorf("carp: send ipv4 to %v on %s: %w", t.dst4, t.ifname, err)
+		}
+		return nil
+	case f == IPv6 && t.v6 != nil:
+		// No zone on the destination: resolving a zone name would look up
+		// interfaces in the calling thread's namespace, not the socket's.
+		// The packet info carries the interface index instead.
+		cm := &ipv6.ControlMessage{HopLimit: rawTTL, Src: t.src6.AsSlice(), IfIndex: t.ifindex}
+		if _, err := t.v6.WriteTo(payload, cm, &net.IPAddr{IP: t.dst6.AsSlice()}); err != nil {
+			return fmt.Errorf("carp: send ipv6 to %v on %s: %w", t.dst6, t.ifname, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("carp: send: family %v not configured on %s", f, t.ifname)
+}
+
+// Receive returns the next packet from either family. Errors other than
+// one wrapping net.ErrClosed concern a single read; Receive may be called
+// again.
+func (t *RawTransport) Receive() (Packet, error) {
+	select {
+	case p := <-t.pkts:
+		return p, nil
+	case err := <-t.errs:
+		return Packet{}, err
+	case <-t.closed:
+		return Packet{}, fmt.Errorf("carp: receive on %s: %w", t.ifname, net.ErrClosed)
+	}
+}
+
+// Close closes the sockets, unblocks Receive and waits for the reader
+// goroutines. It is idempotent.
+func (t *RawTransport) Close() error {
+	t.closeOnce.Do(func() {
+		close(t.closed)
+		var errs []error
+		if t.v4 != nil {
+			if err := t.v4.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("carp: close ipv4 socket: %w", err))
+			}
+		}
+		if t.v6 != nil {
+			if err := t.v6.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("carp: close ipv6 socket: %w", err))
+			}
+		}
+		t.wg.Wait()
+		t.closeErr = errors.Join(errs...)
+	})
+	return t.closeErr
+}
+
+func (t *RawTransport) read4() {
+	defer t.wg.Done()
+	buf := make([]byte, rawBufLen)
+	for {
+		n, cm, src, err := t.v4.ReadFrom(buf)
+		if err != nil {
+			if !t.readErr(IPv4, err) {
+				return
+			}
+			continue
+		}
+		p := Packet{Family: IPv4, TTL: -1, Src: rawAddrOf(src)}
+		if cm != nil {
+			p.TTL = cm.TTL
+			p.IfIndex = cm.IfIndex
+			if d, ok := netip.AddrFromSlice(cm.Dst); ok {
+				p.Dst = d.Unmap()
+			}
+		}
+		if !t.deliver(p, buf[:n]) {
+			return
+		}
+	}
+}
+
+func (t *RawTransport) read6() {
+	defer t.wg.Done()
+	buf := make([]byte, rawBufLen)
+	for {
+		n, cm, src, err := t.v6.ReadFrom(buf)
+		if err != nil {
+			if !t.readErr(IPv6, err) {
+				return
+			}
+			continue
+		}
+		p := Packet{Family: IPv6, TTL: -1, Src: rawAddrOf(src)}
+		if cm != nil {
+			p.TTL = cm.HopLimit
+			p.IfIndex = cm.IfIndex
+			if d, ok := netip.AddrFromSlice(cm.Dst); ok {
+				p.Dst = d
+			}
+		}
+		if !t.deliver(p, buf[:n]) {
+			return
+		}
+	}
+}
+
+// readErr hands a read error to Receive. It returns false when the
+// transport is closed and the reader must stop.
+func (t *RawTransport) readErr(f Family, err error) bool {
+	select {
+	case <-t.closed:
+		return false
+	default:
+	}
+	if errors.Is(err, net.ErrClosed) {
+		return false
+	}
+	select {
+	case t.errs <- fmt.Errorf("carp: receive %v on %s: %w", f, t.ifname, err):
+		return true
+	case <-t.closed:
+		return false
+	}
+}
+
+// deliver filters p and hands it to Receive with a private copy of the
+// payload. It returns false when the transport is closed.
+func (t *RawTransport) deliver(p Packet, payload []byte) bool {
+	if p.IfIndex != 0 && p.IfIndex != t.ifindex {
+		t.wrongIf.Add(1)
+		t.log.Debug("carp: dropped packet from another interface", "family", p.Family, "src", p.Src, "ifindex", p.IfIndex)
+		return true
+	}
+	if slices.Contains(t.self, p.Src) {
+		t.ownSrc.Add(1)
+		t.log.Debug("carp: dropped own packet", "family", p.Family, "src", p.Src)
+		return true
+	}
+	p.Payload = slices.Clone(payload)
+	select {
+	case t.pkts <- p:
+		return true
+	case <-t.closed:
+		return false
+	}
+}
+
+// rawAddrOf converts a source address from ReadFrom, dropping any zone.
+func rawAddrOf(a net.Addr) netip.Addr {
+	ia, ok := a.(*net.IPAddr)
+	if !ok {
+		return netip.Addr{}
+	}
+	ip, ok := netip.AddrFromSlice(ia.IP)
+	if !ok {
+		return netip.Addr{}
+	}
+	if ip.Is4In6() {
+		return ip.Unmap()
+	}
+	return ip
+}

@@ -1,0 +1,44 @@
+package carp
+
+import (
+	"log/slog"
+	"net/netip"
+)
+
+// RawConfig configures a [RawTransport]. A nil *RawConfig means defaults:
+// both families, multicast, addresses taken from the interface.
+type RawConfig struct {
+	// Families to open. Nil or empty means IPv4 and IPv6; the constructor
+	// then fails if the interface lacks a usable source address for either
+	// (set Families explicitly for a single-family interface).
+	Families []Family
+
+	// Peer4 and Peer6 switch a family to unicast mode (FreeBSD "peer" /
+	// "peer6", OpenBSD "carppeer"): adverts go to the peer instead of
+	// 224.0.0.18 / ff02::12. Multicast adverts are still received and
+	// still joined, so a mixed segment keeps working. The zero Addr means
+	// multicast. Peers must be reachable through the interface.
+	Peer4, Peer6 netip.Addr
+
+	// Src4 overrides the IPv4 source address of adverts (ucarp --srcip).
+	// It must be assigned to an interface of the host (checked by
+	// NewRawTransport). The zero Addr means the interface's first primary
+	// IPv4 address; set Src4 if virtual addresses may be configured on the
+	// interface before the transport starts, so a VIP is never the source. The IPv6 source is always
+	// the interface's link-local address, as RFC 5798 and carp(4) require.
+	Src4 netip.Addr
+
+	// Logger receives debug messages about dropped packets (nil discards).
+	Logger *slog.Logger
+}
+
+// RawStats counts packets the transport dropped before the Group saw them.
+type RawStats struct {
+	// OtherInterface counts packets that arrived on another interface
+	// than the configured one (carpstats badif).
+	OtherInterface uint64
+	// OwnSource counts packets whose source is an address of the
+	// interface: our own adverts looped back (e.g. a unicast peer address
+	// that routes back to us).
+	OwnSource uint64
+}

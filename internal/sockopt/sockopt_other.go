@@ -1,0 +1,24 @@
+//go:build !linux
+
+package sockopt
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+)
+
+// SetMulticastAll is Linux-only; elsewhere it returns errors.ErrUnsupported.
+func SetMulticastAll(c syscall.RawConn, ipv6, on bool) error {
+	return fmt.Errorf("sockopt: IP_MULTICAST_ALL: %w", errors.ErrUnsupported)
+}
+
+// BindToDevice is Linux-only; elsewhere it returns errors.ErrUnsupported.
+func BindToDevice(c syscall.RawConn, ifname string) error {
+	return fmt.Errorf("sockopt: SO_BINDTODEVICE: %w", errors.ErrUnsupported)
+}
+
+// GetInt is Linux-only; elsewhere it returns errors.ErrUnsupported.
+func GetInt(c syscall.RawConn, level, opt int) (int, error) {
+	return 0, fmt.Errorf("sockopt: getsockopt: %w", errors.ErrUnsupported)
+}
