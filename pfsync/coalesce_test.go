@@ -1,0 +1,153 @@
+package pfsync_test
+
+import (
+	"math/rand/v2"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/gocarp/gocarp/pfsync"
+	"github.com/gocarp/gocarp/pfsync/pfsynctest"
+	"github.com/gocarp/gocarp/pfsync/record"
+	"github.com/gocarp/gocarp/pfsync/wire"
+)
+
+// element is what an observer decoded for one record.
+type element struct {
+	kind wire.Kind
+	rec  record.Record
+}
+
+// observe decodes the record elements of every frame queued for ep.
+func observe(t *testing.T, ep *pfsynctest.Endpoint) map[record.ID][]element {
+	t.Helper()
+	got := map[record.ID][]element{}
+	for {
+		d, ok := tryReceive(ep)
+		if !ok {
+			return got
+		}
+		var rd wire.Reader
+		if err := rd.Reset(d.Payload); err != nil {
+			t.Fatalf("engine sent a malformed frame: %v", err)
+		}
+		for rd.Next() {
+			switch rd.Kind() {
+			case wire.KindInsert, wire.KindUpdate:
+				var r record.Record
+				if err := rd.Record(&r); err != nil {
+					t.Fatal(err)
+				}
+				got[r.ID] = append(got[r.ID], element{rd.Kind(), r.Clone()})
+			case wire.KindDelete:
+				d, err := rd.Delete()
+				if err != nil {
+					t.Fatal(err)
+				}
+				got[d.ID] = append(got[d.ID], element{kind: wire.KindDelete, rec: record.Record{ID: d.ID, Version: d.Version}})
+			}
+		}
+	}
+}
+
+func tryReceive(ep *pfsynctest.Endpoint) (pfsync.Datagram, bool) {
+	ch := make(chan pfsync.Datagram, 1)
+	go func() {
+		d, err := ep.Receive()
+		if err == nil {
+			ch <- d
+		}
+		close(ch)
+	}()
+	synctest.Wait()
+	select {
+	case d, ok := <-ch:
+		return d, ok
+	default:
+		ep.Close() // unblock the goroutine; the caller attaches again
+		<-ch
+		return pfsync.Datagram{}, false
+	}
+}
+
+// TestCoalescingProperty runs random changes against an engine within one
+// flush interval and checks what leaves: at most one element per record,
+// carrying its last state; nothing for a record inserted and deleted
+// before any peer heard of it; a delete for a record deleted after peers
+// heard of it.
+func TestCoalescingProperty(t *testing.T) {
+	for seed := range uint64(50) {
+		synctest.Test(t, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 7))
+			network, err := pfsynctest.New(&pfsynctest.Config{MTU: 9000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := mustEngine(t, pfsync.Config{Node: 1, Transport: network.Attach(1), Insecure: true, AntiEntropy: -1})
+			live := map[record.ID]record.Record{}
+			announced := map[record.ID]bool{}
+			var ids []record.ID
+			for round := range 4 {
+				observer := network.Attach(2)
+				last := map[record.ID]string{}
+				for range 40 {
+					if len(ids) == 0 || rng.IntN(3) == 0 {
+						id := e.NewID()
+						ids = append(ids, id)
+					}
+					id := ids[rng.IntN(len(ids))]
+					if _, ok := live[id]; ok && rng.IntN(3) == 0 {
+						if err := e.Delete(id); err != nil {
+							t.Fatal(err)
+						}
+						delete(live, id)
+						last[id] = "delete"
+						continue
+					}
+					r, ok := live[id]
+					if !ok {
+						r = testRecord(id, uint16(rng.IntN(60000)+1))
+					}
+					r.Peers[0].SeqLo += uint32(rng.IntN(1000) + 1)
+					r.Packets[0]++
+					live[id] = r
+					if err := e.Upsert(r); err != nil {
+						t.Fatal(err)
+					}
+					last[id] = "upsert"
+				}
+				time.Sleep(150 * time.Millisecond) // one FlushDelay and some
+				got := observe(t, observer)
+				for id, change := range last {
+					els := got[id]
+					switch {
+					case change == "upsert":
+						if len(els) != 1 {
+							t.Fatalf("round %d: record %v changed, sent %d elements, want 1", round, id, len(els))
+						}
+						wantKind := wire.KindInsert
+						if announced[id] {
+							wantKind = wire.KindUpdate
+						}
+						if els[0].kind != wantKind {
+							t.Errorf("round %d: record %v sent as %v, want %v", round, id, els[0].kind, wantKind)
+						}
+						w := live[id]
+						if g := els[0].rec; g.Peers != w.Peers || g.Packets != w.Packets {
+							t.Errorf("round %d: record %v sent %+v, want the last change %+v", round, id, g.Peers, w.Peers)
+						}
+						announced[id] = true
+					case announced[id]:
+						if len(els) != 1 || els[0].kind != wire.KindDelete {
+							t.Errorf("round %d: announced record %v deleted, sent %v, want one delete", round, id, els)
+						}
+					default:
+						if len(els) != 0 {
+							t.Errorf("round %d: record %v inserted and deleted before a flush, sent %v, want nothing", round, id, els)
+						}
+					}
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,625 @@
+package pfsync
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gocarp/gocarp/pfsync/record"
+	"github.com/gocarp/gocarp/pfsync/wire"
+)
+
+// ErrClosed is returned by the methods of an Engine after Close.
+var ErrClosed = errors.New("pfsync: engine closed")
+
+// Engine replicates records between the nodes of a cluster. The embedder
+// reports its own changes with Upsert and Delete; the engine sends them to
+// every peer, applies the peers' changes to the Table, keeps every peer's
+// view reliable (sequence numbers, acks, nacks, retransmission of the
+// current state), runs the bulk sync of joining nodes and the anti-entropy
+// exchange, and exposes a CARP demotion until it is in sync.
+//
+// Its methods may be called concurrently.
+type Engine struct {
+	cfg    Config
+	log    *slog.Logger
+	tr     Transport
+	sealer Sealer
+	ids    *record.IDAllocator
+	idBase uint64 // first id number of this life: own ids above it were created since Start
+	epoch  uint64
+	boot   uint64
+	mtu    int // plaintext frame budget: Transport.MTU() minus the Sealer's overhead
+
+	kick   chan struct{}
+	done   chan struct{}
+	wg     sync.WaitGroup
+	start  sync.Once
+	stop   sync.Once
+	demMu  sync.Mutex // serialises Demoter calls
+	demBulk, demLink int // last values given to the Demoter
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	store   map[record.ID]entry
+	local   int // live records created by this node
+	tombs   map[record.ID]tomb
+	q       queue
+	ctlq    []ctl
+	flushAt time.Time // zero: nothing queued
+	wake    time.Time // when the loop goroutine plans to wake
+	nextSeq uint64
+	ring    ring
+	peers   map[NodeID]*peer
+	gen     uint64 // last bulk generation this node requested
+	bulks   []*bulkJob
+	tokens  float64
+	tokenAt time.Time
+	bulkDone     bool // a bulk sync from a peer completed at least once
+	bulkGaveUp   bool
+	lastSent     time.Time
+	nextDigest   time.Time
+	nextTombScan time.Time
+	stats        Stats
+
+	// Scratch space, used under mu.
+	b       wire.Builder
+	rd      wire.Reader
+	frame   []byte
+	sealed  []byte
+	opened  []byte
+	scratch record.Record
+	in      record.Record
+	ack     wire.Ack
+	dig     wire.Digest
+}
+
+// entry is a record held by the engine, stored in its wire encoding (the
+// full-record element body) to keep memory per record small.
+type entry struct {
+	data  []byte
+	ver   uint64
+	flags eflag
+}
+
+type eflag uint8
+
+const (
+	fAnnounced eflag = 1 << iota // peers may know the record
+	fCommitted                   // the Table holds some version of it
+	fDirty                       // the Table's copy is older than data, or the last Table call failed
+	fLocal                       // upserted by the embedder in this life (the dataplane is its home)
+)
+
+// tomb remembers a delete (record.Tombstones without the ID and time.Time,
+// and with iteration, which bulk transfers need).
+type tomb struct {
+	ver     uint64
+	expires int64 // unix nanoseconds
+}
+
+// ctl is a queued control element sent in the reliable stream.
+type ctl struct {
+	kind    wire.Kind
+	id      record.ID
+	gen     uint64
+	creator uint32
+}
+
+// New validates cfg and returns an engine; Start starts it. The engine
+// takes ownership of cfg.Transport (Close closes it).
+func New(cfg Config) (*Engine, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	overhead := 0
+	if c.Sealer != nil {
+		overhead = c.Sealer.Overhead()
+	}
+	mtu := min(c.Transport.MTU()-overhead, wire.MaxFrameLen)
+	if mtu < wire.MinMTU {
+		return nil, fmt.Errorf("%w: Transport MTU %d minus Sealer overhead %d is below the minimum frame of %d bytes", errConfig, c.Transport.MTU(), overhead, wire.MinMTU)
+	}
+	now := time.Now()
+	ids, err := record.NewIDAllocator(uint32(c.Node), now)
+	if err != nil {
+		return nil, fmt.Errorf("pfsync: %w", err)
+	}
+	var rnd [8]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return nil, fmt.Errorf("pfsync: drawing the epoch: %w", err)
+	}
+	e := &Engine{
+		cfg:     c,
+		log:     c.Logger.With("node", uint32(c.Node)),
+		tr:      c.Transport,
+		sealer:  c.Sealer,
+		ids:     ids,
+		idBase:  uint64(now.Unix()) << 32,
+		epoch:   binary.BigEndian.Uint64(rnd[:]) | 1,
+		boot:    uint64(now.UnixNano()),
+		mtu:     mtu,
+		kick:    make(chan struct{}, 1),
+		done:    make(chan struct{}),
+		store:   make(map[record.ID]entry),
+		tombs:   make(map[record.ID]tomb),
+		q:       newQueue(),
+		nextSeq: 1,
+		peers:   make(map[NodeID]*peer),
+		frame:   make([]byte, 0, mtu),
+	}
+	if c.Sealer == nil {
+		e.log.Warn("pfsync: running without a Sealer (Insecure): frames are neither authenticated nor encrypted; anyone on the sync link can inject state")
+	}
+	return e, nil
+}
+
+// NewID returns a new record ID created by this node, never used before, not
+// even in a previous run (record.IDAllocator).
+func (e *Engine) NewID() record.ID { return e.ids.Next() }
+
+// Node returns this node's id.
+func (e *Engine) Node() NodeID { return e.cfg.Node }
+
+// Start starts the engine's goroutines, announces the node (HELLO) and asks
+// the peers for a bulk sync as they are heard. Start after Start or Close
+// returns an error.
+func (e *Engine) Start() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return ErrClosed
+	}
+	if e.started {
+		e.mu.Unlock()
+		return errors.New("pfsync: engine already started")
+	}
+	e.started = true
+	now := time.Now()
+	e.tokenAt = now
+	e.tokens = float64(e.cfg.BulkBurst)
+	if e.cfg.AntiEntropy > 0 {
+		e.nextDigest = now.Add(e.cfg.AntiEntropy)
+	}
+	e.nextTombScan = now.Add(e.cfg.TombstoneTTL / 2)
+	e.sendHello(Broadcast, false, now)
+	if e.q.len() > 0 {
+		e.flushAt = now
+	}
+	e.wg.Add(2)
+	go e.receiveLoop()
+	go e.timerLoop()
+	e.mu.Unlock()
+	e.updateDemotion()
+	return nil
+}
+
+// Close stops the engine: it flushes what is queued (best effort), closes
+// the Transport, which unblocks the receiver, and waits for every goroutine
+// of the engine. It is idempotent; it returns the Transport's Close error.
+func (e *Engine) Close() error {
+	var err error
+	e.stop.Do(func() {
+		e.mu.Lock()
+		if e.started && !e.closed {
+			e.flushLocked(time.Now())
+		}
+		e.closed = true
+		e.mu.Unlock()
+		close(e.done)
+		err = e.tr.Close()
+		e.wg.Wait()
+		if err != nil {
+			err = fmt.Errorf("pfsync: closing transport: %w", err)
+		}
+	})
+	return err
+}
+
+func (e *Engine) receiveLoop() {
+	defer e.wg.Done()
+	for {
+		d, err := e.tr.Receive()
+		if err != nil {
+			select {
+			case <-e.done:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				e.log.Error("pfsync: transport closed under the engine", "err", err)
+				return
+			}
+			e.log.Warn("pfsync: receive failed", "err", err)
+			continue
+		}
+		e.mu.Lock()
+		if e.closed {
+			e.mu.Unlock()
+			return
+		}
+		e.input(d, time.Now())
+		e.mu.Unlock()
+		e.updateDemotion()
+	}
+}
+
+func (e *Engine) timerLoop() {
+	defer e.wg.Done()
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		e.mu.Lock()
+		if e.closed {
+			e.mu.Unlock()
+			return
+		}
+		now := time.Now()
+		next := e.tick(now)
+		e.wake = next
+		e.mu.Unlock()
+		e.updateDemotion()
+		t.Reset(next.Sub(now))
+		select {
+		case <-e.done:
+			return
+		case <-e.kick:
+		case <-t.C:
+		}
+	}
+}
+
+// wakeBy makes the timer loop run no later than at.
+func (e *Engine) wakeBy(at time.Time) {
+	if !e.wake.IsZero() && !at.Before(e.wake) {
+		return
+	}
+	e.wake = at
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Upsert reports a record the embedder's dataplane created or changed. The
+// engine merges it with the copy it holds (a TCP direction never goes
+// backwards), raises the Version of records this node created, and queues
+// it: the record is encoded when its frame is flushed, so several changes
+// before a flush leave as one element carrying the newest state.
+//
+// rec.ID must be set (NewID for new records); records of other nodes may
+// be upserted too (active/active, or a new master updating taken-over
+// flows). rec is not retained.
+func (e *Engine) Upsert(rec record.Record) error {
+	if err := rec.Validate(); err != nil {
+		return fmt.Errorf("pfsync: upsert %v: %w", rec.ID, err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return ErrClosed
+	}
+	now := time.Now()
+	own := rec.ID.Creator == uint32(e.cfg.Node)
+	old, ok := e.store[rec.ID]
+	var ent entry
+	if ok {
+		if err := wire.DecodeRecord(old.data, &e.scratch); err != nil {
+			return fmt.Errorf("pfsync: upsert %v: stored copy: %w", rec.ID, err)
+		}
+		if own {
+			rec.Version = max(rec.Version, old.ver+1)
+		} else {
+			rec.Version = max(rec.Version, old.ver)
+		}
+		merged, _ := record.Merge(&e.scratch, &rec)
+		ent = entry{data: encodeRecord(&merged), ver: merged.Version, flags: old.flags}
+	} else {
+		if t, dead := e.tombs[rec.ID]; dead {
+			// Re-created after a delete: the new life must beat the tombstone.
+			rec.Version = max(rec.Version, t.ver+1)
+			delete(e.tombs, rec.ID)
+			ent.flags |= fAnnounced
+		}
+		ent.data, ent.ver = encodeRecord(&rec), rec.Version
+		if own {
+			e.local++
+		}
+	}
+	if !ok || own {
+		// The dataplane holds its own records: nothing to commit.
+		ent.flags |= fCommitted
+		ent.flags &^= fDirty
+	}
+	if own {
+		ent.flags |= fLocal
+	}
+	e.store[rec.ID] = ent
+	e.enqueue(rec.ID, opUpsert, ent.flags&fAnnounced != 0, len(ent.data), now)
+	return nil
+}
+
+// Delete reports that the embedder's dataplane removed record id. The
+// engine forgets it, remembers a tombstone for Config.TombstoneTTL and sends
+// the delete — unless no peer ever heard of the record, in which case
+// nothing is sent at all. Deleting an unknown record is not an error.
+func (e *Engine) Delete(id record.ID) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return ErrClosed
+	}
+	e.deleteLocked(id, time.Now(), true)
+	return nil
+}
+
+// deleteLocked removes id from the store; bump raises the version when this
+// node created the record (a delete is a change by the owner).
+func (e *Engine) deleteLocked(id record.ID, now time.Time, queue bool) {
+	ent, ok := e.store[id]
+	if !ok {
+		return
+	}
+	delete(e.store, id)
+	if id.Creator == uint32(e.cfg.Node) {
+		e.local--
+	}
+	announced := ent.flags&fAnnounced != 0
+	if announced {
+		v := ent.ver
+		if id.Creator == uint32(e.cfg.Node) {
+			v++
+		}
+		e.addTomb(id, v, now)
+	}
+	if queue {
+		e.enqueue(id, opDelete, announced, wire.DeleteLen, now)
+	}
+}
+
+func (e *Engine) addTomb(id record.ID, ver uint64, now time.Time) {
+	exp := now.Add(e.cfg.TombstoneTTL).UnixNano()
+	if t, ok := e.tombs[id]; ok {
+		ver = max(ver, t.ver)
+		exp = max(exp, t.expires)
+	}
+	e.tombs[id] = tomb{ver: ver, expires: exp}
+}
+
+// enqueue applies op to id's slot and arranges the flush: at once when a
+// frame's worth is queued, else after FlushDelay.
+func (e *Engine) enqueue(id record.ID, o op, announced bool, size int, now time.Time) {
+	s := coalesce(e.q.pend[id], o, announced)
+	if s != slotNone && e.q.len() >= e.cfg.MaxPending {
+		if _, queued := e.q.pend[id]; !queued {
+			e.stats.QueueDrops++
+			return
+		}
+	}
+	e.q.set(id, s, size+2)
+	if e.q.len() == 0 {
+		return
+	}
+	if !e.started {
+		return
+	}
+	if e.q.bytes >= e.mtu-wire.HeaderLen-wire.SectionHeaderLen {
+		e.flushLocked(now)
+		return
+	}
+	e.scheduleFlush(now.Add(e.cfg.FlushDelay))
+}
+
+func (e *Engine) scheduleFlush(at time.Time) {
+	if e.flushAt.IsZero() || at.Before(e.flushAt) {
+		e.flushAt = at
+	}
+	e.wakeBy(e.flushAt)
+}
+
+func encodeRecord(r *record.Record) []byte {
+	b := make([]byte, 0, wire.RecordLen(r))
+	b, _ = wire.AppendRecord(b, r) // r was validated
+	return b
+}
+
+// Get returns the engine's copy of record id.
+func (e *Engine) Get(id record.ID) (record.Record, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ent, ok := e.store[id]
+	if !ok {
+		return record.Record{}, false
+	}
+	var r record.Record
+	if err := wire.DecodeRecord(ent.data, &r); err != nil {
+		return record.Record{}, false
+	}
+	return r, true
+}
+
+// Len returns the number of live records the engine holds.
+func (e *Engine) Len() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.store)
+}
+
+// Records returns a copy of every live record the engine holds, ordered by
+// ID.
+func (e *Engine) Records() []record.Record {
+	e.mu.Lock()
+	recs := make([]record.Record, 0, len(e.store))
+	for _, ent := range e.store {
+		var r record.Record
+		if wire.DecodeRecord(ent.data, &r) == nil {
+			recs = append(recs, r)
+		}
+	}
+	e.mu.Unlock()
+	slices.SortFunc(recs, func(a, b record.Record) int { return compareID(a.ID, b.ID) })
+	return recs
+}
+
+// PrepareTakeover hands every record received from peers that the Table
+// does not hold in its latest state to the Table, and returns how many it
+// committed. Call it when this node is about to become master, before the
+// CARP layer announces the addresses: the dataplane must know the flows
+// before their packets arrive (the ordering conntrackd plus keepalived get
+// wrong, §7.11 of the reference).
+//
+// With CommitOnTakeover this commits the external cache; with CommitDirect
+// it only retries records whose Table call failed. It honours ctx: when the
+// deadline passes it stops and returns the count so far and an error
+// wrapping ctx.Err(); records not committed stay queued for the next call.
+func (e *Engine) PrepareTakeover(ctx context.Context) (int, error) {
+	if e.cfg.Table == nil {
+		return 0, errors.New("pfsync: PrepareTakeover without a Table")
+	}
+	e.mu.Lock()
+	var todo []record.ID
+	for id, ent := range e.store {
+		if ent.flags&fDirty != 0 {
+			todo = append(todo, id)
+		}
+	}
+	e.mu.Unlock()
+	n := 0
+	const batch = 256
+	for i := 0; i < len(todo); i += batch {
+		if err := ctx.Err(); err != nil {
+			return n, fmt.Errorf("pfsync: takeover commit incomplete, %d of %d records committed: %w", n, len(todo), err)
+		}
+		e.mu.Lock()
+		for _, id := range todo[i:min(i+batch, len(todo))] {
+			ent, ok := e.store[id]
+			if !ok || ent.flags&fDirty == 0 {
+				continue
+			}
+			if e.commit(id, &ent) == nil {
+				n++
+			}
+			e.store[id] = ent
+		}
+		e.mu.Unlock()
+	}
+	if err := ctx.Err(); err != nil && n < len(todo) {
+		return n, fmt.Errorf("pfsync: takeover commit incomplete, %d of %d records committed: %w", n, len(todo), err)
+	}
+	e.log.Info("pfsync: takeover commit", "records", n)
+	return n, nil
+}
+
+// commit hands ent to the Table (Insert or Update) and updates its flags.
+func (e *Engine) commit(id record.ID, ent *entry) error {
+	var r record.Record
+	if err := wire.DecodeRecord(ent.data, &r); err != nil {
+		return err
+	}
+	var err error
+	if ent.flags&fCommitted != 0 {
+		err = e.cfg.Table.Update(&r)
+	} else {
+		err = e.cfg.Table.Insert(&r)
+	}
+	if err != nil {
+		e.stats.TableErrors++
+		e.log.Warn("pfsync: table refused a record", "id", id.String(), "err", err)
+		ent.flags |= fDirty
+		return err
+	}
+	ent.flags |= fCommitted
+	ent.flags &^= fDirty
+	return nil
+}
+
+// Demotion returns the CARP demotion the engine currently asks for: the sum
+// of DemoteSourceBulk and DemoteSourceLink.
+func (e *Engine) Demotion() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	b, l := e.demotionLocked()
+	return b + l
+}
+
+func (e *Engine) demotionLocked() (bulk, link int) {
+	switch {
+	case e.bulkDone:
+	case e.bulkGaveUp:
+		bulk = e.cfg.DemoteDegraded
+	default:
+		bulk = e.cfg.DemoteInit
+	}
+	if e.peersUp() == 0 {
+		link = e.cfg.DemoteSilent
+	}
+	return bulk, link
+}
+
+// updateDemotion reports changed demotion values to the Demoter, outside
+// the engine's lock and serially.
+func (e *Engine) updateDemotion() {
+	if e.cfg.Demoter == nil {
+		return
+	}
+	e.mu.Lock()
+	b, l := e.demotionLocked()
+	e.mu.Unlock()
+	e.demMu.Lock()
+	defer e.demMu.Unlock()
+	if b != e.demBulk {
+		e.demBulk = b
+		e.cfg.Demoter.SetDemotion(DemoteSourceBulk, b)
+	}
+	if l != e.demLink {
+		e.demLink = l
+		e.cfg.Demoter.SetDemotion(DemoteSourceLink, l)
+	}
+}
+
+// Stats returns a snapshot of the counters and gauges.
+func (e *Engine) Stats() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.stats
+	s.Pending = e.q.len()
+	s.ResendQueue = e.ring.refs
+	s.PeersUp = e.peersUp()
+	s.Records = len(e.store)
+	s.LocalRecords = e.local
+	s.Tombstones = len(e.tombs)
+	for _, ent := range e.store {
+		if ent.flags&fDirty != 0 {
+			s.External++
+		}
+	}
+	for _, p := range e.peers {
+		if p.bulk.state == bulkReceiving {
+			s.BulkExpected += int(p.bulk.expected)
+			s.BulkReceived += int(p.bulk.got.Count)
+		}
+	}
+	s.BulkDone = e.bulkDone
+	s.Degraded = e.bulkGaveUp
+	b, l := e.demotionLocked()
+	s.Demotion = b + l
+	s.Peers = make(map[NodeID]PeerStats, len(e.peers))
+	for id, p := range e.peers {
+		ps := p.stats
+		ps.Up, ps.Epoch, ps.LastHeard, ps.Acked = p.up, p.epoch, p.lastHeard, p.acked
+		if p.next > 0 {
+			ps.Received = p.next - 1
+		}
+		s.Peers[id] = ps
+	}
+	return s
+}

@@ -1,0 +1,449 @@
+package pfsync
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/gocarp/gocarp/pfsync/record"
+	"github.com/gocarp/gocarp/pfsync/wire"
+)
+
+// input handles one received datagram.
+func (e *Engine) input(d Datagram, now time.Time) {
+	payload := d.Payload
+	var from NodeID
+	if e.sealer != nil {
+		f, pt, err := e.sealer.Open(e.opened[:0], payload)
+		if err != nil {
+			e.countOpenError(err)
+			return
+		}
+		from, payload, e.opened = f, pt, pt
+	}
+	if err := e.rd.Reset(payload); err != nil {
+		switch {
+		case errors.Is(err, wire.ErrVersion):
+			e.stats.BadVersion++
+		case errors.Is(err, wire.ErrTruncated):
+			e.stats.BadLength++
+		default:
+			e.stats.BadValue++
+		}
+		return
+	}
+	h := e.rd.Header()
+	sender := NodeID(h.Sender)
+	if e.sealer != nil && from != sender || e.sealer == nil && d.From != 0 && d.From != sender {
+		// The header must name the authenticated (or transport-level) sender.
+		e.stats.BadValue++
+		return
+	}
+	if sender == e.cfg.Node {
+		e.stats.NotForUs++
+		return
+	}
+	e.stats.FramesIn++
+	e.stats.BytesIn += uint64(len(d.Payload))
+	if us, _ := e.rd.Skipped(); us > 0 {
+		e.stats.UnknownKind += uint64(us)
+	}
+	p := e.peerFor(sender, h.Epoch, now)
+	if p == nil {
+		e.stats.StaleEpoch++
+		return
+	}
+	p.stats.FramesIn++
+	p.stats.BytesIn += uint64(len(d.Payload))
+
+	sequenced := h.Flags&wire.FlagUnsequenced == 0
+	if sequenced {
+		isNew, jumped := p.accept(h.Seq)
+		if jumped {
+			e.requestBulk(p, now)
+		}
+		if !p.ackDue {
+			p.ackDue = true
+			p.ackAt = now.Add(e.cfg.AckDelay)
+		}
+		if h.Flags&wire.FlagAckRequested != 0 {
+			p.ackAt = now
+		}
+		if !isNew {
+			e.wakeBy(p.ackAt)
+			return
+		}
+	} else if p.announce(h.Seq) {
+		e.requestBulk(p, now)
+	}
+	if p.hasGap() {
+		if p.gapSince.IsZero() {
+			p.gapSince = now
+		}
+		if now.After(p.nackAt) || p.nackAt.IsZero() {
+			p.ackDue, p.ackAt = true, now
+		}
+	} else {
+		p.gapSince = time.Time{}
+	}
+	e.elements(p, h, now)
+	if sequenced {
+		e.checkBulkEnd(p, now)
+	}
+	if p.ackDue {
+		e.wakeBy(p.ackAt)
+	}
+}
+
+func (e *Engine) countOpenError(err error) {
+	e.stats.AuthFailures++
+	switch {
+	case errors.Is(err, ErrBadAuth):
+		e.stats.BadAuth++
+	case errors.Is(err, ErrReplay):
+		e.stats.Replay++
+	case errors.Is(err, ErrStaleEpoch):
+		e.stats.StaleEpoch++
+	case errors.Is(err, ErrUnknownKey):
+		e.stats.UnknownKey++
+	case errors.Is(err, ErrTruncated):
+		e.stats.Truncated++
+	}
+}
+
+// peerFor returns the peer sender in epoch, creating it or switching it to a
+// new epoch (the node restarted). It returns nil for a frame of an epoch the
+// peer left behind.
+func (e *Engine) peerFor(sender NodeID, epoch uint64, now time.Time) *peer {
+	p := e.peers[sender]
+	fresh := false
+	switch {
+	case p == nil:
+		p = &peer{id: sender, epoch: epoch, acked: e.nextSeq - 1}
+		e.peers[sender] = p
+		fresh = true
+		e.log.Info("pfsync: new peer", "peer", uint32(sender))
+	case p.epoch != epoch:
+		if p.isRetired(epoch) {
+			return nil
+		}
+		copy(p.retired[1:], p.retired[:])
+		p.retired[0] = p.epoch
+		p.epoch = epoch
+		p.resetStream()
+		p.acked = e.nextSeq - 1
+		p.bulk = bulkRecv{}
+		p.stats.Restarts++
+		fresh = true
+		e.log.Info("pfsync: peer restarted (new epoch)", "peer", uint32(sender))
+	}
+	p.lastHeard = now
+	wasUp := p.up
+	p.up = true
+	switch {
+	case fresh:
+		// Tell the new epoch who we are, and get its state.
+		e.sendHello(sender, true, now)
+		e.requestBulk(p, now)
+	case !wasUp:
+		// Back after silence: what it sent meanwhile is lost for us, and
+		// our frames to it were released. Start both streams afresh and
+		// resynchronise.
+		e.log.Info("pfsync: peer is back", "peer", uint32(sender))
+		p.resetStream()
+		p.acked = e.nextSeq - 1
+		e.requestBulk(p, now)
+	}
+	return p
+}
+
+// elements processes the elements of the frame in e.rd.
+func (e *Engine) elements(p *peer, h wire.Header, now time.Time) {
+	inBulk := false
+	for e.rd.Next() {
+		switch e.rd.Kind() {
+		case wire.KindInsert, wire.KindUpdate:
+			if err := e.rd.Record(&e.in); err != nil {
+				e.stats.BadValue++
+				continue
+			}
+			if err := e.in.Validate(); err != nil {
+				e.stats.BadValue++
+				continue
+			}
+			if inBulk {
+				p.bulk.add(e.in.ID)
+			}
+			e.remoteRecord(&e.in, e.rd.Raw(), now)
+		case wire.KindUpdateC:
+			var d record.Delta
+			if err := e.rd.Delta(&d); err != nil {
+				e.stats.BadValue++
+				continue
+			}
+			e.remoteDelta(p, &d, now)
+		case wire.KindDelete:
+			d, err := e.rd.Delete()
+			if err != nil {
+				e.stats.BadValue++
+				continue
+			}
+			if inBulk {
+				p.bulk.add(d.ID)
+			}
+			e.remoteDelete(d, now)
+		case wire.KindClear:
+			c, err := e.rd.Clear()
+			if err != nil {
+				e.stats.BadValue++
+				continue
+			}
+			e.remoteClear(c, now)
+		case wire.KindRequest:
+			r, err := e.rd.Request()
+			if err != nil {
+				e.stats.BadValue++
+				continue
+			}
+			e.answerRequest(r.ID, now)
+		case wire.KindBulkRequest:
+			r, err := e.rd.BulkRequest()
+			if err != nil {
+				e.stats.BadValue++
+				continue
+			}
+			e.bulkRequested(p, r, now)
+		case wire.KindBulkStart:
+			s, err := e.rd.BulkStart()
+			if err != nil {
+				e.stats.BadValue++
+				continue
+			}
+			inBulk = e.bulkFrame(p, s, now)
+		case wire.KindBulkEnd:
+			be, err := e.rd.BulkEnd()
+			if err != nil {
+				e.stats.BadValue++
+				continue
+			}
+			if p.bulk.gen == be.Generation && p.bulk.state == bulkReceiving {
+				p.bulk.haveEnd, p.bulk.endSeq, p.bulk.end = true, h.Seq, be.Digest
+			}
+		case wire.KindAck:
+			if err := e.rd.Ack(&e.ack); err != nil {
+				e.stats.BadValue++
+				continue
+			}
+			if NodeID(e.ack.Peer) == e.cfg.Node && e.ack.Epoch == e.epoch {
+				e.acked(p, &e.ack, now)
+			}
+		case wire.KindHello:
+			hl, err := e.rd.Hello()
+			if err != nil {
+				e.stats.BadValue++
+				continue
+			}
+			p.boot = hl.Boot
+		case wire.KindDigest:
+			if err := e.rd.Digest(&e.dig); err != nil {
+				e.stats.BadValue++
+				continue
+			}
+			e.remoteDigest(p, h, &e.dig, now)
+		case wire.KindHeartbeat, wire.KindInsertAck:
+			// Liveness is any frame; deferral is not implemented.
+		}
+	}
+}
+
+// remoteRecord merges a full record received from a peer. raw is its
+// encoding, stored as is when the record is new.
+func (e *Engine) remoteRecord(r *record.Record, raw []byte, now time.Time) {
+	id := r.ID
+	own := id.Creator == uint32(e.cfg.Node)
+	if t, dead := e.tombs[id]; dead {
+		if r.Version <= t.ver {
+			// Deleted here: a late copy, or the sender missed the delete.
+			e.stats.Suppressed++
+			e.enqueue(id, opDelete, true, wire.DeleteLen, now)
+			return
+		}
+		delete(e.tombs, id)
+	}
+	ent, ok := e.store[id]
+	if !ok {
+		if own && id.Num > e.idBase {
+			// Created by this node in this life, no longer held and its
+			// tombstone expired: it was deleted. Tell the others.
+			e.stats.Suppressed++
+			e.addTomb(id, r.Version, now)
+			e.enqueue(id, opDelete, true, wire.DeleteLen, now)
+			return
+		}
+		// New to us (or ours from a previous life, which the dataplane
+		// lost: adopt it back, as pfsync's bulk does after a reboot).
+		ent = entry{data: append([]byte(nil), raw...), ver: r.Version, flags: fAnnounced}
+		if own {
+			e.local++
+		}
+		e.applyTable(id, &ent, own)
+		e.store[id] = ent
+		return
+	}
+	if err := wire.DecodeRecord(ent.data, &e.scratch); err != nil {
+		return
+	}
+	merged, out := record.Merge(&e.scratch, r)
+	if own && ent.flags&fLocal != 0 && r.Version >= ent.ver && !sameOwned(&e.scratch, &merged) {
+		// Our own record, re-announced by the dataplane after a restart,
+		// while the peers kept another copy of the previous life (the
+		// creator alone changes these fields): the dataplane's content
+		// wins, under a version above theirs.
+		e.scratch.Version = r.Version + 1
+		merged, _ = record.Merge(&e.scratch, r)
+		out = record.Changed | record.StaleOrig
+	}
+	e.merged(id, ent, &merged, out, own, now)
+}
+
+// sameOwned reports whether a and b agree on the fields only the creator
+// changes.
+func sameOwned(a, b *record.Record) bool {
+	return a.Key == b.Key && a.Flags == b.Flags && a.Expire == b.Expire && a.Timeout == b.Timeout &&
+		slices.EqualFunc(a.Ext, b.Ext, func(x, y record.Ext) bool { return x.Type == y.Type && bytes.Equal(x.Data, y.Data) })
+}
+
+func (e *Engine) merged(id record.ID, ent entry, merged *record.Record, out record.Outcome, own bool, now time.Time) {
+	if out.Stale() {
+		// Our copy is ahead in some direction: send it back so the
+		// sender converges (pfsync's stale update echo).
+		e.stats.Stale++
+		e.enqueue(id, opUpsert, true, len(ent.data), now)
+	}
+	if !out.Has(record.Changed) {
+		return
+	}
+	ent.data, ent.ver = encodeRecord(merged), merged.Version
+	ent.flags |= fAnnounced
+	e.applyTable(id, &ent, own)
+	e.store[id] = ent
+}
+
+func (e *Engine) remoteDelta(p *peer, d *record.Delta, now time.Time) {
+	if t, dead := e.tombs[d.ID]; dead && d.Version <= t.ver {
+		e.stats.Suppressed++
+		return
+	}
+	ent, ok := e.store[d.ID]
+	if !ok {
+		// A compressed update of a record we do not hold: ask for it
+		// (pfsync UPD_REQ).
+		e.stats.RequestsSent++
+		e.ctlq = append(e.ctlq, ctl{kind: wire.KindRequest, id: d.ID})
+		e.scheduleFlush(now)
+		return
+	}
+	if err := wire.DecodeRecord(ent.data, &e.scratch); err != nil {
+		return
+	}
+	merged, out := record.MergeDelta(&e.scratch, d)
+	e.merged(d.ID, ent, &merged, out, d.ID.Creator == uint32(e.cfg.Node), now)
+}
+
+func (e *Engine) remoteDelete(d wire.Delete, now time.Time) {
+	if ent, ok := e.store[d.ID]; ok {
+		if ent.ver > d.Version {
+			// Our copy is newer than the delete: it lives on.
+			e.stats.Stale++
+			e.enqueue(d.ID, opUpsert, true, len(ent.data), now)
+			return
+		}
+		e.dropRecord(d.ID, ent)
+	}
+	e.addTomb(d.ID, d.Version, now)
+	if s := e.q.pend[d.ID]; s == slotUpsert {
+		e.q.set(d.ID, slotNone, 0)
+	}
+}
+
+// dropRecord removes a record from the store and the Table (if the Table
+// holds it).
+func (e *Engine) dropRecord(id record.ID, ent entry) {
+	delete(e.store, id)
+	if id.Creator == uint32(e.cfg.Node) {
+		e.local--
+	}
+	if e.cfg.Table != nil && ent.flags&fCommitted != 0 {
+		if err := e.cfg.Table.Delete(id); err != nil {
+			e.stats.TableErrors++
+			e.log.Warn("pfsync: table refused a delete", "id", id.String(), "err", err)
+		}
+	}
+}
+
+func (e *Engine) remoteClear(c wire.Clear, now time.Time) {
+	for id, ent := range e.store {
+		if id.Creator != c.Creator {
+			continue
+		}
+		if c.HasZone {
+			if wire.DecodeRecord(ent.data, &e.scratch) != nil || e.scratch.Key.Zone != c.Zone {
+				continue
+			}
+		}
+		e.dropRecord(id, ent)
+		e.addTomb(id, ent.ver, now)
+	}
+}
+
+func (e *Engine) answerRequest(id record.ID, now time.Time) {
+	if ent, ok := e.store[id]; ok {
+		e.enqueue(id, opUpsert, true, len(ent.data), now)
+	} else if _, ok := e.tombs[id]; ok {
+		e.enqueue(id, opDelete, true, wire.DeleteLen, now)
+	} else if id.Creator == uint32(e.cfg.Node) {
+		// Our record, and we do not hold it: it was deleted long ago (ids
+		// are never reused), so no version of it may live on.
+		e.addTomb(id, math.MaxUint64, now)
+		e.enqueue(id, opDelete, true, wire.DeleteLen, now)
+	} else {
+		return
+	}
+	e.stats.RequestsAnswered++
+	e.scheduleFlush(now)
+}
+
+// applyTable hands a changed remote record to the Table, or marks it for
+// PrepareTakeover (CommitOnTakeover; records of this node always go to the
+// Table, which is their home).
+func (e *Engine) applyTable(id record.ID, ent *entry, own bool) {
+	if e.cfg.Table == nil {
+		return
+	}
+	if e.cfg.Commit == CommitOnTakeover && !own {
+		ent.flags |= fDirty
+		return
+	}
+	_ = e.commit(id, ent) // counted and logged by commit; retried by PrepareTakeover
+}
+
+// acked processes an Ack of our stream from p.
+func (e *Engine) acked(p *peer, a *wire.Ack, now time.Time) {
+	cum := min(a.Cum, e.nextSeq-1)
+	if cum > p.acked {
+		p.acked = cum
+	}
+	if len(a.Nacks) > 0 {
+		e.stats.NacksReceived++
+	}
+	for _, r := range a.Nacks {
+		for s := r.First; s <= r.Last && s < e.nextSeq; s++ {
+			if f := e.ring.at(s); f != nil {
+				e.retransmit(p, f, now)
+			}
+		}
+	}
+	e.trimRing()
+}

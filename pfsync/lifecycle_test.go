@@ -1,0 +1,224 @@
+package pfsync_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/gocarp/gocarp/pfsync"
+	"github.com/gocarp/gocarp/pfsync/pfsynctest"
+	"github.com/gocarp/gocarp/pfsync/record"
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestConfigValidation(t *testing.T) {
+	network, err := pfsynctest.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := network.Attach(1)
+	tests := []struct {
+		name string
+		cfg  pfsync.Config
+		want string
+	}{
+		{"node", pfsync.Config{Transport: tr, Insecure: true}, "pfsync: invalid config: Node 0 out of range 1-4294967295"},
+		{"transport", pfsync.Config{Node: 1, Insecure: true}, "pfsync: invalid config: Transport is nil"},
+		{"sealer", pfsync.Config{Node: 1, Transport: tr}, "pfsync: invalid config: Sealer is nil and Insecure is false (refusing to sync state unauthenticated)"},
+		{"flush", pfsync.Config{Node: 1, Transport: tr, Insecure: true, FlushDelay: 2 * time.Second}, "pfsync: invalid config: FlushDelay 2s out of range 1ms-1s"},
+		{"dead", pfsync.Config{Node: 1, Transport: tr, Insecure: true, DeadAfter: 1}, "pfsync: invalid config: DeadAfter 1 out of range 2-100"},
+		{"rate", pfsync.Config{Node: 1, Transport: tr, Insecure: true, BulkRate: -5}, "pfsync: invalid config: BulkRate -5 out of range 1-10000000"},
+		{"commit", pfsync.Config{Node: 1, Transport: tr, Insecure: true, Commit: 7}, "pfsync: invalid config: Commit 7 out of range 0-1"},
+		{"demote", pfsync.Config{Node: 1, Transport: tr, Insecure: true, DemoteInit: 300}, "pfsync: invalid config: DemoteInit 300 out of range 1-255"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := pfsync.New(tt.cfg)
+			if err == nil {
+				t.Fatal("New accepted an invalid config")
+			}
+			if diff := cmp.Diff(tt.want, err.Error()); diff != "" {
+				t.Errorf("error (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		network, err := pfsynctest.New(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := pfsync.New(pfsync.Config{Node: 1, Transport: network.Attach(1), Insecure: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Start(); err == nil {
+			t.Error("second Start succeeded")
+		}
+		if err := e.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Close(); err != nil {
+			t.Errorf("second Close = %v", err)
+		}
+		if err := e.Upsert(testRecord(e.NewID(), 1)); !errors.Is(err, pfsync.ErrClosed) {
+			t.Errorf("Upsert after Close = %v, want ErrClosed", err)
+		}
+		if err := e.Start(); !errors.Is(err, pfsync.ErrClosed) {
+			t.Errorf("Start after Close = %v, want ErrClosed", err)
+		}
+		// synctest.Test fails if a goroutine of the engine is left behind.
+	})
+}
+
+type demoter struct {
+	mu sync.Mutex
+	m  map[string]int
+}
+
+func (d *demoter) SetDemotion(source string, n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.m == nil {
+		d.m = map[string]int{}
+	}
+	if n == 0 {
+		delete(d.m, source)
+		return
+	}
+	d.m[source] = n
+}
+
+func (d *demoter) get() map[string]int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	m := map[string]int{}
+	for k, v := range d.m {
+		m[k] = v
+	}
+	return m
+}
+
+func TestDemotion(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		network, err := pfsynctest.New(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dem demoter
+		a := mustEngine(t, pfsync.Config{Node: 1, Transport: network.Attach(1), Insecure: true, Demoter: &dem})
+		for i := range 50 {
+			if err := a.Upsert(testRecord(a.NewID(), uint16(i+1))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		want := map[string]int{pfsync.DemoteSourceBulk: 32, pfsync.DemoteSourceLink: 1}
+		if diff := cmp.Diff(want, dem.get()); diff != "" {
+			t.Errorf("alone, before any bulk sync (-want +got):\n%s", diff)
+		}
+		if got := a.Demotion(); got != 33 {
+			t.Errorf("Demotion() = %d, want 33", got)
+		}
+
+		b := mustEngine(t, pfsync.Config{Node: 2, Transport: network.Attach(2), Insecure: true})
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if diff := cmp.Diff(map[string]int{}, dem.get()); diff != "" {
+			t.Errorf("after the bulk sync (-want +got):\n%s", diff)
+		}
+		if got, want := b.Stats().BulkCompleted, uint64(1); got < want {
+			t.Errorf("B completed %d bulk syncs, want at least %d", got, want)
+		}
+		if got := b.Len(); got != 50 {
+			t.Errorf("B holds %d records after its bulk sync, want 50", got)
+		}
+
+		network.Partition([]pfsync.NodeID{1}, []pfsync.NodeID{2})
+		time.Sleep(4 * time.Second) // DeadAfter (3) heartbeats (1 s) and some
+		synctest.Wait()
+		want = map[string]int{pfsync.DemoteSourceLink: 1}
+		if diff := cmp.Diff(want, dem.get()); diff != "" {
+			t.Errorf("every peer silent (-want +got):\n%s", diff)
+		}
+		network.Heal()
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if diff := cmp.Diff(map[string]int{}, dem.get()); diff != "" {
+			t.Errorf("after the heal (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// slowTable takes a millisecond of (simulated) time per record.
+type slowTable struct{ pfsync.MemTable }
+
+func (s *slowTable) Insert(r *record.Record) error {
+	time.Sleep(time.Millisecond)
+	return s.MemTable.Insert(r)
+}
+
+func TestPrepareTakeover(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		network, err := pfsynctest.New(&pfsynctest.Config{MTU: 9000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tabB slowTable
+		a := mustEngine(t, pfsync.Config{Node: 1, Transport: network.Attach(1), Insecure: true})
+		b := mustEngine(t, pfsync.Config{Node: 2, Transport: network.Attach(2), Insecure: true, Table: &tabB, Commit: pfsync.CommitOnTakeover})
+		const n = 1000
+		for i := range n {
+			if err := a.Upsert(testRecord(a.NewID(), uint16(i+1))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if got := tabB.Len(); got != 0 {
+			t.Fatalf("external cache: the backup's table got %d records before the takeover", got)
+		}
+		if got := b.Stats().External; got != n {
+			t.Fatalf("backup holds %d external records, want %d", got, n)
+		}
+
+		// A deadline too short for the slow table: partial, and an error.
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		got, err := b.PrepareTakeover(ctx)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "incomplete") {
+			t.Errorf("PrepareTakeover past its deadline: err = %v, want an incomplete error wrapping DeadlineExceeded", err)
+		}
+		if got <= 0 || got >= n || tabB.Len() != got {
+			t.Errorf("PrepareTakeover past its deadline committed %d (table %d), want a part of %d", got, tabB.Len(), n)
+		}
+
+		// Enough time: the rest, and the table equals the owner's view.
+		rest, err := b.PrepareTakeover(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got+rest != n {
+			t.Errorf("committed %d + %d records, want %d", got, rest, n)
+		}
+		if diff := cmp.Diff(a.Records(), tabB.Records(), recordOpts); diff != "" {
+			t.Errorf("committed table differs from the owner's records (-owner +table):\n%s", diff)
+		}
+		if got := b.Stats().External; got != 0 {
+			t.Errorf("%d records still external after the takeover", got)
+		}
+		if again, err := b.PrepareTakeover(t.Context()); again != 0 || err != nil {
+			t.Errorf("second PrepareTakeover = %d, %v; want 0, nil", again, err)
+		}
+	})
+}

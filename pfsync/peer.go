@@ -1,0 +1,176 @@
+package pfsync
+
+import (
+	"time"
+
+	"github.com/gocarp/gocarp/pfsync/wire"
+)
+
+// winSize is the receive window: sequence numbers up to winSize above the
+// lowest missing one are remembered individually (§7.7 of the reference);
+// a frame further ahead makes the receiver give up on the gap and ask for a
+// bulk sync.
+const winSize = 1024
+
+// peer is what the engine knows about one other node: its epoch, the state
+// of its reliable stream as received here, how far it acknowledged ours,
+// and the bulk sync requested from it.
+type peer struct {
+	id        NodeID
+	epoch     uint64
+	boot      uint64
+	retired   [4]uint64 // epochs the peer left behind: their late frames are dropped
+	up        bool
+	lastHeard time.Time
+
+	// Receiving the peer's stream.
+	next     uint64 // lowest sequence number not received; 0 = stream not started
+	highest  uint64 // highest sequence number received or announced
+	win      [winSize / 64]uint64
+	ackDue   bool
+	ackAt    time.Time
+	nackAt   time.Time // earliest time to repeat the nack of a persisting gap
+	gapSince time.Time // zero when there is no gap
+
+	// Our stream as the peer acknowledged it.
+	acked uint64
+
+	bulk  bulkRecv
+	stats PeerStats
+}
+
+func (p *peer) bit(seq uint64) (int, uint64) {
+	i := seq % winSize
+	return int(i / 64), 1 << (i % 64)
+}
+
+// resetStream forgets the peer's stream (new epoch, or too big a gap).
+func (p *peer) resetStream() {
+	p.next, p.highest = 0, 0
+	p.win = [winSize / 64]uint64{}
+	p.gapSince = time.Time{}
+}
+
+// accept registers sequenced frame seq and reports whether it is new.
+func (p *peer) accept(seq uint64) (isNew, jumped bool) {
+	if p.next == 0 {
+		p.next = seq
+	}
+	if seq < p.next {
+		return false, false
+	}
+	if seq-p.next >= winSize {
+		// Too far ahead: the frames in between are given up on.
+		p.resetStream()
+		p.next = seq
+		jumped = true
+	}
+	w, b := p.bit(seq)
+	if p.win[w]&b != 0 {
+		return false, jumped
+	}
+	p.win[w] |= b
+	p.highest = max(p.highest, seq)
+	for {
+		w, b := p.bit(p.next)
+		if p.win[w]&b == 0 {
+			break
+		}
+		p.win[w] &^= b
+		p.next++
+	}
+	return true, jumped
+}
+
+// announce notes that the peer has sent frames up to seq (the header of
+// its unsequenced frames), which reveals a loss at the tail of its stream.
+// It reports whether the gap is too big to recover.
+func (p *peer) announce(seq uint64) bool {
+	if p.next == 0 {
+		// Joined mid-stream: earlier frames are covered by the bulk sync.
+		p.next = seq + 1
+		return false
+	}
+	if seq < p.next {
+		return false
+	}
+	if seq-p.next >= winSize {
+		p.resetStream()
+		p.next = seq + 1
+		return true
+	}
+	p.highest = max(p.highest, seq)
+	return false
+}
+
+func (p *peer) hasGap() bool { return p.next != 0 && p.highest >= p.next }
+
+// gaps appends the missing ranges between next and highest, at most max.
+func (p *peer) gaps(dst []wire.SeqRange, maxRanges int) []wire.SeqRange {
+	if !p.hasGap() {
+		return dst
+	}
+	inGap := false
+	for s := p.next; s <= p.highest && s < p.next+winSize; s++ {
+		w, b := p.bit(s)
+		missing := p.win[w]&b == 0 || s == p.next
+		if s == p.next {
+			missing = true
+		}
+		switch {
+		case missing && !inGap:
+			if len(dst) == maxRanges {
+				return dst
+			}
+			dst = append(dst, wire.SeqRange{First: s, Last: s})
+			inGap = true
+		case missing:
+			dst[len(dst)-1].Last = s
+		default:
+			inGap = false
+		}
+	}
+	return dst
+}
+
+// skipGap gives up on the frames missing below the first received one:
+// the receiver moves on and repairs with a bulk sync.
+func (p *peer) skipGap() {
+	for p.next <= p.highest {
+		w, b := p.bit(p.next)
+		if p.win[w]&b != 0 {
+			break
+		}
+		p.next++
+	}
+	for {
+		w, b := p.bit(p.next)
+		if p.win[w]&b == 0 {
+			break
+		}
+		p.win[w] &^= b
+		p.next++
+	}
+	if p.next > p.highest {
+		p.gapSince = time.Time{}
+	}
+}
+
+func (p *peer) isRetired(epoch uint64) bool {
+	for _, r := range p.retired {
+		if r == epoch {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Engine) peersUp() int {
+	n := 0
+	for _, p := range e.peers {
+		if p.up {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,7 @@
+//go:build race
+
+package pfsync_test
+
+// simSeeds is the default number of simulation seeds; the race detector
+// makes every seed about ten times slower.
+const simSeeds = 24

@@ -1,0 +1,81 @@
+package pfsync
+
+import "time"
+
+// Stats is a snapshot of the engine's counters and gauges (Engine.Stats).
+// Counters only grow during the engine's life; gauges are current values.
+// The names follow pfsync's pfsyncstats and conntrackd's statistics where
+// they exist.
+type Stats struct {
+	// Traffic, all peers together. Per-peer figures are in Peers.
+	FramesIn, FramesOut uint64
+	BytesIn, BytesOut   uint64
+	SendErrors          uint64 // Transport.Send failures (pfsync oerrors)
+
+	// Input validation (pfsync badver, badlen, badact, badval).
+	BadVersion  uint64 // frames of an unknown protocol version
+	BadLength   uint64 // truncated frames or sections
+	UnknownKind uint64 // sections of an unknown kind, skipped
+	BadValue    uint64 // frames or records that failed validation
+	NotForUs    uint64 // frames from ourselves or unknown-envelope plaintext
+
+	// Authentication, by the Sealer error sentinel.
+	AuthFailures uint64 // all of the below
+	BadAuth      uint64
+	Replay       uint64
+	StaleEpoch   uint64
+	UnknownKey   uint64
+	Truncated    uint64
+
+	// Merging.
+	Stale       uint64 // received copies older than ours in some direction (pfsync stale)
+	Suppressed  uint64 // received copies a tombstone suppressed
+	TableErrors uint64 // Table calls that returned an error
+
+	// Reliability.
+	Retransmits      uint64 // records queued again because a peer nacked their frame
+	NacksSent        uint64
+	NacksReceived    uint64
+	RequestsSent     uint64 // records asked for by id (pfsync UPD_REQ)
+	RequestsAnswered uint64
+	QueueDrops       uint64 // changes dropped because MaxPending was reached
+	ResendDrops      uint64 // record references dropped because ResendLimit was reached
+
+	// Bulk sync, as receiver (Started/Completed/Failed) and sender (Sent).
+	BulkStarted   uint64
+	BulkCompleted uint64
+	BulkFailed    uint64 // attempts that timed out or failed the digest check
+	BulkGaveUp    uint64 // peers for which every retry failed
+	BulkSent      uint64 // bulk transfers sent to peers
+
+	// Anti-entropy.
+	DigestsSent      uint64
+	DigestMismatches uint64
+
+	// Gauges.
+	Pending       int  // records queued for the next frame
+	ResendQueue   int  // record references waiting for acks
+	PeersUp       int  // peers heard within DeadAfter heartbeats
+	Records       int  // live records held by the engine
+	LocalRecords  int  // of which created by this node
+	External      int  // remote records not yet committed to the Table (CommitOnTakeover)
+	Tombstones    int  // remembered deletes
+	BulkExpected  int  // records announced by the running bulk syncs
+	BulkReceived  int  // records received so far in them
+	BulkDone      bool // the first bulk sync completed
+	Degraded      bool // a bulk sync failed every retry
+	Demotion      int  // current CARP demotion (Engine.Demotion)
+	Peers         map[NodeID]PeerStats
+}
+
+// PeerStats is the per-peer part of Stats.
+type PeerStats struct {
+	Up                  bool
+	Epoch               uint64    // the peer's current epoch (changes when it restarts)
+	LastHeard           time.Time // zero if never heard
+	FramesIn, FramesOut uint64    // FramesOut counts broadcasts too
+	BytesIn, BytesOut   uint64
+	Acked               uint64 // highest sequence number the peer acknowledged
+	Received            uint64 // highest in-order sequence number received from it
+	Restarts            uint64 // epoch changes seen
+}
