@@ -78,15 +78,6 @@ func foStartNode(t *testing.T, tp *netns.Topology, br, name string, skew uint8, 
 	t.Helper()
 	n := &foNode{ns: tp.Node(name), moved: make(chan struct{}, 1)}
 	n.port = tp.Attach(n.ns, br, "eth0", foAddr[name][0], foAddr[name][1])
-	if vmac {
-		// Workaround for a defect of vip.VirtualMAC: the macvlan gets an
-		// IPv6 link-local address, so a BACKUP's link sends router
-		// solicitations and MLD reports from the virtual MAC, and the
-		// bridge then delivers the master's VIP traffic to the backup
-		// (seen here as lost pings before the crash). Links created from
-		// now on in this namespace get no link-local address.
-		n.ns.SetSysctls(map[string]string{"net/ipv6/conf/default/addr_gen_mode": "1"})
-	}
 
 	var (
 		vm      *vip.VirtualMAC

@@ -439,7 +439,7 @@ func TestIntegrationReconcile(t *testing.T) {
 }
 
 // TestIntegrationVirtualMAC: the macvlan carries 00:00:5e:00:01:<vhid>, is
-// usable at once (no tentative link-local), the VIPs live on it and the
+// silent while idle (no IPv6 link-local to send from), the VIPs live on it and the
 // client learns the virtual MAC; Close removes it.
 func TestIntegrationVirtualMAC(t *testing.T) {
 	netns.RequireBinary(t, "ping")
@@ -479,8 +479,11 @@ func TestIntegrationVirtualMAC(t *testing.T) {
 	if v := l.a.Sysctl("net/ipv6/conf/carp10/accept_dad"); v != "0" {
 		t.Errorf("accept_dad on carp10 = %s; want 0", v)
 	}
-	if out := l.a.IP("-6", "addr", "show", "dev", "carp10"); strings.Contains(out, "tentative") || !strings.Contains(out, "fe80::") {
-		t.Errorf("carp10's link-local is missing or tentative:\n%s", out)
+	if v := l.a.Sysctl("net/ipv6/conf/carp10/addr_gen_mode"); v != "1" {
+		t.Errorf("addr_gen_mode on carp10 = %s; want 1", v)
+	}
+	if out := l.a.IP("-6", "addr", "show", "dev", "carp10"); strings.Contains(out, "fe80::") {
+		t.Errorf("carp10 has a link-local address; a backup would send from the virtual MAC:\n%s", out)
 	}
 
 	// A second NewVirtualMAC (a restart after a crash) replaces the link.

@@ -32,10 +32,16 @@ import (
 // passthru takes the parent over (one child only), so it cannot coexist
 // with the parent's own use.
 //
-// Create it at start-up, not at promotion: a new link's IPv6 link-local
-// address is tentative (about 2 s of DAD), and a CARP master needs the link
-// ready the moment it wins. NewVirtualMAC also sets accept_dad=0 on the link
-// before bringing it up, so its link-local is usable at once.
+// Create it at start-up, not at promotion: a CARP master needs the link
+// ready the moment it wins. NewVirtualMAC brings the link up with no IPv6
+// link-local address (addr_gen_mode 1) and without duplicate-address
+// detection (accept_dad 0). A link-local would be the same on every node
+// (it derives from the shared MAC), and a BACKUP's link would send router
+// solicitations and MLD reports from the virtual MAC, so switches would
+// learn the MAC on the backup's port and deliver the master's traffic
+// there. Without one the link is silent until it holds a VIP: the master's
+// Neighbor Advertisements use the VIP itself as their source, and CARP's
+// IPv6 adverts leave from the parent's link-local address.
 //
 // The VIPs' on-link resolution (VIP.Bits zero) looks at the macvlan's own
 // addresses, so they become /32 and /128 host addresses there; replies then
@@ -138,8 +144,8 @@ func NewVirtualMAC(parent *net.Interface, vhid uint8, cfg *VirtualMACConfig) (*V
 	}
 	v.ifi = ifi
 
-	if err := disableDAD(name); err != nil {
-		return fail(wrap("disable DAD", err))
+	if err := quietIPv6(name); err != nil {
+		return fail(wrap("configure IPv6", err))
 	}
 	err = c.Link.Set(&rtnetlink.LinkMessage{
 		Family: unix.AF_UNSPEC,
@@ -157,17 +163,20 @@ func NewVirtualMAC(parent *net.Interface, vhid uint8, cfg *VirtualMACConfig) (*V
 	return v, nil
 }
 
-// disableDAD writes net.ipv6.conf.<name>.accept_dad=0. A kernel without
-// IPv6 (no such file) needs nothing.
-func disableDAD(name string) error {
-	p := filepath.Join("/proc/sys/net/ipv6/conf", name, "accept_dad")
-	err := os.WriteFile(p, []byte("0\n"), 0o644)
-	if errors.Is(err, os.ErrNotExist) {
-		if _, serr := os.Stat("/proc/sys/net/ipv6"); errors.Is(serr, os.ErrNotExist) {
-			return nil
+// quietIPv6 sets net.ipv6.conf.<name>.addr_gen_mode=1 (no link-local
+// address) and accept_dad=0 before the link comes up. A kernel without IPv6
+// (no such files) needs neither.
+func quietIPv6(name string) error {
+	if _, err := os.Stat("/proc/sys/net/ipv6"); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	for _, kv := range [][2]string{{"addr_gen_mode", "1"}, {"accept_dad", "0"}} {
+		p := filepath.Join("/proc/sys/net/ipv6/conf", name, kv[0])
+		if err := os.WriteFile(p, []byte(kv[1]+"\n"), 0o644); err != nil {
+			return err
 		}
 	}
-	return err
+	return nil
 }
 
 // Interface returns the macvlan link (name, index, the virtual MAC).
