@@ -1,6 +1,7 @@
 package sockopt
 
 import (
+	"errors"
 	"fmt"
 	"syscall"
 
@@ -67,4 +68,15 @@ func setInt(c syscall.RawConn, level, opt, v int, name string) error {
 		return fmt.Errorf("sockopt: %s=%d: %w", name, v, serr)
 	}
 	return nil
+}
+
+// SetReceiveBuffer sizes the socket receive buffer to n bytes. It uses
+// SO_RCVBUFFORCE, which may exceed net.core.rmem_max, and falls back to
+// SO_RCVBUF (capped by the kernel at rmem_max) without CAP_NET_ADMIN.
+func SetReceiveBuffer(c syscall.RawConn, n int) error {
+	err := setInt(c, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n, "SO_RCVBUFFORCE")
+	if errors.Is(err, unix.EPERM) {
+		return setInt(c, unix.SOL_SOCKET, unix.SO_RCVBUF, n, "SO_RCVBUF")
+	}
+	return err
 }

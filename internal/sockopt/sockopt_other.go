@@ -22,3 +22,6 @@ func BindToDevice(c syscall.RawConn, ifname string) error {
 func GetInt(c syscall.RawConn, level, opt int) (int, error) {
 	return 0, fmt.Errorf("sockopt: getsockopt: %w", errors.ErrUnsupported)
 }
+
+// SetReceiveBuffer returns errors.ErrUnsupported outside Linux.
+func SetReceiveBuffer(c syscall.RawConn, n int) error { return errors.ErrUnsupported }

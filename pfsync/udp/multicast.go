@@ -39,6 +39,10 @@ type MulticastConfig struct {
 	// MTU is the largest frame sent or received. Zero means DefaultMTU4 or
 	// DefaultMTU6 by family.
 	MTU int
+	// ReadBuffer is the socket receive buffer in bytes. Zero means
+	// DefaultReadBuffer. Bulk syncs arrive in bursts; a buffer that
+	// overflows costs retransmissions (conntrackd's RcvSocketBuffer).
+	ReadBuffer int
 }
 
 // Multicast is a pfsync.Transport on a multicast group joined on one
@@ -113,6 +117,10 @@ func NewMulticast(cfg MulticastConfig) (*Multicast, error) {
 		m.byIP[peerKey(a)] = id
 	}
 
+	rbuf, err := readBufferFor(cfg.ReadBuffer)
+	if err != nil {
+		return nil, err
+	}
 	network, laddr := "udp4", net.JoinHostPort("0.0.0.0", strconv.Itoa(int(port)))
 	if v6 {
 		network, laddr = "udp6", net.JoinHostPort("::", strconv.Itoa(int(port)))
@@ -125,6 +133,9 @@ func NewMulticast(cfg MulticastConfig) (*Multicast, error) {
 		return nil, fmt.Errorf("udp: listen on %s port %d: %w", ifi.Name, port, err)
 	}
 	m.conn = pc.(*net.UDPConn)
+	if err := setReadBuffer(m.conn, rbuf); err != nil {
+		return nil, errors.Join(err, m.conn.Close())
+	}
 	if err := m.setup(group); err != nil {
 		return nil, errors.Join(err, m.conn.Close())
 	}

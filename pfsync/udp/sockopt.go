@@ -1,7 +1,9 @@
 package udp
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"syscall"
 
 	"github.com/gocarp/gocarp/internal/sockopt"
@@ -27,6 +29,24 @@ func bindControl(ifname string) func(network, address string, c syscall.RawConn)
 func multicastAllOff(c syscall.RawConn, v6 bool) error {
 	if err := sockopt.SetMulticastAll(c, v6, false); err != nil {
 		return fmt.Errorf("udp: %w", err)
+	}
+	return nil
+}
+
+// setReadBuffer sizes the receive buffer to n bytes: with SO_RCVBUFFORCE
+// where allowed (a bulk sync arrives in bursts far larger than the kernel's
+// default of about 200 KiB), else as far as net.core.rmem_max permits.
+func setReadBuffer(conn *net.UDPConn, n int) error {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("udp: receive buffer: %w", err)
+	}
+	err = sockopt.SetReceiveBuffer(rc, n)
+	if errors.Is(err, errors.ErrUnsupported) {
+		err = conn.SetReadBuffer(n)
+	}
+	if err != nil {
+		return fmt.Errorf("udp: receive buffer of %d bytes: %w", n, err)
 	}
 	return nil
 }

@@ -12,6 +12,10 @@ const (
 	DefaultGroup6 = "ff12::f0"
 	DefaultPort   = 7240
 
+	// DefaultReadBuffer is the default socket receive buffer: room for a
+	// few thousand full frames of a bulk sync.
+	DefaultReadBuffer = 4 << 20
+
 	// DefaultMTU4 and DefaultMTU6 are the largest UDP payloads that fit a
 	// 1500-byte link over IPv4 and IPv6.
 	DefaultMTU4 = 1500 - 20 - 8
@@ -63,6 +67,22 @@ func mtuFor(mtu int, v6 bool) (int, error) {
 	}
 	return mtu, nil
 }
+
+// readBufferFor validates a configured receive buffer size, or returns the
+// default.
+func readBufferFor(n int) (int, error) {
+	switch {
+	case n == 0:
+		return DefaultReadBuffer, nil
+	case n < minMTU || n > maxReadBuffer:
+		return 0, fmt.Errorf("udp: ReadBuffer %d out of range %d-%d", n, minMTU, maxReadBuffer)
+	}
+	return n, nil
+}
+
+// maxReadBuffer bounds ReadBuffer (1 GiB) so that a typo cannot ask the
+// kernel for absurd amounts of memory.
+const maxReadBuffer = 1 << 30
 
 // peerKey normalises an address for matching received sources: IPv4-mapped
 // IPv6 unmapped, zone dropped (the socket is bound to one link).

@@ -28,6 +28,10 @@ type UnicastConfig struct {
 	// MTU is the largest frame sent or received. Zero means DefaultMTU4 or
 	// DefaultMTU6 by family.
 	MTU int
+	// ReadBuffer is the socket receive buffer in bytes. Zero means
+	// DefaultReadBuffer. Bulk syncs arrive in bursts; a buffer that
+	// overflows costs retransmissions (conntrackd's RcvSocketBuffer).
+	ReadBuffer int
 }
 
 // Unicast is a pfsync.Transport sending UDP datagrams to a static list of
@@ -93,6 +97,10 @@ func NewUnicast(cfg UnicastConfig) (*Unicast, error) {
 	}
 	slices.Sort(u.order)
 
+	rbuf, err := readBufferFor(cfg.ReadBuffer)
+	if err != nil {
+		return nil, err
+	}
 	network := "udp4"
 	if v6 {
 		network = "udp6"
@@ -103,6 +111,9 @@ func NewUnicast(cfg UnicastConfig) (*Unicast, error) {
 		return nil, fmt.Errorf("udp: listen on %v (interface %q): %w", cfg.Local, cfg.Interface, err)
 	}
 	u.conn = pc.(*net.UDPConn)
+	if err := setReadBuffer(u.conn, rbuf); err != nil {
+		return nil, errors.Join(err, u.conn.Close())
+	}
 	return u, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"strings"
 	"syscall"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/gocarp/gocarp/internal/sockopt"
 	"github.com/gocarp/gocarp/pfsync"
 )
 
@@ -264,6 +266,7 @@ func TestUnicastConfigErrors(t *testing.T) {
 			"udp: Peers[2]: [::1]:9 is not of the family of Local 127.0.0.1:0"},
 		{"mtu", UnicastConfig{Local: local, Peers: peer, MTU: 70000}, "udp: MTU 70000 out of range 64-65507"},
 		{"mtu6", UnicastConfig{Local: netip.MustParseAddrPort("[::1]:0"), Peers: peer, MTU: 10}, "udp: MTU 10 out of range 64-65527"},
+		{"read buffer", UnicastConfig{Local: local, Peers: peer, ReadBuffer: -1}, "udp: ReadBuffer -1 out of range 64-1073741824"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			u, err := NewUnicast(tt.cfg)
@@ -274,6 +277,44 @@ func TestUnicastConfigErrors(t *testing.T) {
 			if diff := cmp.Diff(tt.want, err.Error()); diff != "" {
 				t.Errorf("error (-want +got):\n%s", diff)
 			}
+		})
+	}
+}
+
+// TestUnicastReadBuffer: the receive buffer is sized as configured (Linux
+// reports twice the requested size, for its bookkeeping), and by default
+// holds far more than the kernel's default of about 200 KiB.
+func TestUnicastReadBuffer(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("SO_RCVBUF is read back with a Linux getsockopt")
+	}
+	peer := map[pfsync.NodeID]netip.AddrPort{2: netip.MustParseAddrPort("127.0.0.1:9")}
+	for _, tt := range []struct {
+		name string
+		set  int
+		want int
+	}{
+		{"default", 0, DefaultReadBuffer},
+		{"configured", 1 << 20, 1 << 20},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			u, err := NewUnicast(UnicastConfig{Local: netip.MustParseAddrPort("127.0.0.1:0"), Peers: peer, ReadBuffer: tt.set})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer u.Close()
+			rc, err := u.conn.SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := sockopt.GetInt(rc, syscall.SOL_SOCKET, syscall.SO_RCVBUF)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got < tt.want && os.Geteuid() == 0 {
+				t.Errorf("SO_RCVBUF = %d; want at least %d", got, tt.want)
+			}
+			t.Logf("SO_RCVBUF = %d", got)
 		})
 	}
 }
