@@ -1,0 +1,414 @@
+package conntrack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gocarp/gocarp/pfsync/record"
+	"github.com/mdlayher/netlink"
+	ct "github.com/ti-mo/conntrack"
+	"github.com/ti-mo/netfilter"
+	"golang.org/x/sys/unix"
+)
+
+// maxParked bounds the RELATED records waiting for their master.
+const maxParked = 65536
+
+// Backend replicates the Linux conntrack table of one network namespace.
+// Create it with New. Its watcher (Start) reports the local table to the
+// Sink; its Table methods (Insert, Update, Delete) write peers' records into
+// the kernel, so a *Backend is the pfsync.Table of an engine that
+// replicates conntrack.
+type Backend struct {
+	cfg Config
+	log *slog.Logger
+	t   *tracker
+
+	injMu  sync.Mutex // serialises kernel writes and the parked map
+	inj    injector
+	parked map[flowKey][]record.Record // RELATED records whose master is not in the kernel yet
+	nPark  int
+
+	lifeMu    sync.Mutex // orders Start and Close
+	started   bool
+	closed    bool
+	done      chan struct{}
+	wg        sync.WaitGroup
+	sink      Sink          // nil until Start
+	events    *netlink.Conn // nil until Start
+	dump      *ct.Conn      // nil until Start
+	resyncReq chan chan error
+	closeErr  error
+}
+
+// New validates cfg and opens the socket that writes into the kernel table.
+// The watcher starts with Start. Close releases everything.
+func New(cfg Config) (*Backend, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c, err := dialNetfilter(cfg.NetNS)
+	if err != nil {
+		return nil, err
+	}
+	f := cfg.Filter
+	f.Ignore = slices.Clone(f.Ignore)
+	f.IgnoreZones = slices.Clone(f.IgnoreZones)
+	f.Protocols = slices.Clone(f.Protocols)
+	return &Backend{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		t:         newTracker(&f, max(cfg.Resync, 0)),
+		inj:       injector{c: c},
+		parked:    make(map[flowKey][]record.Record),
+		done:      make(chan struct{}),
+		resyncReq: make(chan chan error),
+	}, nil
+}
+
+// Start subscribes to the kernel's conntrack events and starts the watcher,
+// which reports this node's flows to sink: a full resync first (every
+// current flow), then every NEW, UPDATE and DESTROY event in kernel order, a
+// resync after an event overrun (ENOBUFS) and one every Config.Resync.
+//
+// The sink is given here rather than in Config because the engine and the
+// backend refer to each other: the backend is the engine's Table
+// (pfsync.Config.Table) and the engine is the backend's Sink. A Backend
+// that is never started only writes peers' records. Start may be called
+// once.
+func (b *Backend) Start(sink Sink) error {
+	if sink == nil {
+		return errors.New("conntrack: Start with a nil Sink")
+	}
+	b.lifeMu.Lock()
+	defer b.lifeMu.Unlock()
+	switch {
+	case b.closed:
+		return fmt.Errorf("conntrack: Start after Close: %w", net.ErrClosed)
+	case b.started:
+		return errors.New("conntrack: Start called twice")
+	}
+	return b.start(sink)
+}
+
+func (b *Backend) start(sink Sink) error {
+	ev, err := dialNetfilter(b.cfg.NetNS)
+	if err != nil {
+		return err
+	}
+	if err := setReadBuffer(ev, b.cfg.ReadBuffer); err != nil {
+		ev.Close()
+		return err
+	}
+	for _, g := range netfilter.GroupsCT {
+		if err := ev.JoinGroup(uint32(g)); err != nil {
+			ev.Close()
+			return fmt.Errorf("conntrack: join event group %d: %w", g, err)
+		}
+	}
+	d, err := ct.Dial(netlinkConfig(b.cfg.NetNS))
+	if err != nil {
+		ev.Close()
+		return fmt.Errorf("conntrack: dial dump socket: %w", err)
+	}
+	b.events, b.dump, b.sink, b.started = ev, d, sink, true
+	items := make(chan item, 1024)
+	b.wg.Add(2)
+	go b.read(items)
+	go b.process(items)
+	return nil
+}
+
+// item is what the reader hands the processor: an event, or the news that
+// events were lost.
+type item struct {
+	ev   ct.Event
+	lost error
+}
+
+// read receives events in kernel order (one reader: several would reorder
+// them) and hands them to process.
+func (b *Backend) read(items chan<- item) {
+	defer b.wg.Done()
+	defer close(items)
+	failures := 0
+	for {
+		msgs, err := b.events.Receive()
+		if err != nil {
+			select {
+			case <-b.done:
+				return
+			default:
+			}
+			failures++
+			// Counted here, not when handled: a resync already under way
+			// drops the news as superseded.
+			b.t.count(func(s *Stats) {
+				if errors.Is(err, unix.ENOBUFS) {
+					s.Overruns++
+				} else {
+					s.Errors++
+				}
+			})
+			if !errors.Is(err, unix.ENOBUFS) && failures > 100 {
+				b.log.Error("conntrack: event socket keeps failing, watcher stops", "err", err)
+				return
+			}
+			select {
+			case items <- item{lost: err}:
+			case <-b.done:
+				return
+			}
+			continue
+		}
+		failures = 0
+		for _, m := range msgs {
+			var ev ct.Event
+			if err := ev.Unmarshal(m); err != nil {
+				b.t.count(func(s *Stats) { s.Errors++ })
+				// A malformed or unknown message: the flow it described is
+				// repaired by the resync this triggers.
+				select {
+				case items <- item{lost: fmt.Errorf("conntrack: decode event: %w", err)}:
+				case <-b.done:
+					return
+				}
+				continue
+			}
+			select {
+			case items <- item{ev: ev}:
+			case <-b.done:
+				return
+			}
+		}
+	}
+}
+
+// minLossResync is the shortest interval between two resyncs caused by
+// lost events: under sustained overload every read may fail, and a resync
+// per failure would keep the watcher dumping forever (conntrackd delays its
+// overrun resync for the same reason).
+const minLossResync = time.Second
+
+func (b *Backend) process(items <-chan item) {
+	defer b.wg.Done()
+	var (
+		last   time.Time        // end of the last resync
+		retry  *time.Timer      // a postponed loss resync
+		retryC <-chan time.Time // retry's channel while armed
+	)
+	resync := func(why string) error {
+		if retry != nil {
+			retry.Stop()
+			retry, retryC = nil, nil
+		}
+		// Whatever was read before the dump starts is older than the dump:
+		// handling it afterwards could only bring back flows the dump no
+		// longer has.
+		for drained := false; !drained; {
+			select {
+			case _, ok := <-items:
+				drained = !ok
+			default:
+				drained = true
+			}
+		}
+		err := b.resync(why)
+		last = time.Now()
+		return err
+	}
+	logged := func(why string) {
+		if err := resync(why); err != nil {
+			b.log.Warn("conntrack: resync failed", "err", err)
+		}
+	}
+	logged("start")
+	var tick <-chan time.Time
+	if b.cfg.Resync > 0 {
+		tk := time.NewTicker(b.cfg.Resync)
+		defer tk.Stop()
+		tick = tk.C
+	}
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
+	for {
+		select {
+		case <-b.done:
+			return
+		case it, ok := <-items:
+			if !ok {
+				return
+			}
+			if it.lost == nil {
+				b.handle(&it.ev)
+				continue
+			}
+			b.log.Warn("conntrack: events lost, resyncing", "err", it.lost)
+			if wait := minLossResync - time.Since(last); wait > 0 {
+				if retry == nil {
+					retry = time.NewTimer(wait)
+					retryC = retry.C
+				}
+				continue
+			}
+			logged("lost events")
+		case <-retryC:
+			logged("lost events")
+		case reply := <-b.resyncReq:
+			reply <- resync("requested")
+		case <-tick:
+			logged("periodic")
+		}
+	}
+}
+
+func (b *Backend) handle(ev *ct.Event) {
+	if ev.Flow == nil {
+		return
+	}
+	b.t.count(func(s *Stats) { s.Events++ })
+	switch ev.Type {
+	case ct.EventNew, ct.EventUpdate:
+		a, ok, err := b.t.observe(ev.Flow, time.Now(), b.sink.NewID)
+		if err != nil {
+			b.t.count(func(s *Stats) { s.Errors++ })
+			b.log.Warn("conntrack: event not replicated", "err", err)
+			return
+		}
+		if ok {
+			b.act(a)
+		}
+	case ct.EventDestroy:
+		if a, ok := b.t.destroyed(ev.Flow); ok {
+			b.act(a)
+		}
+	}
+}
+
+func (b *Backend) act(a action) {
+	var err error
+	if a.del {
+		err = b.sink.Delete(a.id)
+	} else {
+		err = b.sink.Upsert(a.rec)
+	}
+	if err != nil {
+		b.t.count(func(s *Stats) { s.Errors++ })
+		b.log.Warn("conntrack: sink refused a change", "err", err)
+	}
+}
+
+// resync is conntrackd's NetlinkOverrunResync: dump the whole table, report
+// every flow that is new or changed, and delete the records of flows that
+// are no longer there (mark and sweep).
+func (b *Backend) resync(why string) error {
+	gen := b.t.beginSweep()
+	flows, err := b.dump.Dump(nil)
+	if err != nil {
+		b.t.count(func(s *Stats) { s.Errors++ })
+		return fmt.Errorf("conntrack: resync (%s): dump: %w", why, err)
+	}
+	b.sweep(flows, gen)
+	b.log.Debug("conntrack: resynced", "why", why, "flows", len(flows))
+	return nil
+}
+
+func (b *Backend) sweep(flows []ct.Flow, gen uint64) {
+	now := time.Now()
+	var errs int
+	for i := range flows {
+		a, ok, err := b.t.observe(&flows[i], now, b.sink.NewID)
+		if err != nil {
+			errs++
+			continue
+		}
+		if ok {
+			b.act(a)
+		}
+	}
+	if errs > 0 {
+		b.t.count(func(s *Stats) { s.Errors += uint64(errs) })
+	}
+	for _, a := range b.t.endSweep(gen) {
+		b.act(a)
+	}
+}
+
+// Resync runs a full resync now, on the watcher's goroutine, and returns
+// its error. It is what conntrackd's "-R" does; the watcher already runs
+// one after every overrun and every Config.Resync.
+func (b *Backend) Resync(ctx context.Context) error {
+	b.lifeMu.Lock()
+	started := b.started
+	b.lifeMu.Unlock()
+	if !started {
+		return errors.New("conntrack: Resync before Start")
+	}
+	reply := make(chan error, 1)
+	select {
+	case b.resyncReq <- reply:
+	case <-b.done:
+		return fmt.Errorf("conntrack: resync: %w", net.ErrClosed)
+	case <-ctx.Done():
+		return fmt.Errorf("conntrack: resync: %w", ctx.Err())
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("conntrack: resync: %w", ctx.Err())
+	}
+}
+
+// Close stops the watcher and closes every socket. It is idempotent and
+// returns when the backend's goroutines have exited (after a Sink call in
+// progress returns). Entries written into the kernel stay there.
+func (b *Backend) Close() error {
+	b.lifeMu.Lock()
+	defer b.lifeMu.Unlock()
+	if b.closed {
+		return b.closeErr
+	}
+	b.closed = true
+	close(b.done)
+	var errs []error
+	if b.events != nil {
+		errs = append(errs, b.events.Close())
+	}
+	b.wg.Wait()
+	if b.dump != nil {
+		errs = append(errs, b.dump.Close())
+	}
+	b.injMu.Lock()
+	errs = append(errs, b.inj.c.Close())
+	b.injMu.Unlock()
+	if err := errors.Join(errs...); err != nil {
+		b.closeErr = fmt.Errorf("conntrack: close: %w", err)
+	}
+	return b.closeErr
+}
+
+// Stats returns a snapshot of the counters.
+func (b *Backend) Stats() Stats {
+	b.t.mu.Lock()
+	defer b.t.mu.Unlock()
+	s := b.t.stats
+	s.Tracked = len(b.t.byKey)
+	return s
+}
+
+func (t *tracker) count(f func(*Stats)) {
+	t.mu.Lock()
+	f(&t.stats)
+	t.mu.Unlock()
+}

@@ -1,0 +1,156 @@
+package conntrack
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/gocarp/gocarp/internal/netns"
+	"github.com/gocarp/gocarp/pfsync/record"
+	ct "github.com/ti-mo/conntrack"
+)
+
+func BenchmarkFlowToRecord(b *testing.B) {
+	f := convCases()[0].flow // TCP, NAT, mark, labels, counters
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := flowToRecord(&f, testID, 1, testNow); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkRecordToFlow(b *testing.B) {
+	r := convCases()[0].rec
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := recordToFlow(&r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkBuildMessage(b *testing.B) {
+	r := convCases()[0].rec
+	f, err := recordToFlow(&r)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := buildMessage(&f, true); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// benchRecords returns n distinct established TCP records with source NAT.
+func benchRecords(n int) []record.Record {
+	recs := make([]record.Record, n)
+	base := convCases()[0].rec
+	base.Ext = base.Ext[:1] // mark only: labels need a rule
+	base.Key.Zone = 0
+	for i := range recs {
+		r := base
+		r.ID.Num = uint64(i + 1)
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		r.Key.Orig.Src = netip.AddrPortFrom(a, 40000)
+		r.Key.Reply.Dst = netip.AddrPortFrom(r.Key.Reply.Dst.Addr(), uint16(1024+i%60000)) // NAT ports must not clash
+		if i >= 60000 {
+			r.Key.Reply.Dst = netip.AddrPortFrom(a, 40000) // beyond the port range: no NAT
+		}
+		recs[i] = r
+	}
+	return recs
+}
+
+func benchNS(b *testing.B) int {
+	tp := netns.New(b, "gck")
+	n := tp.Node("a")
+	f, err := os.Open(n.Path())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { f.Close() })
+	return int(f.Fd())
+}
+
+// BenchmarkInject measures Insert into a namespace's kernel table, one
+// netlink round trip per record.
+func BenchmarkInject(b *testing.B) {
+	fd := benchNS(b)
+	be, err := New(Config{NetNS: fd})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer be.Close()
+	recs := benchRecords(b.N)
+	b.ResetTimer()
+	start := time.Now()
+	for i := range recs {
+		if err := be.Insert(&recs[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "entries/s")
+}
+
+// BenchmarkCommit measures a takeover commit of 10000 records into an
+// empty table (flushed between rounds).
+func BenchmarkCommit(b *testing.B) {
+	const n = 10000
+	recs := benchRecords(n)
+	fd := benchNS(b)
+	be, err := New(Config{NetNS: fd})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer be.Close()
+	c, err := ct.Dial(netlinkConfig(fd))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	var total time.Duration
+	for b.Loop() {
+		res, err := be.Commit(context.Background(), recs)
+		if err != nil || res.Created != n {
+			b.Fatalf("commit %+v: %v", res, err)
+		}
+		total += res.Duration
+		b.StopTimer()
+		if err := c.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		for i := range recs {
+			if err := be.Delete(recs[i].ID); err != nil { // forget them
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(n*b.N)/total.Seconds(), "entries/s")
+}
+
+// BenchmarkObserve measures the watcher's handling of one UPDATE event of a
+// known flow (conversion, comparison, new version).
+func BenchmarkObserve(b *testing.B) {
+	tr := newTracker(&Filter{AssuredOnly: true}, time.Minute)
+	var ids counter
+	f := convCases()[0].flow
+	if _, ok, err := tr.observe(&f, testNow, ids.next); !ok || err != nil {
+		b.Fatal(err)
+	}
+	states := []uint8{tcpFinWait, tcpEstablished}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		f.ProtoInfo.TCP.State = states[i%2]
+		i++
+		if _, ok, err := tr.observe(&f, testNow, ids.next); !ok || err != nil {
+			b.Fatal(err)
+		}
+	}
+}

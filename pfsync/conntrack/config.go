@@ -1,0 +1,142 @@
+package conntrack
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/gocarp/gocarp/pfsync/record"
+)
+
+// Sink receives the local changes of the kernel table: the pfsync engine
+// (*pfsync.Engine satisfies it), given to Backend.Start. It is called from
+// the backend's watcher
+// goroutine, serially and in kernel event order, never while the backend
+// holds its own lock, so a Sink may call back into the Backend's Table
+// methods.
+type Sink interface {
+	// NewID allocates the identity of a flow this node saw first. The
+	// backend never allocates ids itself: one allocator per node (the
+	// engine's) is what keeps ids unique (record.IDAllocator).
+	NewID() record.ID
+	// Upsert reports a new or changed flow. For flows this node created the
+	// record's Version grows with every change; for flows injected from a
+	// peer's record the backend reports the peer's identity and the version
+	// it holds (traffic after a takeover advances the peer's record).
+	Upsert(rec record.Record) error
+	// Delete reports that a flow this node created has left the kernel
+	// table.
+	Delete(id record.ID) error
+}
+
+// Filter selects the kernel flows that are replicated, like conntrackd's
+// "Filter From Userspace". The zero Filter replicates every flow.
+type Filter struct {
+	// AssuredOnly replicates a flow only once it is ASSURED (TCP handshake
+	// done, UDP seen in both directions more than once), which drops the
+	// event storm of short-lived and half-open flows; conntrackd users get
+	// the same with "--ctevents assured,destroy".
+	AssuredOnly bool
+	// Ignore lists addresses whose flows are never replicated: the node's
+	// own addresses, the virtual addresses and the sync link. As in
+	// conntrackd's "Address Ignore", a flow is ignored when its original
+	// source or its reply source is inside one of the prefixes — traffic
+	// from or to the node itself — while forwarded traffic that is
+	// source-NATed to a VIP (reply destination) is still replicated.
+	Ignore []netip.Prefix
+	// IgnoreZones lists conntrack zones that are never replicated.
+	IgnoreZones []uint16
+	// Protocols, when not empty, lists the only IP protocols replicated
+	// (conntrackd's "Protocol Accept", e.g. TCP, UDP, SCTP).
+	Protocols []uint8
+}
+
+// Config configures a Backend. The zero Config watches and writes the
+// caller's namespace with the defaults below.
+type Config struct {
+	// NetNS is a file descriptor of the network namespace whose conntrack
+	// table the backend uses; zero means the caller's namespace. The
+	// caller keeps it open until Close (Start and Purge open sockets in
+	// it).
+	NetNS int
+	// Filter selects the local flows that are replicated.
+	Filter Filter
+	// ReadBuffer is the receive buffer of the event socket in bytes; zero
+	// means 8 MiB. Event bursts beyond it overrun the socket (ENOBUFS) and
+	// cost a full resync, so busy firewalls want it large (conntrackd's
+	// NetlinkBufferSize; its example uses 2-8 MiB). The backend uses
+	// SO_RCVBUFFORCE when it may, so net.core.rmem_max does not cap it.
+	// Range 64 KiB-1 GiB.
+	ReadBuffer int
+	// Resync is the interval of the periodic full-table resync. Besides
+	// repairing anything a lost event missed, it keeps long-lived idle
+	// flows alive on the peers: packets refresh a kernel timeout without
+	// an event, so the resync re-reports a flow whose peers' copies would
+	// expire within two intervals while its own timeout was refreshed.
+	// Keep it below half the shortest timeout of flows that must survive
+	// quiet periods (UDP streams: 120 s, so at most 60 s). Zero means 30 s;
+	// negative disables it. Range 1 s-24 h.
+	Resync time.Duration
+	// Logger receives the backend's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.NetNS < 0 {
+		return c, fmt.Errorf("conntrack: NetNS %d out of range 0-2147483647", c.NetNS)
+	}
+	if c.ReadBuffer == 0 {
+		c.ReadBuffer = 8 << 20
+	}
+	if c.ReadBuffer < 64<<10 || c.ReadBuffer > 1<<30 {
+		return c, fmt.Errorf("conntrack: ReadBuffer %d out of range %d-%d", c.ReadBuffer, 64<<10, 1<<30)
+	}
+	if c.Resync == 0 {
+		c.Resync = 30 * time.Second
+	}
+	if c.Resync > 0 && (c.Resync < time.Second || c.Resync > 24*time.Hour) {
+		return c, fmt.Errorf("conntrack: Resync %v out of range 1s-24h", c.Resync)
+	}
+	for i, p := range c.Filter.Ignore {
+		if !p.IsValid() {
+			return c, fmt.Errorf("conntrack: Filter.Ignore[%d] %v is not a valid prefix", i, p)
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
+}
+
+// Stats are the backend's counters. They only grow, except Tracked.
+type Stats struct {
+	Events   uint64 // kernel events received (new, update, destroy)
+	Filtered uint64 // events and dumped flows not replicated because of the Filter
+	Echoes   uint64 // events of injected flows that only repeated what was injected
+	Upserts  uint64 // inserts and updates reported to the Sink
+	Deletes  uint64 // deletes reported to the Sink
+	Resyncs  uint64 // full-table resyncs (initial, periodic, after overruns, on request)
+	Overruns uint64 // event socket overruns (ENOBUFS): lost events, repaired by a resync
+	Errors   uint64 // other receive, dump, conversion and Sink errors
+
+	Injected      uint64 // remote records created in the kernel
+	InjectUpdates uint64 // remote records that updated an existing kernel entry
+	Recreated     uint64 // updates the kernel refused, done as delete and create
+	InjectErrors  uint64 // remote records that could not be written
+	Conflicts     uint64 // remote records whose tuple is a flow this node created
+	Parked        uint64 // RELATED records that had to wait for their master
+
+	Tracked int // flows the backend currently knows (local and injected)
+}
+
+// CommitResult reports a Commit.
+type CommitResult struct {
+	Masters  int           // records without a master connection, written first
+	Related  int           // RELATED records (with a master tuple or EXPECTED), written second
+	Created  int           // entries created
+	Updated  int           // existing entries updated (EEXIST)
+	Failed   int           // records not written (the error joins their errors)
+	Skipped  int           // records not attempted because ctx ended
+	Duration time.Duration // wall time of the commit
+}

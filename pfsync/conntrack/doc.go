@@ -1,0 +1,46 @@
+// Package conntrack replicates the Linux connection-tracking table
+// (netfilter conntrack) with the pfsync engine, in the way conntrackd does
+// it for keepalived pairs, on top of github.com/ti-mo/conntrack.
+//
+// A Backend has two sides:
+//
+//   - The watcher (Start) turns the kernel's NEW, UPDATE and DESTROY events
+//     into local inserts, updates and deletes reported to a Sink (the
+//     engine). Each kernel flow keeps one record identity for its whole
+//     life. One goroutine reads the events so their order is kept; a large
+//     socket buffer absorbs bursts, and when events are lost anyway
+//     (ENOBUFS) a full dump resyncs the records by mark and sweep
+//     (conntrackd's NetlinkOverrunResync). A periodic resync re-reports
+//     long-lived flows whose timeout packets refreshed without an event.
+//     A Filter drops local traffic (own addresses, VIPs, the sync link),
+//     chosen zones and protocols, or everything not yet ASSURED.
+//
+//   - The table side (Insert, Update, Delete: the pfsync.Table interface,
+//     and Commit for a batch) writes the records of the peers into the
+//     kernel: created CONFIRMED (plus SEEN_REPLY/ASSURED as replicated)
+//     with the remaining lifetime as timeout, TCP entries with BE_LIBERAL
+//     and SACK_PERM on both directions because ctnetlink cannot restore
+//     sequence windows, NAT rebuilt from the reply tuple (CTA_NAT_SRC /
+//     CTA_NAT_DST), EXPECTED and the flowtable OFFLOAD bits stripped, an
+//     existing entry updated (or deleted and created again when the kernel
+//     refuses the update), RELATED flows after their master.
+//
+// With pfsync.CommitDirect the engine hands the peers' records to the
+// kernel as they arrive (conntrackd's DisableExternalCache); with
+// pfsync.CommitOnTakeover they stay in the engine (the external cache) and
+// reach the kernel in Engine.PrepareTakeover, before the VIPs move. A node
+// that goes from MASTER back to BACKUP in that mode should call Purge after
+// a grace period (conntrackd's "-t"), so its stale kernel copies of flows
+// the new master owns cannot clash with them later.
+//
+// Events caused by the injection itself are recognised and not reported
+// back. Traffic that later changes an injected flow (this node took over)
+// is reported under the peer's record identity, so the whole cluster
+// follows the flow; when such a flow ends in this kernel its record is
+// deleted, as pfsync deletes a state wherever it expires. The backend never allocates record ids: the Sink does
+// (one allocator per node keeps them unique).
+//
+// The backend needs CAP_NET_ADMIN in the namespace it watches. It only
+// exists on Linux; elsewhere New returns an error wrapping
+// errors.ErrUnsupported.
+package conntrack

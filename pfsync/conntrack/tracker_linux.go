@@ -1,0 +1,354 @@
+package conntrack
+
+import (
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gocarp/gocarp/pfsync/record"
+	ct "github.com/ti-mo/conntrack"
+)
+
+// tracker is the socket-free core of the backend: the map from kernel flow
+// to record identity, the filter, and the decisions "what does this event
+// (or this dump) mean for the Sink". The watcher feeds it events and dumps;
+// the Table side registers the flows it injects. It is safe for concurrent
+// use; it never calls the Sink itself (it returns actions), so no lock is
+// held while the engine runs.
+type tracker struct {
+	mu      sync.Mutex
+	filter  *Filter
+	refresh time.Duration // re-report a local flow whose expiry moved later by more than this; 0 never
+	byKey   map[flowKey]*entry
+	byID    map[record.ID]*entry
+	gen     uint64 // incremented by every injection, so a sweep spares entries newer than its dump
+	stats   Stats
+}
+
+// entry is one flow the tracker knows.
+type entry struct {
+	key    flowKey
+	rec    record.Record // local: last reported; remote: what the kernel reports after the injection
+	remote bool          // injected from a peer's record
+	gen    uint64        // tracker.gen when last injected (remote only)
+	seen   time.Time     // when rec.Expire was read from (or written to) the kernel
+	mark   bool          // present in the dump being swept
+
+	destroying int // DESTROY events of the injector's delete-and-recreate still to come
+	// injected is what the Table last wrote for a local flow (a peer
+	// changed this node's record): events matching it are its echo.
+	injected *record.Record
+}
+
+// action is what the watcher tells the Sink.
+type action struct {
+	del bool
+	id  record.ID     // with del
+	rec record.Record // without del
+}
+
+func newTracker(f *Filter, refresh time.Duration) *tracker {
+	return &tracker{filter: f, refresh: refresh, byKey: make(map[flowKey]*entry), byID: make(map[record.ID]*entry)}
+}
+
+// pass reports whether the filter selects f.
+func (f *Filter) pass(fl *ct.Flow) bool {
+	if f.AssuredOnly && !fl.Status.Assured() {
+		return false
+	}
+	if len(f.Protocols) > 0 && !slices.Contains(f.Protocols, fl.TupleOrig.Proto.Protocol) {
+		return false
+	}
+	if slices.Contains(f.IgnoreZones, fl.Zone) {
+		return false
+	}
+	for _, p := range f.Ignore {
+		if p.Contains(fl.TupleOrig.IP.SourceAddress) || p.Contains(fl.TupleReply.IP.SourceAddress) {
+			return false
+		}
+	}
+	return true
+}
+
+// flowKeyOf returns the identity of a kernel flow.
+func flowKeyOf(f *ct.Flow) flowKey {
+	return flowKey{proto: f.TupleOrig.Proto.Protocol, zone: f.Zone, orig: tupleToRecord(&f.TupleOrig)}
+}
+
+// inherit fills in what an event leaves out. ctnetlink sends protocol info,
+// labels, the helper and the master tuple only in the event that changed
+// them (IPCT_PROTOINFO, IPCT_LABEL, IPCT_HELPER, IPCT_RELATED), so an update
+// event without them means "unchanged", not "gone".
+func inherit(rec *record.Record, old *record.Record, f *ct.Flow) {
+	if f.ProtoInfo.TCP == nil && rec.Key.Proto == record.ProtoTCP {
+		rec.Peers, rec.Timeout = old.Peers, old.Timeout
+	}
+	for _, t := range []record.ExtType{record.ExtLabels, record.ExtHelper, ExtMaster} {
+		if _, ok := rec.Extension(t); ok {
+			continue
+		}
+		if d, ok := old.Extension(t); ok {
+			rec.Ext = append(rec.Ext, record.Ext{Type: t, Data: d})
+		}
+	}
+}
+
+// sameState reports whether two records of one flow differ only in what
+// changes without being news: remaining lifetime, age and counters.
+func sameState(a, b *record.Record) bool {
+	a2, b2 := *a, *b
+	a2.Expire, a2.Age, a2.Packets, a2.Bytes, a2.Version = 0, 0, [2]uint64{}, [2]uint64{}, 0
+	b2.Expire, b2.Age, b2.Packets, b2.Bytes, b2.Version = 0, 0, [2]uint64{}, [2]uint64{}, 0
+	return a2.Equal(&b2)
+}
+
+// echoMask are the status bits compared to decide whether an event of an
+// injected flow is only the echo of the injection: CONFIRMED and the NAT
+// bits are set by the injection itself.
+const echoMask = statusSeenReply | statusAssured
+
+// sameInjected reports whether the kernel's view of an injected flow still
+// matches what was injected: same levels and the same SEEN_REPLY/ASSURED.
+func sameInjected(kernel, injected *record.Record) bool {
+	return kernel.Peers == injected.Peers && kernel.Flags&echoMask == injected.Flags&echoMask
+}
+
+// observe handles a flow the kernel reported, by a NEW or UPDATE event or in
+// a dump, and returns what to tell the Sink. newID allocates identities of
+// flows seen for the first time.
+func (t *tracker) observe(f *ct.Flow, now time.Time, newID func() record.ID) (action, bool, error) {
+	if !t.filter.pass(f) {
+		t.mu.Lock()
+		t.stats.Filtered++
+		if e := t.byKey[flowKeyOf(f)]; e != nil {
+			e.mark = true
+		}
+		t.mu.Unlock()
+		return action{}, false, nil
+	}
+	key := flowKeyOf(f)
+	t.mu.Lock()
+	e := t.byKey[key]
+	t.mu.Unlock()
+	if e == nil {
+		if newID == nil {
+			return action{}, false, nil
+		}
+		// Allocate outside the lock: newID is the Sink's.
+		id := newID()
+		rec, err := flowToRecord(f, id, 1, now)
+		if err != nil {
+			return action{}, false, err
+		}
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if e := t.byKey[key]; e != nil {
+			// An injection registered the key meanwhile; let the next
+			// event or resync handle it.
+			e.mark = true
+			return action{}, false, nil
+		}
+		e = &entry{key: key, rec: rec, seen: now, mark: true}
+		t.byKey[key], t.byID[id] = e, e
+		t.stats.Upserts++
+		return action{rec: rec.Clone()}, true, nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.byKey[key] != e {
+		return action{}, false, nil // deleted meanwhile
+	}
+	e.mark = true
+	rec, err := flowToRecord(f, e.rec.ID, e.rec.Version, now)
+	if err != nil {
+		return action{}, false, err
+	}
+	inherit(&rec, &e.rec, f)
+	if e.remote {
+		if sameInjected(&rec, &e.rec) && !t.refreshed(e, &rec, now) {
+			t.stats.Echoes++
+			return action{}, false, nil
+		}
+		// Traffic changed (or kept alive) a flow a peer created: this
+		// node took over. Report it under the peer's identity and
+		// version; the merge on every node advances the peer's record,
+		// and the creator's kernel copy with it.
+		e.rec, e.seen = rec, now
+		t.stats.Upserts++
+		return action{rec: rec.Clone()}, true, nil
+	}
+	if e.injected != nil {
+		if sameInjected(&rec, e.injected) {
+			// The echo of a peer's change written by the Table.
+			rec.Version = e.rec.Version
+			e.rec, e.seen = rec, now
+			t.stats.Echoes++
+			return action{}, false, nil
+		}
+		e.injected = nil
+	}
+	if sameState(&rec, &e.rec) && !t.refreshed(e, &rec, now) {
+		return action{}, false, nil
+	}
+	rec.Version = e.rec.Version + 1
+	e.rec, e.seen = rec, now
+	t.stats.Upserts++
+	return action{rec: rec.Clone()}, true, nil
+}
+
+// refreshed reports whether a local flow must be re-reported because
+// packets refreshed its timeout without an event: the copies on the peers
+// (and what a peer injected into its kernel) expire at the deadline last
+// reported, which is less than two resync intervals away, while the
+// kernel's deadline moved later by at least half an interval. Flows with
+// long timeouts (established TCP) are therefore not re-sent on every
+// resync, only when their peers' copies would otherwise run out.
+func (t *tracker) refreshed(e *entry, rec *record.Record, now time.Time) bool {
+	if t.refresh <= 0 {
+		return false
+	}
+	old := e.seen.Add(time.Duration(e.rec.Expire) * time.Second)
+	cur := now.Add(time.Duration(rec.Expire) * time.Second)
+	return old.Sub(now) < 2*t.refresh && cur.Sub(old) >= t.refresh/2
+}
+
+// destroyed handles a DESTROY event.
+func (t *tracker) destroyed(f *ct.Flow) (action, bool) {
+	key := flowKeyOf(f)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e := t.byKey[key]
+	if e == nil {
+		return action{}, false
+	}
+	if e.destroying > 0 {
+		// The injector deleted it to create it again.
+		e.destroying--
+		return action{}, false
+	}
+	// Deletes the backend makes for the engine (Table.Delete, Purge)
+	// forget the entry first, so this flow ended in the kernel: timed
+	// out, reset, or deleted by an administrator. Like pfsync, report
+	// it whoever created it — a flow a peer created ends here after a
+	// takeover, and its record must not outlive it.
+	t.forget(e)
+	t.stats.Deletes++
+	return action{del: true, id: e.rec.ID}, true
+}
+
+func (t *tracker) forget(e *entry) {
+	delete(t.byKey, e.key)
+	delete(t.byID, e.rec.ID)
+}
+
+// beginSweep clears the marks before a dump and returns the generation the
+// dump starts at.
+func (t *tracker) beginSweep() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, e := range t.byKey {
+		e.mark = false
+	}
+	t.stats.Resyncs++
+	return t.gen
+}
+
+// endSweep removes every entry the dump did not contain (observe marked the
+// others) and returns the deletes of local flows. Injected entries newer than
+// the dump are spared: their flows may have been created after it.
+func (t *tracker) endSweep(gen uint64) []action {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []action
+	for _, e := range t.byKey {
+		if e.mark || (e.remote && e.gen > gen) {
+			continue
+		}
+		t.forget(e)
+		if !e.remote {
+			t.stats.Deletes++
+			out = append(out, action{del: true, id: e.rec.ID})
+		}
+	}
+	return out
+}
+
+// registration is what register changed, for undo.
+type registration struct {
+	e     *entry
+	old   *entry // the injected entry e replaced, nil if none
+	saved entry  // *old (or *e for an own record) before the change
+	own   bool   // e is this node's own flow, updated by a peer
+}
+
+// register records that the flow key is about to be written with the
+// canonical record canon. Three cases:
+//
+//   - a peer's record: the entry becomes (or stays) an injected one;
+//   - this node's own record, changed by a peer (pfsync: any node may
+//     advance a state, and a new master does): the local entry stays local
+//     and remembers what is written, so the kernel's echo is not reported
+//     as a local change;
+//   - another record on the tuple of a local flow (both nodes saw the same
+//     flow): nothing is written, the local flow stays authoritative
+//     (counted as a conflict) and register returns false.
+func (t *tracker) register(key flowKey, canon record.Record, now time.Time) (registration, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := t.byKey[key]
+	if old != nil && !old.remote {
+		if old.rec.ID != canon.ID {
+			t.stats.Conflicts++
+			return registration{}, false
+		}
+		reg := registration{e: old, saved: *old, own: true}
+		c := canon
+		old.injected = &c
+		old.rec.Version = max(old.rec.Version, canon.Version)
+		old.rec.Expire, old.seen = canon.Expire, now
+		return reg, true
+	}
+	var reg registration
+	if old != nil {
+		reg.old, reg.saved = old, *old
+		t.forget(old)
+	}
+	if prev := t.byID[canon.ID]; prev != nil {
+		t.forget(prev) // same record under another key
+	}
+	t.gen++
+	reg.e = &entry{key: key, rec: canon, remote: true, gen: t.gen, seen: now, mark: true}
+	t.byKey[key], t.byID[canon.ID] = reg.e, reg.e
+	return reg, true
+}
+
+// recreating notes that the injector is about to delete reg's flow to
+// create it again, so its DESTROY event is not a delete.
+func (t *tracker) recreating(reg registration) {
+	t.mu.Lock()
+	reg.e.destroying++
+	t.mu.Unlock()
+}
+
+// undo reverts a registration whose write failed; restore puts back the
+// entry it replaced (the kernel still holds it).
+func (t *tracker) undo(reg registration, restore bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.byKey[reg.e.key] != reg.e {
+		return
+	}
+	if reg.own {
+		if restore {
+			reg.e.injected, reg.e.rec = reg.saved.injected, reg.saved.rec
+		} else {
+			t.forget(reg.e)
+		}
+		return
+	}
+	t.forget(reg.e)
+	if restore && reg.old != nil {
+		r := reg.saved
+		t.byKey[r.key], t.byID[r.rec.ID] = &r, &r
+	}
+}
