@@ -19,7 +19,7 @@ import (
 // (1 byte), source address, destination address (4 or 16 bytes each),
 // source port and destination port (2 bytes each, big-endian): 14 bytes for
 // IPv4, 38 for IPv6.
-const ExtMaster record.ExtType = 5
+const ExtMaster = record.ExtMaster
 
 // MasterTuple is the original tuple of a RELATED flow's master connection.
 type MasterTuple struct {

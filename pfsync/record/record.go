@@ -183,6 +183,7 @@ const (
 	ExtLabels  ExtType = 2   // 16 bytes: conntrack labels (128-bit bitmap)
 	ExtHelper  ExtType = 3   // conntrack helper name, UTF-8
 	ExtSecMark ExtType = 4   // 4 bytes, big-endian: conntrack secmark
+	ExtMaster  ExtType = 5   // master tuple of a RELATED flow; encoded by pfsync/conntrack
 	ExtApp     ExtType = 128 // first application type: opaque bytes of the embedder
 )
 
