@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+)
+
+// demoteSource is the carp.Group demotion source fed by --demote-file.
+const demoteSource = "file"
+
+// demotePoll is how often --demote-file is read.
+const demotePoll = time.Second
+
+// demoteFile feeds health into CARP demotion: the file holds one integer,
+// 0-255, and the group's demotion source "file" follows it (0 clears it).
+// A health check (a cron job, a systemd timer, a monitoring agent) writes
+// the file; OpenBSD's `ifconfig -g carp carpdemote N` is the model.
+//
+// The file is read every second rather than watched with inotify or
+// polled by mtime: reading a few bytes costs about what a stat does, works
+// for every way of writing the file (in place, rename over, a symlink
+// switched), and cannot miss a rewrite that lands within the filesystem's
+// mtime granularity. A change takes at most a second to be seen.
+//
+// An absent file means 0 (nothing to report is healthy: deleting the file
+// undoes a demotion). A file that does not hold an integer 0-255 is logged
+// once and ignored: the last good value stays, so a half-written file
+// never flaps the group.
+type demoteFile struct {
+	path  string
+	every time.Duration
+	set   func(n int)
+	log   *slog.Logger
+
+	last    int
+	lastErr string
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+// startDemoteFile reads path once, calls set with the value (so the
+// demotion is in place before the group starts), and then re-reads it
+// every period on its own goroutine until Close.
+func startDemoteFile(path string, every time.Duration, set func(int), log *slog.Logger) *demoteFile {
+	d := &demoteFile{path: path, every: every, set: set, log: log, last: -1,
+		stop: make(chan struct{}), done: make(chan struct{})}
+	d.poll()
+	go d.loop()
+	return d
+}
+
+func (d *demoteFile) loop() {
+	defer close(d.done)
+	t := time.NewTicker(d.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-t.C:
+			d.poll()
+		}
+	}
+}
+
+// poll reads the file and applies a changed value.
+func (d *demoteFile) poll() {
+	n, err := readDemotion(d.path)
+	if err != nil {
+		if err.Error() != d.lastErr {
+			d.log.Warn("ignoring demote file", "path", d.path, "err", err, "demotion", max(d.last, 0))
+			d.lastErr = err.Error()
+		}
+		return
+	}
+	d.lastErr = ""
+	if n == d.last {
+		return
+	}
+	d.log.Info("demotion from file", "path", d.path, "demotion", n)
+	d.last = n
+	d.set(n)
+}
+
+// Close stops the polling goroutine and waits for it. It leaves the
+// group's demotion as it is.
+func (d *demoteFile) Close() {
+	close(d.stop)
+	<-d.done
+}
+
+// readDemotion returns the integer in the file at path: 0 if the file does
+// not exist, an error if it does not hold one integer 0-255 (surrounding
+// white space allowed).
+func readDemotion(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	s := string(bytes.TrimSpace(b))
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > 255 {
+		return 0, fmt.Errorf("content %q: want an integer 0-255", s)
+	}
+	return n, nil
+}

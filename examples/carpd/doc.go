@@ -1,0 +1,111 @@
+// Command carpd runs one CARP group on Linux. It is a drop-in replacement
+// for ucarp 1.5.2: it takes ucarp's flags with ucarp's meaning, calls the
+// same up and down scripts with the same arguments, and interoperates with
+// ucarp peers on the wire (one IPv4 address per group, ucarp's HMAC).
+//
+//	carpd -i eth0 -s 10.0.0.2 -v 10 -p secret -a 10.0.0.254 \
+//	      -u /etc/carp/up.sh -d /etc/carp/down.sh -z -P
+//
+// Beyond ucarp it advertises IPv6 and several addresses, talks to unicast
+// peers, lowers its priority from a health file, can install and announce
+// the addresses itself instead of through scripts, and never lets a slow
+// script delay adverts.
+//
+// # Flags
+//
+// Short and long forms as getopt_long parses them: "-v 10", "-v10",
+// "--vhid 10", "--vhid=10", clustered switches ("-PnzD", "-Pk100"),
+// unambiguous long prefixes ("--mcast"), "--" to end the flags. A bad flag
+// or value, or a missing required flag, exits with status 2 and a message
+// naming the flag and the allowed values:
+//
+//	carpd: --advskew 300: must be 0-254
+//
+//	ucarp flag              ucarp meaning                       carpd
+//	-i --interface IF       interface (default pcap's)          same; required
+//	-s --srcip IPv4         advert source; required             optional: default the interface's first address
+//	-v --vhid 1-255         required                            same
+//	-p --pass STR           password, <= 19 chars               same, <= 20 bytes (the BSD key size)
+//	-o --passfile FILE      first line is the password          same; exclusive with -p
+//	-a --addr IPv4          the one virtual address; required   repeatable, IPv4 and IPv6
+//	-b --advbase SECONDS    default 1, 0 accepted (broken)      1-255
+//	-k --advskew 0-255      default 0                           0-254 (carp(4): 255 is the bow-out)
+//	-P --preempt            take over from slower masters       same
+//	-n --neutral            no downscript at start-up           same
+//	-u --upscript FILE      run on MASTER                       same, off the protocol loop
+//	-d --downscript FILE    run on BACKUP (and start-up)        run on leaving MASTER and at start-up
+//	-r --deadratio N        master-down multiplier, default 3   1-255
+//	-z --shutdown           downscript on exit unless BACKUP    same; a MASTER also sends a bow-out advert
+//	-x --xparam STR         third script argument               same
+//	-S --ignoreifstate      ignore carrier loss                 same (else rtnetlink link tracking)
+//	-D --debug              debug output                        debug log level (every dropped packet)
+//	-B --daemonize          fork into the background            accepted, warns; carpd stays in the foreground
+//	-f --facility NAME      syslog facility                     accepted, noted; carpd logs to stderr (slog text)
+//	   --mcastip/--mcast    multicast group                     only 224.0.0.18 (else use --peer)
+//	-M --nomcast            broadcast MAC for adverts           rejected: unknown flag (use --peer)
+//	-h --help               usage                               same
+//
+//	carpd only
+//	   --peer ADDR          unicast adverts to ADDR; once per family (FreeBSD peer/peer6)
+//	   --demote-file FILE   demotion (0-255) read from FILE every second; absent = 0
+//	   --manage-vip         install, announce (GARP / unsolicited NA) and remove the addresses
+//	   --vmac               the addresses live on macvlan carp<vhid> with MAC 00:00:5e:00:01:<vhid>;
+//	                        implies --manage-vip
+//	   --script-timeout D   kill a script still running after D (default: no limit)
+//
+// # Scripts
+//
+// A script is called as ucarp calls it, "script <interface> <addr>
+// [xparam]", with addr the first --addr, and finds in its environment
+// CARPD_VHID, CARPD_FROM, CARPD_STATE, CARPD_REASON (carp(4)'s words, or
+// "start-up") and CARPD_ADDRS (every --addr). The upscript runs on entering
+// MASTER, the downscript on leaving it (a faster master, SIGUSR2, carrier
+// loss), at start-up unless --neutral (it clears an address a crashed run
+// left behind, peers.md pitfall 3), and on exit as MASTER with --shutdown.
+//
+// ucarp runs scripts synchronously in its protocol loop, so a slow upscript
+// stops its adverts and lets the backup take over too. carpd runs them from
+// the group's notification goroutine: adverts go on, and the first advert
+// as MASTER leaves before the upscript starts. Scripts run one at a time in
+// the order of the transitions; a downscript that falls due while the
+// upscript still runs waits for it, so it always undoes a finished "up".
+// Their output is logged line by line.
+//
+// # Signals
+//
+// SIGUSR1 logs the state and carp(4)'s counters (names as in netstat -s
+// -p carp: ipackets, badauth, vrrp, ...); they are logged on exit too.
+// SIGUSR2 steps down from MASTER and stays out of the election for 3 s
+// plus the master-down interval (ucarp sleeps 3 s and then restarts its
+// state machine, which waits a master-down interval; with only 3 s a peer
+// with a larger skew would never get its turn). SIGTERM, SIGINT, SIGHUP and
+// SIGQUIT end carpd: a MASTER first sends a bow-out advert (OpenBSD's
+// advbase 255 / advskew 255), so a carpd backup takes over at once instead
+// of after the master-down interval (ucarp sends nothing); with --shutdown
+// the downscript runs, and with --manage-vip the addresses are removed.
+//
+// # Demotion
+//
+// --demote-file feeds health into CARP demotion: a health check writes an
+// integer 0-255 into the file and the group advertises it in the demote
+// byte; a more demoted master loses to a less demoted backup even without
+// --preempt (OpenBSD's rule; ucarp and FreeBSD ignore the byte). The file is
+// read every second instead of watched: a few-byte read costs what a stat
+// does, works however the file is replaced, and cannot miss a rewrite that
+// falls within the filesystem's mtime granularity. An absent file means 0;
+// a file that does not hold an integer 0-255 is logged and ignored (the last
+// good value stays).
+//
+// # Link tracking
+//
+// Without --ignoreifstate, carpd follows the interface over rtnetlink: when
+// it loses carrier or goes administratively down the group goes to INIT
+// (the downscript runs if it was MASTER) and comes back as BACKUP when the
+// link returns (carp(4)); ucarp polls the flags instead.
+//
+// # Exit status
+//
+// 0 after a terminating signal, 1 when the group cannot run (no such
+// interface, no permission, no address to send from), 2 for a bad command
+// line.
+package main

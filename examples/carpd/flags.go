@@ -1,0 +1,436 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gocarp/gocarp/carp"
+)
+
+// options is the parsed and validated command line.
+type options struct {
+	Interface  string       // -i: interface adverts go out on
+	SrcIP      netip.Addr   // -s: IPv4 source of adverts (zero: the interface's primary address)
+	VHID       uint8        // -v
+	Pass       string       // -p
+	PassFile   string       // -o: first line is the password
+	Addrs      []netip.Addr // -a, repeatable, IPv4 and IPv6
+	AdvBase    uint8        // -b, seconds
+	AdvSkew    uint8        // -k, 1/256 s
+	Preempt    bool         // -P
+	Neutral    bool         // -n: no downscript at start-up
+	UpScript   string       // -u
+	DownScript string       // -d
+	DeadRatio  int          // -r
+	Shutdown   bool         // -z: downscript on exit when not BACKUP
+	XParam     string       // -x: third argument of the scripts
+	IgnoreIf   bool         // -S: no link tracking
+	Debug      bool         // -D
+	Daemonize  bool         // -B: accepted, not implemented
+	Facility   string       // -f: accepted, logs go to stderr
+
+	McastIP       netip.Addr   // --mcast/--mcastip: only the default group is supported
+	Peers         []netip.Addr // --peer, at most one per family
+	DemoteFile    string       // --demote-file
+	ManageVIP     bool         // --manage-vip
+	VMAC          bool         // --vmac (implies --manage-vip)
+	ScriptTimeout time.Duration
+
+	Help bool
+}
+
+// usageError is a command-line mistake: carpd prints it and exits 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// flagSpec is one row of the flag table: ucarp's short letter (0 for
+// long-only flags), the long name, the argument's name ("" for a switch),
+// the help text, and how to apply a value. set returns only the reason
+// ("must be 1-255"); the parser adds the flag and the value.
+type flagSpec struct {
+	short rune
+	long  string
+	arg   string
+	help  string
+	set   func(o *options, v string) error
+}
+
+// flagTable lists ucarp 1.5.2's options with their meaning (carp.md §4.1),
+// then carpd's additions.
+var flagTable = []flagSpec{
+	{'i', "interface", "IF", "interface to run CARP on (required)", func(o *options, v string) error {
+		if v == "" || len(v) > 15 || strings.ContainsAny(v, "/ ") {
+			return errors.New("must be an interface name of 1-15 bytes")
+		}
+		o.Interface = v
+		return nil
+	}},
+	{'s', "srcip", "IPv4", "source address of IPv4 adverts (default: the interface's first address)", func(o *options, v string) error {
+		a, err := netip.ParseAddr(v)
+		if err != nil || !a.Is4() || !a.IsGlobalUnicast() {
+			return errors.New("must be a unicast IPv4 address")
+		}
+		o.SrcIP = a
+		return nil
+	}},
+	{'v', "vhid", "1-255", "virtual host id (required)", func(o *options, v string) error {
+		n, err := parseRange(v, 1, 255)
+		o.VHID = uint8(n)
+		return err
+	}},
+	{'p', "pass", "PASSWORD", "HMAC password, at most 20 bytes (ucarp and BSD ifconfig: 19)", func(o *options, v string) error {
+		if len(v) > carp.MaxPasswordLen {
+			return fmt.Errorf("must be at most %d bytes", carp.MaxPasswordLen)
+		}
+		o.Pass = v
+		return nil
+	}},
+	{'o', "passfile", "FILE", "read the password from the first line of FILE", func(o *options, v string) error {
+		if v == "" {
+			return errors.New("must be a file name")
+		}
+		o.PassFile = v
+		return nil
+	}},
+	{'a', "addr", "ADDR", "virtual address, IPv4 or IPv6; repeat for several (required)", func(o *options, v string) error {
+		a, err := netip.ParseAddr(v)
+		if err != nil || a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
+			return errors.New("must be a unicast IPv4 or IPv6 address")
+		}
+		a = a.Unmap()
+		for _, b := range o.Addrs {
+			if a == b {
+				return errors.New("given twice")
+			}
+		}
+		o.Addrs = append(o.Addrs, a)
+		return nil
+	}},
+	{'b', "advbase", "1-255", "base advertisement interval in seconds (default 1)", func(o *options, v string) error {
+		n, err := parseRange(v, 1, 255)
+		o.AdvBase = uint8(n)
+		return err
+	}},
+	{'k', "advskew", "0-254", "advertisement skew in 1/256 s; lower is preferred (default 0)", func(o *options, v string) error {
+		n, err := parseRange(v, 0, 254)
+		o.AdvSkew = uint8(n)
+		return err
+	}},
+	{'P', "preempt", "", "take over from a slower master", func(o *options, _ string) error { o.Preempt = true; return nil }},
+	{'n', "neutral", "", "do not run the downscript at start-up", func(o *options, _ string) error { o.Neutral = true; return nil }},
+	{'u', "upscript", "FILE", "run on becoming MASTER: FILE <interface> <addr> [xparam]", func(o *options, v string) error {
+		o.UpScript = v
+		return nil
+	}},
+	{'d', "downscript", "FILE", "run on leaving MASTER and at start-up: FILE <interface> <addr> [xparam]", func(o *options, v string) error {
+		o.DownScript = v
+		return nil
+	}},
+	{'r', "deadratio", "1-255", "adverts missed before a backup takes over (default 3)", func(o *options, v string) error {
+		n, err := parseRange(v, 1, 255)
+		o.DeadRatio = n
+		return err
+	}},
+	{'z', "shutdown", "", "run the downscript on exit (SIGTERM, SIGINT, SIGHUP, SIGQUIT) unless BACKUP", func(o *options, _ string) error {
+		o.Shutdown = true
+		return nil
+	}},
+	{'x', "xparam", "STRING", "extra (third) argument of the scripts", func(o *options, v string) error {
+		o.XParam = v
+		return nil
+	}},
+	{'S', "ignoreifstate", "", "ignore the interface's link state (no INIT on carrier loss)", func(o *options, _ string) error {
+		o.IgnoreIf = true
+		return nil
+	}},
+	{'D', "debug", "", "log at debug level (every dropped packet)", func(o *options, _ string) error { o.Debug = true; return nil }},
+	{'B', "daemonize", "", "accepted for ucarp compatibility; carpd stays in the foreground (use a service manager)", func(o *options, _ string) error {
+		o.Daemonize = true
+		return nil
+	}},
+	{'f', "facility", "NAME", "accepted for ucarp compatibility; carpd logs to stderr", func(o *options, v string) error {
+		o.Facility = v
+		return nil
+	}},
+	{0, "mcastip", "IPv4", "multicast group; only the CARP default 224.0.0.18 is supported", setMcast},
+	{0, "mcast", "IPv4", "same as --mcastip (the name in ucarp's help text)", setMcast},
+	{'h', "help", "", "print this help and exit", func(o *options, _ string) error { o.Help = true; return nil }},
+
+	// carpd's additions.
+	{0, "peer", "ADDR", "send adverts of ADDR's family to ADDR instead of multicast; once per family", func(o *options, v string) error {
+		a, err := netip.ParseAddr(v)
+		if err != nil || a.IsUnspecified() || a.IsMulticast() {
+			return errors.New("must be a unicast IPv4 or IPv6 address")
+		}
+		a = a.Unmap()
+		for _, b := range o.Peers {
+			if b.Is4() == a.Is4() {
+				return fmt.Errorf("a peer of this family is already set (%v)", b)
+			}
+		}
+		o.Peers = append(o.Peers, a)
+		return nil
+	}},
+	{0, "demote-file", "FILE", "demote by the integer (0-255) in FILE, re-read every second; absent means 0", func(o *options, v string) error {
+		if v == "" {
+			return errors.New("must be a file name")
+		}
+		o.DemoteFile = v
+		return nil
+	}},
+	{0, "manage-vip", "", "install, announce and remove the addresses ourselves", func(o *options, _ string) error {
+		o.ManageVIP = true
+		return nil
+	}},
+	{0, "vmac", "", "put the addresses on a macvlan with the virtual MAC 00:00:5e:00:01:<vhid> (implies --manage-vip)", func(o *options, _ string) error {
+		o.VMAC, o.ManageVIP = true, true
+		return nil
+	}},
+	{0, "script-timeout", "DURATION", "kill a script still running after DURATION, e.g. 30s (default 0: no limit)", func(o *options, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return errors.New("must be a duration of 0 or more, e.g. 30s")
+		}
+		o.ScriptTimeout = d
+		return nil
+	}},
+}
+
+func setMcast(o *options, v string) error {
+	a, err := netip.ParseAddr(v)
+	if err != nil || a != netip.AddrFrom4([4]byte{224, 0, 0, 18}) {
+		return errors.New("must be 224.0.0.18 (other groups are not supported; use --peer for unicast)")
+	}
+	o.McastIP = a
+	return nil
+}
+
+// parseRange parses a decimal integer in [lo, hi].
+func parseRange(v string, lo, hi int) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("must be %d-%d", lo, hi)
+	}
+	return n, nil
+}
+
+// lookupLong finds a long flag as getopt_long does: an exact name, or else
+// an unambiguous prefix (ucarp's help text says --mcast for --mcastip).
+func lookupLong(name string) (*flagSpec, error) {
+	var found *flagSpec
+	for i := range flagTable {
+		f := &flagTable[i]
+		if f.long == name {
+			return f, nil
+		}
+		if strings.HasPrefix(f.long, name) {
+			if found != nil {
+				return nil, usagef("--%s is ambiguous (--%s, --%s)", name, found.long, f.long)
+			}
+			found = f
+		}
+	}
+	if found == nil {
+		return nil, usagef("unknown flag --%s", name)
+	}
+	return found, nil
+}
+
+func lookupShort(c rune) (*flagSpec, error) {
+	for i := range flagTable {
+		if flagTable[i].short == c && c != 0 {
+			return &flagTable[i], nil
+		}
+	}
+	return nil, usagef("unknown flag -%c", c)
+}
+
+// apply runs f.set and names the flag and the value in any error.
+func apply(o *options, f *flagSpec, v string) error {
+	if err := f.set(o, v); err != nil {
+		if f.arg == "" {
+			return usagef("--%s: %v", f.long, err)
+		}
+		return usagef("--%s %s: %v", f.long, v, err)
+	}
+	return nil
+}
+
+// parseArgs parses args (without the program name) the way getopt_long
+// does for ucarp: "-v 1", "-v1", "--vhid 1", "--vhid=1", clustered
+// switches ("-PnD", "-Pk100"), unambiguous long prefixes, and "--" to end
+// the flags. carpd takes no operands. A value given twice replaces the
+// first, except for the repeatable --addr and --peer. It then checks the
+// flags that depend on each other. The password file is not read here (see
+// password).
+func parseArgs(args []string) (*options, error) {
+	o := &options{AdvBase: 1, DeadRatio: 3}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--": // carpd takes no operands
+			if i+1 < len(args) {
+				return nil, usagef("unexpected argument %q", args[i+1])
+			}
+		case strings.HasPrefix(a, "--"):
+			name, val, hasVal := strings.Cut(a[2:], "=")
+			f, err := lookupLong(name)
+			if err != nil {
+				return nil, err
+			}
+			switch {
+			case f.arg == "" && hasVal:
+				return nil, usagef("--%s takes no value", f.long)
+			case f.arg != "" && !hasVal:
+				if i+1 >= len(args) {
+					return nil, usagef("--%s requires a value (%s)", f.long, f.arg)
+				}
+				i++
+				val = args[i]
+			}
+			if err := apply(o, f, val); err != nil {
+				return nil, err
+			}
+		case strings.HasPrefix(a, "-") && len(a) > 1:
+			cluster := []rune(a[1:])
+			for j := 0; j < len(cluster); j++ {
+				f, err := lookupShort(cluster[j])
+				if err != nil {
+					return nil, err
+				}
+				if f.arg == "" {
+					if err := apply(o, f, ""); err != nil {
+						return nil, err
+					}
+					continue
+				}
+				// The rest of the cluster, or else the next argument, is the value.
+				val := string(cluster[j+1:])
+				if val == "" {
+					if i+1 >= len(args) {
+						return nil, usagef("-%c (--%s) requires a value (%s)", f.short, f.long, f.arg)
+					}
+					i++
+					val = args[i]
+				}
+				if err := apply(o, f, val); err != nil {
+					return nil, err
+				}
+				break
+			}
+		default:
+			return nil, usagef("unexpected argument %q", a)
+		}
+	}
+	if o.Help {
+		return o, nil
+	}
+	return o, o.check()
+}
+
+// check validates what single flags cannot: required flags and
+// combinations.
+func (o *options) check() error {
+	switch {
+	case o.Interface == "":
+		return usagef("--interface is required")
+	case o.VHID == 0:
+		return usagef("--vhid is required (1-255)")
+	case o.Pass == "" && o.PassFile == "":
+		return usagef("--pass or --passfile is required")
+	case o.Pass != "" && o.PassFile != "":
+		return usagef("--pass and --passfile are mutually exclusive")
+	case len(o.Addrs) == 0:
+		return usagef("--addr is required")
+	}
+	has4, has6 := o.families()
+	if o.SrcIP.IsValid() && !has4 {
+		return usagef("--srcip %v: no IPv4 --addr to advertise", o.SrcIP)
+	}
+	for _, p := range o.Peers {
+		if p.Is4() && !has4 || p.Is6() && !has6 {
+			return usagef("--peer %v: no --addr of that family", p)
+		}
+	}
+	if o.McastIP.IsValid() && !has4 {
+		return usagef("--mcastip %v: no IPv4 --addr to advertise", o.McastIP)
+	}
+	return nil
+}
+
+// families reports which address families the group advertises on.
+func (o *options) families() (has4, has6 bool) {
+	for _, a := range o.Addrs {
+		if a.Is4() {
+			has4 = true
+		} else {
+			has6 = true
+		}
+	}
+	return has4, has6
+}
+
+// password returns --pass, or the first line of --passfile without its
+// line ending (ucarp reads it with fgets and strips "\r\n").
+func (o *options) password() ([]byte, error) {
+	if o.PassFile == "" {
+		return []byte(o.Pass), nil
+	}
+	f, err := os.Open(o.PassFile)
+	if err != nil {
+		return nil, usagef("--passfile %s: %v", o.PassFile, err)
+	}
+	defer f.Close()
+	line, err := bufio.NewReader(f).ReadBytes('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, usagef("--passfile %s: %v", o.PassFile, err)
+	}
+	line = bytes.TrimRight(line, "\r\n")
+	switch {
+	case len(line) == 0:
+		return nil, usagef("--passfile %s: first line is empty", o.PassFile)
+	case len(line) > carp.MaxPasswordLen:
+		return nil, usagef("--passfile %s: password must be at most %d bytes", o.PassFile, carp.MaxPasswordLen)
+	}
+	return line, nil
+}
+
+// writeUsage prints the flag table.
+func writeUsage(w io.Writer) {
+	fmt.Fprint(w, `Usage: carpd -i IF -v VHID -p PASS|-o FILE -a ADDR [flags]
+
+carpd runs one CARP group (a ucarp replacement): same flags, same scripts
+(called as "script <interface> <addr> [xparam]"), plus IPv6, several
+addresses, unicast peers, demotion and address management.
+
+Flags:
+`)
+	for _, f := range flagTable {
+		name := "    --" + f.long
+		if f.short != 0 {
+			name = fmt.Sprintf("-%c, --%s", f.short, f.long)
+		}
+		if f.arg != "" {
+			name += " " + f.arg
+		}
+		fmt.Fprintf(w, "  %-28s %s\n", name, f.help)
+	}
+	fmt.Fprint(w, `
+Signals: SIGUSR1 logs the state and the packet counters; SIGUSR2 steps down
+from MASTER for 3 s plus the master-down interval (as ucarp); SIGTERM, SIGINT, SIGHUP and SIGQUIT send a bow-out advert
+when MASTER and exit (running the downscript with --shutdown).
+`)
+}

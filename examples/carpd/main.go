@@ -1,0 +1,332 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gocarp/gocarp/carp"
+	"github.com/gocarp/gocarp/vip"
+)
+
+// stepDownFor is ucarp's SIGUSR2 pause. ucarp sleeps 3 s and then
+// restarts its state machine, which waits a whole master-down interval
+// before it may take over again; carpd therefore suppresses takeover for
+// 3 s plus the master-down interval. With only 3 s, a node whose peer has
+// the same advbase and a larger skew would take over again before the peer's
+// master-down timer fires, and SIGUSR2 would hand nothing over.
+const stepDownFor = 3 * time.Second
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is main with an exit status, so deferred clean-ups run. Usage goes
+// to stdout, errors and logs to stderr.
+func run(args []string, stdout, stderr io.Writer) int {
+	o, err := parseArgs(args)
+	if err == nil && !o.Help {
+		err = checkScript("upscript", o.UpScript)
+	}
+	if err == nil && !o.Help {
+		err = checkScript("downscript", o.DownScript)
+	}
+	var pass []byte
+	if err == nil && !o.Help {
+		pass, err = o.password()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "carpd: %v\nTry 'carpd --help'.\n", err)
+		return 2
+	}
+	if o.Help {
+		writeUsage(stdout)
+		return 0
+	}
+
+	level := slog.LevelInfo
+	if o.Debug {
+		level = slog.LevelDebug
+	}
+	// The group adds vhid to its own lines.
+	groupLog := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With("iface", o.Interface)
+	log := groupLog.With("vhid", o.VHID)
+	if o.Daemonize {
+		log.Warn("--daemonize is not implemented: carpd stays in the foreground; run it under a service manager")
+	}
+	if o.Facility != "" {
+		log.Info("--facility ignored: carpd logs to stderr", "facility", o.Facility)
+	}
+
+	// Catch signals from the start, so one that arrives while the
+	// start-up downscript runs is handled once the group is up.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGUSR2,
+		syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT)
+	defer signal.Stop(sigs)
+
+	d, err := newDaemon(o, pass, log, groupLog)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	d.serve(sigs)
+	return 0
+}
+
+// daemon is one running carpd: the group and what follows it.
+type daemon struct {
+	o       *options
+	log     *slog.Logger
+	scripts *scripts
+	group   *carp.Group
+	link    *carp.LinkWatcher
+	demote  *demoteFile
+
+	// --manage-vip
+	vmac     *vip.VirtualMAC
+	mgr      *vip.NetlinkManager
+	ann      *vip.PacketAnnouncer
+	follower *vip.Follower
+}
+
+// newDaemon opens everything and starts the group. On error it closes what
+// it opened.
+func newDaemon(o *options, pass []byte, log, groupLog *slog.Logger) (_ *daemon, err error) {
+	d := &daemon{o: o, log: log}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
+	addrs := addrStrings(o.Addrs)
+	d.scripts = &scripts{vhid: o.VHID, up: o.UpScript, down: o.DownScript, iface: o.Interface, addrs: addrs,
+		xparam: o.XParam, shutdown: o.Shutdown, timeout: o.ScriptTimeout, log: log}
+
+	ifi, err := net.InterfaceByName(o.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("interface %s: %w", o.Interface, err)
+	}
+	rc := &carp.RawConfig{Src4: o.SrcIP, Logger: log}
+	has4, has6 := o.families()
+	if has4 {
+		rc.Families = append(rc.Families, carp.IPv4)
+	}
+	if has6 {
+		rc.Families = append(rc.Families, carp.IPv6)
+	}
+	for _, p := range o.Peers {
+		if p.Is4() {
+			rc.Peer4 = p
+		} else {
+			rc.Peer6 = p
+		}
+	}
+	tr, err := carp.NewRawTransport(o.Interface, rc)
+	if err != nil {
+		return nil, err
+	}
+	d.group, err = carp.NewGroup(carp.Config{
+		VHID:         o.VHID,
+		AdvBase:      o.AdvBase,
+		AdvSkew:      o.AdvSkew,
+		Password:     pass,
+		Addrs:        o.Addrs,
+		Preempt:      o.Preempt,
+		Profile:      carp.ProfileUCarp,
+		DeadRatio:    o.DeadRatio,
+		IfIndex:      ifi.Index,
+		Transport:    tr,
+		Logger:       groupLog,
+		OnTransition: d.onTransition,
+	})
+	if err != nil {
+		tr.Close()
+		return nil, err
+	}
+
+	if o.ManageVIP {
+		if err := d.openVIP(ifi); err != nil {
+			return nil, err
+		}
+	}
+	if !o.Neutral {
+		d.scripts.startup()
+	}
+	if o.DemoteFile != "" {
+		d.demote = startDemoteFile(o.DemoteFile, demotePoll, func(n int) { d.group.SetDemotion(demoteSource, n) }, log)
+	}
+	if !o.IgnoreIf {
+		d.link, err = carp.NewLinkWatcher(o.Interface, d.group.SetLinkState, log)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := d.group.Start(); err != nil {
+		return nil, err
+	}
+	log.Info("carpd started", "addrs", addrs, "advbase", o.AdvBase, "advskew", o.AdvSkew,
+		"preempt", o.Preempt, "master_down", d.group.MasterDownInterval(), "manage_vip", o.ManageVIP)
+	return d, nil
+}
+
+// openVIP sets up --manage-vip: the addresses live on the interface, or on
+// a macvlan with the virtual MAC (--vmac), and a vip.Follower installs,
+// announces and withdraws them. The Follower removes any of them left by a
+// crashed run as soon as it starts (peers.md pitfall 3).
+func (d *daemon) openVIP(parent *net.Interface) error {
+	ifi := parent
+	if d.o.VMAC {
+		var err error
+		d.vmac, err = vip.NewVirtualMAC(parent, d.o.VHID, &vip.VirtualMACConfig{Logger: d.log})
+		if err != nil {
+			return err
+		}
+		ifi = d.vmac.Interface()
+		d.checkARPSysctls(parent.Name)
+	}
+	var err error
+	if d.mgr, err = vip.NewNetlinkManager(ifi, &vip.ManagerConfig{Logger: d.log}); err != nil {
+		return err
+	}
+	if d.ann, err = vip.NewPacketAnnouncer(ifi, &vip.AnnouncerConfig{Logger: d.log}); err != nil {
+		return err
+	}
+	d.follower, err = vip.NewFollower(vip.Config{
+		VHID:           d.o.VHID,
+		Addrs:          vip.Host(d.o.Addrs...),
+		Manager:        d.mgr,
+		Announcer:      d.ann,
+		AdvertInterval: d.group.AdvertInterval(),
+		Logger:         d.log,
+	})
+	return err
+}
+
+// checkARPSysctls warns when the parent of a virtual-MAC link would answer
+// ARP for the VIPs with its own MAC (vip.VirtualMAC: arp_ignore must be 1,
+// arp_announce 2; the kernel uses the larger of the "all" and the
+// interface's value). carpd does not change host sysctls itself.
+func (d *daemon) checkARPSysctls(parent string) {
+	if has4, _ := d.o.families(); !has4 {
+		return
+	}
+	for _, key := range []string{"arp_ignore", "arp_announce"} {
+		eff := 0
+		for _, dev := range []string{"all", parent} {
+			b, err := os.ReadFile("/proc/sys/net/ipv4/conf/" + dev + "/" + key)
+			if err != nil {
+				d.log.Warn("cannot check ARP settings for --vmac", "err", err)
+				return
+			}
+			if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				eff = max(eff, n)
+			}
+		}
+		if want := map[string]int{"arp_ignore": 1, "arp_announce": 2}[key]; eff < want {
+			d.log.Warn("with --vmac the parent interface answers ARP for the VIPs with its own MAC; raise the sysctl",
+				"sysctl", "net.ipv4.conf."+parent+"."+key, "value", eff, "want", want)
+		}
+	}
+}
+
+// onTransition is the group's OnTransition: it runs on the group's
+// notification goroutine, never on the protocol loop. The Follower only
+// queues the change, so addresses move at once even while a script runs.
+func (d *daemon) onTransition(t carp.Transition) {
+	if d.follower != nil {
+		d.follower.Handle(t)
+	}
+	d.scripts.handle(t)
+}
+
+// serve handles signals until one ends carpd, then shuts down.
+func (d *daemon) serve(sigs <-chan os.Signal) {
+	for sig := range sigs {
+		switch sig {
+		case syscall.SIGUSR1:
+			d.logStats("status")
+		case syscall.SIGUSR2:
+			pause := stepDownFor + d.group.MasterDownInterval()
+			d.log.Info("SIGUSR2: stepping down", "state", d.group.State(), "for", pause)
+			d.group.StepDown(pause)
+		default:
+			d.log.Info("shutting down", "signal", sig.String(), "state", d.group.State())
+			d.close()
+			d.logStats("final status")
+			return
+		}
+	}
+}
+
+// close stops everything in order: the group first (bow-out advert, the
+// last transition and its script), then the address follower, which
+// withdraws the addresses it installed.
+func (d *daemon) close() {
+	if d.link != nil {
+		if err := d.link.Close(); err != nil {
+			d.log.Warn("link watcher", "err", err)
+		}
+	}
+	if d.demote != nil {
+		d.demote.Close()
+	}
+	if d.group != nil {
+		if err := d.group.Close(); err != nil {
+			d.log.Warn("closing group", "err", err)
+		}
+	}
+	var errs []error
+	if d.follower != nil {
+		errs = append(errs, d.follower.Close())
+	}
+	if d.ann != nil {
+		errs = append(errs, d.ann.Close())
+	}
+	if d.mgr != nil {
+		errs = append(errs, d.mgr.Close())
+	}
+	if d.vmac != nil {
+		errs = append(errs, d.vmac.Close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		d.log.Warn("releasing addresses", "err", err)
+	}
+}
+
+// logStats logs the state and carp(4)'s counters on one line
+// ("badauth=3"), for SIGUSR1 and on exit.
+func (d *daemon) logStats(msg string) {
+	s := d.group.Stats()
+	attrs := []any{
+		"state", d.group.State(), "demotion", d.group.Demotion(),
+		"ipackets", s.Ipackets, "ipackets6", s.Ipackets6, "badif", s.Badif, "badttl", s.Badttl,
+		"hdrops", s.Hdrops, "badsum", s.Badsum, "badver", s.Badver, "badlen", s.Badlen,
+		"badauth", s.Badauth, "badvhid", s.Badvhid, "badloop", s.Badloop, "vrrp", s.VRRP,
+		"opackets", s.Opackets, "opackets6", s.Opackets6, "oerrors", s.Oerrors, "preempt", s.Preempt,
+	}
+	if d.follower != nil {
+		v := d.follower.Stats()
+		attrs = append(attrs, "vip_installs", v.Installs, "vip_withdrawals", v.Withdrawals,
+			"vip_repairs", v.Repairs, "vip_announcements", v.Announcements, "vip_errors", v.Errors)
+	}
+	d.log.Info(msg, attrs...)
+}
+
+// addrStrings formats addresses for script arguments and logs.
+func addrStrings(as []netip.Addr) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.String()
+	}
+	return out
+}
