@@ -97,6 +97,11 @@ func (e *Engine) bulkFrame(p *peer, s wire.BulkStart, now time.Time) bool {
 		p.bulk.state = bulkReceiving
 		p.bulk.expected = s.Expected
 		e.stats.BulkStarted++
+		if len(e.store) == 0 && s.Expected > 1024 {
+			// A joining node: size the store once instead of growing it
+			// step by step through the whole transfer.
+			e.store = make(map[record.ID]entry, min(s.Expected, 1<<26))
+		}
 	}
 	p.bulk.deadline = now.Add(e.cfg.BulkTimeout)
 	return true
@@ -223,7 +228,7 @@ func (e *Engine) sendBulkFrame(j *bulkJob, now time.Time) bool {
 		var err error
 		ent, live := e.store[id]
 		if live {
-			if wire.DecodeRecord(ent.data, &e.scratch) != nil {
+			if wire.DecodeRecord(e.data(ent), &e.scratch) != nil {
 				j.pos++
 				continue
 			}

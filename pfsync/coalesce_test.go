@@ -39,6 +39,12 @@ func observe(t *testing.T, ep *pfsynctest.Endpoint) map[record.ID][]element {
 					t.Fatal(err)
 				}
 				got[r.ID] = append(got[r.ID], element{rd.Kind(), r.Clone()})
+			case wire.KindUpdateC:
+				var d record.Delta
+				if err := rd.Delta(&d); err != nil {
+					t.Fatal(err)
+				}
+				got[d.ID] = append(got[d.ID], element{wire.KindUpdateC, record.Record{ID: d.ID, Version: d.Version, Peers: d.Peers, Packets: d.Packets}})
 			case wire.KindDelete:
 				d, err := rd.Delete()
 				if err != nil {
@@ -90,6 +96,12 @@ func TestCoalescingProperty(t *testing.T) {
 			for round := range 4 {
 				observer := network.Attach(2)
 				last := map[record.ID]string{}
+				deleted := map[record.ID]bool{} // deleted since peers last heard of it
+				for id := range announced {
+					if _, ok := live[id]; !ok {
+						deleted[id] = true
+					}
+				}
 				for range 40 {
 					if len(ids) == 0 || rng.IntN(3) == 0 {
 						id := e.NewID()
@@ -101,6 +113,7 @@ func TestCoalescingProperty(t *testing.T) {
 							t.Fatal(err)
 						}
 						delete(live, id)
+						deleted[id] = true
 						last[id] = "delete"
 						continue
 					}
@@ -126,8 +139,11 @@ func TestCoalescingProperty(t *testing.T) {
 							t.Fatalf("round %d: record %v changed, sent %d elements, want 1", round, id, len(els))
 						}
 						wantKind := wire.KindInsert
-						if announced[id] {
-							wantKind = wire.KindUpdate
+						switch {
+						case announced[id] && deleted[id]:
+							wantKind = wire.KindUpdate // re-created: peers hold a tombstone
+						case announced[id]:
+							wantKind = wire.KindUpdateC // only dynamic fields changed
 						}
 						if els[0].kind != wantKind {
 							t.Errorf("round %d: record %v sent as %v, want %v", round, id, els[0].kind, wantKind)

@@ -183,15 +183,15 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	errs := []error{
+	// FlushDelay and Heartbeat first: AckDelay's default and range use them.
+	if err := firstError(
 		durRange("FlushDelay", &c.FlushDelay, 100*time.Millisecond, time.Millisecond, time.Second),
 		durRange("Heartbeat", &c.Heartbeat, time.Second, 10*time.Millisecond, time.Minute),
 		intRange("DeadAfter", &c.DeadAfter, 3, 2, 100),
+	); err != nil {
+		return c, err
 	}
-	if err := errors.Join(errs...); err != nil {
-		return c, errs[firstErr(errs)]
-	}
-	errs = []error{
+	errs := []error{
 		durRange("AckDelay", &c.AckDelay, max(c.FlushDelay/2, time.Millisecond), time.Millisecond, c.Heartbeat),
 		intRange("BulkRate", &c.BulkRate, 2000, 1, 10_000_000),
 		intRange("BulkBurst", &c.BulkBurst, 32, 1, 100_000),
@@ -207,17 +207,15 @@ func (c Config) withDefaults() (Config, error) {
 	if c.AntiEntropy >= 0 {
 		errs = append(errs, durRange("AntiEntropy", &c.AntiEntropy, 30*time.Second, 100*time.Millisecond, 24*time.Hour))
 	}
-	if errors.Join(errs...) != nil {
-		return c, errs[firstErr(errs)]
-	}
-	return c, nil
+	return c, firstError(errs...)
 }
 
-func firstErr(errs []error) int {
-	for i, err := range errs {
+// firstError returns the first non-nil error: the first invalid field.
+func firstError(errs ...error) error {
+	for _, err := range errs {
 		if err != nil {
-			return i
+			return err
 		}
 	}
-	return 0
+	return nil
 }

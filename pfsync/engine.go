@@ -38,31 +38,32 @@ type Engine struct {
 	boot   uint64
 	mtu    int // plaintext frame budget: Transport.MTU() minus the Sealer's overhead
 
-	kick   chan struct{}
-	done   chan struct{}
-	wg     sync.WaitGroup
-	start  sync.Once
-	stop   sync.Once
-	demMu  sync.Mutex // serialises Demoter calls
-	demBulk, demLink int // last values given to the Demoter
+	kick             chan struct{}
+	done             chan struct{}
+	wg               sync.WaitGroup
+	start            sync.Once
+	stop             sync.Once
+	demMu            sync.Mutex // serialises Demoter calls
+	demBulk, demLink int        // last values given to the Demoter
 
-	mu      sync.Mutex
-	started bool
-	closed  bool
-	store   map[record.ID]entry
-	local   int // live records created by this node
-	tombs   map[record.ID]tomb
-	q       queue
-	ctlq    []ctl
-	flushAt time.Time // zero: nothing queued
-	wake    time.Time // when the loop goroutine plans to wake
-	nextSeq uint64
-	ring    ring
-	peers   map[NodeID]*peer
-	gen     uint64 // last bulk generation this node requested
-	bulks   []*bulkJob
-	tokens  float64
-	tokenAt time.Time
+	mu           sync.Mutex
+	started      bool
+	closed       bool
+	store        map[record.ID]entry
+	arena        arena
+	local        int // live records created by this node
+	tombs        map[record.ID]tomb
+	q            queue
+	ctlq         []ctl
+	flushAt      time.Time // zero: nothing queued
+	wake         time.Time // when the loop goroutine plans to wake
+	nextSeq      uint64
+	ring         ring
+	peers        map[NodeID]*peer
+	gen          uint64 // last bulk generation this node requested
+	bulks        []*bulkJob
+	tokens       float64
+	tokenAt      time.Time
 	bulkDone     bool // a bulk sync from a peer completed at least once
 	bulkGaveUp   bool
 	lastSent     time.Time
@@ -77,6 +78,7 @@ type Engine struct {
 	sealed  []byte
 	opened  []byte
 	scratch record.Record
+	enc     []byte
 	in      record.Record
 	ack     wire.Ack
 	dig     wire.Digest
@@ -85,9 +87,10 @@ type Engine struct {
 // entry is a record held by the engine, stored in its wire encoding (the
 // full-record element body) to keep memory per record small.
 type entry struct {
-	data  []byte
-	ver   uint64
+	ref   uint64 // the encoding in the arena
+	n     uint32 // its length
 	flags eflag
+	ver   uint64
 }
 
 type eflag uint8
@@ -97,6 +100,7 @@ const (
 	fCommitted                   // the Table holds some version of it
 	fDirty                       // the Table's copy is older than data, or the last Table call failed
 	fLocal                       // upserted by the embedder in this life (the dataplane is its home)
+	fFull                        // creator-owned fields changed since the last send: no compressed update
 )
 
 // tomb remembers a delete (record.Tombstones without the ID and time.Time,
@@ -240,6 +244,14 @@ func (e *Engine) receiveLoop() {
 				return
 			}
 			e.log.Warn("pfsync: receive failed", "err", err)
+			// Do not spin on a transport that keeps failing.
+			t := time.NewTimer(10 * time.Millisecond)
+			select {
+			case <-e.done:
+				t.Stop()
+				return
+			case <-t.C:
+			}
 			continue
 		}
 		e.mu.Lock()
@@ -313,7 +325,7 @@ func (e *Engine) Upsert(rec record.Record) error {
 	old, ok := e.store[rec.ID]
 	var ent entry
 	if ok {
-		if err := wire.DecodeRecord(old.data, &e.scratch); err != nil {
+		if err := wire.DecodeRecord(e.data(old), &e.scratch); err != nil {
 			return fmt.Errorf("pfsync: upsert %v: stored copy: %w", rec.ID, err)
 		}
 		if own {
@@ -322,15 +334,21 @@ func (e *Engine) Upsert(rec record.Record) error {
 			rec.Version = max(rec.Version, old.ver)
 		}
 		merged, _ := record.Merge(&e.scratch, &rec)
-		ent = entry{data: encodeRecord(&merged), ver: merged.Version, flags: old.flags}
+		ent = old
+		if !sameOwned(&e.scratch, &merged) {
+			ent.flags |= fFull
+		}
+		ent.ver = merged.Version
+		e.setData(&ent, e.encode(&merged))
 	} else {
 		if t, dead := e.tombs[rec.ID]; dead {
 			// Re-created after a delete: the new life must beat the tombstone.
 			rec.Version = max(rec.Version, t.ver+1)
 			delete(e.tombs, rec.ID)
-			ent.flags |= fAnnounced
+			ent.flags |= fAnnounced | fFull
 		}
-		ent.data, ent.ver = encodeRecord(&rec), rec.Version
+		ent.ver = rec.Version
+		e.setData(&ent, e.encode(&rec))
 		if own {
 			e.local++
 		}
@@ -344,7 +362,8 @@ func (e *Engine) Upsert(rec record.Record) error {
 		ent.flags |= fLocal
 	}
 	e.store[rec.ID] = ent
-	e.enqueue(rec.ID, opUpsert, ent.flags&fAnnounced != 0, len(ent.data), now)
+	e.enqueue(rec.ID, opUpsert, ent.flags&fAnnounced != 0, int(ent.n), now)
+	e.maybeCompact()
 	return nil
 }
 
@@ -370,6 +389,7 @@ func (e *Engine) deleteLocked(id record.ID, now time.Time, queue bool) {
 		return
 	}
 	delete(e.store, id)
+	e.freeData(ent)
 	if id.Creator == uint32(e.cfg.Node) {
 		e.local--
 	}
@@ -426,11 +446,7 @@ func (e *Engine) scheduleFlush(at time.Time) {
 	e.wakeBy(e.flushAt)
 }
 
-func encodeRecord(r *record.Record) []byte {
-	b := make([]byte, 0, wire.RecordLen(r))
-	b, _ = wire.AppendRecord(b, r) // r was validated
-	return b
-}
+func appendRecord(b []byte, r *record.Record) ([]byte, error) { return wire.AppendRecord(b, r) }
 
 // Get returns the engine's copy of record id.
 func (e *Engine) Get(id record.ID) (record.Record, bool) {
@@ -441,10 +457,10 @@ func (e *Engine) Get(id record.ID) (record.Record, bool) {
 		return record.Record{}, false
 	}
 	var r record.Record
-	if err := wire.DecodeRecord(ent.data, &r); err != nil {
+	if err := wire.DecodeRecord(e.data(ent), &r); err != nil {
 		return record.Record{}, false
 	}
-	return r, true
+	return r.Clone(), true
 }
 
 // Len returns the number of live records the engine holds.
@@ -461,8 +477,8 @@ func (e *Engine) Records() []record.Record {
 	recs := make([]record.Record, 0, len(e.store))
 	for _, ent := range e.store {
 		var r record.Record
-		if wire.DecodeRecord(ent.data, &r) == nil {
-			recs = append(recs, r)
+		if wire.DecodeRecord(e.data(ent), &r) == nil {
+			recs = append(recs, r.Clone())
 		}
 	}
 	e.mu.Unlock()
@@ -494,7 +510,7 @@ func (e *Engine) PrepareTakeover(ctx context.Context) (int, error) {
 	}
 	e.mu.Unlock()
 	n := 0
-	const batch = 256
+	const batch = 64 // records committed between two looks at ctx
 	for i := 0; i < len(todo); i += batch {
 		if err := ctx.Err(); err != nil {
 			return n, fmt.Errorf("pfsync: takeover commit incomplete, %d of %d records committed: %w", n, len(todo), err)
@@ -505,7 +521,7 @@ func (e *Engine) PrepareTakeover(ctx context.Context) (int, error) {
 			if !ok || ent.flags&fDirty == 0 {
 				continue
 			}
-			if e.commit(id, &ent) == nil {
+			if e.commit(id, &ent, nil) == nil {
 				n++
 			}
 			e.store[id] = ent
@@ -520,10 +536,19 @@ func (e *Engine) PrepareTakeover(ctx context.Context) (int, error) {
 }
 
 // commit hands ent to the Table (Insert or Update) and updates its flags.
-func (e *Engine) commit(id record.ID, ent *entry) error {
+// dec is ent's record already decoded, or nil.
+func (e *Engine) commit(id record.ID, ent *entry, dec *record.Record) error {
 	var r record.Record
-	if err := wire.DecodeRecord(ent.data, &r); err != nil {
-		return err
+	switch {
+	case dec != nil && len(dec.Ext) == 0:
+		r = *dec // nothing aliases a buffer
+	default:
+		if err := wire.DecodeRecord(e.data(*ent), &r); err != nil {
+			return err
+		}
+		if len(r.Ext) > 0 {
+			r = r.Clone() // the Table may keep it; do not pin an arena chunk
+		}
 	}
 	var err error
 	if ent.flags&fCommitted != 0 {

@@ -284,15 +284,16 @@ func (e *Engine) remoteRecord(r *record.Record, raw []byte, now time.Time) {
 		}
 		// New to us (or ours from a previous life, which the dataplane
 		// lost: adopt it back, as pfsync's bulk does after a reboot).
-		ent = entry{data: append([]byte(nil), raw...), ver: r.Version, flags: fAnnounced}
+		ent = entry{ver: r.Version, flags: fAnnounced}
+		e.setData(&ent, raw)
 		if own {
 			e.local++
 		}
-		e.applyTable(id, &ent, own)
+		e.applyTable(id, &ent, r, own)
 		e.store[id] = ent
 		return
 	}
-	if err := wire.DecodeRecord(ent.data, &e.scratch); err != nil {
+	if err := wire.DecodeRecord(e.data(ent), &e.scratch); err != nil {
 		return
 	}
 	merged, out := record.Merge(&e.scratch, r)
@@ -320,14 +321,16 @@ func (e *Engine) merged(id record.ID, ent entry, merged *record.Record, out reco
 		// Our copy is ahead in some direction: send it back so the
 		// sender converges (pfsync's stale update echo).
 		e.stats.Stale++
-		e.enqueue(id, opUpsert, true, len(ent.data), now)
+		e.enqueue(id, opUpsert, true, int(ent.n), now)
 	}
 	if !out.Has(record.Changed) {
 		return
 	}
-	ent.data, ent.ver = encodeRecord(merged), merged.Version
+	ent.ver = merged.Version
+	ent.flags |= fFull
+	e.setData(&ent, e.encode(merged))
 	ent.flags |= fAnnounced
-	e.applyTable(id, &ent, own)
+	e.applyTable(id, &ent, merged, own)
 	e.store[id] = ent
 }
 
@@ -345,7 +348,7 @@ func (e *Engine) remoteDelta(p *peer, d *record.Delta, now time.Time) {
 		e.scheduleFlush(now)
 		return
 	}
-	if err := wire.DecodeRecord(ent.data, &e.scratch); err != nil {
+	if err := wire.DecodeRecord(e.data(ent), &e.scratch); err != nil {
 		return
 	}
 	merged, out := record.MergeDelta(&e.scratch, d)
@@ -357,7 +360,9 @@ func (e *Engine) remoteDelete(d wire.Delete, now time.Time) {
 		if ent.ver > d.Version {
 			// Our copy is newer than the delete: it lives on.
 			e.stats.Stale++
-			e.enqueue(d.ID, opUpsert, true, len(ent.data), now)
+			ent.flags |= fFull
+			e.store[d.ID] = ent
+			e.enqueue(d.ID, opUpsert, true, int(ent.n), now)
 			return
 		}
 		e.dropRecord(d.ID, ent)
@@ -372,6 +377,7 @@ func (e *Engine) remoteDelete(d wire.Delete, now time.Time) {
 // holds it).
 func (e *Engine) dropRecord(id record.ID, ent entry) {
 	delete(e.store, id)
+	e.freeData(ent)
 	if id.Creator == uint32(e.cfg.Node) {
 		e.local--
 	}
@@ -389,7 +395,7 @@ func (e *Engine) remoteClear(c wire.Clear, now time.Time) {
 			continue
 		}
 		if c.HasZone {
-			if wire.DecodeRecord(ent.data, &e.scratch) != nil || e.scratch.Key.Zone != c.Zone {
+			if wire.DecodeRecord(e.data(ent), &e.scratch) != nil || e.scratch.Key.Zone != c.Zone {
 				continue
 			}
 		}
@@ -400,7 +406,9 @@ func (e *Engine) remoteClear(c wire.Clear, now time.Time) {
 
 func (e *Engine) answerRequest(id record.ID, now time.Time) {
 	if ent, ok := e.store[id]; ok {
-		e.enqueue(id, opUpsert, true, len(ent.data), now)
+		ent.flags |= fFull // the asker does not hold it: a full record
+		e.store[id] = ent
+		e.enqueue(id, opUpsert, true, int(ent.n), now)
 	} else if _, ok := e.tombs[id]; ok {
 		e.enqueue(id, opDelete, true, wire.DeleteLen, now)
 	} else if id.Creator == uint32(e.cfg.Node) {
@@ -418,7 +426,7 @@ func (e *Engine) answerRequest(id record.ID, now time.Time) {
 // applyTable hands a changed remote record to the Table, or marks it for
 // PrepareTakeover (CommitOnTakeover; records of this node always go to the
 // Table, which is their home).
-func (e *Engine) applyTable(id record.ID, ent *entry, own bool) {
+func (e *Engine) applyTable(id record.ID, ent *entry, dec *record.Record, own bool) {
 	if e.cfg.Table == nil {
 		return
 	}
@@ -426,7 +434,11 @@ func (e *Engine) applyTable(id record.ID, ent *entry, own bool) {
 		ent.flags |= fDirty
 		return
 	}
-	_ = e.commit(id, ent) // counted and logged by commit; retried by PrepareTakeover
+	if err := e.commit(id, ent, dec); err != nil {
+		// Counted and logged by commit; the entry stays dirty and
+		// PrepareTakeover retries it.
+		return
+	}
 }
 
 // acked processes an Ack of our stream from p.

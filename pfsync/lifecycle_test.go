@@ -160,11 +160,24 @@ func TestDemotion(t *testing.T) {
 	})
 }
 
-// slowTable takes a millisecond of (simulated) time per record.
-type slowTable struct{ pfsync.MemTable }
+// slowTable cancels the takeover's context after a number of inserts: the
+// deadline passes in the middle of the commit. (A Table that sleeps would
+// block the engine, whose lock it is called under, and synctest's clock.)
+type slowTable struct {
+	pfsync.MemTable
+	mu     sync.Mutex
+	left   int
+	cancel context.CancelFunc
+}
 
 func (s *slowTable) Insert(r *record.Record) error {
-	time.Sleep(time.Millisecond)
+	s.mu.Lock()
+	if s.cancel != nil {
+		if s.left--; s.left == 0 {
+			s.cancel()
+		}
+	}
+	s.mu.Unlock()
 	return s.MemTable.Insert(r)
 }
 
@@ -192,12 +205,18 @@ func TestPrepareTakeover(t *testing.T) {
 			t.Fatalf("backup holds %d external records, want %d", got, n)
 		}
 
-		// A deadline too short for the slow table: partial, and an error.
-		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		// The deadline passes after 300 records: partial, and an error.
+		ctx, cancel := context.WithCancel(t.Context())
+		tabB.mu.Lock()
+		tabB.left, tabB.cancel = 300, cancel
+		tabB.mu.Unlock()
 		got, err := b.PrepareTakeover(ctx)
 		cancel()
-		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "incomplete") {
-			t.Errorf("PrepareTakeover past its deadline: err = %v, want an incomplete error wrapping DeadlineExceeded", err)
+		tabB.mu.Lock()
+		tabB.cancel = nil
+		tabB.mu.Unlock()
+		if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "incomplete") {
+			t.Errorf("PrepareTakeover past its deadline: err = %v, want an incomplete error wrapping context.Canceled", err)
 		}
 		if got <= 0 || got >= n || tabB.Len() != got {
 			t.Errorf("PrepareTakeover past its deadline committed %d (table %d), want a part of %d", got, tabB.Len(), n)

@@ -174,17 +174,23 @@ func (e *Engine) addElem(id record.ID, s slot, now time.Time) error {
 		if !ok {
 			return errSkip
 		}
-		if err := wire.DecodeRecord(ent.data, &e.scratch); err != nil {
+		if err := wire.DecodeRecord(e.data(ent), &e.scratch); err != nil {
 			e.log.Error("pfsync: stored record does not decode", "id", id.String(), "err", err)
 			return errSkip
 		}
-		if ent.flags&fAnnounced != 0 {
-			err = e.b.AddUpdate(&e.scratch)
-		} else {
+		switch {
+		case ent.flags&fAnnounced == 0:
 			err = e.b.AddInsert(&e.scratch)
+		case ent.flags&fFull == 0:
+			// Only dynamic fields changed: a compressed update (pfsync
+			// UPD_C). A peer that misses the record asks for it.
+			d := e.scratch.Delta(record.FieldsAll)
+			err = e.b.AddDelta(&d)
+		default:
+			err = e.b.AddUpdate(&e.scratch)
 		}
-		if err == nil && ent.flags&fAnnounced == 0 {
-			ent.flags |= fAnnounced
+		if err == nil && ent.flags&(fAnnounced|fFull) != fAnnounced {
+			ent.flags = ent.flags&^fFull | fAnnounced
 			e.store[id] = ent
 		}
 	case slotDelete:
@@ -333,7 +339,7 @@ func (e *Engine) retransmit(p *peer, f *sentFrame, now time.Time) {
 	for i, id := range f.ids {
 		var err error
 		if ent, ok := e.store[id]; ok {
-			if wire.DecodeRecord(ent.data, &e.scratch) != nil {
+			if wire.DecodeRecord(e.data(ent), &e.scratch) != nil {
 				continue
 			}
 			err = e.b.AddUpdate(&e.scratch)

@@ -113,10 +113,7 @@ func (p *peer) gaps(dst []wire.SeqRange, maxRanges int) []wire.SeqRange {
 	inGap := false
 	for s := p.next; s <= p.highest && s < p.next+winSize; s++ {
 		w, b := p.bit(s)
-		missing := p.win[w]&b == 0 || s == p.next
-		if s == p.next {
-			missing = true
-		}
+		missing := p.win[w]&b == 0
 		switch {
 		case missing && !inGap:
 			if len(dst) == maxRanges {

@@ -53,19 +53,19 @@ type Stats struct {
 	DigestMismatches uint64
 
 	// Gauges.
-	Pending       int  // records queued for the next frame
-	ResendQueue   int  // record references waiting for acks
-	PeersUp       int  // peers heard within DeadAfter heartbeats
-	Records       int  // live records held by the engine
-	LocalRecords  int  // of which created by this node
-	External      int  // remote records not yet committed to the Table (CommitOnTakeover)
-	Tombstones    int  // remembered deletes
-	BulkExpected  int  // records announced by the running bulk syncs
-	BulkReceived  int  // records received so far in them
-	BulkDone      bool // the first bulk sync completed
-	Degraded      bool // a bulk sync failed every retry
-	Demotion      int  // current CARP demotion (Engine.Demotion)
-	Peers         map[NodeID]PeerStats
+	Pending      int  // records queued for the next frame
+	ResendQueue  int  // record references waiting for acks
+	PeersUp      int  // peers heard within DeadAfter heartbeats
+	Records      int  // live records held by the engine
+	LocalRecords int  // of which created by this node
+	External     int  // remote records not yet committed to the Table (CommitOnTakeover)
+	Tombstones   int  // remembered deletes
+	BulkExpected int  // records announced by the running bulk syncs
+	BulkReceived int  // records received so far in them
+	BulkDone     bool // the first bulk sync completed
+	Degraded     bool // a bulk sync failed every retry
+	Demotion     int  // current CARP demotion (Engine.Demotion)
+	Peers        map[NodeID]PeerStats
 }
 
 // PeerStats is the per-peer part of Stats.

@@ -1,0 +1,68 @@
+// Package pfsync replicates connection state between the nodes of a
+// high-availability cluster, like OpenBSD/FreeBSD pfsync and netfilter's
+// conntrackd, for Go network appliances that pair it with CARP (package
+// carp) so that a backup taking over already knows every flow.
+//
+// An Engine runs on every node. The embedder reports the flows its
+// dataplane creates, changes and removes (Upsert, Delete, with records of
+// package pfsync/record); the engine sends them to every peer and applies
+// the peers' flows to the embedder's Table (MemTable is an in-memory one).
+// Frames travel over a Transport (pfsync/udp for real links, pfsync/pfsynctest
+// in memory) and are authenticated by a Sealer (pfsync/seal).
+//
+// What the engine takes from pfsync:
+//   - one queue slot per record: changes before a flush coalesce, the record
+//     is encoded at flush time so the newest state leaves, and a delete of a
+//     record no peer heard of sends nothing (pfsync's sync_state queues);
+//   - frames flushed when full (Transport MTU minus Sealer overhead), after
+//     Config.FlushDelay (100 ms; pfsync waits up to 1 s), or at once for
+//     control traffic;
+//   - request by id for an update of an unknown record (UPD_REQ);
+//   - a bulk sync for a joining node, framed by start and end markers, and
+//     CARP demotion until it completed (+32, OpenBSD) or while every peer is
+//     silent (+1), through Config.Demoter and Demotion;
+//   - per-direction merges that never move a TCP direction backwards
+//     (record.Merge).
+//
+// What it takes from conntrackd's FT-FW mode, generalised to N nodes:
+// per-sender sequence numbers, cumulative acks with NACK ranges, a resend
+// queue that holds record references (a retransmission carries the
+// record's current state under the original sequence number, never stale
+// bytes), heartbeats (1 s) and peer-down detection (3 missed), hellos and
+// random epochs that reveal a restarted peer. Every sequenced frame is a
+// broadcast; each peer acknowledges it independently, and the resend queue
+// drops a frame once every live peer did.
+//
+// What neither has: the bulk end marker carries a digest of the records
+// sent, which the receiver checks (a failed bulk is retried up to
+// Config.BulkRetries times, then reported in Stats.BulkGaveUp and a
+// residual demotion, never taken for success), and periodic anti-entropy
+// digests (Config.AntiEntropy) let every node find and repair records that
+// silently diverged from their creator's copy.
+//
+// # Commit modes
+//
+// With CommitDirect (the default, pfsync's behaviour) remote changes reach
+// the Table as they arrive. With CommitOnTakeover (conntrackd's external
+// cache) they stay in the engine until PrepareTakeover, which the embedder
+// calls when CARP makes this node master and before the addresses are
+// announced; it honours its context's deadline.
+//
+// # Restarts
+//
+// Record IDs (NewID) are seeded with the start time in seconds, as pf's
+// state ids are: a node must not restart within the second it started. A
+// node whose dataplane survived a restart of the engine re-announces what
+// it holds with Upsert before Start — its own records and the other nodes'
+// — so that the new engine never takes a flow back to an older state;
+// records of its previous life it no longer holds come back from the peers
+// and are handed to the Table (pfsync's restore after a reboot).
+//
+// # Statistics
+//
+// Engine.Stats returns counters named after pfsyncstats and conntrackd's
+// (frames and bytes per peer, bad version/length/value, unknown kinds,
+// stale merges, retransmissions, nacks, requests, bulk syncs, queue drops,
+// authentication failures by kind) and gauges (queue lengths, peers up,
+// table sizes, bulk progress, demotion).
+package pfsync
