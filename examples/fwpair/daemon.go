@@ -1,0 +1,410 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/gocarp/gocarp/carp"
+	"github.com/gocarp/gocarp/pfsync"
+	"github.com/gocarp/gocarp/pfsync/conntrack"
+	"github.com/gocarp/gocarp/pfsync/seal"
+	"github.com/gocarp/gocarp/pfsync/udp"
+	"github.com/gocarp/gocarp/vip"
+)
+
+// sendKeyID is the key id of the pre-shared key on the wire. fwpair has
+// one key; a rotation would add a second one (seal.Sealer.Rotate).
+const sendKeyID = 1
+
+// maxCommits is how many takeover commits the status keeps.
+const maxCommits = 8
+
+// daemon is one running fwpair: the sync engine and its conntrack backend,
+// the CARP groups, their address followers, the follow rule and the
+// control socket.
+type daemon struct {
+	cfg     *Config
+	log     *slog.Logger
+	started time.Time
+
+	sealer  *seal.Sealer
+	tr      *udp.Unicast
+	backend *conntrack.Backend
+	engine  *pfsync.Engine
+	fan     *fanout
+	follow  *follow
+	groups  []*groupRun
+	control *controlServer
+
+	mu              sync.Mutex
+	takeoverMu      sync.Mutex     // serialises liberalize
+	commits         []CommitStatus // the latest maxCommits takeover commits
+	startedAsMaster bool
+}
+
+// groupRun is one CARP group and what follows it.
+type groupRun struct {
+	cfg   GroupConfig
+	group *carp.Group
+	mgr   *vip.NetlinkManager
+	ann   *vip.PacketAnnouncer
+	fol   *vip.Follower
+	link  *carp.LinkWatcher
+}
+
+// fanout is the engine's Demoter: it repeats every demotion on every
+// group, including groups attached later (the engine starts before the
+// groups exist, so that start_as_master can ask it whether a peer is up).
+type fanout struct {
+	mu      sync.Mutex
+	sources map[string]int
+	groups  []demoter
+}
+
+// SetDemotion implements pfsync.Demoter.
+func (f *fanout) SetDemotion(source string, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.sources == nil {
+		f.sources = map[string]int{}
+	}
+	f.sources[source] = n
+	for _, g := range f.groups {
+		g.SetDemotion(source, n)
+	}
+}
+
+// attach adds a group and gives it the current demotions.
+func (f *fanout) attach(g demoter) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.groups = append(f.groups, g)
+	for s, n := range f.sources {
+		g.SetDemotion(s, n)
+	}
+}
+
+// newDaemon opens and starts everything. On error it closes what it
+// opened.
+func newDaemon(cfg *Config, log *slog.Logger) (_ *daemon, err error) {
+	d := &daemon{cfg: cfg, log: log, started: time.Now(), fan: &fanout{},
+		follow: newFollow(cfg.Follow.Hold.Duration, cfg.Follow.MaxHold.Duration, log)}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
+	if err := d.openSync(); err != nil {
+		return nil, err
+	}
+	if err := d.engine.Start(); err != nil {
+		return nil, err
+	}
+	if err := d.backend.Start(d.engine); err != nil {
+		return nil, err
+	}
+
+	startAsMaster := false
+	if cfg.CARP.StartAsMaster {
+		startAsMaster = !d.waitForPeer(cfg.CARP.StartWait.Duration)
+		if !startAsMaster {
+			log.Info("start_as_master ignored: a sync peer is up, so the pair is running; joining as BACKUP")
+		}
+	}
+	d.startedAsMaster = startAsMaster
+	for _, gc := range cfg.Groups {
+		gr, err := d.openGroup(gc, startAsMaster)
+		if gr != nil {
+			d.groups = append(d.groups, gr)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if d.control, err = listenControl(cfg.ControlSocket, d.status, log); err != nil {
+		return nil, err
+	}
+	for _, gr := range d.groups {
+		if err := gr.group.Start(); err != nil {
+			return nil, fmt.Errorf("group %s: %w", gr.cfg.Name, err)
+		}
+	}
+	log.Info("fwpair started", "node", cfg.Node, "groups", len(d.groups), "start_as_master", startAsMaster,
+		"commit", cfg.Sync.Commit, "control", cfg.ControlSocket)
+	return d, nil
+}
+
+// openSync opens the sealed UDP transport on the sync link, the conntrack
+// backend and the engine.
+func (d *daemon) openSync() error {
+	cfg := d.cfg
+	key, err := seal.LoadKeyFile(cfg.Sync.KeyFile)
+	if err != nil {
+		return err
+	}
+	boot, err := seal.BootCounter(cfg.Sync.BootFile)
+	if err != nil {
+		return err
+	}
+	if d.sealer, err = seal.New(seal.Config{
+		Node: pfsync.NodeID(cfg.Node), Boot: boot,
+		Keys: []seal.Key{{ID: sendKeyID, Secret: key}}, SendKeyID: sendKeyID, Logger: d.log,
+	}); err != nil {
+		return err
+	}
+	local, _ := parseAddrPort(cfg.Sync.Local) // validated
+	peers := map[pfsync.NodeID]netip.AddrPort{}
+	for _, p := range cfg.Sync.Peers {
+		peers[pfsync.NodeID(p.Node)], _ = parseAddrPort(p.Address)
+	}
+	if d.tr, err = udp.NewUnicast(udp.UnicastConfig{Local: local, Interface: cfg.Sync.Interface, Peers: peers}); err != nil {
+		return err
+	}
+
+	ignore, err := d.ignoreList()
+	if err != nil {
+		return err
+	}
+	if d.backend, err = conntrack.New(conntrack.Config{
+		Filter: conntrack.Filter{
+			AssuredOnly: cfg.Conntrack.AssuredOnly,
+			Ignore:      ignore,
+			Protocols:   cfg.Conntrack.protocols(),
+		},
+		Resync: cfg.Conntrack.Resync.Duration,
+		Logger: d.log,
+	}); err != nil {
+		return err
+	}
+	mode, _ := commitMode(cfg.Sync.Commit) // validated
+	d.engine, err = pfsync.New(pfsync.Config{
+		Node:       pfsync.NodeID(cfg.Node),
+		Transport:  d.tr, // the engine owns it from here
+		Sealer:     d.sealer,
+		Table:      d.backend,
+		Commit:     mode,
+		Demoter:    d.fan,
+		Logger:     d.log,
+		FlushDelay: cfg.Sync.FlushDelay.Duration,
+		Heartbeat:  cfg.Sync.Heartbeat.Duration,
+		BulkRate:   cfg.Sync.BulkRate,
+	})
+	return err // close() closes d.tr when there is no engine
+}
+
+// ignoreList returns the flows never replicated (conntrackd's Address
+// Ignore): every address of this node, every virtual address, and
+// conntrack.ignore. Host prefixes only: the filter drops a flow whose
+// original or reply source is inside a prefix, and the LAN's subnet must
+// not be one.
+func (d *daemon) ignoreList() ([]netip.Prefix, error) {
+	out := append([]netip.Prefix(nil), d.cfg.Conntrack.Ignore...)
+	host := func(a netip.Addr) netip.Prefix { a = a.Unmap(); return netip.PrefixFrom(a, a.BitLen()) }
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, fmt.Errorf("listing own addresses: %w", err)
+	}
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			out = append(out, host(p.Addr()))
+		}
+	}
+	for _, g := range d.cfg.Groups {
+		for _, a := range g.Addresses {
+			out = append(out, host(a))
+		}
+	}
+	return out, nil
+}
+
+// waitForPeer reports whether a sync peer is heard within wait: a running
+// pair answers the engine's hello within a heartbeat.
+func (d *daemon) waitForPeer(wait time.Duration) bool {
+	deadline := time.Now().Add(wait)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for time.Now().Before(deadline) {
+		if d.engine.Stats().PeersUp > 0 {
+			return true
+		}
+		<-tick.C
+	}
+	return d.engine.Stats().PeersUp > 0
+}
+
+// openGroup creates one group, its address follower and its link watcher.
+// The group is not started.
+func (d *daemon) openGroup(gc GroupConfig, startAsMaster bool) (*groupRun, error) {
+	log := d.log.With("group", gc.Name, "vhid", gc.VHID, "iface", gc.Interface)
+	ifi, err := net.InterfaceByName(gc.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("group %s: interface %s: %w", gc.Name, gc.Interface, err)
+	}
+	rc := &carp.RawConfig{Src4: gc.Source, Logger: log}
+	has4, has6 := false, false
+	for _, a := range gc.Addresses {
+		has4 = has4 || a.Is4() || a.Is4In6()
+		has6 = has6 || (a.Is6() && !a.Is4In6())
+	}
+	if has4 {
+		rc.Families = append(rc.Families, carp.IPv4)
+	}
+	if has6 {
+		rc.Families = append(rc.Families, carp.IPv6)
+	}
+	tr, err := carp.NewRawTransport(gc.Interface, rc)
+	if err != nil {
+		return nil, fmt.Errorf("group %s: %w", gc.Name, err)
+	}
+	gr := &groupRun{cfg: gc}
+	gr.group, err = carp.NewGroup(carp.Config{
+		VHID:          gc.VHID,
+		AdvBase:       d.cfg.CARP.AdvBase,
+		AdvSkew:       d.cfg.CARP.AdvSkew,
+		Password:      []byte(d.cfg.CARP.Password),
+		Addrs:         gc.Addresses,
+		Preempt:       d.cfg.CARP.Preempt,
+		DeadRatio:     d.cfg.CARP.DeadRatio,
+		StartAsMaster: startAsMaster,
+		IfIndex:       ifi.Index,
+		Transport:     tr,
+		Logger:        log,
+		OnTransition:  d.onTransition,
+	})
+	if err != nil {
+		tr.Close()
+		return nil, fmt.Errorf("group %s: %w", gc.Name, err)
+	}
+	if gr.mgr, err = vip.NewNetlinkManager(ifi, &vip.ManagerConfig{Logger: log}); err != nil {
+		return gr, err
+	}
+	if gr.ann, err = vip.NewPacketAnnouncer(ifi, &vip.AnnouncerConfig{Logger: log}); err != nil {
+		return gr, err
+	}
+	if gr.fol, err = vip.NewFollower(vip.Config{
+		VHID:                 gc.VHID,
+		Addrs:                vip.Host(gc.Addresses...),
+		Manager:              gr.mgr,
+		Announcer:            gr.ann,
+		AdvertInterval:       gr.group.AdvertInterval(),
+		BeforeInstall:        d.commit,
+		BeforeInstallTimeout: d.cfg.Sync.CommitTimeout.Duration,
+		Logger:               log,
+	}); err != nil {
+		return gr, err
+	}
+	d.fan.attach(gr.group)
+	d.follow.add(gc.VHID, gr.group)
+	vhid, g := gc.VHID, gr.group
+	if gr.link, err = carp.NewLinkWatcher(gc.Interface, func(up bool) {
+		g.SetLinkState(up)
+		d.follow.link(vhid, up)
+	}, log); err != nil {
+		return gr, err
+	}
+	return gr, nil
+}
+
+// onTransition is every group's OnTransition: the address follower of the
+// group (which commits state, then installs and announces), then the
+// follow rule.
+func (d *daemon) onTransition(t carp.Transition) {
+	d.log.Info("carp transition", "vhid", t.VHID, "from", t.From, "to", t.To, "reason", t.Reason)
+	for _, gr := range d.groups {
+		if gr.cfg.VHID == t.VHID && gr.fol != nil {
+			gr.fol.Handle(t)
+		}
+	}
+	d.follow.transition(t)
+}
+
+// commit is every Follower's BeforeInstall: the replicated flows go into
+// the kernel before the addresses are installed and announced, so the
+// first packet drawn by the announcement finds its state (the ordering
+// keepalived + conntrackd get wrong, keepalived#2254). Both groups call it
+// on a takeover; the second finds nothing left to commit.
+//
+// Then every TCP flow of the kernel that still tracks sequence windows is
+// made liberal (liberalize): this node's own flows, forwarded by the peer
+// since this node last was MASTER, would otherwise stall on stale windows.
+func (d *daemon) commit(ctx context.Context, t carp.Transition) error {
+	start := time.Now()
+	n, err := d.engine.PrepareTakeover(ctx)
+	var lib int
+	if err == nil && d.engine.Stats().LocalRecords > 0 {
+		// Only flows this node created can hold stale windows; a node
+		// without any (a backup taking over for the first time) skips the
+		// table dump.
+		d.takeoverMu.Lock() // both groups run this at once; once is enough
+		lib, err = liberalize(ctx)
+		d.takeoverMu.Unlock()
+	}
+	took := time.Since(start)
+	c := CommitStatus{VHID: t.VHID, At: start, Records: n, Liberalized: lib, Took: took.String()}
+	if err != nil {
+		c.Err = err.Error()
+	}
+	d.mu.Lock()
+	d.commits = append(d.commits, c)
+	if len(d.commits) > maxCommits {
+		d.commits = d.commits[len(d.commits)-maxCommits:]
+	}
+	d.mu.Unlock()
+	if err != nil {
+		d.log.Warn("commit before takeover incomplete", "vhid", t.VHID, "records", n, "liberalized", lib, "took", took, "err", err)
+		return err
+	}
+	d.log.Info("committed replicated state before installing the addresses", "vhid", t.VHID, "records", n,
+		"liberalized", lib, "took", took)
+	return nil
+}
+
+// close stops everything: the link watchers, the groups (a MASTER sends
+// its bow-out advert), the followers (they withdraw the addresses), the
+// conntrack watcher, the engine (it flushes what is queued) and the control
+// socket. Kernel conntrack entries stay.
+func (d *daemon) close() {
+	var errs []error
+	for _, gr := range d.groups {
+		if gr.link != nil {
+			errs = append(errs, gr.link.Close())
+		}
+	}
+	for _, gr := range d.groups {
+		if gr.group != nil {
+			errs = append(errs, gr.group.Close())
+		}
+	}
+	d.follow.close()
+	for _, gr := range d.groups {
+		if gr.fol != nil {
+			errs = append(errs, gr.fol.Close())
+		}
+		if gr.ann != nil {
+			errs = append(errs, gr.ann.Close())
+		}
+		if gr.mgr != nil {
+			errs = append(errs, gr.mgr.Close())
+		}
+	}
+	if d.backend != nil {
+		errs = append(errs, d.backend.Close())
+	}
+	if d.engine != nil {
+		errs = append(errs, d.engine.Close())
+	} else if d.tr != nil {
+		errs = append(errs, d.tr.Close())
+	}
+	if d.control != nil {
+		errs = append(errs, d.control.Close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		d.log.Warn("shutting down", "err", err)
+	}
+}

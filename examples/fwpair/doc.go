@@ -1,0 +1,180 @@
+// Command fwpair runs one node of a Linux HA firewall pair: CARP groups for
+// the LAN and WAN virtual addresses, conntrack replication over a dedicated,
+// sealed sync link, and a takeover that commits the replicated flows into
+// the kernel before the addresses move — so established connections,
+// source-NATed to the WAN virtual address, survive a failover even with
+// nf_conntrack_tcp_loose=0.
+//
+// It is the gocarp counterpart of keepalived (vrrp_sync_group, notify
+// scripts) plus conntrackd (FTFW, primary-backup.sh), in one process:
+//
+//   - carp: one Group per entry of "groups" (typically LAN vhid 1 and WAN
+//     vhid 2), raw CARP sockets bound to the interface, the interface's
+//     link state fed to the group (carp.LinkWatcher).
+//
+//   - vip: a vip.Follower per group installs the virtual addresses on
+//     MASTER and withdraws them otherwise (also the ones a crashed run
+//     left behind), with gratuitous ARP / unsolicited NA. Its BeforeInstall
+//     hook is pfsync.Engine.PrepareTakeover with a deadline: the external
+//     cache (sync.commit "on-takeover"), or any record whose write failed
+//     (sync.commit "direct"), reaches the kernel before any address is
+//     announced; then this node's own TCP flows are made BE_LIBERAL, since
+//     their sequence windows are stale if the peer forwarded them meanwhile
+//     (liberal_linux.go).
+//
+//   - pfsync: one Engine, sealed with the pre-shared key (pfsync/seal,
+//     AES-256-GCM, boot counter persisted in sync.boot_file), over UDP
+//     unicast on the sync link (pfsync/udp, bound to sync.interface). Its
+//     Table is the conntrack backend (pfsync/conntrack), which also watches
+//     the kernel's events and reports this node's flows. The engine holds
+//     every group demoted (by 32) until its first bulk sync is complete,
+//     and by 1 while the peer is silent.
+//
+//   - the follow rule (follow.go) keeps the groups together; see below.
+//
+// # Follow rule
+//
+// One firewall must forward both directions of every flow, so the groups
+// fail over together (pfSense's behaviour). The rule only raises demotion,
+// always on every group of the node at once:
+//
+//	condition on this node                      demotion, every group   cleared when
+//	------------------------------------------  ----------------------  ---------------------------------
+//	a group's link is down (that group is INIT) fwpair-link +1          every link is up again
+//	a group went MASTER -> BACKUP while another fwpair-follow +1        no group MASTER for follow.hold
+//	group of this node is still MASTER                                  (doubled on repeats, up to
+//	                                                                    follow.max_hold), or all MASTER
+//	anything else (all MASTER, all BACKUP,      none                    -
+//	a group became MASTER)
+//
+// A backup takes over from a more demoted master at once, even without
+// preemption, so the healthy groups follow within one advertisement.
+// Node-wide demotion keeps every group of a node equal (no deadlock between
+// groups); becoming MASTER never demotes, and the follow demotion outlives
+// the hand-over by the hold time, so the groups cannot flap at advertisement
+// speed. follow.go has the argument in full.
+//
+// # Usage
+//
+//	fwpair -config /etc/fwpair/fwpair.json     # run
+//	fwpair -config FILE -check                  # validate, print with defaults
+//	fwpair -config FILE -status                 # status of the running daemon (JSON)
+//	fwpair -status -socket /run/fwpair.sock     # same, socket given directly
+//	fwpair -genkey /etc/fwpair/sync.key         # new pre-shared key (0600)
+//
+// Signals: SIGUSR1 logs the status (the same JSON as -status); SIGTERM,
+// SIGINT and SIGHUP shut down: MASTER groups send a bow-out advert (the
+// peer takes over at once), the addresses are withdrawn; kernel conntrack
+// entries stay. Exit status: 0 after a signal, 1 if the daemon cannot run,
+// 2 for a bad command line or configuration.
+//
+// The status (-status, the control socket) reports every group's state,
+// demotion and carpstats counters, the address follower's counters, the
+// follow rule, the sync peers (up/down, last heard), table sizes (records,
+// local, external cache), bulk progress and every engine, seal, transport and
+// conntrack counter, and the last takeover commit (records, duration).
+//
+// # Configuration file
+//
+// One JSON object; unknown fields are errors. Every error names the field,
+// the value and what is allowed. fwpair.example.json is the primary of a
+// pair; the secondary differs in node, carp.advskew (100), sync.local and
+// sync.peers, and carp.start_as_master (false).
+//
+//	node               sync node id of this firewall, 1-4294967295, unique in
+//	                   the pair and kept across restarts. Required.
+//	control_socket     unix socket of the status (mode 0600). Default
+//	                   "/run/fwpair.sock".
+//	log_level          "debug", "info" (default), "warn" or "error".
+//
+//	carp.advbase       advertisement base interval in seconds, 1-255.
+//	                   Default 1.
+//	carp.advskew       0-254, added to advbase in 1/256 s; lower is preferred.
+//	                   0 on the primary, 100 on the secondary.
+//	carp.password      shared CARP password, at most 20 bytes (BSD ifconfig
+//	                   accepts 19). Empty means the BSD default key.
+//	carp.preempt       take the groups back from a slower master (the primary
+//	                   returning after its bulk sync). Recommended true.
+//	carp.start_as_master  become MASTER at start instead of BACKUP — but only
+//	                   if no sync peer answers within carp.start_wait: a node
+//	                   that restarts while its peer runs the pair joins as
+//	                   BACKUP, takes its bulk sync, and preempts later. A node
+//	                   grabbing the addresses before it has any state would
+//	                   reset every flow.
+//	carp.start_wait    how long to wait for a sync peer before honouring
+//	                   start_as_master, 0-1m. Default "3s".
+//	carp.dead_ratio    advert intervals without an advert before a backup
+//	                   takes over, 0-255; 0 means 3 (the BSD value).
+//
+//	groups[]           1-16 CARP groups, all following each other:
+//	  .name            label for logs and status. Default "vhid<N>".
+//	  .vhid            1-255, unique.
+//	  .interface       the interface the group runs on (and its addresses
+//	                   live on); unique, not the sync interface.
+//	  .addresses       the virtual addresses, IPv4 and/or IPv6, at least
+//	                   one. Installed with the prefix length of the
+//	                   interface's subnet that contains them (else /32,
+//	                   /128). Every node lists the same ones.
+//	  .source          IPv4 source of the adverts. Default: the interface's
+//	                   first primary address.
+//
+//	sync.interface     the dedicated sync link (the transport's socket is
+//	                   bound to it). Required.
+//	sync.local         this node's address[:port] on the sync link; port
+//	                   default 7240.
+//	sync.peers[]       1-16 peers: {"node": id, "address": "addr[:port]"}.
+//	sync.key_file      the 32-byte pre-shared key (raw, hex or base64; mode
+//	                   0600 or 0400; fwpair -genkey makes one). Required:
+//	                   the sync link is always authenticated and encrypted.
+//	sync.boot_file     the persisted boot counter (incremented at each
+//	                   start; frames of an older boot are refused). Required;
+//	                   its directory must be writable.
+//	sync.commit        "direct" (default): the peer's flows are written into
+//	                   the kernel as they arrive (pfsync's way; conntrackd's
+//	                   DisableExternalCache), so a takeover has nothing to
+//	                   commit. "on-takeover": they wait in the engine
+//	                   (conntrackd's external cache) and are committed into
+//	                   the kernel when this node becomes MASTER, before its
+//	                   addresses are installed. Measured with 100 000 flows
+//	                   (internal/fwbench), the takeover commit costs ~6.5 s
+//	                   and the flows' largest gap grows from 3.7 s to 14.5 s,
+//	                   so direct is the default; on-takeover keeps a backup's
+//	                   kernel free of foreign state for ~30 % less CPU per
+//	                   replicated connection.
+//	sync.commit_timeout  deadline of that commit, 100ms-1m, default "2s".
+//	                   The addresses go up at the deadline anyway (the rest
+//	                   is committed on the next takeover or update).
+//	sync.heartbeat     engine heartbeat, 10ms-1m; default "1s". A peer is
+//	                   down after 3 silent heartbeats.
+//	sync.flush_delay   how long a change waits to share a frame, 1ms-1s;
+//	                   default "100ms".
+//	sync.bulk_rate     bulk sync frames per second to a joining peer,
+//	                   0-10000000; 0 means 2000.
+//
+//	conntrack.protocols  IP protocols replicated: "tcp", "udp", "icmp",
+//	                   "icmpv6", "sctp", "dccp", "gre". Empty means all.
+//	conntrack.assured_only  replicate a flow only once it is ASSURED.
+//	conntrack.ignore   extra prefixes whose flows are never replicated. The
+//	                   node's own addresses (all interfaces, at start) and
+//	                   the virtual addresses are always ignored.
+//	conntrack.resync   period of the full-table resync, 1s-24h; "0s" or
+//	                   absent means 1m; negative disables it.
+//
+//	follow.hold        how long the follow demotion stays after the node
+//	                   gave up every group, 100ms-1h; default "10s".
+//	follow.max_hold    repeats within this time double the hold, up to it;
+//	                   default "5m".
+//
+// Durations are Go duration strings ("1.5s", "200ms").
+//
+// # Firewall rules
+//
+// fwpair does not touch nftables. The rules it is tested with (see
+// internal/fwbench.Ruleset, used by e2e_linux_test.go): forward policy drop, "ct state established,related
+// accept", "ct state invalid drop", new flows LAN->WAN only with a SYN,
+// "snat ip to <WAN VIP>" (not masquerade: masquerade flushes its entries
+// when the WAN link goes down and those deletes replicate), and
+// nf_conntrack_tcp_loose=0, nf_conntrack_tcp_be_liberal=0. Replicated TCP
+// flows carry BE_LIBERAL in the kernel (ctnetlink cannot restore sequence
+// windows).
+package main

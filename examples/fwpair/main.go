@@ -1,0 +1,127 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/gocarp/gocarp/pfsync/seal"
+)
+
+const defaultConfigPath = "/etc/fwpair/fwpair.json"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is main with an exit status: 0 after a signal (or a successful
+// -check, -status, -genkey), 1 when the daemon cannot run, 2 for a bad
+// command line or configuration.
+func run(args []string, stdout, stderr io.Writer) int {
+	fl := flag.NewFlagSet("fwpair", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	configPath := fl.String("config", defaultConfigPath, "configuration `file` (JSON, see the package documentation)")
+	check := fl.Bool("check", false, "validate the configuration, print it with defaults filled in, and exit")
+	status := fl.Bool("status", false, "print the status of the fwpair running with this configuration (its control socket) and exit")
+	socket := fl.String("socket", "", "with -status: control socket `path` (default: control_socket of -config)")
+	genkey := fl.String("genkey", "", "write a new sync pre-shared key to `file` (mode 0600) and exit")
+	if err := fl.Parse(args); err != nil {
+		return 2
+	}
+	if fl.NArg() > 0 {
+		fmt.Fprintf(stderr, "fwpair: unexpected argument %q\n", fl.Arg(0))
+		return 2
+	}
+
+	if *genkey != "" {
+		key, err := seal.GenerateKey()
+		if err == nil {
+			err = seal.WriteKeyFile(*genkey, key)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "fwpair: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	if *status && *socket != "" {
+		return printStatus(*socket, stdout, stderr)
+	}
+	cfg, err := LoadConfig(*configPath)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	switch {
+	case *check:
+		fmt.Fprint(stdout, cfg.String())
+		return 0
+	case *status:
+		return printStatus(cfg.ControlSocket, stdout, stderr)
+	}
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		fmt.Fprintf(stderr, "fwpair: log_level: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With("node", cfg.Node)
+	d, err := newDaemon(cfg, log)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	d.serve()
+	return 0
+}
+
+// printStatus queries a running daemon and prints its status as indented
+// JSON.
+func printStatus(path string, stdout, stderr io.Writer) int {
+	st, err := QueryStatus(path, 5*time.Second)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(st); err != nil {
+		fmt.Fprintf(stderr, "fwpair: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// serve handles signals until one ends the daemon: SIGUSR1 logs the
+// status; SIGTERM, SIGINT and SIGHUP shut down (MASTER groups send their
+// bow-out advert, addresses are withdrawn).
+func (d *daemon) serve() {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	for sig := range sigs {
+		if sig == syscall.SIGUSR1 {
+			d.logStatus("status")
+			continue
+		}
+		d.log.Info("shutting down", "signal", sig.String())
+		d.close()
+		return
+	}
+}
+
+// logStatus writes the status to the log as one JSON attribute.
+func (d *daemon) logStatus(msg string) {
+	b, err := json.Marshal(d.status())
+	if err != nil {
+		d.log.Warn(msg, "err", err)
+		return
+	}
+	d.log.Info(msg, "status", json.RawMessage(b))
+}

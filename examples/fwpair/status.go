@@ -1,0 +1,263 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/gocarp/gocarp/carp"
+	"github.com/gocarp/gocarp/pfsync"
+	"github.com/gocarp/gocarp/pfsync/conntrack"
+	"github.com/gocarp/gocarp/pfsync/seal"
+	"github.com/gocarp/gocarp/pfsync/udp"
+	"github.com/gocarp/gocarp/vip"
+)
+
+// Status is what `fwpair -status` prints and SIGUSR1 logs: one JSON
+// object.
+type Status struct {
+	Node            uint32          `json:"node"`
+	Uptime          string          `json:"uptime"`
+	StartedAsMaster bool            `json:"started_as_master"`
+	Groups          []GroupStatus   `json:"groups"`
+	Follow          FollowStatus    `json:"follow"`
+	Sync            SyncStatus      `json:"sync"`
+	Conntrack       conntrack.Stats `json:"conntrack"`
+	Seal            seal.Stats      `json:"seal"`
+	Transport       udp.Stats       `json:"transport"`
+}
+
+// GroupStatus is one CARP group.
+type GroupStatus struct {
+	Name           string     `json:"name"`
+	VHID           uint8      `json:"vhid"`
+	Interface      string     `json:"interface"`
+	State          string     `json:"state"`
+	Demotion       int        `json:"demotion"`
+	AdvertInterval string     `json:"advert_interval"`
+	MasterDown     string     `json:"master_down"`
+	CARP           carp.Stats `json:"carp"`
+	VIP            vip.Stats  `json:"vip"`
+	VIPErr         string     `json:"vip_error,omitempty"`
+}
+
+// FollowStatus is the state of the follow rule (follow.go).
+type FollowStatus struct {
+	LinkDemotion bool   `json:"link_demotion"`
+	Following    bool   `json:"following"`
+	Hold         string `json:"hold"`
+	Events       uint64 `json:"events"`
+}
+
+// SyncStatus summarises the engine; Engine has every counter.
+type SyncStatus struct {
+	PeersUp      int          `json:"peers_up"`
+	Peers        []PeerStatus `json:"peers"`
+	Records      int          `json:"records"`
+	LocalRecords int          `json:"local_records"`
+	External     int          `json:"external"`
+	BulkDone     bool         `json:"bulk_done"`
+	BulkExpected int          `json:"bulk_expected"`
+	BulkReceived int          `json:"bulk_received"`
+	Degraded     bool         `json:"degraded"`
+	Demotion     int          `json:"demotion"`
+	// Commits are the latest takeover commits, oldest first. Every group
+	// commits on its promotion; the groups of one takeover run together
+	// and share the work, so sum them.
+	Commits []CommitStatus `json:"commits,omitempty"`
+	Engine  pfsync.Stats   `json:"engine"`
+}
+
+// PeerStatus is one sync peer.
+type PeerStatus struct {
+	Node      uint32    `json:"node"`
+	Up        bool      `json:"up"`
+	LastHeard time.Time `json:"last_heard"`
+	FramesIn  uint64    `json:"frames_in"`
+	FramesOut uint64    `json:"frames_out"`
+	Restarts  uint64    `json:"restarts"`
+}
+
+// CommitStatus is one commit of replicated state before a takeover.
+type CommitStatus struct {
+	VHID    uint8     `json:"vhid"`
+	At      time.Time `json:"at"`
+	Records int       `json:"records"` // replicated records committed into the kernel
+	// Liberalized counts this node's own TCP flows switched to
+	// BE_LIBERAL (see liberalize): stale windows after a hand-back.
+	Liberalized int    `json:"liberalized"`
+	Took        string `json:"took"`
+	Err         string `json:"error,omitempty"`
+}
+
+// Masters returns the names of the groups in state MASTER.
+func (s *Status) Masters() []string {
+	var out []string
+	for _, g := range s.Groups {
+		if g.State == carp.Master.String() {
+			out = append(out, g.Name)
+		}
+	}
+	return out
+}
+
+// CommittedSince sums the records committed by the commits that started
+// at or after t, and reports whether every group's commit has finished.
+func (s *Status) CommittedSince(t time.Time) (records int, allGroups bool, errs []string) {
+	seen := map[uint8]bool{}
+	for _, c := range s.Sync.Commits {
+		if c.At.Before(t) {
+			continue
+		}
+		records += c.Records
+		seen[c.VHID] = true
+		if c.Err != "" {
+			errs = append(errs, c.Err)
+		}
+	}
+	return records, len(seen) == len(s.Groups), errs
+}
+
+// status collects the daemon's status.
+func (d *daemon) status() *Status {
+	st := &Status{Node: d.cfg.Node, Uptime: time.Since(d.started).Round(time.Millisecond).String(),
+		StartedAsMaster: d.startedAsMaster, Follow: d.follow.snapshot()}
+	for _, gr := range d.groups {
+		g := GroupStatus{Name: gr.cfg.Name, VHID: gr.cfg.VHID, Interface: gr.cfg.Interface,
+			State: gr.group.State().String(), Demotion: gr.group.Demotion(),
+			AdvertInterval: gr.group.AdvertInterval().String(), MasterDown: gr.group.MasterDownInterval().String(),
+			CARP: gr.group.Stats()}
+		if gr.fol != nil {
+			g.VIP = gr.fol.Stats()
+			if err := gr.fol.Err(); err != nil {
+				g.VIPErr = err.Error()
+			}
+		}
+		st.Groups = append(st.Groups, g)
+	}
+	es := d.engine.Stats()
+	st.Sync = SyncStatus{PeersUp: es.PeersUp, Records: es.Records, LocalRecords: es.LocalRecords,
+		External: es.External, BulkDone: es.BulkDone, BulkExpected: es.BulkExpected, BulkReceived: es.BulkReceived,
+		Degraded: es.Degraded, Demotion: es.Demotion, Engine: es}
+	for id, p := range es.Peers {
+		st.Sync.Peers = append(st.Sync.Peers, PeerStatus{Node: uint32(id), Up: p.Up, LastHeard: p.LastHeard,
+			FramesIn: p.FramesIn, FramesOut: p.FramesOut, Restarts: p.Restarts})
+	}
+	d.mu.Lock()
+	st.Sync.Commits = append([]CommitStatus(nil), d.commits...)
+	d.mu.Unlock()
+	st.Conntrack = d.backend.Stats()
+	st.Seal = d.sealer.Stats()
+	st.Transport = d.tr.Stats()
+	return st
+}
+
+// controlServer answers every connection on a unix socket with the status
+// as JSON and closes it. There is no request: connecting is asking.
+type controlServer struct {
+	ln   net.Listener
+	path string
+	log  *slog.Logger
+	get  func() *Status
+	wg   sync.WaitGroup
+	once sync.Once
+	err  error
+}
+
+// listenControl creates the socket (mode 0600: the status reveals the
+// topology) and starts serving. A stale socket left by a crashed run is
+// replaced; any other file at path is an error.
+func listenControl(path string, get func() *Status, log *slog.Logger) (*controlServer, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&fs.ModeSocket == 0 {
+			return nil, fmt.Errorf("control socket %s: exists and is not a socket", path)
+		}
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("control socket %s: another fwpair is running", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("control socket: %w", err)
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &controlServer{ln: ln, path: path, log: log, get: get}
+	s.wg.Add(1)
+	go s.serve()
+	return s, nil
+}
+
+func (s *controlServer) serve() {
+	defer s.wg.Done()
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				s.log.Warn("control socket", "err", err)
+			}
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer c.Close()
+			if err := c.SetWriteDeadline(time.Now().Add(5 * time.Second)); err != nil {
+				return
+			}
+			if err := json.NewEncoder(c).Encode(s.get()); err != nil {
+				s.log.Debug("control socket: writing status", "err", err)
+			}
+		}()
+	}
+}
+
+// Close stops serving, waits for the connections and removes the socket.
+func (s *controlServer) Close() error {
+	s.once.Do(func() {
+		s.err = s.ln.Close()
+		s.wg.Wait()
+		if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) && s.err == nil {
+			s.err = err
+		}
+	})
+	return s.err
+}
+
+// QueryStatus asks the fwpair listening on the control socket at path for
+// its status.
+func QueryStatus(path string, timeout time.Duration) (*Status, error) {
+	c, err := net.DialTimeout("unix", path, timeout)
+	if err != nil {
+		return nil, fmt.Errorf("fwpair: status: %w", err)
+	}
+	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(timeout)); err != nil {
+		return nil, fmt.Errorf("fwpair: status: %w", err)
+	}
+	b, err := io.ReadAll(c)
+	if err != nil {
+		return nil, fmt.Errorf("fwpair: status: %w", err)
+	}
+	var st Status
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("fwpair: status: decoding: %w", err)
+	}
+	return &st, nil
+}
