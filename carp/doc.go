@@ -10,8 +10,25 @@
 //     ucarp 1.5.2, and telling CARP from VRRP on IP protocol 112.
 //   - [Group]: the state machine of one virtual host id, driven by time
 //     timers and received adverts, on one goroutine.
-//   - [Transport]: the seam to the network. The Linux raw-socket transport
-//     lives in this package; carptest provides an in-memory segment.
+//   - [Transport]: the seam to the network. [NewRawTransport] opens the
+//     Linux one (raw IP protocol 112 sockets bound to one interface, IPv4
+//     and IPv6, multicast or unicast peers); carptest provides an
+//     in-memory segment for tests.
+//
+// On Linux, [NewLinkWatcher] follows the interface's IFF_UP and carrier
+// through rtnetlink notifications and feeds [Group.SetLinkState], so a
+// group drops to INIT when its link goes down, as carp(4) does. Elsewhere
+// both constructors return errors.ErrUnsupported.
+//
+// A typical embedder:
+//
+//	tr, err := carp.NewRawTransport("eth0", nil)
+//	g, err := carp.NewGroup(carp.Config{VHID: 1, Password: pw, Addrs: vips,
+//		Transport: tr, OnTransition: follow})
+//	w, err := carp.NewLinkWatcher("eth0", g.SetLinkState, logger)
+//	err = g.Start()
+//	...
+//	w.Close(); g.Close() // g.Close also closes tr
 //
 // # States
 //

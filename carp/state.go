@@ -33,9 +33,9 @@ func (s State) String() string {
 
 // Transition is one state change of a group, as delivered to the embedder.
 type Transition struct {
-	VHID   uint8
-	From   State
-	To     State
+	VHID   uint8     // the group's virtual host id
+	From   State     // the state left
+	To     State     // the state entered
 	Reason string    // why, in carp(4)'s words: "master timed out", "preempting a slower master", ...
 	At     time.Time // when the protocol loop made the change
 }

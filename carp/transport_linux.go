@@ -333,19 +333,9 @@ func rawListAddrs() ([]rawAddr, error) {
 	}
 	var out []rawAddr
 	for _, m := range msgs {
-		if m.Attributes == nil {
-			continue
-		}
-		ip := m.Attributes.Local
-		if ip == nil {
-			ip = m.Attributes.Address
-		}
-		a, ok := netip.AddrFromSlice(ip)
+		a, ok := sockopt.AddrOf(&m)
 		if !ok {
 			continue
-		}
-		if m.Family == unix.AF_INET {
-			a = a.Unmap()
 		}
 		flags := uint32(m.Flags)
 		if m.Attributes.Flags != 0 {

@@ -16,9 +16,6 @@ import (
 
 	"github.com/jsimonetti/rtnetlink/v2"
 	"github.com/mdlayher/netlink"
-	"golang.org/x/net/icmp"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 
 	"github.com/gocarp/gocarp/carp"
@@ -305,193 +302,19 @@ func (w *foNeighWatch) others(mac net.HardwareAddr) []string {
 	return s
 }
 
-// foPinger sends ICMP echo requests to one address at a fixed interval from
-// a raw socket in the client namespace and records which were answered.
-type foPinger struct {
-	c     *icmp.PacketConn
-	dst   net.Addr
-	proto int // 1 or 58, for icmp.ParseMessage
-	typ   icmp.Type
-	reply icmp.Type
-	id    int
-
-	stop, sent, recvDone chan struct{}
-
-	mu     sync.Mutex
-	sentAt []time.Time // by sequence number
-	gotAt  map[int]time.Time
-	signal chan struct{} // receives after every reply
-}
-
-func foStartPinger(t *testing.T, ns *netns.NS, dst netip.Addr, id int) *foPinger {
+// foStartPinger pings dst from ns every foInterval until the test ends.
+func foStartPinger(t *testing.T, ns *netns.NS, dst netip.Addr, id int) *netns.Pinger {
 	t.Helper()
-	p := &foPinger{
-		id: id, stop: make(chan struct{}), sent: make(chan struct{}), recvDone: make(chan struct{}),
-		gotAt: map[int]time.Time{}, signal: make(chan struct{}, 1),
-	}
-	network, laddr := "ip4:icmp", "0.0.0.0"
-	p.proto, p.typ, p.reply = 1, ipv4.ICMPTypeEcho, ipv4.ICMPTypeEchoReply
-	if dst.Is6() {
-		network, laddr = "ip6:ipv6-icmp", "::"
-		p.proto, p.typ, p.reply = 58, ipv6.ICMPTypeEchoRequest, ipv6.ICMPTypeEchoReply
-	}
-	p.dst = &net.IPAddr{IP: dst.AsSlice()}
-	if err := ns.Do(func() error {
-		var err error
-		p.c, err = icmp.ListenPacket(network, laddr)
-		return err
-	}); err != nil {
+	p, err := netns.StartPinger(ns.Path(), dst, id, foInterval)
+	if err != nil {
 		t.Fatal(err)
 	}
-	go p.receive()
-	go p.send(t)
 	t.Cleanup(func() {
-		p.halt()
-		p.c.Close()
-		<-p.recvDone
+		if err := p.Close(); err != nil {
+			t.Error(err)
+		}
 	})
 	return p
-}
-
-func (p *foPinger) send(t *testing.T) {
-	defer close(p.sent)
-	tick := time.NewTicker(foInterval)
-	defer tick.Stop()
-	for seq := 0; seq < 1<<16; seq++ {
-		msg := icmp.Message{Type: p.typ, Body: &icmp.Echo{ID: p.id, Seq: seq, Data: []byte("gocarp failover")}}
-		b, err := msg.Marshal(nil) // ICMPv6: the kernel fills in the checksum
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		p.mu.Lock()
-		p.sentAt = append(p.sentAt, time.Now())
-		p.mu.Unlock()
-		// A send error (no neighbour yet, ...) is a lost packet, like
-		// ping's: the count is what the test checks.
-		p.c.WriteTo(b, p.dst)
-		select {
-		case <-tick.C:
-		case <-p.stop:
-			return
-		}
-	}
-}
-
-func (p *foPinger) receive() {
-	defer close(p.recvDone)
-	buf := make([]byte, 1500)
-	for {
-		n, _, err := p.c.ReadFrom(buf)
-		if err != nil {
-			return // closed
-		}
-		m, err := icmp.ParseMessage(p.proto, buf[:n])
-		if err != nil || m.Type != p.reply {
-			continue
-		}
-		e, ok := m.Body.(*icmp.Echo)
-		if !ok || e.ID != p.id {
-			continue
-		}
-		p.mu.Lock()
-		if _, dup := p.gotAt[e.Seq]; !dup {
-			p.gotAt[e.Seq] = time.Now()
-		}
-		p.mu.Unlock()
-		select {
-		case p.signal <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// halt stops sending (idempotent).
-func (p *foPinger) halt() {
-	select {
-	case <-p.stop:
-	default:
-		close(p.stop)
-	}
-	<-p.sent
-}
-
-// waitReplies waits until n echo requests sent at or after since were
-// answered.
-func (p *foPinger) waitReplies(t *testing.T, since time.Time, n int) {
-	t.Helper()
-	deadline := time.After(foDeadline)
-	for {
-		p.mu.Lock()
-		got := 0
-		for seq := range p.gotAt {
-			if !p.sentAt[seq].Before(since) {
-				got++
-			}
-		}
-		p.mu.Unlock()
-		if got >= n {
-			return
-		}
-		select {
-		case <-p.signal:
-		case <-deadline:
-			t.Fatalf("ping %v: %d of %d replies since %v", p.dst, got, n, since.Format(time.StampMilli))
-		}
-	}
-}
-
-// lastAnswered returns the highest sequence number answered so far (-1 if
-// none).
-func (p *foPinger) lastAnswered() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	last := -1
-	for seq := range p.gotAt {
-		last = max(last, seq)
-	}
-	return last
-}
-
-// finish stops the pinger, waits for the reply to the last request (or a
-// deadline: it may be lost) and returns the sequence numbers never
-// answered.
-func (p *foPinger) finish() (sent int, lost []int) {
-	p.halt()
-	deadline := time.After(2 * time.Second)
-	for {
-		p.mu.Lock()
-		_, last := p.gotAt[len(p.sentAt)-1]
-		p.mu.Unlock()
-		if last {
-			break
-		}
-		select {
-		case <-p.signal:
-			continue
-		case <-deadline:
-		}
-		break
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for seq := range p.sentAt {
-		if _, ok := p.gotAt[seq]; !ok {
-			lost = append(lost, seq)
-		}
-	}
-	return len(p.sentAt), lost
-}
-
-// foClientMAC returns the link-layer address of addr in the client's
-// neighbour table, as ip neigh prints it ("" if none).
-func foClientMAC(t *testing.T, ns *netns.NS, addr netip.Addr) string {
-	t.Helper()
-	f := strings.Fields(ns.IP("neigh", "show", addr.String(), "dev", "eth0"))
-	if i := slices.Index(f, "lladdr"); i >= 0 && i+1 < len(f) {
-		return f[i+1]
-	}
-	return ""
 }
 
 func TestFailoverCrash(t *testing.T) {
@@ -541,13 +364,15 @@ func testFailoverCrash(t *testing.T, vmac bool) {
 	w := foWatchNeigh(t, client)
 	start := time.Now()
 	pid := os.Getpid() & 0x7fff
-	pingers := map[netip.Addr]*foPinger{
+	pingers := map[netip.Addr]*netns.Pinger{
 		foVIP4: foStartPinger(t, client, foVIP4, pid),
 		foVIP6: foStartPinger(t, client, foVIP6, pid+1),
 	}
 	for v, p := range pingers {
-		p.waitReplies(t, start, 10)
-		if got := foClientMAC(t, client, v); got != a.mac.String() {
+		if err := p.WaitReplies(start, 10, foDeadline); err != nil {
+			t.Fatal(err)
+		}
+		if got := neighMAC(t, client, v); got != a.mac.String() {
 			t.Fatalf("client's entry for %v: %q; want A's %v", v, got, a.mac)
 		}
 	}
@@ -557,7 +382,7 @@ func testFailoverCrash(t *testing.T, vmac bool) {
 	tp.Switch().SetLink(a.port, false)
 	answered := map[netip.Addr]int{}
 	for v, p := range pingers {
-		answered[v] = p.lastAnswered()
+		answered[v] = p.LastAnswered()
 	}
 	tb := b.waitState(t, carp.Master)
 	t.Logf("B became MASTER %v after the crash (%s); master-down interval %v",
@@ -570,12 +395,14 @@ func testFailoverCrash(t *testing.T, vmac bool) {
 		}
 	}
 	for _, p := range pingers {
-		p.waitReplies(t, tb.At, 20)
+		if err := p.WaitReplies(tb.At, 20, foDeadline); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	maxLost := int(b.g.MasterDownInterval()/foInterval) + 2
 	for v, p := range pingers {
-		sent, lost := p.finish()
+		sent, lost := p.Finish(2 * time.Second)
 		t.Logf("ping %v every %v: %d sent, %d lost (bound %d)", v, foInterval, sent, len(lost), maxLost)
 		// A hole before the last reply seen at the crash is a loss while A
 		// was a healthy MASTER.
@@ -589,7 +416,7 @@ func testFailoverCrash(t *testing.T, vmac bool) {
 			t.Errorf("ping %v: lost %d of %d; want at most master-down/interval + 2 = %d; lost seqs %v",
 				v, len(lost), sent, maxLost, lost)
 		}
-		if got := foClientMAC(t, client, v); got != b.mac.String() {
+		if got := neighMAC(t, client, v); got != b.mac.String() {
 			t.Errorf("client's entry for %v after the failover: %q; want %v\n%s", v, got, b.mac, client.IP("neigh"))
 		}
 	}

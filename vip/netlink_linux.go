@@ -14,6 +14,8 @@ import (
 	"github.com/jsimonetti/rtnetlink/v2"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/gocarp/gocarp/internal/sockopt"
 )
 
 // NetlinkManager is the Linux AddrManager. It talks rtnetlink
@@ -169,26 +171,17 @@ func (m *NetlinkManager) List() ([]netip.Prefix, error) {
 	return prefixesOf(msgs, m.ifi.Index), nil
 }
 
-// prefixesOf extracts the addresses of interface index from a dump. For
-// IPv4 the interface's own address is IFA_LOCAL (IFA_ADDRESS is the peer on
-// point-to-point links); IPv6 reports only IFA_ADDRESS unless
-// point-to-point.
+// prefixesOf extracts the addresses of interface index from a dump (see
+// sockopt.AddrOf for which attribute holds the interface's own address).
 func prefixesOf(msgs []rtnetlink.AddressMessage, index int) []netip.Prefix {
 	var ps []netip.Prefix
 	for _, msg := range msgs {
-		if int(msg.Index) != index || msg.Attributes == nil {
+		if int(msg.Index) != index {
 			continue
 		}
-		ip := msg.Attributes.Local
-		if ip == nil {
-			ip = msg.Attributes.Address
-		}
-		a, ok := netip.AddrFromSlice(ip)
+		a, ok := sockopt.AddrOf(&msg)
 		if !ok {
 			continue
-		}
-		if msg.Family == unix.AF_INET {
-			a = a.Unmap()
 		}
 		if p := netip.PrefixFrom(a, int(msg.PrefixLength)); p.IsValid() {
 			ps = append(ps, p)

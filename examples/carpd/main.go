@@ -150,8 +150,7 @@ func newDaemon(o *options, pass []byte, log, groupLog *slog.Logger) (_ *daemon, 
 		OnTransition: d.onTransition,
 	})
 	if err != nil {
-		tr.Close()
-		return nil, err
+		return nil, errors.Join(err, tr.Close())
 	}
 
 	if o.ManageVIP {

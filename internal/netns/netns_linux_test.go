@@ -117,3 +117,44 @@ func TestTwoTopologies(t *testing.T) {
 		t.Fatalf("both topologies use prefix %s", t1.Prefix())
 	}
 }
+
+// TestPinger: on a healthy link every request is answered, for both
+// families; after the peer's port goes down the requests are lost and
+// counted.
+func TestPinger(t *testing.T) {
+	tp := netns.New(t, "nsp")
+	br := tp.Bridge("lan")
+	a, b := tp.Node("a"), tp.Node("b")
+	tp.Attach(a, br, "eth0", netip.MustParsePrefix("10.9.1.1/24"), netip.MustParsePrefix("fd00:91::1/64"))
+	port := tp.Attach(b, br, "eth0", netip.MustParsePrefix("10.9.1.2/24"), netip.MustParsePrefix("fd00:91::2/64"))
+	for i, dst := range []netip.Addr{netip.MustParseAddr("10.9.1.2"), netip.MustParseAddr("fd00:91::2")} {
+		t.Run(dst.String(), func(t *testing.T) {
+			p, err := netns.StartPinger(a.Path(), dst, os.Getpid()&0x7fff+i, 5*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if err := p.Close(); err != nil {
+					t.Error(err)
+				}
+				if err := p.Close(); err != nil {
+					t.Errorf("second Close: %v", err)
+				}
+			}()
+			if err := p.WaitReplies(time.Time{}, 5, 10*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			tp.Switch().SetLink(port, false)
+			defer tp.Switch().SetLink(port, true)
+			cut := time.Now()
+			last := p.LastAnswered()
+			if err := p.WaitReplies(cut, 1, 200*time.Millisecond); err == nil {
+				t.Error("WaitReplies: a reply from behind a downed port")
+			}
+			sent, lost := p.Finish(100 * time.Millisecond)
+			if sent <= last+1 || len(lost) == 0 || lost[len(lost)-1] != sent-1 {
+				t.Errorf("Finish after the cut: %d sent, lost %v (last answered %d); want the requests after the cut lost", sent, lost, last)
+			}
+		})
+	}
+}

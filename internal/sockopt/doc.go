@@ -9,6 +9,9 @@
 //   - SO_BINDTODEVICE: restricts a socket to one interface, for unicast
 //     traffic that multicast membership cannot scope.
 //
+// AddrOf reads an interface's own address out of an rtnetlink address
+// dump, the one netlink detail carp and vip share.
+//
 // Every function goes through syscall.RawConn.Control and returns every
 // error, including the setsockopt error itself; nothing is ignored.
 package sockopt

@@ -24,4 +24,6 @@ func GetInt(c syscall.RawConn, level, opt int) (int, error) {
 }
 
 // SetReceiveBuffer returns errors.ErrUnsupported outside Linux.
-func SetReceiveBuffer(c syscall.RawConn, n int) error { return errors.ErrUnsupported }
+func SetReceiveBuffer(c syscall.RawConn, n int) error {
+	return fmt.Errorf("sockopt: SO_RCVBUF: %w", errors.ErrUnsupported)
+}

@@ -35,6 +35,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -43,6 +44,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gocarp/gocarp/internal/netns"
 )
 
 // Addresses of the topology.
@@ -186,13 +189,13 @@ func failover(tp *topology, impl, dir, carpd string, i int) (result, error) {
 	if _, err := dump.waitLine(0, "listening on", 10*time.Second); err != nil {
 		return result{}, fmt.Errorf("tcpdump: %w", err)
 	}
-	ping, err := startPinger(tp.ns("client"), vipAddr, 10*time.Millisecond)
+	ping, err := netns.StartPinger(filepath.Join(netns.RunDir, tp.ns("client")), netip.MustParseAddr(vipAddr), os.Getpid()&0xffff, 10*time.Millisecond)
 	if err != nil {
 		return result{}, err
 	}
-	if !ping.waitReply(time.Time{}, 10*time.Second) {
-		ping.finish()
-		return result{}, errors.New("client: no echo reply before the crash")
+	defer ping.Close()
+	if err := ping.WaitReplies(time.Time{}, 1, 10*time.Second); err != nil {
+		return result{}, fmt.Errorf("client: before the crash: %w", err)
 	}
 	// fw2 must have settled as BACKUP (heard fw1) before the crash: give it
 	// one advert interval, then crash at a random phase of fw1's adverts.
@@ -201,7 +204,6 @@ func failover(tp *topology, impl, dir, carpd string, i int) (result, error) {
 	crash := time.Now()
 	from := dump.lines()
 	if err := tp.ip("sw", "link", "set", tp.ports["fw1"], "down"); err != nil {
-		ping.finish()
 		return result{}, err
 	}
 	d1.kill()
@@ -209,14 +211,20 @@ func failover(tp *topology, impl, dir, carpd string, i int) (result, error) {
 	if err == nil {
 		_, err = dump.waitLine(from, "IP "+fw2Addr+" > 224.0.0.18", 15*time.Second)
 	}
-	if err == nil && !ping.waitReply(crash, 15*time.Second) {
-		err = errors.New("client: no echo reply after the crash")
+	if err == nil {
+		if perr := ping.WaitReplies(crash, 1, 15*time.Second); perr != nil {
+			err = fmt.Errorf("client: after the crash: %w", perr)
+		}
 	}
 	if err == nil {
 		// A second of replies after the takeover, so late losses count too.
 		time.Sleep(time.Second)
 	}
-	sent, lost := ping.finish()
+	sent, lostSeqs := ping.Finish(time.Second)
+	lost := len(lostSeqs)
+	if cerr := ping.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return result{}, fmt.Errorf("fw2: %w", err)
 	}
