@@ -43,7 +43,7 @@ type daemon struct {
 	control *controlServer
 
 	mu              sync.Mutex
-	takeoverMu      sync.Mutex     // serialises liberalize
+	takeoverMu      sync.Mutex     // serialises Backend.Takeover
 	commits         []CommitStatus // the latest maxCommits takeover commits
 	startedAsMaster bool
 }
@@ -330,21 +330,17 @@ func (d *daemon) onTransition(t carp.Transition) {
 // keepalived + conntrackd get wrong, keepalived#2254). Both groups call it
 // on a takeover; the second finds nothing left to commit.
 //
-// Then every TCP flow of the kernel that still tracks sequence windows is
-// made liberal (liberalize): this node's own flows, forwarded by the peer
-// since this node last was MASTER, would otherwise stall on stale windows.
+// Then the backend makes this node's own TCP flows BE_LIBERAL
+// (conntrack.Backend.Takeover): the peer may have forwarded them since this
+// node last was MASTER, and their sequence windows in this kernel would be
+// stale.
 func (d *daemon) commit(ctx context.Context, t carp.Transition) error {
 	start := time.Now()
 	n, err := d.engine.PrepareTakeover(ctx)
-	var lib int
-	if err == nil && d.engine.Stats().LocalRecords > 0 {
-		// Only flows this node created can hold stale windows; a node
-		// without any (a backup taking over for the first time) skips the
-		// table dump.
-		d.takeoverMu.Lock() // both groups run this at once; once is enough
-		lib, err = liberalize(ctx)
-		d.takeoverMu.Unlock()
-	}
+	d.takeoverMu.Lock() // both groups run this at once; the second finds nothing left
+	lib, lerr := d.backend.Takeover(ctx)
+	d.takeoverMu.Unlock()
+	err = errors.Join(err, lerr)
 	took := time.Since(start)
 	c := CommitStatus{VHID: t.VHID, At: start, Records: n, Liberalized: lib, Took: took.String()}
 	if err != nil {

@@ -20,7 +20,7 @@
 //     (sync.commit "direct"), reaches the kernel before any address is
 //     announced; then this node's own TCP flows are made BE_LIBERAL, since
 //     their sequence windows are stale if the peer forwarded them meanwhile
-//     (liberal_linux.go).
+//     (conntrack.Backend.Takeover).
 //
 //   - pfsync: one Engine, sealed with the pre-shared key (pfsync/seal,
 //     AES-256-GCM, boot counter persisted in sync.boot_file), over UDP
@@ -135,12 +135,24 @@
 //	                   commit. "on-takeover": they wait in the engine
 //	                   (conntrackd's external cache) and are committed into
 //	                   the kernel when this node becomes MASTER, before its
-//	                   addresses are installed. Measured with 100 000 flows
-//	                   (internal/fwbench), the takeover commit costs ~6.5 s
-//	                   and the flows' largest gap grows from 3.7 s to 14.5 s,
-//	                   so direct is the default; on-takeover keeps a backup's
-//	                   kernel free of foreign state for ~30 % less CPU per
-//	                   replicated connection.
+//	                   addresses are installed. direct stays the default
+//	                   although the conntrack backend's Commit now
+//	                   pipelines its writes (60-85k entries/s on its own):
+//	                   the engine's takeover commit still hands the kernel
+//	                   one record per call, while the new master's watcher
+//	                   digests the echo event of every written flow on the
+//	                   same cores. Measured with 100 000 extra flows
+//	                   (FWPAIR_E2E_ENTRIES=100000 go test -count=1 -v -run
+//	                   'TestFailover$' ./examples/fwpair, late_join phase):
+//	                   on-takeover commits 101 050 records in 7.4 s and the
+//	                   flows' largest gap is 14.2 s; direct has nothing to
+//	                   commit (the takeover hook takes 23-35 ms) and a
+//	                   largest gap of 3.6 s. Writing the external cache
+//	                   with the backend's batched Commit before the engine's
+//	                   pass did not help (8.9 s, gap 14.0 s; once past the
+//	                   lab's 10 s commit_timeout). on-takeover keeps a
+//	                   backup's kernel free of foreign state for ~30 % less
+//	                   CPU per replicated connection.
 //	sync.commit_timeout  deadline of that commit, 100ms-1m, default "2s".
 //	                   The addresses go up at the deadline anyway (the rest
 //	                   is committed on the next takeover or update).

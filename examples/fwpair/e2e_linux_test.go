@@ -206,10 +206,10 @@ func checkFlows(t *testing.T, phase string, fs *fwbench.Flows) fwbench.Summary {
 // In every phase no TCP flow may see a reset or lose or reorder a byte,
 // and the largest gap is logged.
 //
-// It runs once per sync.commit mode: "on-takeover" (the default: the
+// It runs once per sync.commit mode: "on-takeover" (the
 // backup keeps the flows in the engine and commits them before installing
 // the addresses) and "direct" (the backup writes them into its kernel as
-// they arrive).
+// they arrive; the default).
 func TestFailover(t *testing.T) {
 	for _, commit := range []string{"on-takeover", "direct"} {
 		t.Run(commit, func(t *testing.T) { testFailover(t, commit) })

@@ -91,7 +91,8 @@ type CommitStatus struct {
 	At      time.Time `json:"at"`
 	Records int       `json:"records"` // replicated records committed into the kernel
 	// Liberalized counts this node's own TCP flows switched to
-	// BE_LIBERAL (see liberalize): stale windows after a hand-back.
+	// BE_LIBERAL by conntrack.Backend.Takeover: their windows went stale
+	// while the peer forwarded them.
 	Liberalized int    `json:"liberalized"`
 	Took        string `json:"took"`
 	Err         string `json:"error,omitempty"`

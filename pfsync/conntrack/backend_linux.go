@@ -17,6 +17,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// injectReadBuffer is the receive buffer of the socket that writes into
+// the kernel: it holds the acks of one pipelined batch (commitBatch).
+const injectReadBuffer = 1 << 20
+
 // maxParked bounds the RELATED records waiting for their master.
 const maxParked = 65536
 
@@ -56,6 +60,16 @@ func New(cfg Config) (*Backend, error) {
 	}
 	c, err := dialNetfilter(cfg.NetNS)
 	if err != nil {
+		return nil, err
+	}
+	// Acks of a pipelined commit wait in the receive buffer until read;
+	// NETLINK_CAP_ACK keeps error acks from echoing the whole request.
+	if err := c.SetOption(netlink.CapAcknowledge, true); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("conntrack: NETLINK_CAP_ACK: %w", err)
+	}
+	if err := setReadBuffer(c, injectReadBuffer); err != nil {
+		c.Close()
 		return nil, err
 	}
 	f := cfg.Filter

@@ -52,3 +52,6 @@ func (b *Backend) Commit(ctx context.Context, recs []record.Record) (CommitResul
 
 // Purge returns an error wrapping errors.ErrUnsupported.
 func (b *Backend) Purge(ctx context.Context) (int, error) { return 0, errUnsupported }
+
+// Takeover returns an error wrapping errors.ErrUnsupported.
+func (b *Backend) Takeover(ctx context.Context) (int, error) { return 0, errUnsupported }

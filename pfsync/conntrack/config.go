@@ -124,7 +124,9 @@ type Stats struct {
 	InjectUpdates uint64 // remote records that updated an existing kernel entry
 	Recreated     uint64 // updates the kernel refused, done as delete and create
 	InjectErrors  uint64 // remote records that could not be written
-	Conflicts     uint64 // remote records whose tuple is a flow this node created
+	Unchanged     uint64 // remote records the kernel held in that state already (not written again)
+	Conflicts     uint64 // remote records whose tuple is a flow this node created under another identity (written as updates of the local entry)
+	Liberalized   uint64 // this node's TCP flows set BE_LIBERAL by Takeover
 	Parked        uint64 // RELATED records that had to wait for their master
 
 	Tracked int // flows the backend currently knows (local and injected)
@@ -136,6 +138,7 @@ type CommitResult struct {
 	Related  int           // RELATED records (with a master tuple or EXPECTED), written second
 	Created  int           // entries created
 	Updated  int           // existing entries updated (EEXIST)
+	Current  int           // records the kernel held in that state already (an earlier Insert or Commit wrote them)
 	Failed   int           // records not written (the error joins their errors)
 	Skipped  int           // records not attempted because ctx ended
 	Duration time.Duration // wall time of the commit

@@ -23,7 +23,22 @@
 //     sequence windows, NAT rebuilt from the reply tuple (CTA_NAT_SRC /
 //     CTA_NAT_DST), EXPECTED and the flowtable OFFLOAD bits stripped, an
 //     existing entry updated (or deleted and created again when the kernel
-//     refuses the update), RELATED flows after their master.
+//     refuses the update), RELATED flows after their master. Commit
+//     pipelines its creates (a batch per sendmsg, acks matched back by
+//     sequence number), so a takeover commit runs at kernel speed rather
+//     than at one netlink round trip per flow.
+//
+// A flow this node created is kept up to date the same way when a peer
+// changed it — its record advanced by the peer, or a record of the same
+// flow under the peer's identity (both saw it): the kernel entry gets the
+// newer state and lifetime and BE_LIBERAL, tuples and NAT untouched, and
+// the write's kernel event is not reported back, so two nodes cannot
+// ping-pong. Traffic that only moves a flow's sequence windows causes no
+// kernel event, though, so a peer that forwarded this node's flows for a
+// while has usually reported nothing: call Takeover when the node becomes
+// master again (after the engine's PrepareTakeover, before the addresses
+// move) and it makes this node's own TCP flows BE_LIBERAL, so packets
+// acknowledging data this node never saw are not INVALID.
 //
 // With pfsync.CommitDirect the engine hands the peers' records to the
 // kernel as they arrive (conntrackd's DisableExternalCache); with

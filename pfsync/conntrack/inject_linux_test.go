@@ -7,6 +7,7 @@ import (
 
 	"github.com/gocarp/gocarp/internal/netns"
 	"github.com/gocarp/gocarp/pfsync/record"
+	"github.com/google/go-cmp/cmp"
 	ct "github.com/ti-mo/conntrack"
 )
 
@@ -319,5 +320,120 @@ func TestInjectNAT(t *testing.T) {
 				t.Errorf("kernel key %+v, want %+v", got.Key, tc.key)
 			}
 		})
+	}
+}
+
+// TestCommitBatch commits more records than one pipelined batch holds,
+// with per-flow outcomes mixed inside the batches: one flow the kernel
+// holds already (written by another backend: EEXIST, updated), one whose
+// translated reply tuple belongs to a flow created earlier in the same
+// sendmsg (refused, its error names it), the rest created.
+func TestCommitBatch(t *testing.T) {
+	tp := netns.New(t, "gck")
+	_, fd := testNS(t, tp, "a")
+	b := newBackend(t, Config{NetNS: fd})
+	other := newBackend(t, Config{NetNS: fd})
+
+	n := 2*commitBatch + 44
+	recs := benchRecords(n)
+	existing := &recs[commitBatch+3]
+	if err := other.Insert(existing); err != nil {
+		t.Fatal(err)
+	}
+	existing.Version++
+	existing.Expire = 77
+	clash := &recs[10]
+	clash.Key.Reply = recs[5].Key.Reply // recs[5] is created first, in the same batch
+	clashSrc := clash.Key.Orig.Src.String()
+
+	res, err := b.Commit(context.Background(), recs)
+	want := CommitResult{Masters: n, Created: n - 2, Updated: 1, Failed: 1}
+	res.Duration = 0
+	if diff := cmp.Diff(want, res); diff != "" {
+		t.Errorf("commit result (-want +got):\n%s", diff)
+	}
+	if err == nil || !strings.Contains(err.Error(), clashSrc) || strings.Count(err.Error(), "\n") != 0 {
+		t.Errorf("commit error %v, want one error naming %s", err, clashSrc)
+	}
+	flows := dumpNS(t, fd)
+	if len(flows) != n-1 {
+		t.Errorf("kernel holds %d flows, want %d", len(flows), n-1)
+	}
+	if _, ok := findFlow(flows, clash.Key.Orig.Src); ok {
+		t.Error("the refused flow is in the kernel")
+	}
+	if f, ok := findFlow(flows, existing.Key.Orig.Src); !ok || f.Timeout > 77 {
+		t.Errorf("existing flow: found %v, timeout %d, want updated to <= 77", ok, f.Timeout)
+	}
+	if s := b.Stats(); s.Injected != uint64(n-2) || s.InjectUpdates != 1 || s.InjectErrors != 1 || s.Tracked != n-1 {
+		t.Errorf("stats %+v, want %d injected, 1 update, 1 error, %d tracked", s, n-2, n-1)
+	}
+
+	// The same records again (the engine's takeover commit after the
+	// embedder's): nothing to write but the refused one; a changed record
+	// is written.
+	recs[0].Expire = 10
+	res, _ = b.Commit(context.Background(), recs)
+	res.Duration = 0
+	if diff := cmp.Diff(CommitResult{Masters: n, Updated: 1, Current: n - 2, Failed: 1}, res); diff != "" {
+		t.Errorf("second commit (-want +got):\n%s", diff)
+	}
+	if err := b.Insert(&recs[1]); err != nil {
+		t.Fatal(err)
+	}
+	if s := b.Stats(); s.Unchanged != uint64(n-1) || s.InjectUpdates != 2 {
+		t.Errorf("stats %+v, want %d unchanged, 2 updates", s, n-1)
+	}
+}
+
+// TestCommitWhileWatching commits while the watcher resyncs over and over
+// and receives the commit's events: every event is recognised as the echo
+// of an injection (none reported, no flow mistaken for a local one — a
+// resync that dumped the table between a batch's registration and its
+// write must spare the batch), and the same records handed over again are
+// current.
+func TestCommitWhileWatching(t *testing.T) {
+	tp := netns.New(t, "gck")
+	_, fd := testNS(t, tp, "a")
+	b := newBackend(t, Config{NetNS: fd})
+	sink := newFakeSink(0)
+	if err := b.Start(sink); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20000
+	recs := benchRecords(n)
+	// Resyncs (dumps) all along the commit.
+	stop, resyncs := make(chan struct{}), make(chan error, 1)
+	go func() {
+		var err error
+		for err == nil {
+			select {
+			case <-stop:
+				resyncs <- nil
+				return
+			default:
+			}
+			err = b.Resync(context.Background())
+		}
+		resyncs <- err
+	}()
+	res, err := b.Commit(context.Background(), recs)
+	close(stop)
+	if err := <-resyncs; err != nil {
+		t.Fatal(err)
+	}
+	if err != nil || res.Created != n {
+		t.Fatalf("commit %+v: %v", res, err)
+	}
+	for i := range recs {
+		if err := b.Insert(&recs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Resync(context.Background()); err != nil { // after every event
+		t.Fatal(err)
+	}
+	if s := b.Stats(); s.Upserts != 0 || s.Conflicts != 0 || s.Unchanged != n || s.Tracked != n || sink.len() != 0 {
+		t.Errorf("stats %+v, sink holds %d; want nothing reported, %d unchanged, %d tracked", s, sink.len(), n, n)
 	}
 }

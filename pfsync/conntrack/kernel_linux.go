@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -21,6 +22,12 @@ var errDeleted = errors.New("deleted the entry")
 type injector struct {
 	c   *netlink.Conn
 	buf []byte // message buffer, reused: calls are serial
+
+	// createBatch's and execBatch's buffers, reused.
+	msgs []netlink.Message
+	idx  []int
+	mres []error
+	rbuf []byte
 }
 
 func dialNetfilter(netns int) (*netlink.Conn, error) {
@@ -41,6 +48,12 @@ func (in *injector) exec(f *ct.Flow, create bool) error {
 	return err
 }
 
+// execOne sends one request and waits for its ack.
+func (in *injector) execOne(m netlink.Message) error {
+	_, err := in.c.Execute(m)
+	return err
+}
+
 // writeOutcome says how write got a flow into the kernel.
 type writeOutcome uint8
 
@@ -48,6 +61,7 @@ const (
 	wroteCreated writeOutcome = iota + 1
 	wroteUpdated
 	wroteRecreated
+	wroteNothing // the kernel holds the record in this state already
 )
 
 // write puts f into the kernel table: create, or update when the entry
@@ -59,16 +73,29 @@ const (
 //
 // beforeDelete, if not nil, runs before the delete of a delete-then-create.
 func (in *injector) write(f *ct.Flow, known bool, beforeDelete func()) (writeOutcome, error) {
+	if known {
+		return in.resolve(f, nil, beforeDelete)
+	}
+	err := in.exec(f, true)
+	if err == nil {
+		err = errCreated
+	}
+	return in.resolve(f, err, beforeDelete)
+}
+
+// resolve finishes write given the result of the create: created is nil
+// when f was known to exist and no create was sent, errCreated when the
+// create succeeded, else the create's error.
+func (in *injector) resolve(f *ct.Flow, created error, beforeDelete func()) (writeOutcome, error) {
 	var exists error
-	if !known {
-		err := in.exec(f, true)
-		if err == nil {
+	if created != nil {
+		if created == errCreated {
 			return wroteCreated, nil
 		}
-		if !errors.Is(err, unix.EEXIST) {
-			return 0, fmt.Errorf("conntrack: create %v: %w", f.TupleOrig, err)
+		if !errors.Is(created, unix.EEXIST) {
+			return 0, fmt.Errorf("conntrack: create %v: %w", f.TupleOrig, created)
 		}
-		exists = err
+		exists = created
 	}
 	err := in.exec(f, false)
 	switch {
@@ -95,6 +122,116 @@ func (in *injector) write(f *ct.Flow, known bool, beforeDelete func()) (writeOut
 		return 0, fmt.Errorf("conntrack: update %v: %w; %w, re-create failed: %w", f.TupleOrig, err, errDeleted, cerr)
 	}
 	return wroteRecreated, nil
+}
+
+// errCreated is createBatch's result for a flow the kernel created, and
+// errNoAck for one whose acknowledgement never arrived (the socket's
+// receive buffer overran): whether it exists is unknown, and a create
+// answered by EEXIST tells.
+var (
+	errCreated = errors.New("created")
+	errNoAck   = errors.New("no acknowledgement")
+)
+
+// createBatch creates every flow of fs with one sendmsg carrying one
+// create message each, and stores each flow's result in res: errCreated,
+// the kernel's error, or errNoAck (see execBatch).
+func (in *injector) createBatch(fs []*ct.Flow, res []error) error {
+	msgs := in.msgs[:0]
+	idx := in.idx[:0] // msgs[i] creates fs[idx[i]]
+	for i, f := range fs {
+		m, err := buildMessage(f, true)
+		if err != nil {
+			res[i] = err
+			continue
+		}
+		msgs, idx = append(msgs, m), append(idx, i)
+	}
+	mres := in.mres[:0]
+	for range msgs {
+		mres = append(mres, nil)
+	}
+	in.msgs, in.idx, in.mres = msgs[:0], idx[:0], mres[:0]
+	err := in.execBatch(msgs, mres)
+	for k, i := range idx {
+		if res[i] = mres[k]; res[i] == nil {
+			res[i] = errCreated
+		}
+	}
+	return err
+}
+
+// execBatch sends msgs (requests with NLM_F_ACK) in one sendmsg, then
+// collects the acknowledgements, mapped back to their message by sequence
+// number, into res: nil, the kernel's error, or errNoAck when the ack never
+// arrived (the socket's receive buffer overran: whether the request took
+// effect is unknown). The kernel handles the messages one by one during
+// the sendmsg (netlink_rcv_skb), each with its own result, so one failure
+// leaves the others alone. It returns an error when the batch could not be
+// sent (nothing was written; every res is that error) or its acks not
+// read.
+func (in *injector) execBatch(msgs []netlink.Message, res []error) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	for i := range res {
+		res[i] = errNoAck
+	}
+	sent, err := in.c.SendMessages(msgs)
+	if err != nil {
+		for i := range res {
+			res[i] = err
+		}
+		return fmt.Errorf("conntrack: send %d requests: %w", len(msgs), err)
+	}
+	first := sent[0].Header.Sequence
+	rc, err := in.c.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("conntrack: read acks: %w", err)
+	}
+	if len(in.rbuf) == 0 {
+		in.rbuf = make([]byte, 1<<16)
+	}
+	for missing := len(sent); missing > 0; {
+		var n int
+		var rerr error
+		// The kernel queued every ack during the sendmsg: read without
+		// waiting, and stop when the queue is empty.
+		if err := rc.Read(func(fd uintptr) bool {
+			n, _, rerr = unix.Recvfrom(int(fd), in.rbuf, unix.MSG_DONTWAIT)
+			return true
+		}); err != nil {
+			return fmt.Errorf("conntrack: read acks: %w", err)
+		}
+		switch {
+		case errors.Is(rerr, unix.ENOBUFS) || errors.Is(rerr, unix.EINTR):
+			continue // ENOBUFS: some acks were dropped; read the rest
+		case errors.Is(rerr, unix.EAGAIN):
+			return nil // the rest were lost: errNoAck
+		case rerr != nil:
+			return fmt.Errorf("conntrack: read acks: %w", rerr)
+		}
+		for b := in.rbuf[:n]; len(b) >= unix.NLMSG_HDRLEN; {
+			l := int(binary.NativeEndian.Uint32(b[0:4]))
+			if l < unix.NLMSG_HDRLEN || l > len(b) {
+				break
+			}
+			typ, seq := binary.NativeEndian.Uint16(b[4:6]), binary.NativeEndian.Uint32(b[8:12])
+			body := b[unix.NLMSG_HDRLEN:l]
+			b = b[min((l+3)&^3, len(b)):]
+			k := int(seq - first)
+			if typ != unix.NLMSG_ERROR || len(body) < 4 || k < 0 || k >= len(sent) ||
+				sent[k].Header.Sequence != seq || res[k] != errNoAck {
+				continue
+			}
+			missing--
+			res[k] = nil
+			if code := int32(binary.NativeEndian.Uint32(body)); code != 0 {
+				res[k] = unix.Errno(-code)
+			}
+		}
+	}
+	return nil
 }
 
 // delete removes the entry with f's original tuple and zone; an absent

@@ -318,3 +318,33 @@ func appendMessage(buf []byte, f *ct.Flow, create bool) (netlink.Message, error)
 		Data: b,
 	}, nil
 }
+
+// liberalMessage encodes the update that sets BE_LIBERAL and SACK_PERM on
+// both directions of the TCP flow k and changes nothing else: the kernel
+// (nlattr_to_tcp) applies the flags under their mask and leaves the state,
+// the timeout and the status alone when their attributes are absent.
+func liberalMessage(k flowKey) netlink.Message {
+	t := tupleToFlow(k.orig, k.proto)
+	fam := netfilter.ProtoIPv4
+	if k.orig.Src.Addr().Is6() {
+		fam = netfilter.ProtoIPv6
+	}
+	b := nlattr(append(make([]byte, 0, 96), byte(fam), 0, 0, 0))
+	b = b.tuple(ctaTupleOrig, &t)
+	if k.zone != 0 {
+		b = b.u16(ctaZone, k.zone)
+	}
+	const lib = uint16(tcpFlagBeLiberal|tcpFlagSACKPerm)<<8 | uint16(tcpFlagBeLiberal|tcpFlagSACKPerm)
+	var pi, ti int
+	b, pi = b.nest(ctaProtoInfo)
+	b, ti = b.nest(ctaProtoInfoTCP)
+	b = b.u16(ctaTCPFlagsOrig, lib).u16(ctaTCPFlagsRepl, lib)
+	b = b.end(ti).end(pi)
+	return netlink.Message{
+		Header: netlink.Header{
+			Type:  netlink.HeaderType(uint16(netfilter.NFSubsysCTNetlink)<<8 | ctMsgNew),
+			Flags: netlink.Request | netlink.Acknowledge,
+		},
+		Data: b,
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gocarp/gocarp/pfsync/record"
+	"github.com/mdlayher/netlink"
 	ct "github.com/ti-mo/conntrack"
 	"golang.org/x/sys/unix"
 )
@@ -33,8 +34,11 @@ func canonical(f *ct.Flow, id record.ID, version uint64) (record.Record, error) 
 // A record of this node itself that a peer changed (after a takeover the
 // new master advances the old master's records) updates the local entry
 // without the change being reported back. A record whose tuple belongs to
-// another flow this node created is not written (counted in
-// Stats.Conflicts): the local flow is authoritative here.
+// another flow this node created (counted in Stats.Conflicts) updates that
+// flow's entry with whatever the peer knows better — state, lifetime,
+// SEEN_REPLY/ASSURED — and BE_LIBERAL, as conntrackd does on EEXIST, but
+// the local record stays authoritative and the change is not reported
+// back (see tracker.conflicting).
 func (b *Backend) Insert(rec *record.Record) error { return b.apply(rec) }
 
 // Update writes a newer state of a peer's record into the kernel table; see
@@ -86,38 +90,76 @@ func (b *Backend) apply(rec *record.Record) error {
 
 // inject writes rec with injMu held and returns how.
 func (b *Backend) inject(rec *record.Record) (writeOutcome, error) {
+	p, ok, err := b.prepare(rec)
+	if err != nil || !ok {
+		return 0, err
+	}
+	if p.current {
+		return wroteNothing, nil
+	}
+	how, err := b.inj.write(&p.f, p.known, func() { b.t.recreating(p.reg) })
+	return b.finish(&p, how, err)
+}
+
+// pendingWrite is a record registered with the tracker and about to be
+// written.
+type pendingWrite struct {
+	rec     *record.Record
+	f       ct.Flow
+	key     flowKey
+	reg     registration
+	known   bool // the kernel should hold the entry already: update it
+	current bool // the kernel holds the record in this state: nothing to write
+}
+
+// prepare converts rec and registers it with the tracker before the write,
+// so the kernel's event finds the entry and is recognised as the echo of
+// the injection. A record of a local flow under another identity becomes
+// an update of the local record (tracker.conflicting). ok is false when
+// nothing is to be written: the local flow appeared in between.
+func (b *Backend) prepare(rec *record.Record) (pendingWrite, bool, error) {
+	if j, ok := b.t.conflicting(rec, time.Now()); ok {
+		rec = &j
+	}
 	f, err := recordToFlow(rec)
 	if err != nil {
 		b.t.count(func(s *Stats) { s.InjectErrors++ })
-		return 0, err
+		return pendingWrite{}, false, err
 	}
 	canon, err := canonical(&f, rec.ID, rec.Version)
 	if err != nil {
 		b.t.count(func(s *Stats) { s.InjectErrors++ })
-		return 0, err
+		return pendingWrite{}, false, err
 	}
 	key := keyOf(&rec.Key)
-
-	// Register before writing so the kernel's NEW event finds the entry
-	// and is recognised as the echo of this injection.
-	t := b.t
-	reg, ok := t.register(key, canon, time.Now())
-	if !ok {
-		return 0, nil
+	if b.t.current(key, &canon) {
+		return pendingWrite{current: true}, true, nil
 	}
-	known := reg.old != nil || reg.own
-	how, err := b.inj.write(&f, known, func() { t.recreating(reg) })
-	if err != nil && errors.Is(err, unix.ENOENT) && f.TupleMaster.IP.SourceAddress.IsValid() && !known {
-		t.undo(reg, false)
-		return 0, b.park(rec, &f, err)
+	reg, ok := b.t.register(key, canon, time.Now())
+	if !ok {
+		return pendingWrite{}, false, nil
+	}
+	return pendingWrite{rec: rec, f: f, key: key, reg: reg, known: reg.old != nil || reg.own}, true, nil
+}
+
+// finish accounts for the write of p that ended with how and err: it parks
+// a RELATED record whose master is missing, reverts the registration of a
+// failed write, and writes the RELATED records that waited for a master
+// just created.
+func (b *Backend) finish(p *pendingWrite, how writeOutcome, err error) (writeOutcome, error) {
+	t := b.t
+	if err != nil && errors.Is(err, unix.ENOENT) && p.f.TupleMaster.IP.SourceAddress.IsValid() && !p.known {
+		t.undo(p.reg, false)
+		return 0, b.park(p.rec, &p.f, err)
 	}
 	if err != nil {
 		// The write left the previous entry in place unless it got as far
 		// as deleting it.
-		t.undo(reg, !errors.Is(err, errDeleted))
+		t.undo(p.reg, !errors.Is(err, errDeleted))
 		t.count(func(s *Stats) { s.InjectErrors++ })
 		return 0, err
 	}
+	t.written(p.reg)
 	t.count(func(s *Stats) {
 		switch how {
 		case wroteCreated:
@@ -129,9 +171,66 @@ func (b *Backend) inject(rec *record.Record) (writeOutcome, error) {
 		}
 	})
 	if how == wroteCreated || how == wroteRecreated {
-		b.releaseParked(key)
+		b.releaseParked(p.key)
 	}
 	return how, nil
+}
+
+// injectBatch writes recs with injMu held, the creates of flows new to the
+// kernel pipelined (createBatch: one sendmsg, then the acks), and stores
+// each record's outcome and error in how and errs. A create answered by
+// EEXIST, or whose ack was lost, continues as write does (update, or
+// delete and create again); entries the kernel should hold already are
+// updated one by one.
+func (b *Backend) injectBatch(recs []*record.Record, how []writeOutcome, errs []error) {
+	ps := make([]pendingWrite, 0, len(recs))
+	at := make([]int, 0, len(recs)) // ps[i] is recs[at[i]]
+	for i, r := range recs {
+		p, ok, err := b.prepare(r)
+		how[i], errs[i] = 0, err
+		switch {
+		case ok && p.current:
+			how[i] = wroteNothing
+		case ok:
+			ps, at = append(ps, p), append(at, i)
+		}
+	}
+	var creates []*ct.Flow
+	var ci []int // creates[j] is ps[ci[j]]
+	for i := range ps {
+		if !ps[i].known {
+			creates, ci = append(creates, &ps[i].f), append(ci, i)
+		}
+	}
+	res := make([]error, len(ps)) // nil for known entries: update
+	cres := make([]error, len(creates))
+	if len(creates) > 0 {
+		// A failed send leaves every create's result set to the send
+		// error; each is then retried one by one below.
+		if err := b.inj.createBatch(creates, cres); err != nil {
+			b.log.Debug("conntrack: pipelined create failed, writing one by one", "err", err)
+			for j := range cres {
+				cres[j] = errNoAck
+			}
+		}
+		for j, i := range ci {
+			res[i] = cres[j]
+		}
+	}
+	for i := range ps {
+		p := &ps[i]
+		var h writeOutcome
+		var err error
+		switch {
+		case p.known:
+			h, err = b.inj.write(&p.f, true, func() { b.t.recreating(p.reg) })
+		case res[i] == errNoAck:
+			h, err = b.inj.write(&p.f, false, func() { b.t.recreating(p.reg) })
+		default:
+			h, err = b.inj.resolve(&p.f, res[i], func() { b.t.recreating(p.reg) })
+		}
+		how[at[i]], errs[at[i]] = b.finish(p, h, err)
+	}
 }
 
 // park keeps a RELATED record until its master is written.
@@ -172,7 +271,12 @@ func (b *Backend) releaseParked(master flowKey) {
 // stopped early.
 //
 // The records are written as Insert would; the backend keeps tracking them
-// as the peers' records.
+// as the peers' records. The creates are pipelined, commitBatch per
+// sendmsg with their acks read afterwards and matched by sequence number
+// (conntrackd batches its commit the same way), so a commit costs a few
+// system calls per hundred flows instead of two per flow; every flow still
+// gets its own result, and an entry that exists already (EEXIST) is
+// updated as by Insert.
 func (b *Backend) Commit(ctx context.Context, recs []record.Record) (CommitResult, error) {
 	start := time.Now()
 	var res CommitResult
@@ -180,6 +284,31 @@ func (b *Backend) Commit(ctx context.Context, recs []record.Record) (CommitResul
 	isRelated := func(r *record.Record) bool {
 		_, ok := r.Extension(ExtMaster)
 		return ok || r.Flags&statusExpected != 0
+	}
+	batch := make([]*record.Record, 0, commitBatch)
+	how := make([]writeOutcome, commitBatch)
+	berr := make([]error, commitBatch)
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		b.injMu.Lock()
+		b.injectBatch(batch, how, berr)
+		b.injMu.Unlock()
+		for i := range batch {
+			switch {
+			case berr[i] != nil:
+				res.Failed++
+				errs = append(errs, berr[i])
+			case how[i] == wroteCreated || how[i] == wroteRecreated:
+				res.Created++
+			case how[i] == wroteUpdated:
+				res.Updated++
+			case how[i] == wroteNothing:
+				res.Current++
+			}
+		}
+		batch = batch[:0]
 	}
 	for pass := range 2 {
 		for i := range recs {
@@ -196,25 +325,102 @@ func (b *Backend) Commit(ctx context.Context, recs []record.Record) (CommitResul
 				res.Skipped++
 				continue
 			}
-			b.injMu.Lock()
-			how, err := b.inject(r)
-			b.injMu.Unlock()
-			switch {
-			case err != nil:
-				res.Failed++
-				errs = append(errs, err)
-			case how == wroteCreated || how == wroteRecreated:
-				res.Created++
-			case how == wroteUpdated:
-				res.Updated++
+			if batch = append(batch, r); len(batch) == commitBatch {
+				flush()
 			}
 		}
+		flush() // every master is in the kernel before the first RELATED flow
 	}
 	res.Duration = time.Since(start)
 	if err := ctx.Err(); err != nil {
 		errs = append(errs, fmt.Errorf("conntrack: commit stopped with %d records left: %w", res.Skipped, err))
 	}
 	return res, errors.Join(errs...)
+}
+
+// commitBatch is how many creates Commit sends in one sendmsg. Each ack
+// takes about 1 KiB of the socket's receive buffer until read (skb
+// truesize), so 128 stay far below injectReadBuffer; larger batches gain
+// little (the kernel's per-entry work dominates).
+const commitBatch = 128
+
+// Takeover readies this node's own TCP flows for forwarding again and
+// returns how many it changed. Call it when the node is about to become
+// master, before the addresses move — after the engine's PrepareTakeover
+// (or Commit), in the same BeforeInstall hook.
+//
+// Why: a node that takes the groups back (preemption after a link came
+// back, a hand-over) still holds the kernel entries of the flows it created
+// and forwarded before, with the sequence windows it tracked then. The peer
+// forwarded them meanwhile, and pfsync would hand the windows back with the
+// peer's updates, but ctnetlink can neither report nor restore them, and
+// traffic that only moves the windows causes no conntrack event, so the
+// peer has nothing to report. With nf_conntrack_tcp_be_liberal=0 the first
+// packets — acknowledging data this node never saw — would be INVALID and
+// every such flow would stall. Takeover therefore sets BE_LIBERAL (and
+// SACK_PERM) on both directions of every TCP flow this node created and
+// tracks, as replicated flows get when they are injected (conntrackd does
+// the same), and changes nothing else. Flows it already made liberal, or
+// whose entry a peer's update already wrote, are skipped; the writes are
+// pipelined like Commit's. A flow that ended meanwhile is not an error. The
+// kernel events of these writes change no replicated field and are not
+// reported.
+//
+// It stops when ctx ends and returns the count so far with ctx's error.
+func (b *Backend) Takeover(ctx context.Context) (int, error) {
+	b.t.mu.Lock()
+	var keys []flowKey
+	for k, e := range b.t.byKey {
+		if !e.remote && !e.liberal && k.proto == record.ProtoTCP {
+			keys = append(keys, k)
+		}
+	}
+	b.t.mu.Unlock()
+	n := 0
+	var errs []error
+	msgs := make([]netlink.Message, 0, commitBatch)
+	res := make([]error, commitBatch)
+	for i := 0; i < len(keys); i += commitBatch {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("conntrack: takeover stopped with %d of %d flows left: %w", len(keys)-i, len(keys), err))
+			break
+		}
+		batch := keys[i:min(i+commitBatch, len(keys))]
+		msgs = msgs[:0]
+		for _, k := range batch {
+			msgs = append(msgs, liberalMessage(k))
+		}
+		b.injMu.Lock()
+		err := b.inj.execBatch(msgs, res[:len(batch)])
+		for j := range batch {
+			if res[j] == errNoAck {
+				res[j] = b.inj.execOne(msgs[j])
+			}
+		}
+		b.injMu.Unlock()
+		if err != nil {
+			b.log.Debug("conntrack: pipelined takeover update failed", "err", err)
+		}
+		done := 0
+		b.t.mu.Lock()
+		for j, k := range batch {
+			switch {
+			case res[j] == nil:
+				done++
+				if e := b.t.byKey[k]; e != nil && !e.remote {
+					e.liberal = true
+				}
+			case errors.Is(res[j], unix.ENOENT):
+				// Ended meanwhile.
+			default:
+				errs = append(errs, fmt.Errorf("conntrack: takeover: set BE_LIBERAL on %v: %w", k, res[j]))
+			}
+		}
+		b.t.stats.Liberalized += uint64(done)
+		b.t.mu.Unlock()
+		n += done
+	}
+	return n, errors.Join(errs...)
 }
 
 // Purge deletes from the kernel every flow the Filter selects, local or

@@ -38,6 +38,12 @@ type entry struct {
 	// injected is what the Table last wrote for a local flow (a peer
 	// changed this node's record): events matching it are its echo.
 	injected *record.Record
+	// pending: registered by the Table, its write not done yet. A sweep
+	// spares it: its dump may have run before the write.
+	pending bool
+	// liberal: the backend set BE_LIBERAL on this local TCP flow (a write
+	// of a peer's newer state, or Takeover), so Takeover skips it.
+	liberal bool
 }
 
 // action is what the watcher tells the Sink.
@@ -127,6 +133,11 @@ func (t *tracker) observe(f *ct.Flow, now time.Time, newID func() record.ID) (ac
 		return action{}, false, nil
 	}
 	key := flowKeyOf(f)
+	// Convert before locking: the conversion is the costly part, and the
+	// Table side takes the lock for every record it writes (a takeover
+	// commit races the watcher's stream of echo events). The identity is
+	// filled in under the lock.
+	conv, convErr := flowToRecord(f, record.ID{Creator: 1}, 1, now)
 	t.mu.Lock()
 	e := t.byKey[key]
 	t.mu.Unlock()
@@ -134,12 +145,12 @@ func (t *tracker) observe(f *ct.Flow, now time.Time, newID func() record.ID) (ac
 		if newID == nil {
 			return action{}, false, nil
 		}
-		// Allocate outside the lock: newID is the Sink's.
-		id := newID()
-		rec, err := flowToRecord(f, id, 1, now)
-		if err != nil {
-			return action{}, false, err
+		if convErr != nil {
+			return action{}, false, convErr
 		}
+		// Allocate outside the lock: newID is the Sink's.
+		rec := conv
+		rec.ID = newID()
 		t.mu.Lock()
 		defer t.mu.Unlock()
 		if e := t.byKey[key]; e != nil {
@@ -149,7 +160,7 @@ func (t *tracker) observe(f *ct.Flow, now time.Time, newID func() record.ID) (ac
 			return action{}, false, nil
 		}
 		e = &entry{key: key, rec: rec, seen: now, mark: true}
-		t.byKey[key], t.byID[id] = e, e
+		t.byKey[key], t.byID[rec.ID] = e, e
 		t.stats.Upserts++
 		return action{rec: rec.Clone()}, true, nil
 	}
@@ -159,10 +170,11 @@ func (t *tracker) observe(f *ct.Flow, now time.Time, newID func() record.ID) (ac
 		return action{}, false, nil // deleted meanwhile
 	}
 	e.mark = true
-	rec, err := flowToRecord(f, e.rec.ID, e.rec.Version, now)
-	if err != nil {
-		return action{}, false, err
+	if convErr != nil {
+		return action{}, false, convErr
 	}
+	rec := conv
+	rec.ID, rec.Version = e.rec.ID, e.rec.Version
 	inherit(&rec, &e.rec, f)
 	if e.remote {
 		if sameInjected(&rec, &e.rec) && !t.refreshed(e, &rec, now) {
@@ -177,16 +189,17 @@ func (t *tracker) observe(f *ct.Flow, now time.Time, newID func() record.ID) (ac
 		t.stats.Upserts++
 		return action{rec: rec.Clone()}, true, nil
 	}
-	if e.injected != nil {
-		if sameInjected(&rec, e.injected) {
-			// The echo of a peer's change written by the Table.
-			rec.Version = e.rec.Version
-			e.rec, e.seen = rec, now
-			t.stats.Echoes++
-			return action{}, false, nil
-		}
-		e.injected = nil
+	if e.injected != nil && sameInjected(&rec, e.injected) {
+		// The echo of a peer's change written by the Table: one event
+		// per write.
+		rec.Version = e.rec.Version
+		e.rec, e.seen, e.injected = rec, now, nil
+		t.stats.Echoes++
+		return action{}, false, nil
 	}
+	// Otherwise an event older than the write (its echo is still to
+	// come, so injected stays) or a change since: judged as any local
+	// event.
 	if sameState(&rec, &e.rec) && !t.refreshed(e, &rec, now) {
 		return action{}, false, nil
 	}
@@ -261,7 +274,7 @@ func (t *tracker) endSweep(gen uint64) []action {
 	defer t.mu.Unlock()
 	var out []action
 	for _, e := range t.byKey {
-		if e.mark || (e.remote && e.gen > gen) {
+		if e.mark || e.pending || (e.remote && e.gen > gen) {
 			continue
 		}
 		t.forget(e)
@@ -290,8 +303,10 @@ type registration struct {
 //     and remembers what is written, so the kernel's echo is not reported
 //     as a local change;
 //   - another record on the tuple of a local flow (both nodes saw the same
-//     flow): nothing is written, the local flow stays authoritative
-//     (counted as a conflict) and register returns false.
+//     flow): nothing is written and register returns false. The Table
+//     turns such a record into an update of the local one first
+//     (conflicting), so this only happens when the local flow appeared
+//     in between.
 func (t *tracker) register(key flowKey, canon record.Record, now time.Time) (registration, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -304,6 +319,7 @@ func (t *tracker) register(key flowKey, canon record.Record, now time.Time) (reg
 		reg := registration{e: old, saved: *old, own: true}
 		c := canon
 		old.injected = &c
+		old.liberal = old.liberal || canon.Key.Proto == record.ProtoTCP // injectFlags
 		old.rec.Version = max(old.rec.Version, canon.Version)
 		old.rec.Expire, old.seen = canon.Expire, now
 		return reg, true
@@ -317,7 +333,7 @@ func (t *tracker) register(key flowKey, canon record.Record, now time.Time) (reg
 		t.forget(prev) // same record under another key
 	}
 	t.gen++
-	reg.e = &entry{key: key, rec: canon, remote: true, gen: t.gen, seen: now, mark: true}
+	reg.e = &entry{key: key, rec: canon, remote: true, gen: t.gen, seen: now, mark: true, pending: true}
 	t.byKey[key], t.byID[canon.ID] = reg.e, reg.e
 	return reg, true
 }
@@ -340,7 +356,7 @@ func (t *tracker) undo(reg registration, restore bool) {
 	}
 	if reg.own {
 		if restore {
-			reg.e.injected, reg.e.rec = reg.saved.injected, reg.saved.rec
+			reg.e.injected, reg.e.rec, reg.e.liberal = reg.saved.injected, reg.saved.rec, reg.saved.liberal
 		} else {
 			t.forget(reg.e)
 		}
@@ -350,5 +366,90 @@ func (t *tracker) undo(reg registration, restore bool) {
 	if restore && reg.old != nil {
 		r := reg.saved
 		t.byKey[r.key], t.byID[r.rec.ID] = &r, &r
+	}
+}
+
+// conflicting handles a peer's record rec whose tuple is a flow this node
+// created under another identity (both nodes saw the flow: asymmetric
+// routing, or the peer forwarded it before its takeover commit was done).
+// The local record stays authoritative — adopting the peer's would give
+// one flow two identities in the cluster — but the kernel entry must not
+// stay behind the peer's newer view, or packets the peer's traffic
+// advanced are dropped as INVALID. So the local record joined with the
+// peer's (joinConflict) is returned, under the local identity and
+// version, to be written as an update of this node's own record: with
+// BE_LIBERAL, without touching tuples or NAT, and with its kernel event
+// recognised as an echo, so it is not reported back and two nodes holding
+// one flow under two identities cannot ping-pong updates. ok is false when
+// the tuple is not a local flow of another identity.
+func (t *tracker) conflicting(rec *record.Record, now time.Time) (record.Record, bool) {
+	key := keyOf(&rec.Key)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e := t.byKey[key]
+	if e == nil || e.remote || e.rec.ID == rec.ID {
+		return record.Record{}, false
+	}
+	t.stats.Conflicts++
+	local := e.rec
+	elapsed := uint32(min(max(now.Sub(e.seen), 0)/time.Second, 1<<32-1))
+	local.Expire -= min(local.Expire, elapsed)
+	return joinConflict(&local, rec), true
+}
+
+// joinConflict returns local advanced by what remote, another record of the
+// same kernel flow, knows better: per direction the more advanced TCP
+// level (with its window scale) and the conntrack state that goes with it,
+// the longer remaining lifetime, SEEN_REPLY and ASSURED if either has
+// them. Identity, version, key and extensions stay local's: the write is
+// an update of the local entry, never a re-keying.
+func joinConflict(local, remote *record.Record) record.Record {
+	j := local.Clone()
+	for d := range j.Peers {
+		if remote.Peers[d].Level > j.Peers[d].Level {
+			j.Peers[d] = remote.Peers[d]
+			j.Timeout = remote.Timeout
+		}
+	}
+	j.Expire = max(j.Expire, remote.Expire)
+	j.Flags |= remote.Flags & (statusSeenReply | statusAssured)
+	return j
+}
+
+// current reports whether the kernel holds the peer's record canon already
+// as it is: the entry was injected from the same record, in the same
+// version and state (counters and age aside, which are not written). A
+// record committed in a batch and handed over again one by one (the
+// engine's takeover commit after the embedder's Commit) then costs no
+// netlink round trip.
+func (t *tracker) current(key flowKey, canon *record.Record) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e := t.byKey[key]
+	if e == nil || !e.remote || e.rec.ID != canon.ID {
+		return false
+	}
+	a, b := e.rec, *canon
+	a.Age, a.Packets, a.Bytes = 0, [2]uint64{}, [2]uint64{}
+	b.Age, b.Packets, b.Bytes = 0, [2]uint64{}, [2]uint64{}
+	if !a.Equal(&b) {
+		return false
+	}
+	t.stats.Unchanged++
+	return true
+}
+
+// written notes that reg's write reached the kernel. Until then the entry
+// is pending, and it gets a new generation now, not only when registered:
+// a resync whose dump ran between the registration and the write did not
+// see the flow, and must spare it rather than forget it (its echo would
+// then look like a new local flow). Commit registers a whole batch before
+// writing it, which makes that window wide.
+func (t *tracker) written(reg registration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if reg.e.remote && t.byKey[reg.e.key] == reg.e {
+		t.gen++
+		reg.e.gen, reg.e.pending = t.gen, false
 	}
 }

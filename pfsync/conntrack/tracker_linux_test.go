@@ -254,20 +254,102 @@ func TestTrackerInjectedEcho(t *testing.T) {
 	}
 }
 
+// TestTrackerConflict: a peer's record of a flow this node created under
+// another identity (both saw it) becomes an update of the local record —
+// the peer's newer state joined in, the local identity and version kept —
+// whose kernel echo is not reported, so neither node reports the other's
+// write back (no ping-pong); the next real local change is.
 func TestTrackerConflict(t *testing.T) {
 	tr := newTracker(&Filter{}, 0)
 	var ids counter
-	peer := convCases()[1].rec // udp
-	f, _ := recordToFlow(&peer)
-	if _, ok, _ := tr.observe(&f, testNow, ids.next); !ok {
-		t.Fatal("local flow not reported")
+	est := ct.StatusConfirmed | ct.StatusSeenReply | ct.StatusAssured
+	f := tcpFlow("10.0.1.2:1000", tcpEstablished, est, 100)
+	a, _, _ := tr.observe(&f, testNow, ids.next)
+	local := a.rec
+
+	peer := local
+	peer.ID = record.ID{Creator: 7, Num: 3}
+	peer.Version = 40
+	peer.Peers[record.Orig].Level = record.TCPClosing // the peer saw our FIN
+	peer.Timeout = tcpFinWait
+	peer.Expire = 120
+	if _, ok := tr.conflicting(&peer, testNow); !ok {
+		t.Fatal("a peer's record of a local flow is no conflict")
 	}
-	canon, _ := canonical(&f, peer.ID, peer.Version)
-	if _, ok := tr.register(keyOf(&peer.Key), canon, testNow); ok {
-		t.Fatal("a peer's record took over a local flow")
+	j, _ := tr.conflicting(&peer, testNow.Add(10*time.Second))
+	want := local
+	want.Peers[record.Orig].Level, want.Timeout, want.Expire = record.TCPClosing, tcpFinWait, 120
+	if diff := cmp.Diff(want, j, cmpOpts); diff != "" {
+		t.Errorf("record written for the conflict (-want +got):\n%s", diff)
 	}
-	if tr.stats.Conflicts != 1 {
-		t.Errorf("conflicts %d, want 1", tr.stats.Conflicts)
+	if tr.stats.Conflicts != 2 {
+		t.Errorf("conflicts %d, want 2", tr.stats.Conflicts)
+	}
+	// Written as this node's own record.
+	fl, _ := recordToFlow(&j)
+	canon, _ := canonical(&fl, j.ID, j.Version)
+	reg, ok := tr.register(keyOf(&j.Key), canon, testNow)
+	if !ok || !reg.own {
+		t.Fatalf("register of the joined record: own %v ok %v, want an own-record update", reg.own, ok)
+	}
+	echo := tcpFlow("10.0.1.2:1000", tcpFinWait, est, 120)
+	if a, ok, _ := tr.observe(&echo, testNow, ids.next); ok {
+		t.Fatalf("echo of the conflict's write reported: %+v", a)
+	}
+	next := tcpFlow("10.0.1.2:1000", tcpTimeWait, est, 120)
+	a, ok, _ = tr.observe(&next, testNow, ids.next)
+	if !ok || a.rec.ID != local.ID || a.rec.Version != local.Version+1 {
+		t.Fatalf("local change after the conflict: %v v%d (%v), want %v v%d", a.rec.ID, a.rec.Version, ok, local.ID, local.Version+1)
+	}
+
+	// Not conflicts: the local record itself, an unknown flow, an
+	// injected one.
+	for name, r := range map[string]record.Record{"own": local, "unknown": convCases()[1].rec} {
+		if _, ok := tr.conflicting(&r, testNow); ok {
+			t.Errorf("%s: treated as a conflict", name)
+		}
+	}
+	// register still refuses another record on a local tuple (the local
+	// flow appeared between conflicting and register).
+	pf, _ := recordToFlow(&peer)
+	pc, _ := canonical(&pf, peer.ID, peer.Version)
+	if _, ok := tr.register(keyOf(&peer.Key), pc, testNow); ok {
+		t.Error("a peer's record took over a local flow")
+	}
+}
+
+func TestJoinConflict(t *testing.T) {
+	base := record.Record{ID: record.ID{Creator: 1, Num: 1}, Version: 5, Flags: statusConfirmed, Expire: 100,
+		Timeout: tcpEstablished, Key: record.Key{Proto: record.ProtoTCP},
+		Peers: [2]record.Peer{{Level: record.TCPEstablished, WScale: 7}, {Level: record.TCPEstablished}}}
+	with := func(f func(*record.Record)) record.Record { r := base; f(&r); return r }
+	cases := []struct {
+		name          string
+		local, remote record.Record
+		want          record.Record
+	}{
+		{"behind: nothing changes", base,
+			with(func(r *record.Record) { r.Peers[0].Level, r.Expire, r.ID.Creator = record.TCPSynSent, 10, 2 }), base},
+		{"longer lifetime", base, with(func(r *record.Record) { r.Expire, r.ID.Creator = 300, 2 }),
+			with(func(r *record.Record) { r.Expire = 300 })},
+		{"more advanced direction with its scale and state", base,
+			with(func(r *record.Record) {
+				r.Peers[1] = record.Peer{Level: record.TCPClosing, WScale: 3}
+				r.Timeout, r.Version, r.ID.Creator = tcpCloseWait, 99, 2
+			}),
+			with(func(r *record.Record) {
+				r.Peers[1] = record.Peer{Level: record.TCPClosing, WScale: 3}
+				r.Timeout = tcpCloseWait
+			})},
+		{"SEEN_REPLY and ASSURED", base, with(func(r *record.Record) { r.Flags |= statusSeenReply | statusAssured | statusExpected }),
+			with(func(r *record.Record) { r.Flags |= statusSeenReply | statusAssured })},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if diff := cmp.Diff(c.want, joinConflict(&c.local, &c.remote), cmpOpts); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
 	}
 }
 
@@ -388,5 +470,31 @@ func TestTrackerTakenOverRefresh(t *testing.T) {
 	a, ok, _ := tr.observe(&k, testNow.Add(70*time.Second), ids.next)
 	if !ok || a.rec.ID != peer.ID || a.rec.Version != peer.Version || a.rec.Expire != 118 {
 		t.Fatalf("refresh reported as %+v, %v", a.rec, ok)
+	}
+}
+
+// TestSweepSparesPending: a resync that runs entirely between an
+// injection's registration and its write (Commit registers a whole batch
+// first) did not see the flow in its dump and must not forget it; once
+// written, the entry is newer than that sweep.
+func TestSweepSparesPending(t *testing.T) {
+	tr := newTracker(&Filter{}, 0)
+	peer := convCases()[1].rec
+	f, _ := recordToFlow(&peer)
+	canon, _ := canonical(&f, peer.ID, peer.Version)
+	key := keyOf(&peer.Key)
+	reg, _ := tr.register(key, canon, testNow)
+	gen := tr.beginSweep() // the dump runs before the write: no observe
+	if a := tr.endSweep(gen); len(a) != 0 || tr.byKey[key] == nil {
+		t.Fatalf("sweep during the write: actions %v, entry kept %v", a, tr.byKey[key] != nil)
+	}
+	gen = tr.beginSweep() // the next dump starts before the write is done
+	tr.written(reg)
+	if tr.endSweep(gen); tr.byKey[key] == nil {
+		t.Fatal("entry written after the dump started was swept")
+	}
+	gen = tr.beginSweep() // a dump after the write that misses the flow: it ended
+	if tr.endSweep(gen); tr.byKey[key] != nil {
+		t.Error("written entry missing from a later dump was kept")
 	}
 }

@@ -386,3 +386,112 @@ func TestLifecycle(t *testing.T) {
 		}
 	}
 }
+
+// liberal reports whether both directions of the TCP flow from src carry
+// BE_LIBERAL in the kernel, with the flow's state and timeout.
+func liberal(t *testing.T, fd int, src string) (lib bool, state uint8, timeout uint32) {
+	t.Helper()
+	f, ok := findFlow(dumpNS(t, fd), ap(src))
+	if !ok || f.ProtoInfo.TCP == nil {
+		t.Fatalf("TCP flow from %s not in the kernel", src)
+	}
+	tcp := f.ProtoInfo.TCP
+	return uint8(tcp.OriginalFlags>>8)&tcpFlagBeLiberal != 0 && uint8(tcp.ReplyFlags>>8)&tcpFlagBeLiberal != 0, tcp.State, f.Timeout
+}
+
+// TestOwnFlowFromPeer: this node's own flows, forwarded by a peer
+// meanwhile, are brought up to date in the kernel — the newer state and
+// timeout and BE_LIBERAL on both directions, so the peer-advanced sequence
+// numbers pass the window check — by a peer's update of the record, by a
+// peer's record of the same flow under another identity (a conflict), and
+// by Takeover for flows no update reached. None of these writes is
+// reported back as a local change.
+func TestOwnFlowFromPeer(t *testing.T) {
+	tp := netns.New(t, "gck")
+	n, fd := testNS(t, tp, "a")
+	netns.RequireBinary(t, "conntrack")
+	sink := newFakeSink(64)
+	b := newBackend(t, Config{NetNS: fd})
+	if err := b.Start(sink); err != nil {
+		t.Fatal(err)
+	}
+	sentinel := 20000
+	// quiet checks that nothing was reported since the last action: the
+	// next report must be a new sentinel flow's (events arrive in order).
+	quiet := func(what string) {
+		t.Helper()
+		sentinel++
+		ctInsert(n, "10.0.9.9", sentinel)
+		if a := sink.nextAction(t); a.del || a.rec.Key.Orig.Src != ap(fmt.Sprintf("10.0.9.9:%d", sentinel)) {
+			t.Fatalf("%s: reported %+v, want nothing before the sentinel", what, a)
+		}
+	}
+	c, err := ct.Dial(netlinkConfig(fd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	own := func(src string, sport int) record.Record {
+		t.Helper()
+		ctInsert(n, src, sport)
+		a := sink.nextAction(t)
+		// Entries created through ctnetlink start liberal; real traffic's
+		// track windows. Clear the flag (its event changes nothing
+		// replicated).
+		strict := ct.Flow{TupleOrig: tupleToFlow(a.rec.Key.Orig, 6), ProtoInfo: ct.ProtoInfo{TCP: &ct.ProtoInfoTCP{
+			State: tcpEstablished, OriginalFlags: uint16(tcpFlagBeLiberal), ReplyFlags: uint16(tcpFlagBeLiberal)}}}
+		if err := c.Update(strict); err != nil {
+			t.Fatal(err)
+		}
+		if lib, _, _ := liberal(t, fd, fmt.Sprintf("%s:%d", src, sport)); a.del || lib {
+			t.Fatalf("local flow reported as %+v, liberal %v", a, lib)
+		}
+		return a.rec
+	}
+
+	// A peer's update of this node's record.
+	r := own("10.0.1.2", 1000)
+	r.Version += 3
+	r.Peers[record.Orig].Level = record.TCPClosing
+	r.Timeout, r.Expire = tcpFinWait, 4000
+	if err := b.Update(&r); err != nil {
+		t.Fatal(err)
+	}
+	if lib, state, timeout := liberal(t, fd, "10.0.1.2:1000"); !lib || state != tcpFinWait || timeout <= 300 {
+		t.Errorf("own flow after a peer's update: liberal %v state %d timeout %d, want true, FIN_WAIT, > 300", lib, state, timeout)
+	}
+	quiet("peer's update of an own record")
+
+	// A peer's record of the same flow under another identity.
+	r = own("10.0.1.3", 1001)
+	other := r
+	other.ID, other.Version, other.Expire = record.ID{Creator: 7, Num: 99}, 1, 5000
+	if err := b.Insert(&other); err != nil {
+		t.Fatal(err)
+	}
+	if lib, state, timeout := liberal(t, fd, "10.0.1.3:1001"); !lib || state != tcpEstablished || timeout <= 300 {
+		t.Errorf("own flow after a conflicting record: liberal %v state %d timeout %d, want true, ESTABLISHED, > 300", lib, state, timeout)
+	}
+	quiet("conflicting record")
+	if s := b.Stats(); s.Conflicts != 1 || s.InjectUpdates != 2 || s.Injected != 0 {
+		t.Errorf("stats %+v, want 1 conflict and 2 updates", s)
+	}
+
+	// Takeover: only the flows no update reached are written — the new
+	// one and the two sentinels, not the two the peer's records wrote.
+	own("10.0.1.4", 1002)
+	got, err := b.Takeover(context.Background())
+	if err != nil || got != 3 {
+		t.Errorf("Takeover = %d, %v; want 3 (the flows the peers updated are liberal already)", got, err)
+	}
+	if lib, state, _ := liberal(t, fd, "10.0.1.4:1002"); !lib || state != tcpEstablished {
+		t.Errorf("own flow after Takeover: liberal %v state %d, want true, ESTABLISHED", lib, state)
+	}
+	quiet("Takeover")
+	if got, err := b.Takeover(context.Background()); err != nil || got != 1 {
+		t.Errorf("second Takeover = %d, %v; want 1 (the last sentinel)", got, err)
+	}
+	if s := b.Stats(); s.Liberalized != 4 {
+		t.Errorf("stats %+v, want 4 liberalized", s)
+	}
+}
