@@ -8,7 +8,8 @@ import (
 )
 
 // Bulk sync (pfsync §2.5, reference §7.8). The requester sends a
-// BulkRequest with a fresh generation in its reliable stream; the peer
+// BulkRequest with a fresh generation addressed to one peer (bulkGen) in
+// its reliable stream, to every peer it hears; that peer
 // snapshots the IDs it holds and sends them, paced by a token bucket, as full
 // UPDATE (or DELETE) elements in frames that each begin with a BulkStart
 // naming the generation — so the requester recognises bulk frames even when
@@ -70,11 +71,29 @@ func (e *Engine) requestBulk(p *peer, now time.Time) {
 	e.sendBulkRequest(p, 0, now)
 }
 
-func (e *Engine) sendBulkRequest(p *peer, creator uint32, now time.Time) {
+// bulkGen returns a fresh bulk generation addressed to peer to. A
+// BulkRequest travels in the sender's reliable stream, a broadcast, and the
+// element names no receiver: the generation does, in its high 32 bits
+// (0 would mean every receiver). Its low 32 bits start from the epoch and
+// count the requests of this life, so a late answer to a request of an
+// earlier life or attempt does not match. Without the address, every peer
+// would answer (and restart its transfer for) every request: with three or
+// more nodes the bulks cancelled each other until they timed out.
+func (e *Engine) bulkGen(to NodeID) uint64 {
 	e.gen++
+	return uint64(to)<<32 | uint64(uint32(e.epoch)+uint32(e.gen))
+}
+
+// bulkForUs reports whether a BulkRequest's generation addresses this node.
+func (e *Engine) bulkForUs(gen uint64) bool {
+	to := NodeID(gen >> 32)
+	return to == 0 || to == e.cfg.Node
+}
+
+func (e *Engine) sendBulkRequest(p *peer, creator uint32, now time.Time) {
 	b := bulkRecv{
 		state:    bulkRequested,
-		gen:      e.epoch + e.gen,
+		gen:      e.bulkGen(p.id),
 		creator:  creator,
 		attempts: p.bulk.attempts,
 		deadline: now.Add(e.cfg.BulkTimeout),
@@ -122,11 +141,12 @@ func (e *Engine) checkBulkEnd(p *peer, now time.Time) {
 		return
 	}
 	e.stats.BulkCompleted++
-	if !e.bulkDone {
-		e.log.Info("pfsync: first bulk sync complete", "peer", uint32(p.id), "records", b.got.Count)
-	}
-	e.bulkDone = true
-	if b.creator != 0 {
+	if b.creator == 0 {
+		if !p.synced {
+			e.log.Info("pfsync: bulk sync complete", "peer", uint32(p.id), "records", b.got.Count)
+		}
+		p.synced, p.bulkFailed = true, false
+	} else {
 		// An anti-entropy repair: the owner holds at least what it sent.
 		// Records of that creator held here but not sent are either newer
 		// than the owner's snapshot or ghosts whose delete was lost: ask
@@ -148,8 +168,8 @@ func (e *Engine) retryBulk(p *peer, now time.Time) {
 	p.bulk.attempts++
 	if p.bulk.attempts >= e.cfg.BulkRetries {
 		e.stats.BulkGaveUp++
-		if !e.bulkDone {
-			e.bulkGaveUp = true
+		if p.bulk.creator == 0 && !p.synced {
+			p.bulkFailed = true
 		}
 		e.log.Error("pfsync: bulk sync failed, giving up", "peer", uint32(p.id), "attempts", p.bulk.attempts)
 		p.bulk = bulkRecv{state: bulkIdle}
@@ -160,6 +180,9 @@ func (e *Engine) retryBulk(p *peer, now time.Time) {
 
 // bulkRequested queues (or restarts) the bulk transfer to p.
 func (e *Engine) bulkRequested(p *peer, r wire.BulkRequest, now time.Time) {
+	if !e.bulkForUs(r.Generation) {
+		return // addressed to another peer of the requester
+	}
 	for _, j := range e.bulks {
 		if j.peer == p.id {
 			*j = bulkJob{peer: p.id, gen: r.Generation, creator: r.Creator}
@@ -200,6 +223,13 @@ func (e *Engine) sendBulks(now time.Time) time.Time {
 		if e.sendBulkFrame(j, now) {
 			e.bulks = e.bulks[1:]
 			e.stats.BulkSent++
+		} else if len(e.bulks) > 1 {
+			// Round robin between the transfers: every requester sees
+			// progress within its BulkTimeout. Served one after the
+			// other, a second joiner of a big table waited for the
+			// whole first transfer, timed out and retried until it
+			// gave up.
+			e.bulks = append(e.bulks[1:], j)
 		}
 		e.tokens--
 	}
@@ -228,11 +258,7 @@ func (e *Engine) sendBulkFrame(j *bulkJob, now time.Time) bool {
 		var err error
 		ent, live := e.store[id]
 		if live {
-			if wire.DecodeRecord(e.data(ent), &e.scratch) != nil {
-				j.pos++
-				continue
-			}
-			err = e.b.AddUpdate(&e.scratch)
+			err = e.addStored(ent, now)
 		} else if t, ok := e.tombs[id]; ok {
 			err = e.b.AddDelete(wire.Delete{ID: id, Version: t.ver})
 		} else {

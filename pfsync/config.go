@@ -17,9 +17,15 @@ type Demoter interface {
 
 // Demotion sources the engine reports to its Demoter.
 const (
-	// DemoteSourceBulk is raised from Start until the first bulk sync from a
-	// peer completes (OpenBSD pfsync's +32 "pfsync start"), and lowered to
-	// Config.DemoteDegraded if every bulk attempt failed.
+	// DemoteSourceBulk is raised from Start until the node is in sync
+	// (OpenBSD pfsync's +32 "pfsync start"): a full bulk sync, digest
+	// checked, completed from every peer currently up — a peer that goes
+	// down stops being required — or, for a node that heard no peer at all
+	// within Config.Discovery after Start, at the end of that window (the
+	// founder of the cluster has nothing to fetch). It is lowered to
+	// Config.DemoteDegraded instead of 0 if a required peer's bulk failed
+	// every retry. Once in sync a node stays in sync: a booting peer does
+	// not demote a running master.
 	DemoteSourceBulk = "pfsync-bulk"
 	// DemoteSourceLink is raised while every known peer is silent, or none
 	// was ever heard (OpenBSD's +1 "pfsync link").
@@ -108,6 +114,14 @@ type Config struct {
 	// again after a timeout or a digest mismatch before it is reported as
 	// failed; zero means 12 (pfsync's limit). Range 1-1000.
 	BulkRetries int
+	// Discovery is how long a node that has heard no peer waits after Start
+	// before it declares itself the founder of the cluster, in sync with
+	// nothing to fetch (DemoteSourceBulk). Peers answer a starting node's
+	// hello at once and send at least one frame per Heartbeat, so a few
+	// heartbeat intervals tell a lone node from a joining one; OpenBSD
+	// pfsync gives up after a timeout too. Zero means 3 × Heartbeat.
+	// Range Heartbeat-10 min.
+	Discovery time.Duration
 	// BulkTimeout is how long a bulk request waits for the bulk to start,
 	// and how long a running bulk may go without progress; zero means 2 s.
 	// Range 10 ms-10 min.
@@ -131,13 +145,14 @@ type Config struct {
 	// 1048576. Range 1-1<<30.
 	ResendLimit int
 
-	// DemoteInit is the demotion held until the first bulk sync completes;
-	// zero means 32 (OpenBSD). Range 1-255.
+	// DemoteInit is the demotion held until the node is in sync (see
+	// DemoteSourceBulk); zero means 32 (OpenBSD). Range 1-255.
 	DemoteInit int
 	// DemoteSilent is the demotion held while every peer is silent; zero
 	// means 1 (OpenBSD's link demotion). Range 1-255.
 	DemoteSilent int
-	// DemoteDegraded replaces DemoteInit when every bulk attempt failed
+	// DemoteDegraded replaces DemoteInit when the bulk sync from a peer
+	// failed every retry
 	// (the engine does not pretend success); zero means 1. Range 1-255.
 	DemoteDegraded int
 }
@@ -192,6 +207,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, err
 	}
 	errs := []error{
+		durRange("Discovery", &c.Discovery, 3*c.Heartbeat, c.Heartbeat, 10*time.Minute),
 		durRange("AckDelay", &c.AckDelay, max(c.FlushDelay/2, time.Millisecond), time.Millisecond, c.Heartbeat),
 		intRange("BulkRate", &c.BulkRate, 2000, 1, 10_000_000),
 		intRange("BulkBurst", &c.BulkBurst, 32, 1, 100_000),

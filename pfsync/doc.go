@@ -19,8 +19,13 @@
 //     control traffic;
 //   - request by id for an update of an unknown record (UPD_REQ);
 //   - a bulk sync for a joining node, framed by start and end markers, and
-//     CARP demotion until it completed (+32, OpenBSD) or while every peer is
-//     silent (+1), through Config.Demoter and Demotion;
+//     CARP demotion (+32, OpenBSD) until the node is in sync — a bulk from
+//     every peer up completed, or no peer was heard within Config.Discovery
+//     (the founder) — and +1 while every peer is silent, through
+//     Config.Demoter and Demotion;
+//   - lifetimes as remaining seconds, never timestamps: a record that waited
+//     in the engine is committed, and sent on, with what remains of its
+//     Expire (conntrackd's commit does the same), to within one second;
 //   - per-direction merges that never move a TCP direction backwards
 //     (record.Merge).
 //

@@ -19,6 +19,9 @@ import (
 // ErrClosed is returned by the methods of an Engine after Close.
 var ErrClosed = errors.New("pfsync: engine closed")
 
+// errExpired is returned by commit for a record whose lifetime ran out.
+var errExpired = errors.New("pfsync: record expired")
+
 // Engine replicates records between the nodes of a cluster. The embedder
 // reports its own changes with Upsert and Delete; the engine sends them to
 // every peer, applies the peers' changes to the Table, keeps every peer's
@@ -38,13 +41,18 @@ type Engine struct {
 	boot   uint64
 	mtu    int // plaintext frame budget: Transport.MTU() minus the Sealer's overhead
 
-	kick             chan struct{}
-	done             chan struct{}
-	wg               sync.WaitGroup
-	start            sync.Once
-	stop             sync.Once
-	demMu            sync.Mutex // serialises Demoter calls
-	demBulk, demLink int        // last values given to the Demoter
+	kick  chan struct{}
+	done  chan struct{}
+	wg    sync.WaitGroup
+	start sync.Once
+	stop  sync.Once
+	// demMu orders the demotion: it is held while the value is computed
+	// (under mu) and handed to the Demoter, so a value computed later is
+	// always applied later. Lock order: demMu, then mu; never demMu under mu.
+	demMu            sync.Mutex
+	demBulk, demLink int       // last values given to the Demoter
+	t0               time.Time // New: origin of the entries' coarse clock (entry.at)
+	startedAt        time.Time // Start: origin of the discovery window
 
 	mu           sync.Mutex
 	started      bool
@@ -64,8 +72,8 @@ type Engine struct {
 	bulks        []*bulkJob
 	tokens       float64
 	tokenAt      time.Time
-	bulkDone     bool // a bulk sync from a peer completed at least once
-	bulkGaveUp   bool
+	inSync       bool // see syncCheck; once set it stays set
+	bulkGaveUp   bool // in sync only because some peer's bulk failed every retry
 	lastSent     time.Time
 	nextDigest   time.Time
 	nextTombScan time.Time
@@ -88,9 +96,10 @@ type Engine struct {
 // full-record element body) to keep memory per record small.
 type entry struct {
 	ref   uint64 // the encoding in the arena
-	n     uint32 // its length
-	flags eflag
 	ver   uint64
+	n     uint32 // its length
+	at    uint32 // when the stored Expire was current: Engine.clock seconds
+	flags eflag
 }
 
 type eflag uint8
@@ -116,6 +125,50 @@ type ctl struct {
 	id      record.ID
 	gen     uint64
 	creator uint32
+}
+
+// clock returns the engine's coarse clock: whole seconds since New. An
+// entry remembers when its lifetime (Expire, the remaining seconds as
+// reported or received) was current in 4 bytes; the lifetime is aged by
+// the clock's difference when the record is committed to the Table or
+// sent, so a record that waited in the engine leaves with what remains of
+// its life. Whole seconds make the age exact to within one second.
+func (e *Engine) clock(now time.Time) uint32 {
+	d := now.Sub(e.t0)
+	if d <= 0 {
+		return 0
+	}
+	return uint32(d / time.Second)
+}
+
+// elapsed returns the whole seconds since ent's lifetime was current.
+func (e *Engine) elapsed(ent entry, now time.Time) uint32 {
+	c := e.clock(now)
+	if c <= ent.at {
+		return 0
+	}
+	return c - ent.at
+}
+
+// aged returns expire reduced by elapsed seconds, not below 1; 0 (no
+// lifetime) stays 0.
+func aged(expire, elapsed uint32) uint32 {
+	switch {
+	case expire == 0 || elapsed == 0:
+		return expire
+	case expire > elapsed:
+		return expire - elapsed
+	}
+	return 1
+}
+
+// lifeFrom sets ent.at to now when the stored lifetime changed from old's
+// (a newer version, or another Expire or Timeout won the merge), and keeps
+// it when the same lifetime was merely confirmed.
+func (e *Engine) lifeFrom(ent *entry, old, merged *record.Record, now time.Time) {
+	if old == nil || merged.Version != old.Version || merged.Expire != old.Expire || merged.Timeout != old.Timeout {
+		ent.at = e.clock(now)
+	}
 }
 
 // New validates cfg and returns an engine; Start starts it. The engine
@@ -148,6 +201,7 @@ func New(cfg Config) (*Engine, error) {
 		tr:      c.Transport,
 		sealer:  c.Sealer,
 		ids:     ids,
+		t0:      now,
 		idBase:  uint64(now.Unix()) << 32,
 		epoch:   binary.BigEndian.Uint64(rnd[:]) | 1,
 		boot:    uint64(now.UnixNano()),
@@ -189,6 +243,7 @@ func (e *Engine) Start() error {
 	}
 	e.started = true
 	now := time.Now()
+	e.startedAt = now
 	e.tokenAt = now
 	e.tokens = float64(e.cfg.BulkBurst)
 	if e.cfg.AntiEntropy > 0 {
@@ -338,6 +393,11 @@ func (e *Engine) Upsert(rec record.Record) error {
 		if !sameOwned(&e.scratch, &merged) {
 			ent.flags |= fFull
 		}
+		if own {
+			ent.at = e.clock(now) // the dataplane reports the lifetime now
+		} else {
+			e.lifeFrom(&ent, &e.scratch, &merged, now)
+		}
 		ent.ver = merged.Version
 		e.setData(&ent, e.encode(&merged))
 	} else {
@@ -347,7 +407,7 @@ func (e *Engine) Upsert(rec record.Record) error {
 			delete(e.tombs, rec.ID)
 			ent.flags |= fAnnounced | fFull
 		}
-		ent.ver = rec.Version
+		ent.ver, ent.at = rec.Version, e.clock(now)
 		e.setData(&ent, e.encode(&rec))
 		if own {
 			e.local++
@@ -448,7 +508,8 @@ func (e *Engine) scheduleFlush(at time.Time) {
 
 func appendRecord(b []byte, r *record.Record) ([]byte, error) { return wire.AppendRecord(b, r) }
 
-// Get returns the engine's copy of record id.
+// Get returns the engine's copy of record id. Its Expire is the lifetime as
+// last reported or received, not aged by the time since.
 func (e *Engine) Get(id record.ID) (record.Record, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -493,6 +554,11 @@ func (e *Engine) Records() []record.Record {
 // before their packets arrive (the ordering conntrackd plus keepalived get
 // wrong, §7.11 of the reference).
 //
+// Each record's Expire is reduced by the time it waited in the engine since
+// its lifetime was received (whole seconds, like conntrackd's commit); a
+// record whose lifetime ran out is not committed but counted in
+// Stats.Expired.
+//
 // With CommitOnTakeover this commits the external cache; with CommitDirect
 // it only retries records whose Table call failed. It honours ctx: when the
 // deadline passes it stops and returns the count so far and an error
@@ -521,7 +587,7 @@ func (e *Engine) PrepareTakeover(ctx context.Context) (int, error) {
 			if !ok || ent.flags&fDirty == 0 {
 				continue
 			}
-			if e.commit(id, &ent, nil) == nil {
+			if e.commit(id, &ent, nil, time.Now()) == nil {
 				n++
 			}
 			e.store[id] = ent
@@ -537,7 +603,7 @@ func (e *Engine) PrepareTakeover(ctx context.Context) (int, error) {
 
 // commit hands ent to the Table (Insert or Update) and updates its flags.
 // dec is ent's record already decoded, or nil.
-func (e *Engine) commit(id record.ID, ent *entry, dec *record.Record) error {
+func (e *Engine) commit(id record.ID, ent *entry, dec *record.Record, now time.Time) error {
 	var r record.Record
 	switch {
 	case dec != nil && len(dec.Ext) == 0:
@@ -549,6 +615,16 @@ func (e *Engine) commit(id record.ID, ent *entry, dec *record.Record) error {
 		if len(r.Ext) > 0 {
 			r = r.Clone() // the Table may keep it; do not pin an arena chunk
 		}
+	}
+	if el := e.elapsed(*ent, now); el > 0 && r.Expire > 0 {
+		if el >= r.Expire {
+			// Its life ran out while it waited here: the dataplane
+			// would have expired it already.
+			e.stats.Expired++
+			ent.flags &^= fDirty
+			return errExpired
+		}
+		r.Expire -= el
 	}
 	var err error
 	if ent.flags&fCommitted != 0 {
@@ -578,11 +654,10 @@ func (e *Engine) Demotion() int {
 
 func (e *Engine) demotionLocked() (bulk, link int) {
 	switch {
-	case e.bulkDone:
+	case !e.inSync:
+		bulk = e.cfg.DemoteInit
 	case e.bulkGaveUp:
 		bulk = e.cfg.DemoteDegraded
-	default:
-		bulk = e.cfg.DemoteInit
 	}
 	if e.peersUp() == 0 {
 		link = e.cfg.DemoteSilent
@@ -590,17 +665,20 @@ func (e *Engine) demotionLocked() (bulk, link int) {
 	return bulk, link
 }
 
-// updateDemotion reports changed demotion values to the Demoter, outside
-// the engine's lock and serially.
+// updateDemotion reports changed demotion values to the Demoter. The value
+// is computed and applied under demMu, so concurrent updates are applied in
+// the order they were computed and the Demoter is always left with the
+// newest value; the engine's lock is released before the Demoter is called,
+// so a Demoter may call back into the engine (Demotion, Stats).
 func (e *Engine) updateDemotion() {
 	if e.cfg.Demoter == nil {
 		return
 	}
+	e.demMu.Lock()
+	defer e.demMu.Unlock()
 	e.mu.Lock()
 	b, l := e.demotionLocked()
 	e.mu.Unlock()
-	e.demMu.Lock()
-	defer e.demMu.Unlock()
 	if b != e.demBulk {
 		e.demBulk = b
 		e.cfg.Demoter.SetDemotion(DemoteSourceBulk, b)
@@ -633,7 +711,7 @@ func (e *Engine) Stats() Stats {
 			s.BulkReceived += int(p.bulk.got.Count)
 		}
 	}
-	s.BulkDone = e.bulkDone
+	s.BulkDone = e.inSync
 	s.Degraded = e.bulkGaveUp
 	b, l := e.demotionLocked()
 	s.Demotion = b + l

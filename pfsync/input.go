@@ -95,6 +95,7 @@ func (e *Engine) input(d Datagram, now time.Time) {
 	if p.ackDue {
 		e.wakeBy(p.ackAt)
 	}
+	e.syncCheck(now)
 }
 
 func (e *Engine) countOpenError(err error) {
@@ -135,6 +136,7 @@ func (e *Engine) peerFor(sender NodeID, epoch uint64, now time.Time) *peer {
 		p.resetStream()
 		p.acked = e.nextSeq - 1
 		p.bulk = bulkRecv{}
+		p.synced, p.bulkFailed = false, false
 		p.stats.Restarts++
 		fresh = true
 		e.log.Info("pfsync: peer restarted (new epoch)", "peer", uint32(sender))
@@ -284,12 +286,12 @@ func (e *Engine) remoteRecord(r *record.Record, raw []byte, now time.Time) {
 		}
 		// New to us (or ours from a previous life, which the dataplane
 		// lost: adopt it back, as pfsync's bulk does after a reboot).
-		ent = entry{ver: r.Version, flags: fAnnounced}
+		ent = entry{ver: r.Version, at: e.clock(now), flags: fAnnounced}
 		e.setData(&ent, raw)
 		if own {
 			e.local++
 		}
-		e.applyTable(id, &ent, r, own)
+		e.applyTable(id, &ent, r, own, now)
 		e.store[id] = ent
 		return
 	}
@@ -306,7 +308,7 @@ func (e *Engine) remoteRecord(r *record.Record, raw []byte, now time.Time) {
 		merged, _ = record.Merge(&e.scratch, r)
 		out = record.Changed | record.StaleOrig
 	}
-	e.merged(id, ent, &merged, out, own, now)
+	e.merged(id, ent, &e.scratch, &merged, out, own, now)
 }
 
 // sameOwned reports whether a and b agree on the fields only the creator
@@ -316,7 +318,9 @@ func sameOwned(a, b *record.Record) bool {
 		slices.EqualFunc(a.Ext, b.Ext, func(x, y record.Ext) bool { return x.Type == y.Type && bytes.Equal(x.Data, y.Data) })
 }
 
-func (e *Engine) merged(id record.ID, ent entry, merged *record.Record, out record.Outcome, own bool, now time.Time) {
+// merged stores the result of merging a received copy into old, the
+// stored record.
+func (e *Engine) merged(id record.ID, ent entry, old, merged *record.Record, out record.Outcome, own bool, now time.Time) {
 	if out.Stale() {
 		// Our copy is ahead in some direction: send it back so the
 		// sender converges (pfsync's stale update echo).
@@ -326,11 +330,12 @@ func (e *Engine) merged(id record.ID, ent entry, merged *record.Record, out reco
 	if !out.Has(record.Changed) {
 		return
 	}
+	e.lifeFrom(&ent, old, merged, now)
 	ent.ver = merged.Version
 	ent.flags |= fFull
 	e.setData(&ent, e.encode(merged))
 	ent.flags |= fAnnounced
-	e.applyTable(id, &ent, merged, own)
+	e.applyTable(id, &ent, merged, own, now)
 	e.store[id] = ent
 }
 
@@ -352,7 +357,18 @@ func (e *Engine) remoteDelta(p *peer, d *record.Delta, now time.Time) {
 		return
 	}
 	merged, out := record.MergeDelta(&e.scratch, d)
-	e.merged(d.ID, ent, &merged, out, d.ID.Creator == uint32(e.cfg.Node), now)
+	own := d.ID.Creator == uint32(e.cfg.Node)
+	if own && ent.flags&fLocal != 0 && d.Version >= ent.ver &&
+		(merged.Expire != e.scratch.Expire || merged.Timeout != e.scratch.Timeout) {
+		// As in remoteRecord: our own record, re-announced by the
+		// dataplane after a restart, against a peer's copy of the
+		// previous life (whose lifetime aged on the way): the
+		// dataplane's lifetime wins, under a version above theirs.
+		merged.Expire, merged.Timeout = e.scratch.Expire, e.scratch.Timeout
+		merged.Version = d.Version + 1
+		out |= record.Changed | record.StaleOrig
+	}
+	e.merged(d.ID, ent, &e.scratch, &merged, out, own, now)
 }
 
 func (e *Engine) remoteDelete(d wire.Delete, now time.Time) {
@@ -426,7 +442,7 @@ func (e *Engine) answerRequest(id record.ID, now time.Time) {
 // applyTable hands a changed remote record to the Table, or marks it for
 // PrepareTakeover (CommitOnTakeover; records of this node always go to the
 // Table, which is their home).
-func (e *Engine) applyTable(id record.ID, ent *entry, dec *record.Record, own bool) {
+func (e *Engine) applyTable(id record.ID, ent *entry, dec *record.Record, own bool, now time.Time) {
 	if e.cfg.Table == nil {
 		return
 	}
@@ -434,7 +450,7 @@ func (e *Engine) applyTable(id record.ID, ent *entry, dec *record.Record, own bo
 		ent.flags |= fDirty
 		return
 	}
-	if err := e.commit(id, ent, dec); err != nil {
+	if err := e.commit(id, ent, dec, now); err != nil {
 		// Counted and logged by commit; the entry stays dirty and
 		// PrepareTakeover retries it.
 		return

@@ -121,14 +121,20 @@ func TestDemotion(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		time.Sleep(5 * time.Second)
+		time.Sleep(2 * time.Second)
 		synctest.Wait()
 		want := map[string]int{pfsync.DemoteSourceBulk: 32, pfsync.DemoteSourceLink: 1}
 		if diff := cmp.Diff(want, dem.get()); diff != "" {
-			t.Errorf("alone, before any bulk sync (-want +got):\n%s", diff)
+			t.Errorf("alone, within the discovery window (-want +got):\n%s", diff)
 		}
 		if got := a.Demotion(); got != 33 {
 			t.Errorf("Demotion() = %d, want 33", got)
+		}
+		time.Sleep(3 * time.Second) // past the discovery window (3 heartbeats)
+		synctest.Wait()
+		want = map[string]int{pfsync.DemoteSourceLink: 1}
+		if diff := cmp.Diff(want, dem.get()); diff != "" {
+			t.Errorf("alone, founder after the discovery window (-want +got):\n%s", diff)
 		}
 
 		b := mustEngine(t, pfsync.Config{Node: 2, Transport: network.Attach(2), Insecure: true})

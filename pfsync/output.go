@@ -178,6 +178,7 @@ func (e *Engine) addElem(id record.ID, s slot, now time.Time) error {
 			e.log.Error("pfsync: stored record does not decode", "id", id.String(), "err", err)
 			return errSkip
 		}
+		e.scratch.Expire = aged(e.scratch.Expire, e.elapsed(ent, now))
 		switch {
 		case ent.flags&fAnnounced == 0:
 			err = e.b.AddInsert(&e.scratch)
@@ -208,6 +209,22 @@ func (e *Engine) addElem(id record.ID, s slot, now time.Time) error {
 		return errSkip
 	}
 	return err
+}
+
+// addStored adds ent as a full UPDATE from its stored encoding, which is
+// the element body: no decode and re-encode, which was half of a large
+// bulk's cost. Only the lifetime changes, aged by the time since it was
+// current (wire.AppendAgedRecord patches that one varint).
+func (e *Engine) addStored(ent entry, now time.Time) error {
+	body := e.data(ent)
+	if el := e.elapsed(ent, now); el > 0 {
+		b, err := wire.AppendAgedRecord(e.enc[:0], body, el)
+		if err != nil {
+			return err
+		}
+		e.enc, body = b, b
+	}
+	return e.b.AddRecordBody(wire.KindUpdate, body)
 }
 
 func (e *Engine) addCtl(c ctl) error {
@@ -339,10 +356,7 @@ func (e *Engine) retransmit(p *peer, f *sentFrame, now time.Time) {
 	for i, id := range f.ids {
 		var err error
 		if ent, ok := e.store[id]; ok {
-			if wire.DecodeRecord(e.data(ent), &e.scratch) != nil {
-				continue
-			}
-			err = e.b.AddUpdate(&e.scratch)
+			err = e.addStored(ent, now)
 		} else if t, ok := e.tombs[id]; ok {
 			err = e.b.AddDelete(wire.Delete{ID: id, Version: t.ver})
 		} else {

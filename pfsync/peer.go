@@ -35,8 +35,10 @@ type peer struct {
 	// Our stream as the peer acknowledged it.
 	acked uint64
 
-	bulk  bulkRecv
-	stats PeerStats
+	bulk       bulkRecv
+	synced     bool // a full bulk sync from this epoch of the peer completed
+	bulkFailed bool // a full bulk sync from this epoch failed every retry
+	stats      PeerStats
 }
 
 func (p *peer) bit(seq uint64) (int, uint64) {
@@ -160,6 +162,53 @@ func (p *peer) isRetired(epoch uint64) bool {
 		}
 	}
 	return false
+}
+
+// syncCheck decides whether this node is in sync, the condition that clears
+// DemoteSourceBulk. It is in sync once, for every peer it currently knows to
+// be up, a full bulk sync from that peer completed and passed its digest
+// check (or failed every retry: then in sync but degraded, with
+// DemoteDegraded). A peer that goes down stops being required. With no peer
+// up, the node must also have waited Config.Discovery since Start: a node
+// that heard nobody in that window is the founder of the cluster, with
+// nothing to fetch (OpenBSD's pfsync likewise gives up waiting and
+// undemotes). A bulk from one peer is never enough while another up peer —
+// possibly the one holding the records — has not sent its own: a node that
+// booted with an empty table must not look ready to CARP because a peer as
+// empty as itself answered first.
+//
+// Once in sync the node stays in sync: a newcomer must not demote a running
+// master.
+func (e *Engine) syncCheck(now time.Time) {
+	if e.inSync {
+		return
+	}
+	anyUp, failed := false, false
+	for _, p := range e.peers {
+		if !p.up {
+			continue
+		}
+		anyUp = true
+		switch {
+		case p.synced:
+		case p.bulkFailed:
+			failed = true
+		default:
+			return
+		}
+	}
+	if !anyUp && now.Sub(e.startedAt) < e.cfg.Discovery {
+		return
+	}
+	e.inSync, e.bulkGaveUp = true, failed
+	switch {
+	case !anyUp && len(e.peers) == 0:
+		e.log.Info("pfsync: no peer heard within the discovery window: founder, in sync", "window", e.cfg.Discovery, "records", len(e.store))
+	case failed:
+		e.log.Warn("pfsync: in sync but degraded: the bulk sync from some peer failed every retry", "records", len(e.store))
+	default:
+		e.log.Info("pfsync: in sync: bulk syncs from every peer up complete", "peers", e.peersUp(), "records", len(e.store))
+	}
 }
 
 func (e *Engine) peersUp() int {

@@ -31,6 +31,7 @@ type Stats struct {
 	Stale       uint64 // received copies older than ours in some direction (pfsync stale)
 	Suppressed  uint64 // received copies a tombstone suppressed
 	TableErrors uint64 // Table calls that returned an error
+	Expired     uint64 // remote records not committed because their lifetime ran out in the engine
 
 	// Reliability.
 	Retransmits      uint64 // records queued again because a peer nacked their frame
@@ -62,8 +63,8 @@ type Stats struct {
 	Tombstones   int  // remembered deletes
 	BulkExpected int  // records announced by the running bulk syncs
 	BulkReceived int  // records received so far in them
-	BulkDone     bool // the first bulk sync completed
-	Degraded     bool // a bulk sync failed every retry
+	BulkDone     bool // the node is in sync: a bulk from every peer up, or founder (DemoteSourceBulk)
+	Degraded     bool // in sync, but a required peer's bulk sync failed every retry
 	Demotion     int  // current CARP demotion (Engine.Demotion)
 	Peers        map[NodeID]PeerStats
 }

@@ -66,6 +66,10 @@ func (e *Engine) tick(now time.Time) time.Time {
 			}
 		}
 	}
+	e.syncCheck(now)
+	if !e.inSync {
+		earlier(e.startedAt.Add(e.cfg.Discovery))
+	}
 	if acksDue || len(e.ctlq) > 0 {
 		e.flushLocked(now) // acks ride along, or leave in an ack-only frame
 		e.sendUnsequenced(Broadcast, false, now)
@@ -103,7 +107,7 @@ func (e *Engine) tick(now time.Time) time.Time {
 // complete enough to be the reference: a restarted node first collects its
 // previous life's records from the peers' bulk syncs.
 func (e *Engine) antiEntropyReady() bool {
-	if !e.bulkDone || e.peersUp() == 0 {
+	if !e.inSync || e.peersUp() == 0 {
 		return false
 	}
 	for _, p := range e.peers {

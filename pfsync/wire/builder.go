@@ -154,6 +154,33 @@ func (b *Builder) AddInsert(r *record.Record) error { return b.addRecord(KindIns
 // transfers, and updates that change creator-owned fields.
 func (b *Builder) AddUpdate(r *record.Record) error { return b.addRecord(KindUpdate, r) }
 
+// minRecordLen is the shortest full-record body: an IPv4 record with no
+// optional field (creator, num, one-byte version, family, proto, present,
+// two address-port pairs, expire, timeout).
+const minRecordLen = 4 + 8 + 1 + 1 + 1 + 2 + 2*(4+2) + 1 + 1
+
+// AddRecordBody adds body, a full-record element body encoded earlier by
+// AppendRecord (or received and checked by DecodeRecord), as an element of
+// kind k, KindInsert or KindUpdate, without decoding and re-encoding it: the
+// bulk-sync path of an engine that stores records in their wire encoding.
+// It checks only the length (at least the shortest valid body); a body that
+// does not come from this package's encoder makes a frame its receivers
+// reject. ErrFull and ErrTooLarge are returned as by AddUpdate.
+func (b *Builder) AddRecordBody(k Kind, body []byte) error {
+	if k != KindInsert && k != KindUpdate {
+		return fmt.Errorf("%w: AddRecordBody with kind %v (want insert or update)", ErrInvalid, k)
+	}
+	if len(body) < minRecordLen {
+		return fmt.Errorf("%w: %v body of %d bytes (min %d)", ErrInvalid, k, len(body), minRecordLen)
+	}
+	if err := b.reserve(k, 0, len(body)); err != nil {
+		return err
+	}
+	from := len(b.buf)
+	b.buf = append(b.buf, body...)
+	return b.commit(from, len(body))
+}
+
 // AddDelta adds a compressed update (UPDATE_C), typically r.Delta(fields)
 // of the live record at flush time.
 func (b *Builder) AddDelta(d *record.Delta) error {

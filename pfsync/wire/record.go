@@ -135,15 +135,23 @@ func (d *decoder) fail(err error, what string) {
 	}
 }
 
+// need reports whether n (never negative: every caller passes a constant
+// or a length already bounded) more bytes are there, recording the error if
+// not. It is kept small enough to inline into the fixed-size readers (u16,
+// u32, u64), which run for every field of every record received.
 func (d *decoder) need(n int, what string) bool {
-	if d.err != nil {
-		return false
+	if d.err == nil && len(d.b)-d.off >= n {
+		return true
 	}
-	if n < 0 || len(d.b)-d.off < n {
+	d.short(what)
+	return false
+}
+
+//go:noinline
+func (d *decoder) short(what string) {
+	if d.err == nil {
 		d.fail(ErrTruncated, what)
-		return false
 	}
-	return true
 }
 
 func (d *decoder) u8(what string) uint8 {
@@ -156,7 +164,8 @@ func (d *decoder) u8(what string) uint8 {
 }
 
 func (d *decoder) u16(what string) uint16 {
-	if !d.need(2, what) {
+	if d.err != nil || len(d.b)-d.off < 2 {
+		d.short(what)
 		return 0
 	}
 	v := be.Uint16(d.b[d.off:])
@@ -165,7 +174,8 @@ func (d *decoder) u16(what string) uint16 {
 }
 
 func (d *decoder) u32(what string) uint32 {
-	if !d.need(4, what) {
+	if d.err != nil || len(d.b)-d.off < 4 {
+		d.short(what)
 		return 0
 	}
 	v := be.Uint32(d.b[d.off:])
@@ -174,7 +184,8 @@ func (d *decoder) u32(what string) uint32 {
 }
 
 func (d *decoder) u64(what string) uint64 {
-	if !d.need(8, what) {
+	if d.err != nil || len(d.b)-d.off < 8 {
+		d.short(what)
 		return 0
 	}
 	v := be.Uint64(d.b[d.off:])
@@ -374,21 +385,39 @@ func decodeRecord(b []byte, r *record.Record, k Kind) error {
 	d := decoder{b: b, k: k}
 	ext := r.Ext[:0]
 	*r = record.Record{}
-	r.ID.Creator = d.u32("creator")
-	r.ID.Num = d.u64("num")
+	if len(b) >= 12 {
+		// The fixed prefix in one bounds check (every received record
+		// passes here).
+		r.ID.Creator, r.ID.Num = be.Uint32(b), be.Uint64(b[4:])
+		d.off = 12
+	} else {
+		r.ID.Creator = d.u32("creator")
+		r.ID.Num = d.u64("num")
+	}
 	if d.err == nil && r.ID.Creator == 0 {
 		d.off -= 12
 		d.fail(ErrInvalid, "creator 0")
 	}
 	r.Version = d.uvarint("version")
-	fam := record.Family(d.u8("family"))
-	if d.err == nil && fam != record.IPv4 && fam != record.IPv6 {
-		d.off--
-		d.fail(ErrInvalid, fmt.Sprintf("family %d", fam))
+	var fam record.Family
+	var present uint16
+	if d.err == nil && len(b)-d.off >= 4 {
+		// Family, proto and present bits in one bounds check.
+		fam, r.Key.Proto, present = record.Family(b[d.off]), b[d.off+1], be.Uint16(b[d.off+2:])
+		if fam != record.IPv4 && fam != record.IPv6 {
+			d.fail(ErrInvalid, fmt.Sprintf("family %d", fam))
+		}
+		d.off += 4
+	} else {
+		fam = record.Family(d.u8("family"))
+		if d.err == nil && fam != record.IPv4 && fam != record.IPv6 {
+			d.off--
+			d.fail(ErrInvalid, fmt.Sprintf("family %d", fam))
+		}
+		r.Key.Proto = d.u8("proto")
+		present = d.u16("present bits")
 	}
 	r.Key.Family = fam
-	r.Key.Proto = d.u8("proto")
-	present := d.u16("present bits")
 	if d.err == nil && present&recReserved != 0 {
 		d.off -= 2
 		d.fail(ErrInvalid, fmt.Sprintf("reserved present bits %#04x", present))
@@ -575,4 +604,73 @@ func DecodeDelta(b []byte, d *record.Delta) error {
 		d.Flags = dec.uvarint32("flags")
 	}
 	return dec.err
+}
+
+// lifetimeOffset returns the offset of the expire varint in a full-record
+// body, the varint's length and its value, parsing only the fields before
+// it (the bulk-send path: no decoder, one bounds check per field group).
+func lifetimeOffset(b []byte) (off, n int, expire uint64, err error) {
+	trunc := func(what string) error {
+		return fmt.Errorf("%w: %v element: %s at offset %d", ErrTruncated, KindUpdate, what, off)
+	}
+	if len(b) < 13 {
+		return 0, 0, 0, trunc("creator and num")
+	}
+	off = 12
+	_, k := binary.Uvarint(b[off:])
+	if k <= 0 {
+		return 0, 0, 0, fmt.Errorf("%w: %v element: version varint at offset %d", ErrInvalid, KindUpdate, off)
+	}
+	off += k
+	if len(b) < off+4 {
+		return 0, 0, 0, trunc("family, proto and present bits")
+	}
+	fam, present := record.Family(b[off]), be.Uint16(b[off+2:])
+	if fam != record.IPv4 && fam != record.IPv6 {
+		return 0, 0, 0, fmt.Errorf("%w: %v element: family %d at offset %d", ErrInvalid, KindUpdate, fam, off)
+	}
+	off += 4
+	skip := 2 * (addrLen(fam) + 2)
+	if present&recReply != 0 {
+		skip *= 2
+	}
+	if present&recZone != 0 {
+		skip += 2
+	}
+	skip += peerLen(int(present>>recOrigSh)&3) + peerLen(int(present>>recReplySh)&3)
+	if len(b) < off+skip+1 {
+		return 0, 0, 0, trunc("fields before the lifetime")
+	}
+	off += skip
+	expire, n = binary.Uvarint(b[off:])
+	if n <= 0 || expire > math.MaxUint32 {
+		return 0, 0, 0, fmt.Errorf("%w: %v element: expire varint at offset %d", ErrInvalid, KindUpdate, off)
+	}
+	return off, n, expire, nil
+}
+
+// AppendAgedRecord appends to dst the full-record body b (as AppendRecord
+// encodes it) with its Expire, the remaining lifetime in seconds, reduced by
+// elapsed seconds but to no less than 1: a record the sender held for a
+// while leaves with what remains of its life (pfsync exports the remaining
+// time; conntrackd's commit subtracts the time since the last update). An
+// Expire of 0 (no lifetime) stays 0. Only the fields before the lifetime
+// are parsed: the rest of b is copied unchecked. On error dst is returned
+// unchanged.
+func AppendAgedRecord(dst, b []byte, elapsed uint32) ([]byte, error) {
+	off, n, exp, err := lifetimeOffset(b)
+	if err != nil {
+		return dst, err
+	}
+	if exp == 0 || elapsed == 0 {
+		return append(dst, b...), nil
+	}
+	if exp > uint64(elapsed) {
+		exp -= uint64(elapsed)
+	} else {
+		exp = 1
+	}
+	dst = append(dst, b[:off]...)
+	dst = binary.AppendUvarint(dst, exp)
+	return append(dst, b[off+n:]...), nil
 }
