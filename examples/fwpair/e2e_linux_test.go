@@ -1,9 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -14,30 +14,14 @@ import (
 
 // fwpairBin is the daemon under test, built on first use by the
 // end-to-end tests (which need root; the other tests do not need it).
-var (
-	fwpairBin  string
-	fwpairErr  error
-	fwpairOnce sync.Once
-	fwpairDir  string
-)
+var fwpairBin fwbench.FwpairBinary
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if fwpairDir != "" {
-		os.RemoveAll(fwpairDir)
+	if err := fwpairBin.Remove(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 	}
 	os.Exit(code)
-}
-
-func buildFwpair(t *testing.T) {
-	fwpairOnce.Do(func() {
-		if fwpairDir, fwpairErr = os.MkdirTemp("", "fwpair-e2e-"); fwpairErr == nil {
-			fwpairBin, fwpairErr = fwbench.BuildFwpair(fwpairDir)
-		}
-	})
-	if fwpairErr != nil {
-		t.Fatal(fwpairErr)
-	}
 }
 
 // Sizes of the end-to-end test. FWPAIR_E2E_ENTRIES sets the number of
@@ -70,7 +54,6 @@ type pair struct {
 
 func newPair(t *testing.T, tag string, opts [3]fwbench.FwpairOptions) *pair {
 	p := &pair{Lab: fwbench.NewLab(t, tag)} // skips unless root
-	buildFwpair(t)
 	for i := 1; i <= 2; i++ {
 		p.cfg[i], p.sock[i] = p.FwpairConfig(i, opts[i])
 	}
@@ -79,7 +62,7 @@ func newPair(t *testing.T, tag string, opts [3]fwbench.FwpairOptions) *pair {
 
 // start starts firewall i's daemon.
 func (p *pair) start(i int) {
-	p.proc[i] = p.FW[i].Start(fwpairBin, "-config", p.cfg[i])
+	p.proc[i] = p.FW[i].Start(fwpairBin.Path(p.T), "-config", p.cfg[i])
 }
 
 // crash kills firewall i's daemon with SIGKILL and cuts its links: the

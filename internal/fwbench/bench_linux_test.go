@@ -1,39 +1,22 @@
 package fwbench
 
 import (
+	"fmt"
 	"os"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 )
 
 // fwpairBin is examples/fwpair, built on first use by the benchmarks.
-var (
-	fwpairBin  string
-	fwpairErr  error
-	fwpairOnce sync.Once
-	fwpairDir  string
-)
+var fwpairBin FwpairBinary
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if fwpairDir != "" {
-		os.RemoveAll(fwpairDir)
+	if err := fwpairBin.Remove(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 	}
 	os.Exit(code)
-}
-
-// buildFwpair builds the daemon once per test binary.
-func buildFwpair(b *testing.B) {
-	fwpairOnce.Do(func() {
-		if fwpairDir, fwpairErr = os.MkdirTemp("", "fwbench-"); fwpairErr == nil {
-			fwpairBin, fwpairErr = BuildFwpair(fwpairDir)
-		}
-	})
-	if fwpairErr != nil {
-		b.Fatal(fwpairErr)
-	}
 }
 
 // stackNames are the stacks compared: fwpair writing replicated flows into
@@ -45,13 +28,12 @@ var stackNames = []string{"gocarp-fwpair-direct", "gocarp-fwpair-on-takeover", "
 // stack returns the stack called name on lab l.
 func stack(b *testing.B, l *Lab, name string) Stack {
 	if name != "keepalived+conntrackd" {
-		buildFwpair(b)
 	}
 	switch name {
 	case "gocarp-fwpair-direct":
-		return &Gocarp{L: l, Bin: fwpairBin, Opts: FwpairOptions{Commit: "direct"}, Label: name}
+		return &Gocarp{L: l, Bin: fwpairBin.Path(b), Opts: FwpairOptions{Commit: "direct"}, Label: name}
 	case "gocarp-fwpair-on-takeover":
-		return &Gocarp{L: l, Bin: fwpairBin, Opts: FwpairOptions{Commit: "on-takeover"}, Label: name}
+		return &Gocarp{L: l, Bin: fwpairBin.Path(b), Opts: FwpairOptions{Commit: "on-takeover"}, Label: name}
 	}
 	return &Conntrackd{L: l}
 }

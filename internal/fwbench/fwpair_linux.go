@@ -8,21 +8,49 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
+	"testing"
 	"time"
 
 	"github.com/gocarp/gocarp/pfsync/seal"
 )
 
-// BuildFwpair builds examples/fwpair into dir and returns the binary's
-// path. It runs "go build" from the module, so it works from any test
-// package of the module.
-func BuildFwpair(dir string) (string, error) {
-	bin := filepath.Join(dir, "fwpair")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/gocarp/gocarp/examples/fwpair")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("fwbench: building fwpair: %v\n%s", err, out)
+// FwpairBinary builds examples/fwpair once per test binary, in a
+// temporary directory that Remove deletes (call it from TestMain). The zero
+// value is ready to use.
+type FwpairBinary struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+}
+
+// Path builds the daemon on first use and returns its path, failing tb if
+// the build fails.
+func (f *FwpairBinary) Path(tb testing.TB) string {
+	tb.Helper()
+	f.once.Do(func() {
+		if f.dir, f.err = os.MkdirTemp("", "fwpair-"); f.err != nil {
+			return
+		}
+		f.bin = filepath.Join(f.dir, "fwpair")
+		cmd := exec.Command("go", "build", "-o", f.bin, "github.com/gocarp/gocarp/examples/fwpair")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			f.err = fmt.Errorf("fwbench: building fwpair: %v\n%s", err, out)
+		}
+	})
+	if f.err != nil {
+		tb.Fatal(f.err)
 	}
-	return bin, nil
+	return f.bin
+}
+
+// Remove deletes the built binary and its directory.
+func (f *FwpairBinary) Remove() error {
+	if f.dir == "" {
+		return nil
+	}
+	return os.RemoveAll(f.dir)
 }
 
 // FwpairOptions are the knobs the lab's fwpair configurations vary.
