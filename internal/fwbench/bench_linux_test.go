@@ -25,17 +25,23 @@ func TestMain(m *testing.M) {
 // keepalived + conntrackd.
 var stackNames = []string{"gocarp-fwpair-direct", "gocarp-fwpair-on-takeover", "keepalived+conntrackd"}
 
-// stack returns the stack called name on lab l.
-func stack(b *testing.B, l *Lab, name string) Stack {
-	if name != "keepalived+conntrackd" {
-	}
+// startStack starts the stack called name on lab l: fw1 until it is
+// master, then fw2 until it is backup.
+func startStack(b *testing.B, l *Lab, name string) Stack {
+	var s Stack
 	switch name {
 	case "gocarp-fwpair-direct":
-		return &Gocarp{L: l, Bin: fwpairBin.Path(b), Opts: FwpairOptions{Commit: "direct"}, Label: name}
+		s = &Gocarp{L: l, Bin: fwpairBin.Path(b), Opts: FwpairOptions{Commit: "direct"}, Label: name}
 	case "gocarp-fwpair-on-takeover":
-		return &Gocarp{L: l, Bin: fwpairBin.Path(b), Opts: FwpairOptions{Commit: "on-takeover"}, Label: name}
+		s = &Gocarp{L: l, Bin: fwpairBin.Path(b), Opts: FwpairOptions{Commit: "on-takeover"}, Label: name}
+	default:
+		s = &Conntrackd{L: l}
 	}
-	return &Conntrackd{L: l}
+	s.Start(1)
+	s.WaitMaster(1, 30*time.Second)
+	s.Start(2)
+	s.WaitBackup(2, 30*time.Second)
+	return s
 }
 
 // BenchmarkFailover runs FWBENCH_FLOWS (default 1000) long-lived TCP flows
@@ -70,12 +76,8 @@ func BenchmarkFailoverLoaded(b *testing.B) {
 
 func runFailover(b *testing.B, name string, extra int) {
 	l := NewLab(b, "gfb")
-	s := stack(b, l, name)
+	s := startStack(b, l, name)
 	nTCP, nUDP := envInt(b, "FWBENCH_FLOWS", 1000), 50
-	s.Start(1)
-	s.WaitMaster(1, 30*time.Second)
-	s.Start(2)
-	s.WaitBackup(2, 30*time.Second)
 	srv, err := StartEchoServer(l.Server, ServerAddr)
 	if err != nil {
 		b.Fatal(err)
@@ -130,12 +132,8 @@ func BenchmarkReplication(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			for range b.N {
 				l := NewLab(b, "gfr")
-				s := stack(b, l, name)
+				s := startStack(b, l, name)
 				n := envInt(b, "FWBENCH_CONNS", 4000)
-				s.Start(1)
-				s.WaitMaster(1, 30*time.Second)
-				s.Start(2)
-				s.WaitBackup(2, 30*time.Second)
 				srv, err := StartEchoServer(l.Server, ServerAddr)
 				if err != nil {
 					b.Fatal(err)
@@ -190,12 +188,8 @@ func BenchmarkReplicationInject(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			for range b.N {
 				l := NewLab(b, "gfi")
-				s := stack(b, l, name)
+				s := startStack(b, l, name)
 				n := envInt(b, "FWBENCH_INJECT", 50000)
-				s.Start(1)
-				s.WaitMaster(1, 30*time.Second)
-				s.Start(2)
-				s.WaitBackup(2, 30*time.Second)
 				base := s.Replicated(2)
 				cpu0 := s.CPU()
 				start := time.Now()

@@ -133,6 +133,18 @@ func (s *fakeSink) nextAction(t *testing.T) action {
 	return action{}
 }
 
+// startWatching returns a backend with cfg whose watcher reports to a fresh
+// fakeSink; both are closed when the test ends.
+func startWatching(t *testing.T, cfg Config) (*Backend, *fakeSink) {
+	t.Helper()
+	sink := newFakeSink(64)
+	b := newBackend(t, cfg)
+	if err := b.Start(sink); err != nil {
+		t.Fatal(err)
+	}
+	return b, sink
+}
+
 func newBackend(t *testing.T, cfg Config) *Backend {
 	t.Helper()
 	b, err := New(cfg)

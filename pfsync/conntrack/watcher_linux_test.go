@@ -35,11 +35,7 @@ func TestWatcherEvents(t *testing.T) {
 	tp := netns.New(t, "gck")
 	n, fd := testNS(t, tp, "a")
 	netns.RequireBinary(t, "conntrack")
-	sink := newFakeSink(64)
-	b := newBackend(t, Config{NetNS: fd})
-	if err := b.Start(sink); err != nil {
-		t.Fatal(err)
-	}
+	b, sink := startWatching(t, Config{NetNS: fd})
 
 	ctInsert(n, "10.0.1.2", 1000)
 	a := sink.nextAction(t)
@@ -77,11 +73,7 @@ func TestWatcherEcho(t *testing.T) {
 	tp := netns.New(t, "gck")
 	n, fd := testNS(t, tp, "a")
 	netns.RequireBinary(t, "conntrack")
-	sink := newFakeSink(64)
-	b := newBackend(t, Config{NetNS: fd})
-	if err := b.Start(sink); err != nil {
-		t.Fatal(err)
-	}
+	b, sink := startWatching(t, Config{NetNS: fd})
 	peer := convCases()[0].rec // creator 7, established, source NAT
 	peer.Ext = nil
 	peer.Key.Zone = 0
@@ -138,11 +130,7 @@ func TestWatcherTraffic(t *testing.T) {
 	netns.RequireBinary(t, "nft")
 	s.Run("nft", "add table inet gck; add chain inet gck c { type filter hook input priority 0; }; add rule inet gck c ct state established accept")
 
-	sink := newFakeSink(64)
-	b := newBackend(t, Config{NetNS: fd, Filter: Filter{AssuredOnly: true}})
-	if err := b.Start(sink); err != nil {
-		t.Fatal(err)
-	}
+	_, sink := startWatching(t, Config{NetNS: fd, Filter: Filter{AssuredOnly: true}})
 	var ln net.Listener
 	if err := s.Do(func() (err error) { ln, err = net.Listen("tcp", "10.9.0.2:8080"); return }); err != nil {
 		t.Fatal(err)
@@ -320,11 +308,7 @@ func TestPurge(t *testing.T) {
 	tp := netns.New(t, "gck")
 	n, fd := testNS(t, tp, "a")
 	netns.RequireBinary(t, "conntrack")
-	sink := newFakeSink(64)
-	b := newBackend(t, Config{NetNS: fd, Filter: Filter{Ignore: []netip.Prefix{netip.MustParsePrefix("10.0.7.0/24")}}})
-	if err := b.Start(sink); err != nil {
-		t.Fatal(err)
-	}
+	b, sink := startWatching(t, Config{NetNS: fd, Filter: Filter{Ignore: []netip.Prefix{netip.MustParsePrefix("10.0.7.0/24")}}})
 	ctInsert(n, "10.0.1.2", 1000) // local, replicated
 	if a := sink.nextAction(t); a.del {
 		t.Fatalf("insert reported as %+v", a)
@@ -410,11 +394,7 @@ func TestOwnFlowFromPeer(t *testing.T) {
 	tp := netns.New(t, "gck")
 	n, fd := testNS(t, tp, "a")
 	netns.RequireBinary(t, "conntrack")
-	sink := newFakeSink(64)
-	b := newBackend(t, Config{NetNS: fd})
-	if err := b.Start(sink); err != nil {
-		t.Fatal(err)
-	}
+	b, sink := startWatching(t, Config{NetNS: fd})
 	sentinel := 20000
 	// quiet checks that nothing was reported since the last action: the
 	// next report must be a new sentinel flow's (events arrive in order).
