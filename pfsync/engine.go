@@ -70,6 +70,8 @@ type Engine struct {
 	peers        map[NodeID]*peer
 	gen          uint64 // last bulk generation this node requested
 	bulks        []*bulkJob
+	bulkDirty    map[record.ID]struct{} // records whose encoding changed since the oldest running bulk's snapshot
+	compactions  uint64                 // arena compactions (they move every encoding)
 	tokens       float64
 	tokenAt      time.Time
 	inSync       bool // see syncCheck; once set it stays set
@@ -125,6 +127,7 @@ type ctl struct {
 	id      record.ID
 	gen     uint64
 	creator uint32
+	buckets wire.BucketSet
 }
 
 // clock returns the engine's coarse clock: whole seconds since New. An
@@ -422,6 +425,7 @@ func (e *Engine) Upsert(rec record.Record) error {
 		ent.flags |= fLocal
 	}
 	e.store[rec.ID] = ent
+	e.changed(rec.ID)
 	e.enqueue(rec.ID, opUpsert, ent.flags&fAnnounced != 0, int(ent.n), now)
 	e.maybeCompact()
 	return nil
@@ -449,6 +453,7 @@ func (e *Engine) deleteLocked(id record.ID, now time.Time, queue bool) {
 		return
 	}
 	delete(e.store, id)
+	e.changed(id)
 	e.freeData(ent)
 	if id.Creator == uint32(e.cfg.Node) {
 		e.local--
@@ -708,7 +713,7 @@ func (e *Engine) Stats() Stats {
 	for _, p := range e.peers {
 		if p.bulk.state == bulkReceiving {
 			s.BulkExpected += int(p.bulk.expected)
-			s.BulkReceived += int(p.bulk.got.Count)
+			s.BulkReceived += int(p.bulk.received().Count)
 		}
 	}
 	s.BulkDone = e.inSync

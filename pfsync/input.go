@@ -62,7 +62,7 @@ func (e *Engine) input(d Datagram, now time.Time) {
 	if sequenced {
 		isNew, jumped := p.accept(h.Seq)
 		if jumped {
-			e.requestBulk(p, now)
+			e.streamLost(p, h.Seq-1, now)
 		}
 		if !p.ackDue {
 			p.ackDue = true
@@ -76,11 +76,11 @@ func (e *Engine) input(d Datagram, now time.Time) {
 			return
 		}
 	} else if p.announce(h.Seq) {
-		e.requestBulk(p, now)
+		e.streamLost(p, h.Seq, now)
 	}
 	if p.hasGap() {
 		if p.gapSince.IsZero() {
-			p.gapSince = now
+			p.gapSince, p.gapHigh = now, p.highest
 		}
 		if now.After(p.nackAt) || p.nackAt.IsZero() {
 			p.ackDue, p.ackAt = true, now
@@ -90,7 +90,7 @@ func (e *Engine) input(d Datagram, now time.Time) {
 	}
 	e.elements(p, h, now)
 	if sequenced {
-		e.checkBulkEnd(p, now)
+		e.checkBulk(p, now)
 	}
 	if p.ackDue {
 		e.wakeBy(p.ackAt)
@@ -233,6 +233,15 @@ func (e *Engine) elements(p *peer, h wire.Header, now time.Time) {
 			if p.bulk.gen == be.Generation && p.bulk.state == bulkReceiving {
 				p.bulk.haveEnd, p.bulk.endSeq, p.bulk.end = true, h.Seq, be.Digest
 			}
+		case wire.KindBulkMark:
+			m, err := e.rd.BulkMark()
+			if err != nil {
+				e.stats.BadValue++
+				continue
+			}
+			if sequenced := h.Flags&wire.FlagUnsequenced == 0; sequenced {
+				e.bulkMark(p, h.Seq, m)
+			}
 		case wire.KindAck:
 			if err := e.rd.Ack(&e.ack); err != nil {
 				e.stats.BadValue++
@@ -293,6 +302,7 @@ func (e *Engine) remoteRecord(r *record.Record, raw []byte, now time.Time) {
 		}
 		e.applyTable(id, &ent, r, own, now)
 		e.store[id] = ent
+		e.changed(id)
 		return
 	}
 	if err := wire.DecodeRecord(e.data(ent), &e.scratch); err != nil {
@@ -337,6 +347,7 @@ func (e *Engine) merged(id record.ID, ent entry, old, merged *record.Record, out
 	ent.flags |= fAnnounced
 	e.applyTable(id, &ent, merged, own, now)
 	e.store[id] = ent
+	e.changed(id)
 }
 
 func (e *Engine) remoteDelta(p *peer, d *record.Delta, now time.Time) {
@@ -393,6 +404,7 @@ func (e *Engine) remoteDelete(d wire.Delete, now time.Time) {
 // holds it).
 func (e *Engine) dropRecord(id record.ID, ent entry) {
 	delete(e.store, id)
+	e.changed(id)
 	e.freeData(ent)
 	if id.Creator == uint32(e.cfg.Node) {
 		e.local--

@@ -21,6 +21,8 @@ type sentFrame struct {
 	bulk     bool // the frame is part of a bulk transfer: it starts with BulkStart
 	bulkGen  uint64
 	bulkExp  uint64
+	hasMark  bool // it carries mark
+	mark     wire.BulkMark
 	end      bool // it carries the BulkEnd
 	endDig   record.Digest
 	resentAt time.Time
@@ -232,7 +234,7 @@ func (e *Engine) addCtl(c ctl) error {
 	case wire.KindRequest:
 		return e.b.AddRequest(wire.Request{ID: c.id})
 	case wire.KindBulkRequest:
-		return e.b.AddBulkRequest(wire.BulkRequest{Generation: c.gen, Creator: c.creator})
+		return e.b.AddBulkRequest(wire.BulkRequest{Generation: c.gen, Creator: c.creator, Buckets: c.buckets})
 	}
 	return errSkip
 }
@@ -342,6 +344,9 @@ func (e *Engine) retransmit(p *peer, f *sentFrame, now time.Time) {
 	}
 	if f.bulk {
 		if e.b.AddBulkStart(wire.BulkStart{Generation: f.bulkGen, Expected: f.bulkExp}) != nil {
+			return
+		}
+		if f.hasMark && e.b.AddBulkMark(f.mark) != nil {
 			return
 		}
 		if f.end && e.b.AddBulkEnd(wire.BulkEnd{Generation: f.bulkGen, Digest: f.endDig}) != nil {

@@ -31,6 +31,7 @@ type peer struct {
 	ackAt    time.Time
 	nackAt   time.Time // earliest time to repeat the nack of a persisting gap
 	gapSince time.Time // zero when there is no gap
+	gapHigh  uint64    // highest sequence number received or announced at gapSince
 
 	// Our stream as the peer acknowledged it.
 	acked uint64
@@ -132,19 +133,14 @@ func (p *peer) gaps(dst []wire.SeqRange, maxRanges int) []wire.SeqRange {
 	return dst
 }
 
-// skipGap gives up on the frames missing below the first received one:
-// the receiver moves on and repairs with a bulk sync.
-func (p *peer) skipGap() {
-	for p.next <= p.highest {
+// skipGap gives up on the frames missing up to seq — every frame missing
+// since the gap was noticed, which the peer could not resend in time — and
+// moves on: the receiver repairs with a bulk sync. A gap noticed later
+// starts its own timeout.
+func (p *peer) skipGap(seq uint64, now time.Time) {
+	for p.next <= seq || p.next <= p.highest {
 		w, b := p.bit(p.next)
-		if p.win[w]&b != 0 {
-			break
-		}
-		p.next++
-	}
-	for {
-		w, b := p.bit(p.next)
-		if p.win[w]&b == 0 {
+		if p.win[w]&b == 0 && p.next > seq {
 			break
 		}
 		p.win[w] &^= b
@@ -152,6 +148,8 @@ func (p *peer) skipGap() {
 	}
 	if p.next > p.highest {
 		p.gapSince = time.Time{}
+	} else {
+		p.gapSince, p.gapHigh = now, p.highest
 	}
 }
 

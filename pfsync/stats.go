@@ -41,6 +41,7 @@ type Stats struct {
 	RequestsAnswered uint64
 	QueueDrops       uint64 // changes dropped because MaxPending was reached
 	ResendDrops      uint64 // record references dropped because ResendLimit was reached
+	GapsGivenUp      uint64 // times frames of a peer's stream were given up for good (then resynchronised)
 
 	// Bulk sync, as receiver (Started/Completed/Failed) and sender (Sent).
 	BulkStarted   uint64
@@ -48,10 +49,20 @@ type Stats struct {
 	BulkFailed    uint64 // attempts that timed out or failed the digest check
 	BulkGaveUp    uint64 // peers for which every retry failed
 	BulkSent      uint64 // bulk transfers sent to peers
+	// BulkRecordsSent counts the records sent in bulk transfers (first
+	// transmissions; retransmissions are in Retransmits).
+	BulkRecordsSent uint64
+	// BulkRangesFailed counts the BulkMarks whose digest did not match
+	// the records received in their buckets.
+	BulkRangesFailed uint64
+	// BulkBucketsRetried counts the buckets (of wire.Buckets) asked for
+	// again because their range failed or never arrived: a retry costs
+	// those, not the table.
+	BulkBucketsRetried uint64
 
 	// Anti-entropy.
 	DigestsSent      uint64
-	DigestMismatches uint64
+	DigestMismatches uint64 // anti-entropy buckets (of 64) found different from the owner's
 
 	// Gauges.
 	Pending      int  // records queued for the next frame

@@ -68,9 +68,18 @@ func (e *Engine) maybeCompact() {
 	}
 	old := e.arena
 	e.arena = arena{}
+	e.compactions++
 	for id, ent := range e.store {
 		ent.ref = e.arena.add(old.get(ent.ref, ent.n))
 		e.store[id] = ent
+	}
+}
+
+// changed notes that the encoding of id changed or that it was removed,
+// while bulk transfers read their snapshots (bulkJob.entry).
+func (e *Engine) changed(id record.ID) {
+	if e.bulkDirty != nil {
+		e.bulkDirty[id] = struct{}{}
 	}
 }
 

@@ -34,11 +34,8 @@ func (e *Engine) tick(now time.Time) time.Time {
 			// The peer could not fill the gap (its resend queue dropped
 			// the frames): move on and resynchronise.
 			e.log.Info("pfsync: giving up on lost frames, resynchronising", "peer", uint32(p.id), "from", p.next)
-			p.skipGap()
-			if p.hasGap() {
-				p.gapSince = now
-			}
-			e.requestBulk(p, now)
+			p.skipGap(p.gapHigh, now)
+			e.streamLost(p, p.next-1, now)
 		}
 		if p.hasGap() {
 			if !now.Before(p.nackAt) {
@@ -67,8 +64,10 @@ func (e *Engine) tick(now time.Time) time.Time {
 		}
 	}
 	e.syncCheck(now)
-	if !e.inSync {
-		earlier(e.startedAt.Add(e.cfg.Discovery))
+	if d := e.startedAt.Add(e.cfg.Discovery); !e.inSync && d.After(now) {
+		// Once past, the window must not be scheduled again: it would wake
+		// the loop at once, every time, until the node is in sync.
+		earlier(d)
 	}
 	if acksDue || len(e.ctlq) > 0 {
 		e.flushLocked(now) // acks ride along, or leave in an ack-only frame

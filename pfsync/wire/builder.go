@@ -49,6 +49,20 @@ func (b *Builder) Reset(buf []byte, mtu int, h Header) error {
 	return nil
 }
 
+// SetMTU changes the size the frame may grow to. A caller lowers it to keep
+// room for trailing elements, then raises it again to add them. It fails if
+// mtu is smaller than the frame already is or larger than MaxFrameLen.
+func (b *Builder) SetMTU(mtu int) error {
+	if b.mtu == 0 {
+		return errNotReset
+	}
+	if mtu < b.Len() || mtu > MaxFrameLen {
+		return fmt.Errorf("%w: mtu %d out of range %d-%d (the frame's length to the largest frame)", ErrInvalid, mtu, b.Len(), MaxFrameLen)
+	}
+	b.mtu = mtu
+	return nil
+}
+
 // SetSeq overwrites the header's sequence number, for engines that number a
 // frame only when it is sent.
 func (b *Builder) SetSeq(seq uint64) {
@@ -242,6 +256,9 @@ func (b *Builder) AddBulkStart(s BulkStart) error { return addFixed(b, s) }
 // AddBulkEnd adds a BulkEnd.
 func (b *Builder) AddBulkEnd(e BulkEnd) error { return addFixed(b, e) }
 
+// AddBulkMark adds a BulkMark.
+func (b *Builder) AddBulkMark(m BulkMark) error { return addFixed(b, m) }
+
 // AddHello adds a Hello.
 func (b *Builder) AddHello(h Hello) error { return addFixed(b, h) }
 
@@ -298,6 +315,8 @@ func (b *Builder) Add(e Element) error {
 		return b.AddBulkRequest(e)
 	case BulkStart:
 		return b.AddBulkStart(e)
+	case BulkMark:
+		return b.AddBulkMark(e)
 	case BulkEnd:
 		return b.AddBulkEnd(e)
 	case Hello:

@@ -153,30 +153,48 @@ func parseID(b []byte, id *record.ID, k Kind) error {
 }
 
 // BulkRequest asks the receiver to send every record it holds — or only
-// those created by Creator when it is non-zero — as full updates framed by
-// BulkStart and BulkEnd with the same Generation. pfsync's UPD_REQ(0,0).
+// those created by Creator when it is non-zero, and only those in Buckets
+// when that set is not empty — as full updates framed by BulkStart,
+// BulkMark and BulkEnd with the same Generation. pfsync's UPD_REQ(0,0). A
+// requester asks again for the buckets whose BulkMark did not verify, not
+// for the whole table.
 //
-// Wire (12 bytes): generation u64 | creator u32.
+// Wire (44 bytes): generation u64 | creator u32 | buckets 4×u64 (bit b of
+// word b/64: bucket b). A 12-byte element (no bucket set) asks for every
+// bucket.
 type BulkRequest struct {
 	Generation uint64
 	Creator    uint32
+	Buckets    BucketSet // empty: every bucket
 }
+
+// bulkRequestMinLen is the element without its bucket set.
+const bulkRequestMinLen = 12
 
 // Kind returns KindBulkRequest.
 func (BulkRequest) Kind() Kind { return KindBulkRequest }
 
-// AppendBinary appends the 12-byte element body.
+// AppendBinary appends the 44-byte element body.
 func (r BulkRequest) AppendBinary(b []byte) ([]byte, error) {
 	b = be.AppendUint64(b, r.Generation)
-	return be.AppendUint32(b, r.Creator), nil
+	b = be.AppendUint32(b, r.Creator)
+	for _, w := range r.Buckets {
+		b = be.AppendUint64(b, w)
+	}
+	return b, nil
 }
 
 // UnmarshalBinary decodes an element body.
 func (r *BulkRequest) UnmarshalBinary(b []byte) error {
-	if err := needLen(b, BulkRequestLen, KindBulkRequest); err != nil {
+	if err := needLen(b, bulkRequestMinLen, KindBulkRequest); err != nil {
 		return err
 	}
 	*r = BulkRequest{Generation: be.Uint64(b), Creator: be.Uint32(b[8:])}
+	if len(b) >= BulkRequestLen {
+		for i := range r.Buckets {
+			r.Buckets[i] = be.Uint64(b[bulkRequestMinLen+8*i:])
+		}
+	}
 	return nil
 }
 
@@ -235,6 +253,65 @@ func (e *BulkEnd) UnmarshalBinary(b []byte) error {
 		return err
 	}
 	*e = BulkEnd{Generation: be.Uint64(b), Digest: record.Digest{Count: be.Uint64(b[8:]), Sum: be.Uint64(b[16:])}}
+	return nil
+}
+
+// BulkMark vouches for a range of buckets of a bulk transfer: every record
+// of buckets First through Last that the transfer Generation carries was
+// sent in this frame or an earlier one, none before frame Since, and Digest
+// is the record.Digest of their IDs (version 0). Once the receiver holds
+// the sender's stream up to the mark's frame it compares the digest of the
+// bulk records it received in those buckets: a match settles the range, a
+// mismatch (or a mark that never arrives) leaves it for the next request.
+// Since lets the receiver distrust a range if it lost frames of the
+// sender's stream after the range began.
+//
+// Wire (36 bytes): generation u64 | since u64 | first u16 | last u16 |
+// count u64 | sum u64; First ≤ Last < Buckets.
+type BulkMark struct {
+	Generation  uint64
+	Since       uint64
+	First, Last uint16
+	Digest      record.Digest
+}
+
+// Kind returns KindBulkMark.
+func (BulkMark) Kind() Kind { return KindBulkMark }
+
+// AppendBinary appends the 36-byte element body.
+func (m BulkMark) AppendBinary(b []byte) ([]byte, error) {
+	if err := m.check(); err != nil {
+		return b, err
+	}
+	b = be.AppendUint64(b, m.Generation)
+	b = be.AppendUint64(b, m.Since)
+	b = be.AppendUint16(b, m.First)
+	b = be.AppendUint16(b, m.Last)
+	b = be.AppendUint64(b, m.Digest.Count)
+	return be.AppendUint64(b, m.Digest.Sum), nil
+}
+
+// UnmarshalBinary decodes an element body.
+func (m *BulkMark) UnmarshalBinary(b []byte) error {
+	if err := needLen(b, BulkMarkLen, KindBulkMark); err != nil {
+		return err
+	}
+	v := BulkMark{
+		Generation: be.Uint64(b), Since: be.Uint64(b[8:]),
+		First: be.Uint16(b[16:]), Last: be.Uint16(b[18:]),
+		Digest: record.Digest{Count: be.Uint64(b[20:]), Sum: be.Uint64(b[28:])},
+	}
+	if err := v.check(); err != nil {
+		return err
+	}
+	*m = v
+	return nil
+}
+
+func (m BulkMark) check() error {
+	if m.First > m.Last || int(m.Last) >= Buckets {
+		return fmt.Errorf("%w: bulk-mark buckets %d-%d (must be 0 ≤ first ≤ last ≤ %d)", ErrInvalid, m.First, m.Last, Buckets-1)
+	}
 	return nil
 }
 

@@ -179,7 +179,11 @@ func FuzzRequest(f *testing.F) {
 }
 func FuzzInsertAck(f *testing.F) { fuzzElement(f, InsertAck{ID: seedID}) }
 func FuzzBulkRequest(f *testing.F) {
-	fuzzElement(f, BulkRequest{Generation: 1}, BulkRequest{Generation: 2, Creator: 3})
+	fuzzElement(f, BulkRequest{Generation: 1}, BulkRequest{Generation: 2, Creator: 3, Buckets: BucketSet{5, 0, 1 << 63}})
+}
+func FuzzBulkMark(f *testing.F) {
+	fuzzElement(f, BulkMark{Generation: 1, Since: 7, First: 3, Last: 9, Digest: record.Digest{Count: 2, Sum: 3}},
+		BulkMark{Generation: 1, Since: 7, First: 255, Last: 255})
 }
 func FuzzBulkStart(f *testing.F) { fuzzElement(f, BulkStart{Generation: 1, Expected: 1000}) }
 func FuzzBulkEnd(f *testing.F) {

@@ -31,7 +31,7 @@ const (
 	// KindInsertAck: a deferred insert was received (InsertAck, 12 bytes).
 	// pfsync INS_ACK.
 	KindInsertAck Kind = 7
-	// KindBulkRequest: ask for a bulk transfer (BulkRequest, 12 bytes).
+	// KindBulkRequest: ask for a bulk transfer (BulkRequest, 44 bytes).
 	// pfsync UPD_REQ(0,0).
 	KindBulkRequest Kind = 8
 	// KindBulkStart: a bulk transfer begins (BulkStart, 16 bytes). pfsync
@@ -50,6 +50,9 @@ const (
 	KindHeartbeat Kind = 13
 	// KindDigest: anti-entropy bucket hashes (Digest, variable size).
 	KindDigest Kind = 14
+	// KindBulkMark: a range of buckets of a bulk transfer is complete, with
+	// its digest (BulkMark, 36 bytes).
+	KindBulkMark Kind = 15
 )
 
 // Fixed element sizes written by a version-1 sender. Zero means variable
@@ -59,11 +62,12 @@ const (
 	ClearLen       = 8
 	RequestLen     = 12
 	InsertAckLen   = 12
-	BulkRequestLen = 12
+	BulkRequestLen = 44
 	BulkStartLen   = 16
 	BulkEndLen     = 24
 	HelloLen       = 28
 	HeartbeatLen   = 12
+	BulkMarkLen    = 36
 )
 
 var kindNames = [...]string{
@@ -81,6 +85,7 @@ var kindNames = [...]string{
 	KindHello:       "hello",
 	KindHeartbeat:   "heartbeat",
 	KindDigest:      "digest",
+	KindBulkMark:    "bulk-mark",
 }
 
 // String returns the kind's name, e.g. "update-c", or "kind(N)".
@@ -92,7 +97,7 @@ func (k Kind) String() string {
 }
 
 // Known reports whether this package understands k.
-func (k Kind) Known() bool { return k >= KindInsert && k <= KindDigest }
+func (k Kind) Known() bool { return k >= KindInsert && k <= KindBulkMark }
 
 // fixedLen returns the element size a version-1 sender writes for k, or 0 for
 // variable-size kinds.
@@ -116,6 +121,8 @@ func (k Kind) fixedLen() int {
 		return HelloLen
 	case KindHeartbeat:
 		return HeartbeatLen
+	case KindBulkMark:
+		return BulkMarkLen
 	}
 	return 0
 }

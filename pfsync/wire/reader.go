@@ -213,6 +213,9 @@ func (r *Reader) BulkStart() (BulkStart, error) { return decodeFixed[BulkStart](
 // BulkEnd decodes the current BULK_END element.
 func (r *Reader) BulkEnd() (BulkEnd, error) { return decodeFixed[BulkEnd](r, KindBulkEnd) }
 
+// BulkMark decodes the current BULK_MARK element.
+func (r *Reader) BulkMark() (BulkMark, error) { return decodeFixed[BulkMark](r, KindBulkMark) }
+
 // Hello decodes the current HELLO element.
 func (r *Reader) Hello() (Hello, error) { return decodeFixed[Hello](r, KindHello) }
 
@@ -277,6 +280,8 @@ func (r *Reader) element() (Element, error) {
 		return r.BulkStart()
 	case KindBulkEnd:
 		return r.BulkEnd()
+	case KindBulkMark:
+		return r.BulkMark()
 	case KindHello:
 		return r.Hello()
 	case KindHeartbeat:

@@ -615,7 +615,7 @@ func randRecord(rng *rand.Rand) record.Record {
 func randElement(rng *rand.Rand) Element {
 	rec := randRecord(rng)
 	id := rec.ID
-	switch Kind(1 + rng.IntN(int(KindDigest))) {
+	switch Kind(1 + rng.IntN(int(KindBulkMark))) {
 	case KindInsert:
 		return Insert{Record: rec}
 	case KindUpdate:
@@ -632,7 +632,15 @@ func randElement(rng *rand.Rand) Element {
 	case KindInsertAck:
 		return InsertAck{ID: id}
 	case KindBulkRequest:
-		return BulkRequest{Generation: rng.Uint64(), Creator: rng.Uint32()}
+		r := BulkRequest{Generation: rng.Uint64(), Creator: rng.Uint32()}
+		for range rng.IntN(4) {
+			r.Buckets.Add(rng.IntN(Buckets))
+		}
+		return r
+	case KindBulkMark:
+		first := uint16(rng.IntN(Buckets))
+		return BulkMark{Generation: rng.Uint64(), Since: rng.Uint64(), First: first, Last: first + uint16(rng.IntN(Buckets-int(first))),
+			Digest: record.Digest{Count: rng.Uint64(), Sum: rng.Uint64()}}
 	case KindBulkStart:
 		return BulkStart{Generation: rng.Uint64(), Expected: rng.Uint64()}
 	case KindBulkEnd:
