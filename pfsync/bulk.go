@@ -181,13 +181,18 @@ func (e *Engine) bulkFrame(p *peer, s wire.BulkStart, now time.Time) bool {
 		e.stats.BulkStarted++
 		if len(e.store) == 0 && s.Expected > 1024 {
 			// A joining node: size the store once instead of growing it
-			// step by step through the whole transfer.
-			e.store = make(map[record.ID]entry, min(s.Expected, 1<<26))
+			// step by step through the whole transfer — up to a million
+			// records (~50 MB): the count is the peer's word, and a
+			// bigger table grows the ordinary way from there.
+			e.store = make(map[record.ID]entry, min(s.Expected, maxPresize))
 		}
 	}
 	p.bulk.deadline = now.Add(e.cfg.BulkTimeout)
 	return true
 }
+
+// maxPresize bounds the store a joining node allocates ahead of a bulk.
+const maxPresize = 1 << 20
 
 // bulkMark notes a mark of the bulk this node expects from p, to be
 // checked once the frames before it arrived.

@@ -110,9 +110,12 @@ type Config struct {
 	// BulkBurst is the token bucket's depth in frames; zero means 32.
 	// Range 1-100000.
 	BulkBurst int
-	// BulkRetries is how many times a bulk sync from one peer is requested
-	// again after a timeout or a digest mismatch before it is reported as
-	// failed; zero means 12 (pfsync's limit). Range 1-1000.
+	// BulkRetries is how many attempts in a row of a bulk sync from one
+	// peer may end (timeout, or ranges whose digest did not match) without
+	// settling a single range before the sync is reported as failed; zero
+	// means 12 (pfsync's limit). An attempt asks only for the ranges not
+	// settled yet, and one that settles some starts the count again.
+	// Range 1-1000.
 	BulkRetries int
 	// Discovery is how long a node that has heard no peer waits after Start
 	// before it declares itself the founder of the cluster, in sync with

@@ -38,12 +38,19 @@
 // broadcast; each peer acknowledges it independently, and the resend queue
 // drops a frame once every live peer did.
 //
-// What neither has: the bulk end marker carries a digest of the records
-// sent, which the receiver checks (a failed bulk is retried up to
-// Config.BulkRetries times, then reported in Stats.BulkGaveUp and a
-// residual demotion, never taken for success), and periodic anti-entropy
-// digests (Config.AntiEntropy) let every node find and repair records that
-// silently diverged from their creator's copy.
+// What neither has: a bulk is verified range by range. The sender sends
+// its records ordered by bucket (wire.Buckets of them, by record ID) and
+// vouches for every finished range of buckets with a digest of the IDs it
+// sent (a bulk mark); the receiver checks each mark once the frames before
+// it arrived. When the transfer ends, stalls for Config.BulkTimeout, or
+// loses frames for good, the receiver asks again for the ranges not
+// settled, and only for those: a corrupted frame costs one range, an
+// interrupted transfer resumes where it stopped (Stats.BulkRangesFailed,
+// BulkBucketsRetried). After Config.BulkRetries attempts in a row that
+// settle nothing, the sync is reported in Stats.BulkGaveUp and a residual
+// demotion — never taken for success. Periodic anti-entropy digests
+// (Config.AntiEntropy) let every node find records that silently diverged
+// from their creator's copy, and fetch only the buckets that differ.
 //
 // # Commit modes
 //

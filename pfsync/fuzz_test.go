@@ -34,6 +34,22 @@ func FuzzInput(f *testing.F) {
 		b.AddUpdate(&rec)
 		b.AddBulkEnd(wire.BulkEnd{Generation: 5})
 	})
+	// The answer to the bulk request the engine sends when it first hears
+	// node 2 (its epoch is pinned to 0 below, so the generation is known):
+	// a whole bulk in one frame, its mark and its end.
+	var dig record.Digest
+	dig.Add(id, 0)
+	add(0, func(b *wire.Builder) {
+		b.AddBulkStart(wire.BulkStart{Generation: fuzzBulkGen, Expected: 1})
+		b.AddUpdate(&rec)
+		b.AddBulkMark(wire.BulkMark{Generation: fuzzBulkGen, Since: 1, First: 0, Last: wire.Buckets - 1, Digest: dig})
+		b.AddBulkEnd(wire.BulkEnd{Generation: fuzzBulkGen, Digest: dig})
+	})
+	add(0, func(b *wire.Builder) {
+		b.AddBulkStart(wire.BulkStart{Generation: fuzzBulkGen, Expected: 2})
+		b.AddBulkMark(wire.BulkMark{Generation: fuzzBulkGen, Since: 1, First: 3, Last: 9, Digest: dig})
+		b.AddUpdate(&rec)
+	})
 	add(0, func(b *wire.Builder) {
 		b.AddRequest(wire.Request{ID: id})
 		b.AddBulkRequest(wire.BulkRequest{Generation: 1})
@@ -56,6 +72,7 @@ func FuzzInput(f *testing.F) {
 			t.Fatal(err)
 		}
 		e.started = true // input without the goroutines
+		e.epoch = 0      // bulk generations the seeds can name
 		e.mu.Lock()
 		now := time.Now()
 		e.input(Datagram{Payload: frame}, now)
@@ -67,6 +84,10 @@ func FuzzInput(f *testing.F) {
 		}
 	})
 }
+
+// fuzzBulkGen is the generation of the first bulk request an engine of
+// epoch 0 addresses to node 2 (Engine.bulkGen).
+const fuzzBulkGen = 2<<32 | 1
 
 func mustAP(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
 
