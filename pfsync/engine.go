@@ -72,6 +72,7 @@ type Engine struct {
 	bulks        []*bulkJob
 	bulkDirty    map[record.ID]struct{} // records whose encoding changed since the oldest running bulk's snapshot
 	compactions  uint64                 // arena compactions (they move every encoding)
+	external     int                    // entries flagged fDirty (Stats.External)
 	tokens       float64
 	tokenAt      time.Time
 	inSync       bool // see syncCheck; once set it stays set
@@ -424,6 +425,11 @@ func (e *Engine) Upsert(rec record.Record) error {
 	if own {
 		ent.flags |= fLocal
 	}
+	if ok {
+		e.dirtied(old.flags, ent.flags)
+	} else {
+		e.dirtied(0, ent.flags)
+	}
 	e.store[rec.ID] = ent
 	e.changed(rec.ID)
 	e.enqueue(rec.ID, opUpsert, ent.flags&fAnnounced != 0, int(ent.n), now)
@@ -454,6 +460,7 @@ func (e *Engine) deleteLocked(id record.ID, now time.Time, queue bool) {
 	}
 	delete(e.store, id)
 	e.changed(id)
+	e.dirtied(ent.flags, 0)
 	e.freeData(ent)
 	if id.Creator == uint32(e.cfg.Node) {
 		e.local--
@@ -592,9 +599,11 @@ func (e *Engine) PrepareTakeover(ctx context.Context) (int, error) {
 			if !ok || ent.flags&fDirty == 0 {
 				continue
 			}
+			was := ent.flags
 			if e.commit(id, &ent, nil, time.Now()) == nil {
 				n++
 			}
+			e.dirtied(was, ent.flags)
 			e.store[id] = ent
 		}
 		e.mu.Unlock()
@@ -604,6 +613,17 @@ func (e *Engine) PrepareTakeover(ctx context.Context) (int, error) {
 	}
 	e.log.Info("pfsync: takeover commit", "records", n)
 	return n, nil
+}
+
+// dirtied keeps the count of dirty entries (Stats.External) as an entry's
+// flags change from was to now (0 for an entry added or removed).
+func (e *Engine) dirtied(was, now eflag) {
+	switch {
+	case was&fDirty == 0 && now&fDirty != 0:
+		e.external++
+	case was&fDirty != 0 && now&fDirty == 0:
+		e.external--
+	}
 }
 
 // commit hands ent to the Table (Insert or Update) and updates its flags.
@@ -705,11 +725,7 @@ func (e *Engine) Stats() Stats {
 	s.Records = len(e.store)
 	s.LocalRecords = e.local
 	s.Tombstones = len(e.tombs)
-	for _, ent := range e.store {
-		if ent.flags&fDirty != 0 {
-			s.External++
-		}
-	}
+	s.External = e.external
 	for _, p := range e.peers {
 		if p.bulk.state == bulkReceiving {
 			s.BulkExpected += int(p.bulk.expected)

@@ -82,6 +82,7 @@ func FuzzInput(f *testing.F) {
 		if got, want := table.Len(), e.Len(); got != want {
 			t.Errorf("table holds %d records, engine %d", got, want)
 		}
+		checkExternal(t, e)
 	})
 }
 

@@ -301,6 +301,7 @@ func (e *Engine) remoteRecord(r *record.Record, raw []byte, now time.Time) {
 			e.local++
 		}
 		e.applyTable(id, &ent, r, own, now)
+		e.dirtied(0, ent.flags)
 		e.store[id] = ent
 		e.changed(id)
 		return
@@ -340,12 +341,14 @@ func (e *Engine) merged(id record.ID, ent entry, old, merged *record.Record, out
 	if !out.Has(record.Changed) {
 		return
 	}
+	was := ent.flags
 	e.lifeFrom(&ent, old, merged, now)
 	ent.ver = merged.Version
 	ent.flags |= fFull
 	e.setData(&ent, e.encode(merged))
 	ent.flags |= fAnnounced
 	e.applyTable(id, &ent, merged, own, now)
+	e.dirtied(was, ent.flags)
 	e.store[id] = ent
 	e.changed(id)
 }
@@ -405,6 +408,7 @@ func (e *Engine) remoteDelete(d wire.Delete, now time.Time) {
 func (e *Engine) dropRecord(id record.ID, ent entry) {
 	delete(e.store, id)
 	e.changed(id)
+	e.dirtied(ent.flags, 0)
 	e.freeData(ent)
 	if id.Creator == uint32(e.cfg.Node) {
 		e.local--

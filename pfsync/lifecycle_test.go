@@ -245,5 +245,25 @@ func TestPrepareTakeover(t *testing.T) {
 		if again, err := b.PrepareTakeover(t.Context()); again != 0 || err != nil {
 			t.Errorf("second PrepareTakeover = %d, %v; want 0, nil", again, err)
 		}
+
+		// Committed records that change again wait for the next takeover,
+		// and records deleted meanwhile leave the count.
+		recs := a.Records()
+		for _, r := range recs[:10] {
+			r.Packets[0]++
+			if err := a.Upsert(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, r := range recs[5:15] {
+			if err := a.Delete(r.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if got := b.Stats().External; got != 5 {
+			t.Errorf("%d records external after 10 committed ones changed and 10 (5 of them changed) were deleted, want 5", got)
+		}
 	})
 }

@@ -37,3 +37,12 @@ func TestBulkStartPresizeBounded(t *testing.T) {
 		t.Errorf("a BulkStart announcing 2^40 records allocated %d MiB", grew>>20)
 	}
 }
+
+// checkExternal fails unless the engine's count of dirty entries is the
+// number of entries flagged dirty.
+func checkExternal(t *testing.T, e *Engine) {
+	t.Helper()
+	if counted, actual := DirtyCounts(e); counted != actual {
+		t.Errorf("external count %d, %d entries dirty", counted, actual)
+	}
+}

@@ -313,6 +313,11 @@ func check(t *testing.T, nodes []*simNode) {
 			t.Error("TCP direction regressed: ", r)
 		}
 		n.table.mu.Unlock()
+		if n.up {
+			if counted, actual := pfsync.DirtyCounts(n.e); counted != actual {
+				t.Errorf("node %d: Stats.External counts %d records, %d wait for the Table", n.id, counted, actual)
+			}
+		}
 	}
 	views := make([]map[record.ID]record.Record, len(nodes))
 	for i, n := range nodes {
