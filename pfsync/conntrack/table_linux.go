@@ -278,6 +278,19 @@ func (b *Backend) releaseParked(master flowKey) {
 // gets its own result, and an entry that exists already (EEXIST) is
 // updated as by Insert.
 func (b *Backend) Commit(ctx context.Context, recs []record.Record) (CommitResult, error) {
+	return b.commit(ctx, recs, nil)
+}
+
+// CommitBatch is Commit with each record's outcome in errs[i] (nil:
+// written; ctx's error: not attempted), for pfsync.Engine.PrepareTakeover
+// (pfsync.BatchTable): an engine with CommitOnTakeover hands the backend
+// its external cache a thousand records at a time, not one Insert each.
+func (b *Backend) CommitBatch(ctx context.Context, recs []record.Record, errs []error) {
+	b.commit(ctx, recs, errs)
+}
+
+// commit is Commit; outcome, if not nil, receives each record's error.
+func (b *Backend) commit(ctx context.Context, recs []record.Record, outcome []error) (CommitResult, error) {
 	start := time.Now()
 	var res CommitResult
 	var errs []error
@@ -286,6 +299,7 @@ func (b *Backend) Commit(ctx context.Context, recs []record.Record) (CommitResul
 		return ok || r.Flags&statusExpected != 0
 	}
 	batch := make([]*record.Record, 0, commitBatch)
+	at := make([]int, 0, commitBatch) // batch[k] is recs[at[k]]
 	how := make([]writeOutcome, commitBatch)
 	berr := make([]error, commitBatch)
 	flush := func() {
@@ -296,6 +310,9 @@ func (b *Backend) Commit(ctx context.Context, recs []record.Record) (CommitResul
 		b.injectBatch(batch, how, berr)
 		b.injMu.Unlock()
 		for i := range batch {
+			if outcome != nil {
+				outcome[at[i]] = berr[i]
+			}
 			switch {
 			case berr[i] != nil:
 				res.Failed++
@@ -308,7 +325,7 @@ func (b *Backend) Commit(ctx context.Context, recs []record.Record) (CommitResul
 				res.Current++
 			}
 		}
-		batch = batch[:0]
+		batch, at = batch[:0], at[:0]
 	}
 	for pass := range 2 {
 		for i := range recs {
@@ -321,10 +338,14 @@ func (b *Backend) Commit(ctx context.Context, recs []record.Record) (CommitResul
 			} else {
 				res.Related++
 			}
-			if ctx.Err() != nil {
+			if err := ctx.Err(); err != nil {
 				res.Skipped++
+				if outcome != nil {
+					outcome[i] = err
+				}
 				continue
 			}
+			at = append(at, i)
 			if batch = append(batch, r); len(batch) == commitBatch {
 				flush()
 			}
