@@ -167,3 +167,79 @@ func TestCoalescingProperty(t *testing.T) {
 		})
 	}
 }
+
+// TestPeerChangeFlushesAtOnce: a node that changes a record a peer changed
+// less than 2 s ago sends it at once (pfsync's rule for states both
+// firewalls see), not after FlushDelay; other changes wait for FlushDelay.
+func TestPeerChangeFlushesAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		network, err := pfsynctest.New(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := func(id pfsync.NodeID) pfsync.Config {
+			return pfsync.Config{Node: id, Transport: network.Attach(id), Insecure: true, FlushDelay: time.Second}
+		}
+		a, b := mustEngine(t, cfg(1)), mustEngine(t, cfg(2))
+		time.Sleep(10 * time.Second) // both in sync, idle
+		shared, quiet := testRecord(a.NewID(), 1), testRecord(b.NewID(), 2)
+		for _, u := range []struct {
+			e *pfsync.Engine
+			r record.Record
+		}{{a, shared}, {b, quiet}} {
+			if err := u.e.Upsert(u.r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(10 * time.Second) // both replicated, more than 2 s ago
+
+		// a changes shared; b receives it (after a's FlushDelay) and
+		// changes it too, within 2 s: b's change must reach a at once.
+		shared.Peers[0].Level = 3
+		if err := a.Upsert(shared); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1100 * time.Millisecond)
+		got, ok := b.Get(shared.ID)
+		if !ok || got.Peers[0].Level != 3 {
+			t.Fatalf("b did not get a's change within FlushDelay: %+v", got.Peers[0])
+		}
+		got.Packets[0] = 99
+		if err := b.Upsert(got); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait() // no time passes
+		if r, _ := a.Get(shared.ID); r.Packets[0] != 99 {
+			t.Errorf("b's change of a record a changed 0.1 s before did not leave at once")
+		}
+		if s := b.Stats(); s.PeerFlushes != 1 {
+			t.Errorf("PeerFlushes = %d, want 1", s.PeerFlushes)
+		}
+
+		// b changes a record nobody else touched: it waits for FlushDelay.
+		quiet.Packets[0] = 7
+		if err := b.Upsert(quiet); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if r, _ := a.Get(quiet.ID); r.Packets[0] == 7 {
+			t.Errorf("a change no peer made recently left before FlushDelay")
+		}
+		time.Sleep(1100 * time.Millisecond)
+		if r, _ := a.Get(quiet.ID); r.Packets[0] != 7 {
+			t.Errorf("the quiet change did not arrive after FlushDelay")
+		}
+
+		// More than 2 s after a's change, b's next change of shared waits too.
+		time.Sleep(3 * time.Second)
+		got, _ = b.Get(shared.ID)
+		got.Packets[0] = 100
+		if err := b.Upsert(got); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if r, _ := a.Get(shared.ID); r.Packets[0] == 100 {
+			t.Errorf("a change 4 s after the peer's left at once")
+		}
+	})
+}

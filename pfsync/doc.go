@@ -16,7 +16,8 @@
 //     record no peer heard of sends nothing (pfsync's sync_state queues);
 //   - frames flushed when full (Transport MTU minus Sealer overhead), after
 //     Config.FlushDelay (100 ms; pfsync waits up to 1 s), or at once for
-//     control traffic;
+//     control traffic and for a change to a record a peer changed less
+//     than 2 s before (both nodes see the flow: pfsync's rule);
 //   - request by id for an update of an unknown record (UPD_REQ);
 //   - a bulk sync for a joining node, framed by start and end markers, and
 //     CARP demotion (+32, OpenBSD) until the node is in sync — a bulk from

@@ -102,6 +102,7 @@ type entry struct {
 	ver   uint64
 	n     uint32 // its length
 	at    uint32 // when the stored Expire was current: Engine.clock seconds
+	peer  uint16 // when a peer's change was last applied (fPeer): Engine.clock seconds, low 16 bits
 	flags eflag
 }
 
@@ -113,7 +114,27 @@ const (
 	fDirty                       // the Table's copy is older than data, or the last Table call failed
 	fLocal                       // upserted by the embedder in this life (the dataplane is its home)
 	fFull                        // creator-owned fields changed since the last send: no compressed update
+	fPeer                        // peer is set
 )
+
+// peerRecent is how long after a peer's change the embedder's next change
+// of the same record leaves at once instead of after FlushDelay: both nodes
+// are seeing the flow (active/active, or just after a takeover), and the
+// sooner each hears the other the sooner they agree (pfsync flushes a
+// state updated less than 2 seconds after it applied a peer's update).
+const peerRecent = 2 // seconds
+
+// peerChanged notes that a peer's change of ent was applied now.
+func (e *Engine) peerChanged(ent *entry, now time.Time) {
+	ent.peer = uint16(e.clock(now))
+	ent.flags |= fPeer
+}
+
+// peerRecently reports whether a peer's change of ent was applied less
+// than peerRecent seconds ago (to within the clock's second).
+func (e *Engine) peerRecently(ent entry, now time.Time) bool {
+	return ent.flags&fPeer != 0 && uint16(e.clock(now))-ent.peer < peerRecent
+}
 
 // tomb remembers a delete (record.Tombstones without the ID and time.Time,
 // and with iteration, which bulk transfers need).
@@ -433,6 +454,10 @@ func (e *Engine) Upsert(rec record.Record) error {
 	e.store[rec.ID] = ent
 	e.changed(rec.ID)
 	e.enqueue(rec.ID, opUpsert, ent.flags&fAnnounced != 0, int(ent.n), now)
+	if ok && e.started && e.peerRecently(ent, now) {
+		e.stats.PeerFlushes++
+		e.scheduleFlush(now)
+	}
 	e.maybeCompact()
 	return nil
 }

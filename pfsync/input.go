@@ -296,6 +296,7 @@ func (e *Engine) remoteRecord(r *record.Record, raw []byte, now time.Time) {
 		// New to us (or ours from a previous life, which the dataplane
 		// lost: adopt it back, as pfsync's bulk does after a reboot).
 		ent = entry{ver: r.Version, at: e.clock(now), flags: fAnnounced}
+		e.peerChanged(&ent, now)
 		e.setData(&ent, raw)
 		if own {
 			e.local++
@@ -343,6 +344,7 @@ func (e *Engine) merged(id record.ID, ent entry, old, merged *record.Record, out
 	}
 	was := ent.flags
 	e.lifeFrom(&ent, old, merged, now)
+	e.peerChanged(&ent, now)
 	ent.ver = merged.Version
 	ent.flags |= fFull
 	e.setData(&ent, e.encode(merged))

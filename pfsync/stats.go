@@ -41,6 +41,7 @@ type Stats struct {
 	RequestsAnswered uint64
 	QueueDrops       uint64 // changes dropped because MaxPending was reached
 	ResendDrops      uint64 // record references dropped because ResendLimit was reached
+	PeerFlushes      uint64 // local changes sent at once: a peer had changed the record less than 2 s before
 	GapsGivenUp      uint64 // times frames of a peer's stream were given up for good (then resynchronised)
 
 	// Bulk sync, as receiver (Started/Completed/Failed) and sender (Sent).
