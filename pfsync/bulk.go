@@ -197,9 +197,16 @@ const maxPresize = 1 << 20
 // bulkMark notes a mark of the bulk this node expects from p, to be
 // checked once the frames before it arrived.
 func (e *Engine) bulkMark(p *peer, seq uint64, m wire.BulkMark) {
-	if p.bulk.state == bulkReceiving && p.bulk.gen == m.Generation {
-		p.bulk.marks = append(p.bulk.marks, pendingMark{seq: seq, m: m})
+	if p.bulk.state != bulkReceiving || p.bulk.gen != m.Generation {
+		return
 	}
+	if len(p.bulk.marks) >= wire.Buckets {
+		// A mark covers a bucket at least: an attempt has no more marks
+		// than buckets.
+		e.stats.BadValue++
+		return
+	}
+	p.bulk.marks = append(p.bulk.marks, pendingMark{seq: seq, m: m})
 }
 
 // checkBulk settles the marks of p's bulk whose frames all arrived, and
@@ -222,17 +229,19 @@ func (e *Engine) checkBulk(p *peer, now time.Time) {
 	if !b.haveEnd || p.next <= b.endSeq {
 		return
 	}
-	left := b.session.Without(b.done)
-	if got := b.received(); got != b.end || !left.Empty() {
+	got := b.received()
+	if left := b.session.Without(b.done); !left.Empty() {
 		e.stats.BulkFailed++
 		e.log.Warn("pfsync: bulk sync incomplete, asking again for the failed ranges", "peer", uint32(p.id),
 			"expected", b.end.Count, "received", got.Count, "buckets_left", left.Len(), "attempt", b.attempts+1)
-		if !left.Empty() {
-			e.retryBulk(p, now)
-			return
-		}
-		// Every bucket was settled by its mark: the difference is a record
-		// outside the requested buckets, which the marks do not vouch for.
+		e.retryBulk(p, now)
+		return
+	}
+	if got != b.end {
+		// Every range matched its mark, so the records are all here; the
+		// sender's total disagrees with its own marks.
+		e.log.Warn("pfsync: bulk end digest differs from the sum of its ranges", "peer", uint32(p.id),
+			"expected", b.end.Count, "received", got.Count)
 	}
 	e.completeBulk(p, now)
 }
@@ -308,6 +317,12 @@ func (e *Engine) retryBulk(p *peer, now time.Time) {
 		return
 	}
 	left := b.session.Without(b.done)
+	if left.Empty() {
+		// Never ask for nothing: an empty set on the wire means every
+		// bucket.
+		e.completeBulk(p, now)
+		return
+	}
 	e.stats.BulkBucketsRetried += uint64(left.Len())
 	e.sendBulkRequest(p, now)
 }
