@@ -114,7 +114,7 @@ const (
 	fDirty                       // the Table's copy is older than data, or the last Table call failed
 	fLocal                       // upserted by the embedder in this life (the dataplane is its home)
 	fFull                        // creator-owned fields changed since the last send: no compressed update
-	fPeer                        // peer is set
+	fPeer                        // entry.peer is set
 )
 
 // peerRecent is how long after a peer's change the embedder's next change
@@ -446,11 +446,7 @@ func (e *Engine) Upsert(rec record.Record) error {
 	if own {
 		ent.flags |= fLocal
 	}
-	if ok {
-		e.dirtied(old.flags, ent.flags)
-	} else {
-		e.dirtied(0, ent.flags)
-	}
+	e.dirtied(old.flags, ent.flags) // old is the zero entry if !ok
 	e.store[rec.ID] = ent
 	e.changed(rec.ID)
 	e.enqueue(rec.ID, opUpsert, ent.flags&fAnnounced != 0, int(ent.n), now)
