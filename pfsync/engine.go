@@ -73,6 +73,11 @@ type Engine struct {
 	bulkDirty    map[record.ID]struct{} // records whose encoding changed since the oldest running bulk's snapshot
 	compactions  uint64                 // arena compactions (they move every encoding)
 	external     int                    // entries flagged fDirty (Stats.External)
+	batch        BatchTable             // Config.Table, if it takes batches
+	commitq      []record.ID            // CommitDirect with a BatchTable: the changes of the frame being read
+	batchRecs    []record.Record        // commitBatch's buffers
+	batchIDs     []record.ID
+	batchErrs    []error
 	tokens       float64
 	tokenAt      time.Time
 	inSync       bool // see syncCheck; once set it stays set
@@ -239,6 +244,9 @@ func New(cfg Config) (*Engine, error) {
 		nextSeq: 1,
 		peers:   make(map[NodeID]*peer),
 		frame:   make([]byte, 0, mtu),
+	}
+	if bt, ok := c.Table.(BatchTable); ok {
+		e.batch = bt
 	}
 	if c.Sealer == nil {
 		e.log.Warn("pfsync: running without a Sealer (Insecure): frames are neither authenticated nor encrypted; anyone on the sync link can inject state")
@@ -717,8 +725,11 @@ const takeoverBatch = 1024
 // returns how many it wrote.
 func (e *Engine) commitBatch(ctx context.Context, bt BatchTable, ids []record.ID) int {
 	now := time.Now()
-	recs := make([]record.Record, 0, len(ids))
-	sent := make([]record.ID, 0, len(ids))
+	recs, sent := e.batchRecs[:0], e.batchIDs[:0]
+	defer func() {
+		clear(recs) // drop the references to extension data
+		e.batchRecs, e.batchIDs = recs[:0], sent[:0]
+	}()
 	for _, id := range ids {
 		ent, ok := e.store[id]
 		if !ok || ent.flags&fDirty == 0 {
@@ -735,7 +746,9 @@ func (e *Engine) commitBatch(ctx context.Context, bt BatchTable, ids []record.ID
 	if len(recs) == 0 {
 		return 0
 	}
-	errs := make([]error, len(recs))
+	errs := slices.Grow(e.batchErrs[:0], len(recs))[:len(recs)]
+	clear(errs)
+	e.batchErrs = errs
 	bt.CommitBatch(ctx, recs, errs)
 	n := 0
 	for i, id := range sent {

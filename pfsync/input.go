@@ -2,6 +2,7 @@ package pfsync
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"math"
 	"slices"
@@ -89,6 +90,7 @@ func (e *Engine) input(d Datagram, now time.Time) {
 		p.gapSince = time.Time{}
 	}
 	e.elements(p, h, now)
+	e.flushCommits()
 	if sequenced {
 		e.checkBulk(p, now)
 	}
@@ -457,6 +459,17 @@ func (e *Engine) answerRequest(id record.ID, now time.Time) {
 	e.scheduleFlush(now)
 }
 
+// flushCommits writes the changes of the frame just read to the BatchTable
+// in one call (CommitDirect). A record changed twice in the frame is
+// written once; one deleted since is skipped.
+func (e *Engine) flushCommits() {
+	if len(e.commitq) == 0 {
+		return
+	}
+	e.commitBatch(context.Background(), e.batch, e.commitq)
+	e.commitq = e.commitq[:0]
+}
+
 // applyTable hands a changed remote record to the Table, or marks it for
 // PrepareTakeover (CommitOnTakeover; records of this node always go to the
 // Table, which is their home).
@@ -466,6 +479,13 @@ func (e *Engine) applyTable(id record.ID, ent *entry, dec *record.Record, own bo
 	}
 	if e.cfg.Commit == CommitOnTakeover && !own {
 		ent.flags |= fDirty
+		return
+	}
+	if e.batch != nil {
+		// Written with the other changes of the frame, in one call
+		// (flushCommits).
+		ent.flags |= fDirty
+		e.commitq = append(e.commitq, id)
 		return
 	}
 	if err := e.commit(id, ent, dec, now); err != nil {

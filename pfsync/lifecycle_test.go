@@ -369,3 +369,73 @@ func TestPrepareTakeoverBatches(t *testing.T) {
 		}
 	})
 }
+
+// countingTable is a BatchTable that counts single and batched writes.
+type countingTable struct {
+	pfsync.MemTable
+	mu               sync.Mutex
+	inserts, batches int
+	records          int
+}
+
+func (t *countingTable) Insert(r *record.Record) error {
+	t.mu.Lock()
+	t.inserts++
+	t.mu.Unlock()
+	return t.MemTable.Insert(r)
+}
+
+func (t *countingTable) Update(r *record.Record) error { return t.Insert(r) }
+
+func (t *countingTable) CommitBatch(ctx context.Context, recs []record.Record, errs []error) {
+	t.mu.Lock()
+	t.batches++
+	t.records += len(recs)
+	t.mu.Unlock()
+	for i := range recs {
+		errs[i] = t.MemTable.Insert(&recs[i])
+	}
+}
+
+// TestCommitDirectBatches: with CommitDirect, a BatchTable receives each
+// frame's remote changes in one call, never one Insert per record.
+func TestCommitDirectBatches(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		network, err := pfsynctest.New(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := mustEngine(t, pfsync.Config{Node: 1, Transport: network.Attach(1), Insecure: true})
+		const n = 2000
+		for i := range n {
+			if err := a.Upsert(testRecord(a.NewID(), uint16(i+1))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(10 * time.Second)
+		var tab countingTable
+		mustEngine(t, pfsync.Config{Node: 2, Transport: network.Attach(2), Insecure: true, Table: &tab}) // bulk
+		time.Sleep(10 * time.Second)
+		recs := a.Records()
+		for _, r := range recs[:100] { // incremental updates
+			r.Packets[0]++
+			if err := a.Upsert(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if diff := cmp.Diff(a.Records(), tab.Records(), recordOpts); diff != "" {
+			t.Fatalf("table differs from the owner's records (-owner +table):\n%s", diff)
+		}
+		tab.mu.Lock()
+		defer tab.mu.Unlock()
+		if tab.inserts != 0 {
+			t.Errorf("%d single Inserts, want every write in a batch", tab.inserts)
+		}
+		if tab.records != n+100 || tab.batches == 0 || tab.batches > tab.records/10 {
+			t.Errorf("%d records in %d batches, want %d records in frames of many", tab.records, tab.batches, n+100)
+		}
+		t.Logf("%d records in %d batches", tab.records, tab.batches)
+	})
+}

@@ -1,6 +1,7 @@
 package pfsync_test
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -61,8 +62,19 @@ func (t *simTable) Update(rec *record.Record) error {
 	return t.MemTable.Update(rec)
 }
 
+// simBatchTable is a simTable that takes batches (pfsync.BatchTable),
+// writing each record through the simTable's checks.
+type simBatchTable struct{ *simTable }
+
+func (t simBatchTable) CommitBatch(ctx context.Context, recs []record.Record, errs []error) {
+	for i := range recs {
+		errs[i] = t.Insert(&recs[i])
+	}
+}
+
 type simNode struct {
 	id      pfsync.NodeID
+	commit  pfsync.CommitMode
 	e       *pfsync.Engine
 	table   *simTable
 	live    map[record.ID]record.Record // the owner's truth
@@ -77,6 +89,7 @@ type simParams struct {
 	steps    int
 	commit   pfsync.CommitMode
 	restarts bool
+	batch    bool // the tables take batches (odd seeds)
 }
 
 func TestSimulation(t *testing.T) {
@@ -113,6 +126,7 @@ func simulate(t *testing.T, seed uint64) {
 		steps:    100 + rng.IntN(200),
 		commit:   pfsync.CommitMode(rng.IntN(2)),
 		restarts: rng.IntN(2) == 0,
+		batch:    seed%2 == 1,
 	}
 	t.Logf("seed %d: %+v", seed, p)
 	network, err := pfsynctest.New(&pfsynctest.Config{Seed: seed, Faults: p.faults})
@@ -120,15 +134,19 @@ func simulate(t *testing.T, seed uint64) {
 		t.Fatal(err)
 	}
 	cfg := func(n *simNode) pfsync.Config {
+		var table pfsync.Table = n.table
+		if p.batch {
+			table = simBatchTable{n.table}
+		}
 		return pfsync.Config{
 			Node: n.id, Transport: network.Attach(n.id), Insecure: true,
-			Table: n.table, Commit: p.commit,
+			Table: table, Commit: p.commit,
 			AntiEntropy: 5 * time.Second, BulkRate: 500,
 		}
 	}
 	nodes := make([]*simNode, p.nodes)
 	for i := range nodes {
-		n := &simNode{id: pfsync.NodeID(i + 1), live: map[record.ID]record.Record{}, deleted: map[record.ID]bool{}, up: true}
+		n := &simNode{id: pfsync.NodeID(i + 1), commit: p.commit, live: map[record.ID]record.Record{}, deleted: map[record.ID]bool{}, up: true}
 		n.table = &simTable{node: n.id, deleted: n.deleted}
 		e, err := pfsync.New(cfg(n))
 		if err != nil {
@@ -327,6 +345,32 @@ func check(t *testing.T, nodes []*simNode) {
 		}
 	}
 	fails := 0
+	for i, n := range nodes {
+		// With CommitDirect the dataplane holds every remote record the
+		// engine holds, at the engine's version, and no other.
+		if !n.up || n.commit != pfsync.CommitDirect {
+			continue
+		}
+		if ext := n.e.Stats().External; ext > 0 {
+			t.Errorf("node %d: %d remote records never reached its table (CommitDirect, a table that refuses nothing)", n.id, ext)
+			fails++
+		}
+		for id, want := range views[i] {
+			if id.Creator == uint32(n.id) {
+				continue
+			}
+			if got, ok := n.table.Get(id); !ok || got.Version != want.Version {
+				t.Errorf("node %d's table holds record %v at version %d (present %v), its engine %d", n.id, id, got.Version, ok, want.Version)
+				fails++
+			}
+		}
+		for _, r := range n.table.Records() {
+			if _, ok := views[i][r.ID]; !ok && r.ID.Creator != uint32(n.id) {
+				t.Errorf("node %d's table holds record %v its engine does not", n.id, r.ID)
+				fails++
+			}
+		}
+	}
 	for oi, owner := range nodes {
 		// The owner's engine holds its dataplane's records.
 		for id, want := range owner.live {
