@@ -60,8 +60,9 @@
 // cache) they stay in the engine until PrepareTakeover, which the embedder
 // calls when CARP makes this node master and before the addresses are
 // announced; it honours its context's deadline. A Table that also
-// implements BatchTable (pfsync/conntrack does) gets them a thousand at a
-// time instead of one Insert each.
+// implements BatchTable (pfsync/conntrack does) gets each received frame's
+// changes in one call (CommitDirect) and the takeover commit a thousand at
+// a time, instead of one Insert each.
 //
 // # Restarts
 //

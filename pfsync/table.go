@@ -35,12 +35,14 @@ type Table interface {
 	Delete(id record.ID) error
 }
 
-// BatchTable is a Table that writes many records in one call.
-// PrepareTakeover hands the records waiting for a takeover
-// (CommitOnTakeover) to a BatchTable a thousand at a time instead of one
-// Insert or Update each: a kernel table writes them in a few system calls
-// (pfsync/conntrack batches its netlink messages, masters before RELATED
-// flows), which is what a takeover of a big table waits for.
+// BatchTable is a Table that writes many records in one call. The engine
+// then never calls Insert or Update for a peer's record: with CommitDirect
+// it writes the remote changes of each received frame in one CommitBatch
+// once the frame is read (a bulk frame carries a hundred records at MTU
+// 9000), and PrepareTakeover hands it the records waiting for a takeover
+// (CommitOnTakeover) a thousand at a time. A kernel table writes a batch in
+// a few system calls (pfsync/conntrack batches its netlink messages,
+// masters before RELATED flows) instead of a round trip per record.
 type BatchTable interface {
 	Table
 	// CommitBatch inserts every record of recs, or updates it where the

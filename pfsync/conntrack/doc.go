@@ -43,8 +43,10 @@
 // With pfsync.CommitDirect the engine hands the peers' records to the
 // kernel as they arrive (conntrackd's DisableExternalCache); with
 // pfsync.CommitOnTakeover they stay in the engine (the external cache) and
-// reach the kernel in Engine.PrepareTakeover, before the VIPs move, through
-// CommitBatch a thousand at a time (twice the rate of one Insert each). A node
+// reach the kernel in Engine.PrepareTakeover, before the VIPs move. Either
+// way they come through CommitBatch: a received frame's changes in one
+// call, the takeover commit a thousand at a time (twice the rate of one
+// Insert each). A node
 // that goes from MASTER back to BACKUP in that mode should call Purge after
 // a grace period (conntrackd's "-t"), so its stale kernel copies of flows
 // the new master owns cannot clash with them later.
