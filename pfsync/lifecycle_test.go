@@ -187,23 +187,32 @@ func (s *slowTable) Insert(r *record.Record) error {
 	return s.MemTable.Insert(r)
 }
 
-func TestPrepareTakeover(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		network, err := pfsynctest.New(&pfsynctest.Config{MTU: 9000})
-		if err != nil {
+// takeoverPair starts an owner with n records and a backup that keeps
+// them for the takeover (CommitOnTakeover) with table, and waits until the
+// backup holds them.
+func takeoverPair(t *testing.T, table pfsync.Table, n int) (owner, backup *pfsync.Engine) {
+	t.Helper()
+	network, err := pfsynctest.New(&pfsynctest.Config{MTU: 9000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner = mustEngine(t, pfsync.Config{Node: 1, Transport: network.Attach(1), Insecure: true})
+	backup = mustEngine(t, pfsync.Config{Node: 2, Transport: network.Attach(2), Insecure: true, Table: table, Commit: pfsync.CommitOnTakeover})
+	for i := range n {
+		if err := owner.Upsert(testRecord(owner.NewID(), uint16(i+1))); err != nil {
 			t.Fatal(err)
 		}
+	}
+	time.Sleep(2 * time.Second)
+	synctest.Wait()
+	return owner, backup
+}
+
+func TestPrepareTakeover(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
 		var tabB slowTable
-		a := mustEngine(t, pfsync.Config{Node: 1, Transport: network.Attach(1), Insecure: true})
-		b := mustEngine(t, pfsync.Config{Node: 2, Transport: network.Attach(2), Insecure: true, Table: &tabB, Commit: pfsync.CommitOnTakeover})
 		const n = 1000
-		for i := range n {
-			if err := a.Upsert(testRecord(a.NewID(), uint16(i+1))); err != nil {
-				t.Fatal(err)
-			}
-		}
-		time.Sleep(2 * time.Second)
-		synctest.Wait()
+		a, b := takeoverPair(t, &tabB, n)
 		if got := tabB.Len(); got != 0 {
 			t.Fatalf("external cache: the backup's table got %d records before the takeover", got)
 		}
@@ -307,21 +316,9 @@ func (t *batchTable) CommitBatch(ctx context.Context, recs []record.Record, errs
 // records not written wait for the next call.
 func TestPrepareTakeoverBatches(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		network, err := pfsynctest.New(&pfsynctest.Config{MTU: 9000})
-		if err != nil {
-			t.Fatal(err)
-		}
 		var tab batchTable
-		a := mustEngine(t, pfsync.Config{Node: 1, Transport: network.Attach(1), Insecure: true})
-		b := mustEngine(t, pfsync.Config{Node: 2, Transport: network.Attach(2), Insecure: true, Table: &tab, Commit: pfsync.CommitOnTakeover})
 		const n = 2500
-		for i := range n {
-			if err := a.Upsert(testRecord(a.NewID(), uint16(i+1))); err != nil {
-				t.Fatal(err)
-			}
-		}
-		time.Sleep(2 * time.Second)
-		synctest.Wait()
+		a, b := takeoverPair(t, &tab, n)
 		recs := a.Records()
 
 		// Cancelled during the second batch: the first batch is written
