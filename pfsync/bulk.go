@@ -525,6 +525,8 @@ func (e *Engine) sendBulkFrame(j *bulkJob, now time.Time) bool {
 		}
 	}
 	f.ids = j.ids[from:j.pos]
+	// Raising the limit back cannot fail: the frame is within the lowered
+	// one, and e.mtu is the limit the builder was Reset with.
 	_ = e.b.SetMTU(e.mtu)
 	j.advance()
 	if last := j.bucket - 1; last >= j.marked {
