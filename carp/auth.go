@@ -41,6 +41,7 @@ const MaxPasswordLen = 20
 //
 // An Authenticator is safe for concurrent use.
 type Authenticator struct {
+	vhid      uint8 // the group the digests are computed for
 	mu        sync.Mutex
 	inner     sha1State // scratch SHA-1 states, restored from the snapshots below
 	outer     sha1State
@@ -83,6 +84,7 @@ func NewAuthenticator(password []byte, vhid uint8, addrs []netip.Addr) (*Authent
 		return nil, fmt.Errorf("carp: SHA-1 state cannot be restored")
 	}
 	a := &Authenticator{
+		vhid:       vhid,
 		inner:      inner,
 		outer:      outer,
 		key:        slices.Clone(password),
@@ -181,10 +183,16 @@ func (a *Authenticator) Digest(counter uint64) [DigestLen]byte {
 
 // Verify checks adv.Digest in constant time against both the digest with
 // link-local IPv6 addresses (FreeBSD) and without them (OpenBSD). It
-// returns nil or [ErrAuth]. It does not allocate. The counter is not
+// returns nil or [ErrAuth]. An advert for another vhid is [ErrAuth] whatever
+// its digest: the HMAC covers the vhid, so a digest computed for this group
+// cannot authenticate an advert that names another one (a copied digest
+// with the vhid byte rewritten). It does not allocate. The counter is not
 // checked for freshness: OpenBSD sends a constant cookie, and no BSD
 // enforces monotonicity (carp.md §2.5).
 func (a *Authenticator) Verify(adv Advertisement) error {
+	if adv.VHID != a.vhid {
+		return ErrAuth
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var d [DigestLen]byte

@@ -136,6 +136,11 @@ func TestVerifyLinkLocalForms(t *testing.T) {
 			}
 		})
 	}
+	// Our digest copied into an advert for another vhid: the HMAC covers
+	// the vhid, so the advert is not authentic (found by FuzzVerify).
+	if err := a.Verify(Advertisement{VHID: 6, AdvBase: 1, Counter: 77, Digest: tests[0].digest}); !errors.Is(err, ErrAuth) {
+		t.Errorf("Verify of our digest under vhid 6 = %v, want %v", err, ErrAuth)
+	}
 	// Sign produces the FreeBSD form, which FreeBSD and OpenBSD both accept.
 	adv := Advertisement{VHID: 5, Counter: 77}
 	a.Sign(&adv)
