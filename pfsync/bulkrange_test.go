@@ -72,26 +72,38 @@ func frameInfo(frame []byte) (seq uint64, sequenced, bulk bool) {
 // withoutFirstRecord rebuilds frame without its first record element, as
 // a buggy or corrupting sender would send it.
 func withoutFirstRecord(t *testing.T, frame []byte) []byte {
+	dropped := false
+	return withoutElements(t, frame, func(k wire.Kind) bool {
+		if (k == wire.KindInsert || k == wire.KindUpdate) && !dropped {
+			dropped = true
+			return true
+		}
+		return false
+	})
+}
+
+// withoutElements rebuilds frame without the elements drop picks, in
+// order.
+func withoutElements(t *testing.T, frame []byte, drop func(wire.Kind) bool) []byte {
 	var rd wire.Reader
 	if err := rd.Reset(frame); err != nil {
 		t.Error(err)
 		return frame
 	}
 	var b wire.Builder
-	if err := b.Reset(nil, len(frame), rd.Header()); err != nil {
+	if err := b.Reset(nil, max(len(frame), 128), rd.Header()); err != nil {
 		t.Error(err)
 		return frame
 	}
 	b.SetFlags(rd.Header().Flags)
-	dropped := false
 	for rd.Next() {
+		k := rd.Kind()
+		if drop(k) {
+			continue
+		}
 		var err error
-		switch k := rd.Kind(); k {
+		switch k {
 		case wire.KindInsert, wire.KindUpdate:
-			if !dropped {
-				dropped = true
-				continue
-			}
 			err = b.AddRecordBody(k, rd.Raw())
 		default:
 			el, derr := rd.Element()
@@ -325,5 +337,39 @@ func TestAntiEntropyRepairsOnlyMismatchingBuckets(t *testing.T) {
 			t.Errorf("the repair sent %d records, want those of 1-3 of 64 anti-entropy buckets (3-%d)", repair, n/8)
 		}
 		t.Logf("%d buckets differed, repair sent %d records", js.DigestMismatches, repair)
+	})
+}
+
+// TestBulkEndLostAfterEveryRangeSettled: the bulk's end marker never
+// reaches the joiner (it is cut from its frame, retransmissions included),
+// but every range of the bulk matched its mark. When the attempt's
+// deadline comes, there is nothing left to ask for: the session is
+// complete, not a failure that sends another request.
+func TestBulkEndLostAfterEveryRangeSettled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 2000
+		f, j, tap := bulkPair(t, n, pfsync.Config{})
+		var dropped atomic.Int64
+		tap.setFilter(func(frame []byte) []byte {
+			return withoutElements(t, frame, func(k wire.Kind) bool {
+				if k == wire.KindBulkEnd {
+					dropped.Add(1)
+					return true
+				}
+				return false
+			})
+		})
+		waitFor(t, 30*time.Second, "the joiner in sync", func() bool { return j.Stats().BulkDone })
+		js, _ := synced(t, f, j)
+		if dropped.Load() == 0 {
+			t.Fatal("no end marker was dropped")
+		}
+		if js.BulkFailed != 0 || js.BulkBucketsRetried != 0 {
+			t.Errorf("BulkFailed = %d, BulkBucketsRetried = %d: a bulk whose every range settled was counted failed and asked for again",
+				js.BulkFailed, js.BulkBucketsRetried)
+		}
+		if js.BulkCompleted != 1 {
+			t.Errorf("BulkCompleted = %d, want 1", js.BulkCompleted)
+		}
 	})
 }

@@ -54,9 +54,15 @@ func (e *Engine) tick(now time.Time) time.Time {
 		}
 		if p.bulk.active() {
 			if !now.Before(p.bulk.deadline) {
-				e.stats.BulkFailed++
-				e.log.Warn("pfsync: bulk sync timed out", "peer", uint32(p.id), "attempt", p.bulk.attempts+1)
-				e.retryBulk(p, now)
+				if p.bulk.session.Without(p.bulk.done).Empty() {
+					// Every range settled; only the end marker is
+					// missing, and there is nothing left to ask for.
+					e.completeBulk(p, now)
+				} else {
+					e.stats.BulkFailed++
+					e.log.Warn("pfsync: bulk sync timed out", "peer", uint32(p.id), "attempt", p.bulk.attempts+1)
+					e.retryBulk(p, now)
+				}
 			}
 			if p.bulk.active() {
 				earlier(p.bulk.deadline)
