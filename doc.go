@@ -53,13 +53,15 @@
 //     on every promotion, and withdraws the addresses on every demotion.
 //  5. Start the engine first, then the group, so that the group's first
 //     election already carries the engine's demotion "bulk sync pending"
-//     (Engine.Start reports it to the Demoter before it returns). On every
-//     node but the one founding the cluster, give the group a HoldDown of a
-//     few hundred milliseconds (examples/demo uses 500 ms): the engine
-//     demotes every node, the founder included, until it has had a bulk
-//     sync from some peer, so the founder stays demoted until a newcomer has
-//     sent it its (empty) bulk, and a newcomer that completed its own bulk
-//     first would take over from it as "a more demoted master".
+//     (Engine.Start reports it to the Demoter before it returns). A group
+//     with StartAsMaster waits as BACKUP while it is demoted, so a node that
+//     reboots into a running cluster never claims the addresses with an
+//     empty table. The engine demotes every node until it has had a bulk
+//     sync from every peer it hears, the founder included: when nodes may
+//     boot together (power restored), give the group a HoldDown of a few
+//     hundred milliseconds, so that a node that completed its bulk first
+//     does not take over from one still fetching as "a more demoted
+//     master", only to hand back a moment later.
 //  6. Report the dataplane's changes to the engine: Engine.Upsert for a new
 //     or changed connection (Engine.NewID names a new one), Engine.Delete
 //     for one that ended. The engine never echoes them back into the Table.

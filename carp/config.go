@@ -111,7 +111,12 @@ type Config struct {
 
 	// StartAsMaster makes the group become MASTER at start (after
 	// HoldDown) instead of BACKUP, like an "I am master" setting in an
-	// appliance UI. The usual election rules apply from then on.
+	// appliance UI. A group demoted at that moment (SetDemotion: a sync
+	// engine still fetching state, a health check failing) starts as
+	// BACKUP instead and becomes MASTER as soon as its demotion drops to
+	// zero, unless it heard a master's advert first; OpenBSD boots
+	// demoted for the same reason. The usual election rules apply from
+	// then on.
 	StartAsMaster bool
 	// HoldDown keeps the group in INIT this long after Start before the
 	// first election, e.g. until routes are up. Zero means none.

@@ -478,6 +478,46 @@ func TestStartOptions(t *testing.T) {
 			}
 		})
 	})
+	t.Run("StartAsMaster demoted", func(t *testing.T) {
+		// Demoted at start (a sync engine still fetching state): BACKUP,
+		// then MASTER as soon as the demotion clears, before the
+		// master-down interval would have made it one.
+		synctest.Test(t, func(t *testing.T) {
+			seg := carptest.NewSegment(1)
+			a := newNode(t, seg, "a", carp.Config{StartAsMaster: true})
+			a.g.SetDemotion("sync", 32)
+			t0 := time.Now()
+			a.start(t)
+			sleep(time.Second)
+			wantState(t, a, carp.Backup)
+			a.g.SetDemotion("sync", 0)
+			synctest.Wait()
+			wantState(t, a, carp.Master)
+			want := []step{{carp.Init, carp.Backup, carp.ReasonInit}, {carp.Backup, carp.Master, carp.ReasonStartAsMaster}}
+			if diff := cmp.Diff(want, a.steps()); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+			if got := a.last().At.Sub(t0); got != time.Second {
+				t.Errorf("master %v after start, want 1s (when the demotion cleared)", got)
+			}
+		})
+	})
+	t.Run("StartAsMaster demoted hears a master", func(t *testing.T) {
+		// A master advertised while the node waited: the election
+		// decides, and without Preempt the slower master keeps its place.
+		synctest.Test(t, func(t *testing.T) {
+			seg := carptest.NewSegment(1)
+			b := newNode(t, seg, "b", carp.Config{AdvSkew: 100, StartAsMaster: true}).start(t)
+			a := newNode(t, seg, "a", carp.Config{StartAsMaster: true})
+			a.g.SetDemotion("sync", 32)
+			a.start(t)
+			sleep(2 * time.Second)
+			a.g.SetDemotion("sync", 0)
+			sleep(10 * time.Second)
+			wantState(t, b, carp.Master)
+			wantState(t, a, carp.Backup)
+		})
+	})
 	t.Run("HoldDown", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			seg := carptest.NewSegment(1)

@@ -61,6 +61,7 @@ type run struct {
 
 	holdPending bool // hold-down not over yet
 	begun       bool // first election started
+	startWait   bool // StartAsMaster deferred by demotion: claim MASTER once it clears
 	suppress    bool // StepDown in force: no takeover
 	downFired   bool // a master-down timer fired while suppressed
 
@@ -144,9 +145,18 @@ func (r *run) enter() {
 		}
 	case !r.begun:
 		r.begun = true
-		if r.g.cfg.StartAsMaster {
+		switch {
+		case r.g.cfg.StartAsMaster && r.demote == 0:
 			r.becomeMaster(ReasonStartAsMaster)
-		} else {
+		case r.g.cfg.StartAsMaster:
+			// A demoted node does not claim the addresses (OpenBSD
+			// boots demoted until pfsync is in sync): it waits as
+			// BACKUP and starts as master when the demotion clears,
+			// unless it hears a master first.
+			r.g.log.Info("carp: start as master deferred while demoted", "demotion", r.demote)
+			r.startWait = true
+			r.becomeBackup(ReasonInit)
+		default:
 			r.becomeBackup(ReasonInit)
 		}
 	default:
@@ -187,6 +197,9 @@ func (r *run) control() {
 		r.demote = sum
 		if r.state == Master {
 			r.advertNow = true
+		}
+		if r.startWait && sum == 0 && r.state == Backup && !r.suppress {
+			r.becomeMaster(ReasonStartAsMaster)
 		}
 	}
 	if stepReq && r.state != Init {
@@ -229,6 +242,7 @@ func (r *run) masterDown() {
 func (r *run) becomeMaster(reason string) {
 	g := r.g
 	from := r.state
+	r.startWait = false
 	r.stopDown()
 	r.recover.stop()
 	r.sendOKs = 0
@@ -260,7 +274,7 @@ func (r *run) toInit(reason string) {
 	r.step.stop()
 	r.recover.stop()
 	r.hold.stop()
-	r.suppress, r.downFired = false, false
+	r.suppress, r.downFired, r.startWait = false, false, false
 	r.state = Init
 	r.g.state.Store(uint32(Init))
 	r.transition(from, reason)
@@ -483,6 +497,7 @@ func (r *run) process(f Family, a Advertisement) {
 		// rule above makes it yield to us; ucarp reasserts similarly).
 		r.advertNow = true
 	case Backup:
+		r.startWait = false // a master is there: the election decides
 		if g.cfg.CounterMode == CounterIncrement {
 			r.counter = a.Counter // FreeBSD/ucarp: continue the master's sequence
 		}

@@ -21,7 +21,7 @@ func TestScenario(t *testing.T) {
 			name: "defaults",
 			opts: func(*options) {},
 			want: []string{
-				"node1  INIT → MASTER (configured to start as master)",
+				"node1  BACKUP → MASTER (master timed out)",
 				"node2  demoted 32 (sync: bulk sync pending)",
 				"node2  bulk sync [██████████████████████████████] 100% 500/500",
 				"node2  bulk sync complete: 500 connections",

@@ -63,16 +63,6 @@ const opCommit viptest.Op = "commit"
 // (vip.Config.BeforeInstallTimeout).
 const commitTimeout = 10 * time.Second
 
-// joinHoldDown is the carp.Config.HoldDown of every node but the founder.
-const joinHoldDown = 500 * time.Millisecond
-
-func holdDown(founder bool) time.Duration {
-	if founder {
-		return 0
-	}
-	return joinHoldDown
-}
-
 // bootNode starts node i for the boot-th time, first showing intro (if
 // any) on the timeline. Node1's first boot founds the cluster: it starts as
 // master instead of waiting out a master-down interval with nobody else
@@ -102,18 +92,14 @@ func (l *lan) bootNode(i int, boot uint32, intro string) (*node, error) {
 		Password: []byte(password),
 		Addrs:    []netip.Addr{vipAddr},
 		Preempt:  l.opts.Preempt,
-		// The very first node of the LAN does not wait a master-down
-		// interval to find out that nobody else is there.
+		// The very first node of the LAN would start as master, but its
+		// sync engine demotes it until its discovery window has shown that
+		// no peer holds state (and by one while it has no sync peer), so
+		// it waits as BACKUP and takes over when the master-down interval
+		// passes in silence.
 		StartAsMaster: founder,
-		// A node joining a running cluster stays in INIT while the sync
-		// engines say hello. The engine demotes every node from its start
-		// until it got a bulk sync from a peer, the founder included, so
-		// the founder is still demoted until the newcomer has sent it its
-		// (empty) bulk; a newcomer quick enough to finish its own bulk
-		// first would otherwise preempt it as "a more demoted master".
-		HoldDown:     holdDown(founder),
-		Transport:    n.tap,
-		OnTransition: n.onTransition,
+		Transport:     n.tap,
+		OnTransition:  n.onTransition,
 	})
 	if err != nil {
 		return nil, err

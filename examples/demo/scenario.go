@@ -124,13 +124,14 @@ func newLAN(o options, tl *timeline) (*lan, error) {
 func (l *lan) play(ctx context.Context) error {
 	o := l.opts
 
-	// 1. The first node comes up alone and is master at once.
+	// 1. The first node comes up alone and is master once a master-down
+	// interval has passed with nobody else there.
 	n1, err := l.bootNode(1, 1, "")
 	if err != nil {
 		return err
 	}
 	l.nodes[0] = n1
-	if err := l.waitState(ctx, n1, carp.Master, time.Second); err != nil {
+	if err := l.waitState(ctx, n1, carp.Master, n1.group.MasterDownInterval()+time.Second); err != nil {
 		return err
 	}
 
@@ -151,11 +152,9 @@ func (l *lan) play(ctx context.Context) error {
 
 	// 3. The backups boot one after the other, as a cluster is built.
 	// Each is held demoted until its bulk sync has brought it every
-	// connection. (One at a time also because the engine ends the "bulk
-	// pending" demotion after the first bulk from any peer, and a peer that
-	// booted at the same moment has only an empty table to give.)
+	// connection.
 	for i := 2; i <= o.Nodes; i++ {
-		n, err := l.bootNode(i, 1, fmt.Sprintf("boots and joins; CARP held in INIT for %v (HoldDown) while the sync engines say hello", joinHoldDown))
+		n, err := l.bootNode(i, 1, "boots and joins")
 		if err != nil {
 			return err
 		}
@@ -197,7 +196,7 @@ func (l *lan) play(ctx context.Context) error {
 	// until its bulk sync is done; then, with preemption, it takes the
 	// role back.
 	l.watch.restarted("node1", time.Now())
-	back, err := l.bootNode(1, 2, fmt.Sprintf("back after a reboot: empty table, boot counter 2, preempt %s; CARP held in INIT for %v", onOff(o.Preempt), joinHoldDown))
+	back, err := l.bootNode(1, 2, fmt.Sprintf("back after a reboot: empty table, boot counter 2, preempt %s", onOff(o.Preempt)))
 	if err != nil {
 		return err
 	}
