@@ -100,7 +100,12 @@
 //	                   that restarts while its peer runs the pair joins as
 //	                   BACKUP, takes its bulk sync, and preempts later. A node
 //	                   grabbing the addresses before it has any state would
-//	                   reset every flow.
+//	                   reset every flow. The groups also wait as BACKUP while
+//	                   the sync engine demotes them, and a node that hears no
+//	                   sync peer keeps a demotion of 1: it becomes master
+//	                   when a master-down interval passes without an advert,
+//	                   so a master that only the sync link cannot reach keeps
+//	                   its role.
 //	carp.start_wait    how long to wait for a sync peer before honouring
 //	                   start_as_master, 0-1m. Default "3s".
 //	carp.dead_ratio    advert intervals without an advert before a backup
