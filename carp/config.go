@@ -99,6 +99,20 @@ type Config struct {
 	// default, as on the BSDs. A better (lower) demotion always preempts.
 	Preempt bool
 
+	// DemoteInSkew also shows demotion the way FreeBSD does, for peers
+	// that ignore the demote byte (FreeBSD carp, ucarp): while the group is
+	// demoted it advertises, and compares itself to peers with, an advskew
+	// of at least [DemotedSkew] (240, FreeBSD's CARP_MAXSKEW; every
+	// FreeBSD demotion source, pfsync's bulk included, adds 240 to it).
+	// A ucarp or FreeBSD backup with Preempt then takes over from a
+	// demoted master, and a demoted backup does not preempt one. The demote
+	// byte is still sent, so OpenBSD peers and other Groups see both and
+	// agree. The advert interval and master-down interval keep the
+	// configured advskew. Off by default: it changes the election for every
+	// peer, so enable it on every node of a group with FreeBSD or ucarp
+	// members.
+	DemoteInSkew bool
+
 	// Profile selects the master-down formula; see [ProfileFreeBSD].
 	Profile Profile
 	// DeadRatio is the number of advert intervals without an advert after

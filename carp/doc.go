@@ -90,7 +90,12 @@
 // opnsense/core#8437). If sends still fail when the node is master again,
 // it demotes again after 3 failures.
 //
-// FreeBSD and ucarp peers ignore the demote byte.
+// FreeBSD and ucarp peers ignore the demote byte. FreeBSD shows demotion
+// in the advskew instead (each of its sources adds 240, the advskew
+// clamped to 240); with Config.DemoteInSkew a demoted group does the same,
+// advertising and electing with advskew 240, so that such peers with
+// Preempt take over from it. A group configured with StartAsMaster waits
+// as BACKUP while demoted.
 //
 // # Notifications
 //

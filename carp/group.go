@@ -37,6 +37,11 @@ const (
 	DemoteSendErr = "senderr"
 )
 
+// DemotedSkew is the advskew a demoted group advertises with
+// Config.DemoteInSkew: FreeBSD's CARP_MAXSKEW, the highest advskew FreeBSD
+// advertises and the value each of its demotion sources adds.
+const DemotedSkew = 240
+
 const (
 	sendErrThreshold = 3  // consecutive failures to demote, successes to recover (BSD)
 	sentRing         = 16 // adverts remembered for loop detection
@@ -225,7 +230,8 @@ func (g *Group) Close() error {
 // MASTER is advertised at once. Clearing every source always restores the
 // configured priority, whatever the state.
 //
-// Peers that ignore the demote byte (FreeBSD, ucarp) do not see it.
+// Peers that ignore the demote byte (FreeBSD, ucarp) do not see it unless
+// Config.DemoteInSkew also folds it into the advskew.
 func (g *Group) SetDemotion(source string, n int) {
 	g.mu.Lock()
 	if n <= 0 {

@@ -462,6 +462,72 @@ func TestGroupUcarp(t *testing.T) {
 	g2.await(t, m, carp.Master, carp.ReasonMasterTimedOut)
 }
 
+// TestGroupUcarpDemoteInSkew: ucarp ignores the demote byte, so a demoted
+// Group master keeps the role against a preempting ucarp backup unless the
+// Group also shows its demotion in the advskew (FreeBSD's way). With
+// DemoteInSkew, ucarp (advskew 100, --preempt) takes over from the demoted
+// Group (advskew 0) at its next advert, and the Group takes the role back
+// when the demotion clears.
+func TestGroupUcarpDemoteInSkew(t *testing.T) {
+	t.Parallel()
+	_, nodes := rawLAN(t, "ucarp", "go")
+	u, n := nodes[0], nodes[1]
+	cfg := carp.Config{VHID: rawUcarpVHID, Password: rawUcarpPass, Addrs: []netip.Addr{rawUcarpVIP}, Preempt: true}
+	v4 := &carp.RawConfig{Families: []carp.Family{carp.IPv4}}
+
+	// Control: the demote byte alone does not move ucarp.
+	g := grpStart(t, n, cfg, v4)
+	g.await(t, 0, carp.Master, carp.ReasonMasterTimedOut)
+	p := rawStartUcarp(t, u, 100, "--preempt")
+	g.g.SetDemotion("health", 1)
+	mark := p.Len()
+	// Observation window: longer than ucarp's master-down interval.
+	window := time.NewTimer(2 * (3*time.Second + 400*time.Millisecond))
+	select {
+	case <-p.Done():
+		t.Fatalf("ucarp exited: %v", p.Err())
+	case <-window.C:
+	}
+	if p.Count(mark, "Switching to state: MASTER") != 0 {
+		t.Fatalf("ucarp took over on the demote byte alone; the control is void:\n%s", strings.Join(p.Output(), "\n"))
+	}
+	mark = p.Len()
+	if err := g.g.Close(); err != nil { // bow-out: ucarp takes over at once
+		t.Fatal(err)
+	}
+	if _, _, err := p.WaitLine(mark, "Switching to state: MASTER", rawUcarpTimeout); err != nil {
+		t.Fatal(err)
+	}
+
+	// DemoteInSkew: the faster Group preempts ucarp, ...
+	cfg.DemoteInSkew = true
+	g2 := grpStart(t, n, cfg, v4)
+	mark = p.Len()
+	g2.await(t, 0, carp.Master, carp.ReasonPreempt)
+	if _, _, err := p.WaitLine(mark, "Switching to state: BACKUP", rawUcarpTimeout); err != nil {
+		t.Fatal(err)
+	}
+	// ... demoted, it advertises advskew 240 and ucarp preempts it, ...
+	m := g2.mark()
+	mark = p.Len()
+	g2.g.SetDemotion("health", 1)
+	if _, _, err := p.WaitLine(mark, "Switching to state: MASTER", rawUcarpTimeout); err != nil {
+		t.Fatal(err)
+	}
+	g2.await(t, m, carp.Backup)
+	// ... and undemoted, it takes the role back.
+	m = g2.mark()
+	mark = p.Len()
+	g2.g.SetDemotion("health", 0)
+	g2.await(t, m, carp.Master, carp.ReasonPreempt)
+	if _, _, err := p.WaitLine(mark, "Switching to state: BACKUP", rawUcarpTimeout); err != nil {
+		t.Fatal(err)
+	}
+	if n := p.Count(0, "Bad digest"); n != 0 {
+		t.Fatalf("ucarp rejected our adverts:\n%s", strings.Join(p.Output(), "\n"))
+	}
+}
+
 // TestGroupKeepalivedNoInterference: keepalived runs VRRPv3 with VRID 1
 // (IPv4 and IPv6) on the same bridge as a dual-stack CARP group with vhid
 // 1. Neither disturbs the other: the Group counts keepalived's packets as

@@ -972,3 +972,82 @@ func fixChecksum(b []byte) {
 	}
 	b[6], b[7] = byte(^sum>>8), byte(^sum)
 }
+
+// TestDemoteInSkew: with DemoteInSkew a demoted group advertises advskew
+// 240 (FreeBSD's way, for peers that ignore the demote byte) and compares
+// itself to peers with it; the demote byte is still sent.
+func TestDemoteInSkew(t *testing.T) {
+	lastSent := func(t *testing.T, n *node) carp.Advertisement {
+		t.Helper()
+		var a carp.Advertisement
+		if err := a.UnmarshalBinary(n.port.LastSent(carp.IPv4)); err != nil {
+			t.Fatalf("last advert of %s: %v", n.name, err)
+		}
+		return a
+	}
+	synctest.Test(t, func(t *testing.T) {
+		seg := carptest.NewSegment(1)
+		a := newNode(t, seg, "a", carp.Config{DemoteInSkew: true, Preempt: true}).start(t)
+		// slow is alone on its own segment, so that it becomes master.
+		slow := newNode(t, carptest.NewSegment(2), "slow", carp.Config{AdvSkew: 250, DemoteInSkew: true})
+		slow.g.SetDemotion("health", 1)
+		slow.start(t)
+		sleep(5 * time.Second)
+		wantState(t, a, carp.Master)
+		if adv := lastSent(t, a); adv.AdvSkew != 0 || adv.Demote != 0 {
+			t.Fatalf("undemoted advert: advskew %d demote %d, want 0 0", adv.AdvSkew, adv.Demote)
+		}
+		if adv := lastSent(t, slow); adv.AdvSkew != 250 || adv.Demote != 1 {
+			// The configured advskew is above 240: demotion never lowers it.
+			t.Errorf("slow node's advert: advskew %d demote %d, want 250 1", adv.AdvSkew, adv.Demote)
+		}
+
+		// Demoted: an advert goes out at once with advskew 240 and the
+		// demote byte.
+		n := a.port.SentCount()
+		a.g.SetDemotion("health", 1)
+		synctest.Wait()
+		if a.port.SentCount() != n+1 {
+			t.Errorf("%d adverts sent on demotion, want 1 at once", a.port.SentCount()-n)
+		}
+		if adv := lastSent(t, a); adv.AdvSkew != carp.DemotedSkew || adv.Demote != 1 {
+			t.Errorf("demoted advert: advskew %d demote %d, want %d 1", adv.AdvSkew, adv.Demote, carp.DemotedSkew)
+		}
+
+		// A peer as demoted as a (demote 1) advertising advskew 100: by the
+		// configured advskew 0 a would keep the role; by its demoted skew
+		// 240 it yields, and, though it has Preempt, does not take the role
+		// back while demoted.
+		auth, err := carp.NewAuthenticator([]byte("secret"), 1, vip4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		peer := func(counter uint64) {
+			adv := carp.Advertisement{VHID: 1, AdvBase: 1, AdvSkew: 100, Demote: 1, Counter: counter}
+			auth.Sign(&adv)
+			b, _ := adv.MarshalBinary()
+			a.port.Inject(carp.Packet{Family: carp.IPv4, Src: netip.MustParseAddr("10.0.0.99"), TTL: 255, Payload: b})
+		}
+		peer(1)
+		synctest.Wait()
+		wantState(t, a, carp.Backup)
+		if got := a.last().Reason; got != carp.ReasonMoreFrequent {
+			t.Errorf("a yielded with reason %q, want %q", got, carp.ReasonMoreFrequent)
+		}
+		for c := range uint64(5) {
+			sleep(time.Second)
+			peer(2 + c)
+		}
+		synctest.Wait()
+		wantState(t, a, carp.Backup)
+
+		// Undemoted, a preempts the slower peer again.
+		a.g.SetDemotion("health", 0)
+		peer(10)
+		synctest.Wait()
+		wantState(t, a, carp.Master)
+		if adv := lastSent(t, a); adv.AdvSkew != 0 || adv.Demote != 0 {
+			t.Errorf("advert after the demotion cleared: advskew %d demote %d, want 0 0", adv.AdvSkew, adv.Demote)
+		}
+	})
+}

@@ -327,9 +327,21 @@ func (r *run) shutdown() {
 	}
 }
 
-// advertise sends one advert per family with the given timing.
+// skew returns the advskew to advertise and elect with instead of the
+// configured advskew: at least DemotedSkew while demoted with
+// Config.DemoteInSkew.
+func (r *run) skew(advskew int) int {
+	if r.g.cfg.DemoteInSkew && r.demote > 0 && advskew < 255 {
+		return max(advskew, DemotedSkew)
+	}
+	return advskew
+}
+
+// advertise sends one advert per family with the given timing (the
+// advskew before DemoteInSkew applies).
 func (r *run) advertise(advbase, advskew int) {
 	g := r.g
+	advskew = r.skew(advskew)
 	for _, f := range g.families {
 		if g.cfg.CounterMode == CounterIncrement {
 			r.counter++
@@ -482,7 +494,7 @@ func (r *run) isLoop(a Advertisement) bool {
 // demote byte).
 func (r *run) process(f Family, a Advertisement) {
 	g := r.g
-	tme, tpeer := g.tme, a.Timing()
+	tme, tpeer := int(g.cfg.AdvBase)<<8|r.skew(int(g.cfg.AdvSkew)), a.Timing()
 	dme, dpeer := r.demote, int(a.Demote)
 	switch r.state {
 	case Master:

@@ -48,6 +48,7 @@
 //	carpd only
 //	   --peer ADDR          unicast adverts to ADDR; once per family (FreeBSD peer/peer6)
 //	   --demote-file FILE   demotion (0-255) read from FILE every second; absent = 0
+//	   --demote-skew        while demoted, also advertise advskew 240 (FreeBSD), for ucarp peers
 //	   --manage-vip         install, announce (GARP / unsolicited NA) and remove the addresses
 //	   --vmac               the addresses live on macvlan carp<vhid> with MAC 00:00:5e:00:01:<vhid>;
 //	                        implies --manage-vip
@@ -89,7 +90,10 @@
 // --demote-file feeds health into CARP demotion: a health check writes an
 // integer 0-255 into the file and the group advertises it in the demote
 // byte; a more demoted master loses to a less demoted backup even without
-// --preempt (OpenBSD's rule; ucarp and FreeBSD ignore the byte). The file is
+// --preempt (OpenBSD's rule; ucarp and FreeBSD ignore the byte: with
+// --demote-skew a demoted carpd also advertises advskew 240, as FreeBSD
+// does, so that a ucarp or FreeBSD backup with --preempt takes over; use it
+// on every carpd of a group with such members). The file is
 // read every second instead of watched: a few-byte read costs what a stat
 // does, works however the file is replaced, and cannot miss a rewrite that
 // falls within the filesystem's mtime granularity. An absent file means 0;

@@ -40,6 +40,7 @@ type options struct {
 	McastIP       netip.Addr   // --mcast/--mcastip: only the default group is supported
 	Peers         []netip.Addr // --peer, at most one per family
 	DemoteFile    string       // --demote-file
+	DemoteSkew    bool         // --demote-skew
 	ManageVIP     bool         // --manage-vip
 	VMAC          bool         // --vmac (implies --manage-vip)
 	ScriptTimeout time.Duration
@@ -189,6 +190,10 @@ var flagTable = []flagSpec{
 			return errors.New("must be a file name")
 		}
 		o.DemoteFile = v
+		return nil
+	}},
+	{0, "demote-skew", "", "while demoted, also advertise advskew 240 (FreeBSD's way), so that ucarp and FreeBSD peers see the demotion", func(o *options, _ string) error {
+		o.DemoteSkew = true
 		return nil
 	}},
 	{0, "manage-vip", "", "install, announce and remove the addresses ourselves", func(o *options, _ string) error {

@@ -66,11 +66,11 @@ func TestParseArgs(t *testing.T) {
 		{
 			"several addresses of both families, peers, carpd flags",
 			append(base, "-a", "fd00::254", "--addr=10.0.0.253", "--peer", "10.0.0.2", "--peer=fd00::2",
-				"--demote-file", "/run/carp.demote", "--vmac", "--script-timeout=30s"),
+				"--demote-file", "/run/carp.demote", "--demote-skew", "--vmac", "--script-timeout=30s"),
 			want(func(o *options) {
 				o.Addrs = append(o.Addrs, netip.MustParseAddr("fd00::254"), netip.MustParseAddr("10.0.0.253"))
 				o.Peers = []netip.Addr{netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("fd00::2")}
-				o.DemoteFile, o.VMAC, o.ManageVIP, o.ScriptTimeout = "/run/carp.demote", true, true, 30*time.Second
+				o.DemoteFile, o.DemoteSkew, o.VMAC, o.ManageVIP, o.ScriptTimeout = "/run/carp.demote", true, true, true, 30*time.Second
 			}),
 		},
 		{"last value wins, as getopt", append(base, "-k", "5", "-k", "6"), want(func(o *options) { o.AdvSkew = 6 })},
