@@ -215,6 +215,11 @@ func simulate(t *testing.T, seed uint64) {
 			n.table.mu.Lock()
 			n.deleted[id] = true
 			n.table.mu.Unlock()
+			// The flow is gone from the dataplane, including a copy the
+			// engine wrote there (a record of ours a peer had changed).
+			if err := n.table.MemTable.Delete(id); err != nil {
+				t.Fatal(err)
+			}
 			if err := n.e.Delete(id); err != nil {
 				t.Fatal(err)
 			}
