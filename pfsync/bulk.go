@@ -355,6 +355,9 @@ func (e *Engine) bulkRequested(p *peer, r wire.BulkRequest, now time.Time) {
 	}
 	job := bulkJob{peer: p.id, gen: r.Generation, creator: r.Creator, buckets: buckets}
 	for _, j := range e.bulks {
+		if j.peer == p.id && j.gen == job.gen {
+			return // the same request again (a retransmission)
+		}
 		if j.peer == p.id {
 			*j = job
 			e.wakeBy(now)

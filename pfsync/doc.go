@@ -53,6 +53,15 @@
 // (Config.AntiEntropy) let every node find records that silently diverged
 // from their creator's copy, and fetch only the buckets that differ.
 //
+// Nor does either check that a peer is live before believing it. A node
+// that restarts has lost its Sealer's replay window, so a recording of a
+// peer's frames would authenticate and could bring back records deleted
+// since. Every new epoch of a peer must first echo the node's own random
+// epoch in a Hello (a round trip; retried every Heartbeat); until then only
+// its Hellos and its requests for our records count
+// (Stats.Unconfirmed, PeerStats.Confirmed), and the bulk sync is asked for
+// once it is confirmed.
+//
 // # Commit modes
 //
 // With CommitDirect (the default, pfsync's behaviour) remote changes reach

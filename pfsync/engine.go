@@ -842,7 +842,7 @@ func (e *Engine) Stats() Stats {
 	s.Peers = make(map[NodeID]PeerStats, len(e.peers))
 	for id, p := range e.peers {
 		ps := p.stats
-		ps.Up, ps.Epoch, ps.LastHeard, ps.Acked = p.up, p.epoch, p.lastHeard, p.acked
+		ps.Up, ps.Confirmed, ps.Epoch, ps.LastHeard, ps.Acked = p.up, p.confirmed, p.epoch, p.lastHeard, p.acked
 		if p.next > 0 {
 			ps.Received = p.next - 1
 		}

@@ -73,8 +73,12 @@ func FuzzInput(f *testing.F) {
 		}
 		e.started = true // input without the goroutines
 		e.epoch = 0      // bulk generations the seeds can name
-		e.mu.Lock()
 		now := time.Now()
+		e.mu.Lock()
+		e.input(Datagram{Payload: frame}, now) // from a peer not confirmed yet
+		e.mu.Unlock()
+		confirm(t, e, 2, 9, now)
+		e.mu.Lock()
 		e.input(Datagram{Payload: frame}, now)
 		e.input(Datagram{Payload: frame}, now) // duplicates too
 		e.tick(now.Add(time.Second))
@@ -84,6 +88,26 @@ func FuzzInput(f *testing.F) {
 		}
 		checkExternal(t, e)
 	})
+}
+
+// confirm makes node (epoch) a confirmed peer of e: it feeds e the Hello
+// that echoes e's epoch. A frame of another epoch fed to e before has
+// made the peer restart, so the Hello brings it back to this epoch.
+func confirm(t *testing.T, e *Engine, node NodeID, epoch uint64, now time.Time) {
+	t.Helper()
+	var b wire.Builder
+	if err := b.Reset(nil, 1500, wire.Header{Sender: uint32(node), Epoch: epoch, Flags: wire.FlagUnsequenced}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AddHello(wire.Hello{Node: uint32(node), Epoch: epoch, Flags: wire.HelloReply, Echo: e.epoch}); err != nil {
+		t.Fatal(err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.input(Datagram{Payload: b.Frame()}, now)
+	if p := e.peers[node]; p == nil || !p.confirmed || p.epoch != epoch {
+		t.Fatalf("node %d epoch %d not confirmed by its Hello", node, epoch)
+	}
 }
 
 // fuzzBulkGen is the generation of the first bulk request an engine of

@@ -58,6 +58,15 @@ func (e *Engine) input(d Datagram, now time.Time) {
 	}
 	p.stats.FramesIn++
 	p.stats.BytesIn += uint64(len(d.Payload))
+	if !p.confirmed {
+		// Until p echoes our epoch, its frames may be a recording
+		// replayed to us after our restart (the Sealer's replay window
+		// did not survive it): elements reads only what cannot change
+		// our state, and p's stream starts once it is confirmed.
+		e.elements(p, h, now)
+		e.syncCheck(now)
+		return
+	}
 
 	sequenced := h.Flags&wire.FlagUnsequenced == 0
 	if sequenced {
@@ -148,9 +157,13 @@ func (e *Engine) peerFor(sender NodeID, epoch uint64, now time.Time) *peer {
 	p.up = true
 	switch {
 	case fresh:
-		// Tell the new epoch who we are, and get its state.
-		e.sendHello(sender, true, now)
-		e.requestBulk(p, now)
+		// Tell the new epoch who we are, and ask it to echo our epoch
+		// before anything it sends counts (Engine.unconfirmed).
+		p.confirmed = false
+		e.askEcho(p, now)
+	case !wasUp && !p.confirmed:
+		// Still waiting for the echo: ask again at once.
+		e.askEcho(p, now)
 	case !wasUp:
 		// Back after silence: what it sent meanwhile is lost for us, and
 		// our frames to it were released. Start both streams afresh and
@@ -163,11 +176,52 @@ func (e *Engine) peerFor(sender NodeID, epoch uint64, now time.Time) *peer {
 	return p
 }
 
-// elements processes the elements of the frame in e.rd.
+// hello handles a Hello of p, whose frame names seq as p's last sequenced
+// frame: it confirms p if it echoes our epoch, and answers a Hello that is
+// not itself an answer.
+func (e *Engine) hello(p *peer, hl wire.Hello, seq uint64, now time.Time) {
+	p.boot = hl.Boot
+	if !p.confirmed && hl.Echo == e.epoch {
+		// p is live: its stream starts after the frames it sent before
+		// the Hello (the bulk sync covers what they carried), and frames
+		// sent after it count even if they arrived first: starting at
+		// the first frame to arrive, an earlier one delayed behind it
+		// would count as a duplicate.
+		p.confirmed, p.helloAt = true, time.Time{}
+		p.resetStream()
+		p.next, p.highest = seq+1, seq
+		e.log.Debug("pfsync: peer confirmed", "peer", uint32(p.id), "from_seq", seq+1)
+		e.requestBulk(p, now)
+	}
+	if hl.Flags&wire.HelloReply == 0 && p.helloSent != now {
+		e.sendHello(p.id, true, now)
+	}
+}
+
+// askEcho sends p a Hello that carries p's epoch and asks for ours back
+// (Engine.hello answers it), and schedules the next one while p has not
+// answered.
+func (e *Engine) askEcho(p *peer, now time.Time) {
+	e.sendHello(p.id, false, now)
+	p.helloSent = now
+	p.helloAt = now.Add(e.cfg.Heartbeat)
+}
+
+// elements processes the elements of the frame in e.rd. From a peer not
+// confirmed yet it reads only Hellos and requests for our records (a
+// Request or BulkRequest makes us send what we hold, whoever asked): a
+// recording replayed to us could otherwise bring back records deleted
+// since. The bulk sync that follows the confirmation brings everything the
+// peer holds.
 func (e *Engine) elements(p *peer, h wire.Header, now time.Time) {
-	inBulk := false
+	inBulk, dropped := false, false
 	for e.rd.Next() {
-		switch e.rd.Kind() {
+		k := e.rd.Kind()
+		if !p.confirmed && k != wire.KindHello && k != wire.KindRequest && k != wire.KindBulkRequest {
+			dropped = true
+			continue
+		}
+		switch k {
 		case wire.KindInsert, wire.KindUpdate:
 			if err := e.rd.Record(&e.in); err != nil {
 				e.stats.BadValue++
@@ -258,7 +312,7 @@ func (e *Engine) elements(p *peer, h wire.Header, now time.Time) {
 				e.stats.BadValue++
 				continue
 			}
-			p.boot = hl.Boot
+			e.hello(p, hl, h.Seq, now)
 		case wire.KindDigest:
 			if err := e.rd.Digest(&e.dig); err != nil {
 				e.stats.BadValue++
@@ -268,6 +322,9 @@ func (e *Engine) elements(p *peer, h wire.Header, now time.Time) {
 		case wire.KindHeartbeat, wire.KindInsertAck:
 			// Liveness is any frame; deferral is not implemented.
 		}
+	}
+	if dropped {
+		e.stats.Unconfirmed++
 	}
 }
 

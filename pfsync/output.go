@@ -292,6 +292,9 @@ func (e *Engine) sendHello(to NodeID, reply bool, now time.Time) {
 	if reply {
 		h.Flags = wire.HelloReply
 	}
+	if p := e.peers[to]; p != nil {
+		h.Echo = p.epoch
+	}
 	if err := e.b.AddHello(h); err != nil {
 		e.log.Error("pfsync: hello", "err", err)
 		return

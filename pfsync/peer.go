@@ -22,6 +22,12 @@ type peer struct {
 	retired   [4]uint64 // epochs the peer left behind: their late frames are dropped
 	up        bool
 	lastHeard time.Time
+	// confirmed: this epoch of the peer echoed our epoch in a Hello. Until
+	// then its frames may be a recording replayed to us after our restart:
+	// only its Hellos are read, and its stream and bulk wait.
+	confirmed bool
+	helloAt   time.Time // next Hello asking an unconfirmed peer for the echo
+	helloSent time.Time // when askEcho last sent one (a Hello of p then needs no answer)
 
 	// Receiving the peer's stream.
 	next     uint64 // lowest sequence number not received; 0 = stream not started

@@ -24,6 +24,7 @@ func TestBulkStartPresizeBounded(t *testing.T) {
 	if err := b.AddBulkStart(wire.BulkStart{Generation: fuzzBulkGen, Expected: 1 << 40}); err != nil {
 		t.Fatal(err)
 	}
+	confirm(t, e, 2, 9, time.Now())
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	e.mu.Lock()

@@ -28,6 +28,7 @@ func TestRequestByID(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond) // announced (to nobody yet)
 		peer := network.Attach(3)
+		handshake(t, peer, 1, 3, 5)
 		unknown := testRecord(record.ID{Creator: 3, Num: 42}, 10)
 		d := unknown.Delta(record.FieldsAll)
 		var b wire.Builder
@@ -77,4 +78,47 @@ func TestRequestByID(t *testing.T) {
 			t.Errorf("RequestsSent, RequestsAnswered = %d, %d; want 1, 1", s.RequestsSent, s.RequestsAnswered)
 		}
 	})
+}
+
+// handshake makes the node at ep (id from, epoch) a confirmed peer of
+// engine node to: it says hello, reads the engine's Hello that echoes its
+// epoch, and echoes the engine's epoch back, as an engine would.
+func handshake(t *testing.T, ep *pfsynctest.Endpoint, to, from pfsync.NodeID, epoch uint64) {
+	t.Helper()
+	send := func(h wire.Hello) {
+		var b wire.Builder
+		if err := b.Reset(nil, 1500, wire.Header{Sender: uint32(from), Epoch: epoch}); err != nil {
+			t.Fatal(err)
+		}
+		b.SetFlags(wire.FlagUnsequenced)
+		if err := b.AddHello(h); err != nil {
+			t.Fatal(err)
+		}
+		if err := ep.Send(to, b.Frame()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(wire.Hello{Node: uint32(from), Epoch: epoch, MinVersion: wire.Version, MaxVersion: wire.Version})
+	for {
+		d, ok := tryReceive(ep)
+		if !ok {
+			t.Fatal("the engine sent no Hello echoing our epoch")
+		}
+		var rd wire.Reader
+		if err := rd.Reset(d.Payload); err != nil {
+			t.Fatal(err)
+		}
+		for rd.Next() {
+			if rd.Kind() != wire.KindHello {
+				continue
+			}
+			hl, err := rd.Hello()
+			if err != nil || hl.Echo != epoch {
+				continue
+			}
+			send(wire.Hello{Node: uint32(from), Epoch: epoch, MinVersion: wire.Version, MaxVersion: wire.Version,
+				Flags: wire.HelloReply, Echo: hl.Epoch})
+			return
+		}
+	}
 }

@@ -18,6 +18,9 @@ type Stats struct {
 	UnknownKind uint64 // sections of an unknown kind, skipped
 	BadValue    uint64 // frames or records that failed validation
 	NotForUs    uint64 // frames from ourselves or unknown-envelope plaintext
+	// Unconfirmed counts frames dropped because their sender has not yet
+	// echoed this node's epoch in a Hello (see PeerStats.Confirmed).
+	Unconfirmed uint64
 
 	// Authentication, by the Sealer error sentinel.
 	AuthFailures uint64 // all of the below
@@ -83,7 +86,10 @@ type Stats struct {
 
 // PeerStats is the per-peer part of Stats.
 type PeerStats struct {
-	Up                  bool
+	Up bool
+	// Confirmed: the peer has echoed this node's current epoch in a Hello,
+	// so it is live, not a recording. Until then only its Hellos count.
+	Confirmed           bool
 	Epoch               uint64    // the peer's current epoch (changes when it restarts)
 	LastHeard           time.Time // zero if never heard
 	FramesIn, FramesOut uint64    // FramesOut counts broadcasts too

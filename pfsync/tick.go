@@ -30,6 +30,13 @@ func (e *Engine) tick(now time.Time) time.Time {
 			continue
 		}
 		earlier(p.lastHeard.Add(dead))
+		if !p.confirmed {
+			if !now.Before(p.helloAt) {
+				e.askEcho(p, now)
+			}
+			earlier(p.helloAt)
+			continue
+		}
 		if p.hasGap() && !p.gapSince.IsZero() && now.Sub(p.gapSince) >= gapTimeout {
 			// The peer could not fill the gap (its resend queue dropped
 			// the frames): move on and resynchronise.

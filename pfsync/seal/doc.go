@@ -91,7 +91,8 @@
 // run it accepts the first run it authenticates, so an attacker holding a
 // recording can replay frames of a sender's previous run (until the live
 // run's newer boot arrives) or earlier frames of its current run (once
-// each). Closing that gap needs a round trip, which is the engine's job: a
-// restarted node should apply a peer's records only after the peer has
-// echoed the node's own new epoch (for instance in the hello/bulk exchange).
+// each). Closing that gap needs a round trip, which the engine makes: it
+// applies nothing of a peer's new epoch but its Hellos and requests until
+// the peer has echoed the node's own random epoch in a Hello, which no
+// recording can hold (package pfsync, Stats.Unconfirmed).
 package seal

@@ -426,8 +426,14 @@ const (
 // hello in one mechanism). Boot is a persisted, strictly increasing counter
 // (or start time) so frames of a superseded epoch can be rejected.
 //
-// Wire (28 bytes): node u32 | epoch u64 | boot u64 | min-version u8 |
-// max-version u8 | flags u8 | pad u8 | caps u32.
+// Echo is the epoch of the node a Hello is addressed to, as the sender last
+// heard it (0 in a broadcast Hello). Epochs are random per start, so a
+// Hello that echoes a node's current epoch cannot come from a recording:
+// it proves that its sender is live, which a node that restarted and lost
+// its replay state cannot otherwise tell.
+//
+// Wire (36 bytes): node u32 | epoch u64 | boot u64 | min-version u8 |
+// max-version u8 | flags u8 | pad u8 | caps u32 | echo u64.
 type Hello struct {
 	Node       uint32
 	Epoch      uint64
@@ -436,12 +442,13 @@ type Hello struct {
 	MaxVersion uint8 // highest protocol version the node speaks
 	Flags      HelloFlags
 	Caps       Caps
+	Echo       uint64 // the addressee's epoch, or 0
 }
 
 // Kind returns KindHello.
 func (Hello) Kind() Kind { return KindHello }
 
-// AppendBinary appends the 28-byte element body.
+// AppendBinary appends the 36-byte element body.
 func (h Hello) AppendBinary(b []byte) ([]byte, error) {
 	if h.Node == 0 {
 		return b, fmt.Errorf("%w: hello from node 0", ErrInvalid)
@@ -450,7 +457,8 @@ func (h Hello) AppendBinary(b []byte) ([]byte, error) {
 	b = be.AppendUint64(b, h.Epoch)
 	b = be.AppendUint64(b, h.Boot)
 	b = append(b, h.MinVersion, h.MaxVersion, byte(h.Flags), 0)
-	return be.AppendUint32(b, uint32(h.Caps)), nil
+	b = be.AppendUint32(b, uint32(h.Caps))
+	return be.AppendUint64(b, h.Echo), nil
 }
 
 // UnmarshalBinary decodes an element body.
@@ -461,6 +469,7 @@ func (h *Hello) UnmarshalBinary(b []byte) error {
 	*h = Hello{
 		Node: be.Uint32(b), Epoch: be.Uint64(b[4:]), Boot: be.Uint64(b[12:]),
 		MinVersion: b[20], MaxVersion: b[21], Flags: HelloFlags(b[22]), Caps: Caps(be.Uint32(b[24:])),
+		Echo: be.Uint64(b[28:]),
 	}
 	if h.Node == 0 {
 		return fmt.Errorf("%w: hello from node 0 at offset 0", ErrInvalid)

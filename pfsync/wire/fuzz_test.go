@@ -193,7 +193,7 @@ func FuzzAck(f *testing.F) {
 	fuzzElement(f, Ack{Peer: 1, Epoch: 2, Cum: 3}, Ack{Peer: 1, Epoch: 2, Cum: 3, Nacks: []SeqRange{{5, 6}, {9, 9}}})
 }
 func FuzzHello(f *testing.F) {
-	fuzzElement(f, Hello{Node: 1, Epoch: 2, Boot: 3, MinVersion: 1, MaxVersion: 1, Flags: HelloReply, Caps: CapDefer})
+	fuzzElement(f, Hello{Node: 1, Epoch: 2, Boot: 3, MinVersion: 1, MaxVersion: 1, Flags: HelloReply, Caps: CapDefer, Echo: 4})
 }
 func FuzzHeartbeat(f *testing.F) {
 	fuzzElement(f, Heartbeat{Interval: time.Second, Records: 9})

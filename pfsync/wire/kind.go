@@ -44,7 +44,7 @@ const (
 	// variable size). From conntrackd's FT-FW mode.
 	KindAck Kind = 11
 	// KindHello: a node's epoch, boot counter, versions and capabilities
-	// (Hello, 28 bytes).
+	// (Hello, 36 bytes).
 	KindHello Kind = 12
 	// KindHeartbeat: the sender is alive (Heartbeat, 12 bytes).
 	KindHeartbeat Kind = 13
@@ -65,7 +65,7 @@ const (
 	BulkRequestLen = 44
 	BulkStartLen   = 16
 	BulkEndLen     = 24
-	HelloLen       = 28
+	HelloLen       = 36
 	HeartbeatLen   = 12
 	BulkMarkLen    = 36
 )

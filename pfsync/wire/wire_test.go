@@ -657,7 +657,7 @@ func randElement(rng *rand.Rand) Element {
 		return a
 	case KindHello:
 		return Hello{Node: id.Creator, Epoch: rng.Uint64(), Boot: rng.Uint64(), MinVersion: 1, MaxVersion: 1,
-			Flags: HelloFlags(rng.IntN(256)), Caps: Caps(rng.Uint32())}
+			Flags: HelloFlags(rng.IntN(256)), Caps: Caps(rng.Uint32()), Echo: rng.Uint64()}
 	case KindHeartbeat:
 		return Heartbeat{Interval: time.Duration(rng.Uint32()) * time.Millisecond, Records: rng.Uint64()}
 	default:
