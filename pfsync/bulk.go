@@ -331,7 +331,8 @@ func (e *Engine) retryBulk(p *peer, now time.Time) {
 // (a gap its resend queue could not fill, or a jump beyond the receive
 // window). They may have carried changes to records of any bucket: a full
 // session in progress unsettles every bucket and distrusts marks of ranges
-// begun before the loss, but goes on; otherwise a full session starts.
+// begun before the loss, but goes on; otherwise the node resynchronises
+// (Engine.resync).
 func (e *Engine) streamLost(p *peer, seq uint64, now time.Time) {
 	e.stats.GapsGivenUp++
 	if b := &p.bulk; b.active() && b.creator == 0 {
@@ -341,7 +342,7 @@ func (e *Engine) streamLost(p *peer, seq uint64, now time.Time) {
 		b.done = wire.BucketSet{}
 		return
 	}
-	e.requestBulk(p, now)
+	e.resync(p, now)
 }
 
 // bulkRequested queues (or restarts) the bulk transfer to p.
@@ -552,70 +553,4 @@ func (e *Engine) sendBulkFrame(j *bulkJob, now time.Time) bool {
 	e.ring.push(f)
 	e.trimRing()
 	return done
-}
-
-// antiEntropyBuckets is how many buckets a digest splits a creator's
-// records into.
-const antiEntropyBuckets = 64
-
-// sendDigest broadcasts the digest of this node's own records, after
-// flushing, so that a peer that received our whole stream up to the
-// digest's sequence number must hold exactly these versions.
-func (e *Engine) sendDigest(now time.Time) {
-	e.flushLocked(now)
-	sums := make([]uint64, antiEntropyBuckets)
-	self := uint32(e.cfg.Node)
-	for id, ent := range e.store {
-		if id.Creator == self {
-			sums[record.Bucket(id, antiEntropyBuckets)] += record.Hash(id, ent.ver)
-		}
-	}
-	for first := 0; first < len(sums); {
-		if err := e.b.Reset(e.frame[:0], e.mtu, e.header(e.nextSeq-1)); err != nil {
-			return
-		}
-		e.b.SetFlags(wire.FlagUnsequenced)
-		n := min(len(sums)-first, (e.b.Room()-wire.SectionHeaderLen-2-11)/8)
-		if n <= 0 {
-			return
-		}
-		e.dig = wire.Digest{Creator: self, Buckets: antiEntropyBuckets, First: uint16(first), Sums: sums[first : first+n]}
-		if err := e.b.AddDigest(&e.dig); err != nil {
-			e.log.Error("pfsync: digest", "err", err)
-			return
-		}
-		e.sendFrame(Broadcast, e.b.Frame(), now)
-		first += n
-	}
-	e.dig.Sums = nil
-	e.stats.DigestsSent++
-}
-
-// remoteDigest compares an owner's digest of its records with ours, once
-// we hold its whole stream up to the digest, and repairs a mismatch with a
-// bulk sync of that owner's records.
-func (e *Engine) remoteDigest(p *peer, h wire.Header, d *wire.Digest, now time.Time) {
-	if d.Creator != uint32(p.id) || p.next == 0 || p.next <= h.Seq || p.bulk.active() || p.hasGap() {
-		return
-	}
-	var sums [antiEntropyBuckets]uint64
-	if d.Buckets != antiEntropyBuckets {
-		return
-	}
-	for id, ent := range e.store {
-		if id.Creator == d.Creator {
-			sums[record.Bucket(id, antiEntropyBuckets)] += record.Hash(id, ent.ver)
-		}
-	}
-	var repair wire.BucketSet
-	for i, s := range d.Sums {
-		if b := int(d.First) + i; sums[b] != s {
-			e.stats.DigestMismatches++
-			repair.AddCoarse(b, antiEntropyBuckets)
-		}
-	}
-	if !repair.Empty() {
-		e.log.Info("pfsync: anti-entropy mismatch, repairing", "peer", uint32(p.id), "buckets", repair.Len())
-		e.startBulk(p, d.Creator, repair, now)
-	}
 }

@@ -51,7 +51,14 @@
 // settle nothing, the sync is reported in Stats.BulkGaveUp and a residual
 // demotion — never taken for success. Periodic anti-entropy digests
 // (Config.AntiEntropy) let every node find records that silently diverged
-// from their creator's copy, and fetch only the buckets that differ.
+// from their creator's copy, and fetch only the buckets that differ. And
+// when frames of a peer's stream are lost for good after the node once
+// held the peer's whole table — the peer is back after a silence, or a gap
+// outlived the peer's resend queue — the node asks for the digest of
+// everything the peer holds and fetches the buckets that differ, not the
+// whole table again (Stats.Resyncs, ResyncBuckets; a peer that does not
+// answer within Config.BulkTimeout is resynchronised with a whole bulk,
+// ResyncTimeouts).
 //
 // Nor does either check that a peer is live before believing it. A node
 // that restarts has lost its Sealer's replay window, so a recording of a

@@ -61,6 +61,11 @@ func FuzzInput(f *testing.F) {
 		b.AddAck(&wire.Ack{Peer: 1, Epoch: 1, Cum: 0, Nacks: []wire.SeqRange{{First: 1, Last: 2}}})
 		b.AddDigest(&wire.Digest{Creator: 2, Buckets: antiEntropyBuckets, Sums: make([]uint64, antiEntropyBuckets)})
 	})
+	// A whole-table digest asked for (answered) and one sent in answer.
+	add(wire.FlagUnsequenced, func(b *wire.Builder) {
+		b.AddDigest(&wire.Digest{Creator: 0, Buckets: wire.Buckets, Sums: make([]uint64, 100)})
+		b.AddDigest(&wire.Digest{Creator: 0, Flags: wire.DigestReply, Buckets: wire.Buckets, First: 100, Sums: make([]uint64, 50)})
+	})
 	d := rec.Delta(record.FieldsAll)
 	add(0, func(b *wire.Builder) { b.AddDelta(&d) })
 	f.Add([]byte{1, 0, 0, 0, 0, 2})

@@ -147,6 +147,7 @@ func (e *Engine) peerFor(sender NodeID, epoch uint64, now time.Time) *peer {
 		p.resetStream()
 		p.acked = e.nextSeq - 1
 		p.bulk = bulkRecv{}
+		p.resyncAt = time.Time{}
 		p.synced, p.bulkFailed = false, false
 		p.stats.Restarts++
 		fresh = true
@@ -158,7 +159,7 @@ func (e *Engine) peerFor(sender NodeID, epoch uint64, now time.Time) *peer {
 	switch {
 	case fresh:
 		// Tell the new epoch who we are, and ask it to echo our epoch
-		// before anything it sends counts (Engine.unconfirmed).
+		// before anything it sends counts (Engine.elements, Engine.hello).
 		p.confirmed = false
 		e.askEcho(p, now)
 	case !wasUp && !p.confirmed:
@@ -171,7 +172,7 @@ func (e *Engine) peerFor(sender NodeID, epoch uint64, now time.Time) *peer {
 		e.log.Info("pfsync: peer is back", "peer", uint32(sender))
 		p.resetStream()
 		p.acked = e.nextSeq - 1
-		e.requestBulk(p, now)
+		e.resync(p, now)
 	}
 	return p
 }

@@ -42,6 +42,13 @@ type peer struct {
 	// Our stream as the peer acknowledged it.
 	acked uint64
 
+	// A resynchronisation by digest (Engine.resync): the deadline for p's
+	// whole-table digest (zero: none awaited), the bucket sums of it
+	// compared so far and the buckets found different.
+	resyncAt     time.Time
+	resyncGot    int
+	resyncRepair wire.BucketSet
+
 	bulk       bulkRecv
 	synced     bool // a full bulk sync from this epoch of the peer completed
 	bulkFailed bool // a full bulk sync from this epoch failed every retry

@@ -68,6 +68,14 @@ type Stats struct {
 	DigestsSent      uint64
 	DigestMismatches uint64 // anti-entropy buckets (of 64) found different from the owner's
 
+	// Resynchronisation after frames lost for good (a peer back after a
+	// silence, a gap its resend queue could not fill): by digest, fetching
+	// only the buckets that differ, when the peer's table was once held
+	// whole; a whole-table bulk otherwise.
+	Resyncs        uint64 // resynchronisations by digest started
+	ResyncBuckets  uint64 // buckets (of wire.Buckets) they found different and fetched
+	ResyncTimeouts uint64 // peers that sent no digest in time: a whole-table bulk instead
+
 	// Gauges.
 	Pending      int  // records queued for the next frame
 	ResendQueue  int  // record references waiting for acks

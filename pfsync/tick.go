@@ -25,6 +25,7 @@ func (e *Engine) tick(now time.Time) time.Time {
 			if p.bulk.active() {
 				p.bulk = bulkRecv{}
 			}
+			p.resyncAt = time.Time{}
 		}
 		if !p.up {
 			continue
@@ -57,6 +58,13 @@ func (e *Engine) tick(now time.Time) time.Time {
 				acksDue = true
 			} else {
 				earlier(p.ackAt)
+			}
+		}
+		if !p.resyncAt.IsZero() {
+			if !now.Before(p.resyncAt) {
+				e.resyncTimedOut(p, now)
+			} else {
+				earlier(p.resyncAt)
 			}
 		}
 		if p.bulk.active() {
