@@ -58,7 +58,7 @@ type bulkRecv struct {
 	session  wire.BucketSet         // the buckets the session must settle
 	done     wire.BucketSet         // the buckets settled
 	attempts int                    // attempts in a row that settled nothing
-	lostAt   uint64                 // last sequence number of the peer's stream lost during the session
+	lost     bool                   // frames of the peer's stream were lost for good during the session
 	seen     map[record.ID]struct{} // repairs: the IDs the owner sent
 
 	// The current attempt.
@@ -249,9 +249,6 @@ func (e *Engine) checkBulk(p *peer, now time.Time) {
 // settle checks mark m against the bulk elements received and settles its
 // buckets if they match.
 func (e *Engine) settle(b *bulkRecv, m wire.BulkMark) {
-	if b.lostAt != 0 && m.Since <= b.lostAt {
-		return // the range began before frames were lost: fetch it again
-	}
 	var d record.Digest
 	for k := m.First; k <= m.Last; k++ {
 		d.Combine(b.got[k])
@@ -293,7 +290,11 @@ func (e *Engine) completeBulk(p *peer, now time.Time) {
 		}
 		e.scheduleFlush(now)
 	}
+	lost := b.lost && b.creator == 0
 	p.bulk = bulkRecv{state: bulkComplete}
+	if lost {
+		e.resync(p, now)
+	}
 }
 
 // retryBulk asks p again for the buckets of the session not settled, or
@@ -329,17 +330,18 @@ func (e *Engine) retryBulk(p *peer, now time.Time) {
 
 // streamLost handles frames of p's stream up to seq that will never arrive
 // (a gap its resend queue could not fill, or a jump beyond the receive
-// window). They may have carried changes to records of any bucket: a full
-// session in progress unsettles every bucket and distrusts marks of ranges
-// begun before the loss, but goes on; otherwise the node resynchronises
-// (Engine.resync).
+// window). They may have carried changes to records of any bucket: the
+// node resynchronises by digest (Engine.resync) — at once, or when the
+// full bulk session in progress completes.
 func (e *Engine) streamLost(p *peer, seq uint64, now time.Time) {
 	e.stats.GapsGivenUp++
 	if b := &p.bulk; b.active() && b.creator == 0 {
-		e.log.Info("pfsync: frames lost during a bulk sync, its settled ranges will be fetched again",
+		// A lost bulk frame fails its range's mark on its own; lost
+		// incremental updates may concern records of any range, settled
+		// or not: compare digests once the session is complete.
+		e.log.Info("pfsync: frames lost during a bulk sync, the tables will be compared by digest when it completes",
 			"peer", uint32(p.id), "up_to", seq, "settled", b.done.Len())
-		b.lostAt = max(b.lostAt, seq)
-		b.done = wire.BucketSet{}
+		b.lost = true
 		return
 	}
 	e.resync(p, now)

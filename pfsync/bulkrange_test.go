@@ -255,8 +255,9 @@ func TestBulkResumesAfterInterruption(t *testing.T) {
 // TestBulkLostFramesRefetchSettled: halfway through the bulk, the founder
 // updates records and the frames carrying those updates never reach the
 // joiner (every retransmission is lost too), so the joiner gives the gap
-// up. Some updated records are in buckets already settled: the joiner
-// must fetch those buckets again, not keep the stale copies.
+// up. Some updated records are in buckets already settled: once the bulk
+// is complete, the joiner compares the founder's digest with its table
+// and fetches the buckets that differ, rather than keep the stale copies.
 func TestBulkLostFramesRefetchSettled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const n = 10000
@@ -298,11 +299,15 @@ func TestBulkLostFramesRefetchSettled(t *testing.T) {
 			t.Fatal("no update frame was lost")
 		}
 		time.Sleep(60 * time.Second)
-		js, _ := synced(t, f, j)
+		js, fs := synced(t, f, j)
 		if js.GapsGivenUp == 0 {
 			t.Errorf("the joiner never gave up the lost frames: %+v", js)
 		}
-		t.Logf("%d frames lost, %d gaps given up, %d buckets fetched again", nlost, js.GapsGivenUp, js.BulkBucketsRetried)
+		if js.Resyncs == 0 {
+			t.Errorf("the joiner did not compare digests after the bulk: %+v", js)
+		}
+		t.Logf("%d frames lost, %d gaps given up, %d buckets found different by digest, %d retried; founder sent %d bulk records for %d",
+			nlost, js.GapsGivenUp, js.ResyncBuckets, js.BulkBucketsRetried, fs.BulkRecordsSent, n)
 	})
 }
 

@@ -44,6 +44,8 @@ func (e *Engine) tick(now time.Time) time.Time {
 			e.log.Info("pfsync: giving up on lost frames, resynchronising", "peer", uint32(p.id), "from", p.next)
 			p.skipGap(p.gapHigh, now)
 			e.streamLost(p, p.next-1, now)
+			// Bulk marks that waited for the lost frames can settle now.
+			e.checkBulk(p, now)
 		}
 		if p.hasGap() {
 			if !now.Before(p.nackAt) {
@@ -69,11 +71,17 @@ func (e *Engine) tick(now time.Time) time.Time {
 		}
 		if p.bulk.active() {
 			if !now.Before(p.bulk.deadline) {
-				if p.bulk.session.Without(p.bulk.done).Empty() {
+				switch {
+				case p.bulk.session.Without(p.bulk.done).Empty():
 					// Every range settled; only the end marker is
 					// missing, and there is nothing left to ask for.
 					e.completeBulk(p, now)
-				} else {
+				case p.hasGap() && !p.gapSince.IsZero() && len(p.bulk.marks) > 0:
+					// Marks wait behind frames being recovered: the
+					// gap is filled or given up within gapTimeout,
+					// and they settle then.
+					p.bulk.deadline = p.gapSince.Add(gapTimeout)
+				default:
 					e.stats.BulkFailed++
 					e.log.Warn("pfsync: bulk sync timed out", "peer", uint32(p.id), "attempt", p.bulk.attempts+1)
 					e.retryBulk(p, now)
