@@ -43,11 +43,13 @@
 // its records ordered by bucket (wire.Buckets of them, by record ID) and
 // vouches for every finished range of buckets with a digest of the IDs it
 // sent (a bulk mark); the receiver checks each mark once the frames before
-// it arrived. When the transfer ends, stalls for Config.BulkTimeout, or
-// loses frames for good, the receiver asks again for the ranges not
-// settled, and only for those: a corrupted frame costs one range, an
-// interrupted transfer resumes where it stopped (Stats.BulkRangesFailed,
-// BulkBucketsRetried). After Config.BulkRetries attempts in a row that
+// it arrived. When the transfer ends or stalls for Config.BulkTimeout, the
+// receiver asks again for the ranges not settled, and only for those: a
+// corrupted frame costs one range, an interrupted transfer resumes where it
+// stopped (Stats.BulkRangesFailed, BulkBucketsRetried). Frames of the
+// peer's stream lost for good during the transfer may have carried updates
+// of any range: once it is complete, the two tables are compared by digest
+// (see below). After Config.BulkRetries attempts in a row that
 // settle nothing, the sync is reported in Stats.BulkGaveUp and a residual
 // demotion — never taken for success. Periodic anti-entropy digests
 // (Config.AntiEntropy) let every node find records that silently diverged
