@@ -423,13 +423,7 @@ func TestGroupUcarp(t *testing.T) {
 	g.await(t, 0, carp.Master, carp.ReasonMasterTimedOut)
 	p := rawStartUcarp(t, u, 100)
 	mark := p.Len()
-	// Observation window: longer than ucarp's master-down interval.
-	window := time.NewTimer(2 * (3*time.Second + 400*time.Millisecond))
-	select {
-	case <-p.Done():
-		t.Fatalf("ucarp exited: %v", p.Err())
-	case <-window.C:
-	}
+	rawUcarpWindow(t, p)
 	if n := p.Count(mark, "MASTER") + p.Count(0, "Bad digest"); n != 0 {
 		t.Fatalf("ucarp did not accept the Group's adverts:\n%s", strings.Join(p.Output(), "\n"))
 	}
@@ -481,13 +475,7 @@ func TestGroupUcarpDemoteInSkew(t *testing.T) {
 	p := rawStartUcarp(t, u, 100, "--preempt")
 	g.g.SetDemotion("health", 1)
 	mark := p.Len()
-	// Observation window: longer than ucarp's master-down interval.
-	window := time.NewTimer(2 * (3*time.Second + 400*time.Millisecond))
-	select {
-	case <-p.Done():
-		t.Fatalf("ucarp exited: %v", p.Err())
-	case <-window.C:
-	}
+	rawUcarpWindow(t, p)
 	if p.Count(mark, "Switching to state: MASTER") != 0 {
 		t.Fatalf("ucarp took over on the demote byte alone; the control is void:\n%s", strings.Join(p.Output(), "\n"))
 	}

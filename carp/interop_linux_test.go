@@ -56,6 +56,21 @@ func rawStartUcarp(t *testing.T, n *rawNode, advskew int, extra ...string) *netn
 	return p
 }
 
+// rawUcarpWindow lets twice ucarp's master-down interval (3 x 1 s +
+// 100/256 s) plus its check jitter pass, failing if ucarp exits: an
+// observation window for a property ("nothing happens"), not a
+// synchronisation.
+func rawUcarpWindow(t *testing.T, p *netns.Process) {
+	t.Helper()
+	window := time.NewTimer(2 * (3*time.Second + 400*time.Millisecond))
+	defer window.Stop()
+	select {
+	case <-p.Done():
+		t.Fatalf("ucarp exited: %v\n%s", p.Err(), strings.Join(p.Output(), "\n"))
+	case <-window.C:
+	}
+}
+
 // rawAdvertiser sends signed CARP adverts for the ucarp group from a
 // RawTransport until stopped, like a gocarp master would.
 type rawAdvertiser struct {
@@ -161,16 +176,9 @@ func TestUcarpInterop(t *testing.T) {
 	adv := rawAdvertise(t, tr, rawUcarpPass, 0, 300*time.Millisecond)
 	p := rawStartUcarp(t, u, 100)
 
-	// ucarp must stay BACKUP for longer than its master-down interval
-	// (3 x 1 s + 100/256 s) plus its check jitter: this is an observation
-	// window for a property ("nothing happens"), not a synchronisation.
+	// ucarp must stay BACKUP for longer than its master-down interval.
 	mark := p.Len()
-	window := time.NewTimer(2 * (3*time.Second + 400*time.Millisecond))
-	select {
-	case <-p.Done():
-		t.Fatalf("ucarp exited: %v\n%s", p.Err(), strings.Join(p.Output(), "\n"))
-	case <-window.C:
-	}
+	rawUcarpWindow(t, p)
 	if n := p.Count(mark, "MASTER") + p.Count(mark, "UPSCRIPT"); n != 0 {
 		t.Fatalf("ucarp became MASTER while we advertised faster:\n%s", strings.Join(p.Output(), "\n"))
 	}

@@ -54,6 +54,22 @@ func (t *tapTransport) setFilter(f func([]byte) []byte) {
 	t.mu.Unlock()
 }
 
+// cutElements makes t take every element of kind out of the frames it
+// receives, and returns the count of elements taken out.
+func (t *tapTransport) cutElements(tb *testing.T, kind wire.Kind) *atomic.Int64 {
+	var cut atomic.Int64
+	t.setFilter(func(frame []byte) []byte {
+		return withoutElements(tb, frame, func(k wire.Kind) bool {
+			if k == kind {
+				cut.Add(1)
+				return true
+			}
+			return false
+		})
+	})
+	return &cut
+}
+
 // frameInfo tells a sequenced frame's number and whether it is a bulk frame.
 func frameInfo(frame []byte) (seq uint64, sequenced, bulk bool) {
 	var rd wire.Reader
@@ -354,16 +370,7 @@ func TestBulkEndLostAfterEveryRangeSettled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const n = 2000
 		f, j, tap := bulkPair(t, n, pfsync.Config{})
-		var dropped atomic.Int64
-		tap.setFilter(func(frame []byte) []byte {
-			return withoutElements(t, frame, func(k wire.Kind) bool {
-				if k == wire.KindBulkEnd {
-					dropped.Add(1)
-					return true
-				}
-				return false
-			})
-		})
+		dropped := tap.cutElements(t, wire.KindBulkEnd)
 		waitFor(t, 30*time.Second, "the joiner in sync", func() bool { return j.Stats().BulkDone })
 		js, _ := synced(t, f, j)
 		if dropped.Load() == 0 {

@@ -1,7 +1,6 @@
 package pfsync_test
 
 import (
-	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -81,16 +80,7 @@ func TestResyncWithoutDigestFetchesTheTable(t *testing.T) {
 		f, j, tap := bulkPair(t, n, pfsync.Config{AntiEntropy: -1})
 		waitFor(t, 30*time.Second, "the joiner's bulk", func() bool { return j.Stats().BulkDone })
 		silence(t, f, tap, 6*time.Second)
-		var dropped atomic.Int64
-		tap.setFilter(func(frame []byte) []byte {
-			return withoutElements(t, frame, func(k wire.Kind) bool {
-				if k == wire.KindDigest {
-					dropped.Add(1)
-					return true
-				}
-				return false
-			})
-		})
+		dropped := tap.cutElements(t, wire.KindDigest)
 		time.Sleep(10 * time.Second)
 		js, _ := synced(t, f, j)
 		if dropped.Load() == 0 {
