@@ -189,9 +189,14 @@
 // fwpair does not touch nftables. The rules it is tested with (see
 // internal/fwbench.Ruleset, used by e2e_linux_test.go): forward policy drop, "ct state established,related
 // accept", "ct state invalid drop", new flows LAN->WAN only with a SYN,
-// "snat ip to <WAN VIP>" (not masquerade: masquerade flushes its entries
-// when the WAN link goes down and those deletes replicate), and
-// nf_conntrack_tcp_loose=0, nf_conntrack_tcp_be_liberal=0. Replicated TCP
-// flows carry BE_LIBERAL in the kernel (ctnetlink cannot restore sequence
-// windows).
+// "snat ip to <WAN VIP>" and "snat ip6 to <WAN IPv6 VIP>" (not masquerade:
+// masquerade flushes its entries when the WAN link goes down and those
+// deletes replicate), and nf_conntrack_tcp_loose=0,
+// nf_conntrack_tcp_be_liberal=0; IPv4 and IPv6 flows are tested through
+// every failover. Replicated TCP flows carry BE_LIBERAL in the kernel
+// (ctnetlink cannot restore sequence windows). On the firewalls, set
+// net.ipv6.conf.<iface>.keep_addr_on_down=1 or have the network
+// configuration restore the interfaces' IPv6 addresses: Linux flushes them
+// when a link is set down, and the IPv6 virtual addresses take their
+// prefix from them.
 package main

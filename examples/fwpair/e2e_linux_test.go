@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"strconv"
 	"syscall"
@@ -28,9 +29,11 @@ func TestMain(m *testing.M) {
 // synthetic conntrack entries of the late-join phase (default 20000; the
 // issue's figure is 100000, which takes longer than CI's budget allows).
 const (
-	e2eTCPFlows = 1000
-	e2eUDPFlows = 50
-	e2eInterval = 150 * time.Millisecond
+	e2eTCPFlows  = 1000
+	e2eUDPFlows  = 50
+	e2eTCP6Flows = 200 // IPv6, through NAT66 to the WAN group's IPv6 address
+	e2eUDP6Flows = 10
+	e2eInterval  = 150 * time.Millisecond
 )
 
 func lateJoinEntries(t *testing.T) int {
@@ -158,12 +161,78 @@ func maxDemotion(st *Status) int {
 	return m
 }
 
+// traffic is the flows of a test, one set per address family.
+type traffic []*fwbench.Flows
+
+func (tr traffic) resetPhase() {
+	for _, fs := range tr {
+		fs.ResetPhase()
+	}
+}
+
+// waitRecovered waits until every flow of every set echoed after since,
+// or timeout, and returns how many did.
+func (tr traffic) waitRecovered(since time.Time, timeout time.Duration) int {
+	deadline := time.Now().Add(timeout)
+	n := 0
+	for _, fs := range tr {
+		n += fs.WaitRecovered(since, max(time.Until(deadline), 0))
+	}
+	return n
+}
+
+func (tr traffic) stats() []fwbench.FlowStats {
+	var st []fwbench.FlowStats
+	for _, fs := range tr {
+		st = append(st, fs.Stats()...)
+	}
+	return st
+}
+
+func (tr traffic) stop(drain time.Duration) []fwbench.FlowStats {
+	var st []fwbench.FlowStats
+	for _, fs := range tr {
+		st = append(st, fs.Stop(drain)...)
+	}
+	return st
+}
+
+// startTraffic starts the echo servers and the flows of both families:
+// nTCP/nUDP over IPv4 and nTCP6/nUDP6 over IPv6, all stopped and closed in
+// t.Cleanup.
+func startTraffic(t *testing.T, p *pair, nTCP, nUDP, nTCP6, nUDP6 int) (traffic, []*fwbench.EchoServer) {
+	t.Helper()
+	var tr traffic
+	var srvs []*fwbench.EchoServer
+	for _, f := range []struct {
+		server   netip.Addr
+		tcp, udp int
+	}{{fwbench.ServerAddr, nTCP, nUDP}, {fwbench.ServerAddr6, nTCP6, nUDP6}} {
+		if f.tcp+f.udp == 0 {
+			continue
+		}
+		srv, err := fwbench.StartEchoServer(p.Server, f.server)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(srv.Close)
+		srvs = append(srvs, srv)
+		fs, err := fwbench.StartFlows(p.Client, f.server, f.tcp, f.udp, e2eInterval)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { fs.Stop(0) })
+		tr = append(tr, fs)
+	}
+	return tr, srvs
+}
+
 // checkFlows fails the test if any TCP flow was reset, lost or reordered
 // data, or any UDP flow saw disorder or a NAT rebinding, and logs the
 // summary with the largest gap.
-func checkFlows(t *testing.T, phase string, fs *fwbench.Flows) fwbench.Summary {
+func checkFlows(t *testing.T, phase string, tr traffic) fwbench.Summary {
 	t.Helper()
-	s := fwbench.Summarize(fs.Stats(), false)
+	s := fwbench.Summarize(tr.stats(), false)
 	t.Logf("%s: %v", phase, s)
 	if s.TCPFailed > 0 || s.UDPFailed > 0 {
 		t.Errorf("%s: %d TCP and %d UDP flows broke: %v", phase, s.TCPFailed, s.UDPFailed, s.Examples)
@@ -172,8 +241,10 @@ func checkFlows(t *testing.T, phase string, fs *fwbench.Flows) fwbench.Summary {
 }
 
 // TestFailover is the acceptance test of the firewall pair (sync.md §7.15
-// items 5 and 6): 1000 long-lived TCP flows and 50 UDP flows, source-NATed
-// to the WAN virtual address, with nf_conntrack_tcp_loose=0, survive
+// items 5 and 6): 1000 long-lived TCP flows and 50 UDP flows over IPv4 and
+// 200 TCP and 10 UDP flows over IPv6, source-NATed to the WAN group's
+// virtual address of their family (both groups carry an IPv4 and an IPv6
+// address), with nf_conntrack_tcp_loose=0, survive
 //
 //   - lan_cable_pulled: fw1's LAN cable is pulled; both groups move to
 //     fw2 (the WAN group follows), then back when it is plugged in;
@@ -212,18 +283,9 @@ func testFailover(t *testing.T, commit string) {
 	})
 	p.wait(1, "fw1 sees fw2", 10*time.Second, func(s *Status) bool { return s.Sync.PeersUp == 1 && maxDemotion(s) == 0 })
 
-	srv, err := fwbench.StartEchoServer(p.Server, fwbench.ServerAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	fs, err := fwbench.StartFlows(p.Client, fwbench.ServerAddr, e2eTCPFlows, e2eUDPFlows, e2eInterval)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fs.Stop(0) })
-	nflows := e2eTCPFlows + e2eUDPFlows
-	if n := fs.WaitRecovered(time.Now(), 30*time.Second); n != nflows {
+	fs, srvs := startTraffic(t, p, e2eTCPFlows, e2eUDPFlows, e2eTCP6Flows, e2eUDP6Flows)
+	nflows := e2eTCPFlows + e2eUDPFlows + e2eTCP6Flows + e2eUDP6Flows
+	if n := fs.waitRecovered(time.Now(), 30*time.Second); n != nflows {
 		t.Fatalf("only %d of %d flows echo before any failover", n, nflows)
 	}
 	p.wait(2, "every flow replicated to fw2", 20*time.Second, func(s *Status) bool { return s.Sync.Records >= nflows })
@@ -234,7 +296,7 @@ func testFailover(t *testing.T, commit string) {
 		// it to fw2 (the link rule demotes every group of fw1), or
 		// replies would come back through a firewall that no longer
 		// forwards the LAN side.
-		fs.ResetPhase()
+		fs.resetPhase()
 		pulled := time.Now()
 		p.PullCable(1, true)
 		p.waitTakeover(t, 2, pulled, wantCommit(commit, 0))
@@ -244,18 +306,18 @@ func testFailover(t *testing.T, commit string) {
 		if d := st.Groups[1].Demotion; d < 1 {
 			t.Errorf("fw1's WAN group demotion %d, want >= 1 while its LAN link is down", d)
 		}
-		if n := fs.WaitRecovered(time.Now(), 60*time.Second); n != nflows {
+		if n := fs.waitRecovered(time.Now(), 60*time.Second); n != nflows {
 			t.Errorf("%d of %d flows recovered after the LAN cable was pulled", n, nflows)
 		}
 		checkFlows(t, "after fw1's LAN cable was pulled", fs)
 
-		fs.ResetPhase()
+		fs.resetPhase()
 		back := time.Now()
 		p.PullCable(1, false)
 		st = p.waitTakeover(t, 1, back, 0)
 		t.Logf("fw1 took the groups back: %+v", st.Sync.Commits)
 		p.wait(2, "fw2 BACKUP of both groups", 20*time.Second, func(s *Status) bool { return allIn(s, "BACKUP") })
-		if n := fs.WaitRecovered(time.Now(), 60*time.Second); n != nflows {
+		if n := fs.waitRecovered(time.Now(), 60*time.Second); n != nflows {
 			t.Errorf("%d of %d flows recovered after the cable was plugged back", n, nflows)
 		}
 		checkFlows(t, "after fw1's LAN cable was plugged back", fs)
@@ -265,14 +327,14 @@ func testFailover(t *testing.T, commit string) {
 	}
 
 	ok = t.Run("kill_master", func(t *testing.T) {
-		fs.ResetPhase()
+		fs.resetPhase()
 		killed := p.crash(1)
 		st := p.waitTakeover(t, 2, killed, 0) // the flows may have been committed in the previous phase
 		if n := p.ConntrackCount(2); n < nflows {
 			t.Errorf("fw2's kernel holds %d entries after the takeover, want at least %d", n, nflows)
 		}
 		t.Logf("fw2 MASTER and committed %v after the kill: %+v", time.Since(killed).Round(time.Millisecond), st.Sync.Commits)
-		if n := fs.WaitRecovered(time.Now(), 60*time.Second); n != nflows {
+		if n := fs.waitRecovered(time.Now(), 60*time.Second); n != nflows {
 			t.Errorf("%d of %d flows recovered after the takeover", n, nflows)
 		}
 		checkFlows(t, "after fw1 was killed", fs)
@@ -282,7 +344,7 @@ func testFailover(t *testing.T, commit string) {
 	}
 
 	ok = t.Run("master_returns", func(t *testing.T) {
-		fs.ResetPhase()
+		fs.resetPhase()
 		p.Reboot(1)
 		p.Cut(1, false)
 		back := time.Now()
@@ -302,7 +364,7 @@ func testFailover(t *testing.T, commit string) {
 		t.Logf("fw1 MASTER again (preempted after its bulk sync) and committed %v after restart: %+v",
 			time.Since(back).Round(time.Millisecond), st.Sync.Commits)
 		p.wait(2, "fw2 BACKUP", 20*time.Second, func(s *Status) bool { return allIn(s, "BACKUP") })
-		if n := fs.WaitRecovered(time.Now(), 60*time.Second); n != nflows {
+		if n := fs.waitRecovered(time.Now(), 60*time.Second); n != nflows {
 			t.Errorf("%d of %d flows recovered after fw1 returned", n, nflows)
 		}
 		checkFlows(t, "after fw1 returned", fs)
@@ -312,7 +374,7 @@ func testFailover(t *testing.T, commit string) {
 	}
 
 	t.Run("late_join", func(t *testing.T) {
-		fs.ResetPhase()
+		fs.resetPhase()
 		entries := lateJoinEntries(t)
 		if err := p.proc[2].Stop(); err != nil { // fw2 is BACKUP: no addresses to leave behind
 			t.Fatal(err)
@@ -355,7 +417,7 @@ func testFailover(t *testing.T, commit string) {
 		killed := p.crash(1)
 		st = p.waitTakeover(t, 2, killed, wantCommit(commit, entries+nflows))
 		t.Logf("fw2 MASTER and committed %v after the kill: %+v", time.Since(killed).Round(time.Millisecond), st.Sync.Commits)
-		if n := fs.WaitRecovered(time.Now(), 60*time.Second); n != nflows {
+		if n := fs.waitRecovered(time.Now(), 60*time.Second); n != nflows {
 			t.Errorf("%d of %d flows recovered after the late-join takeover", n, nflows)
 		}
 		if n := p.ConntrackCount(2); n < entries {
@@ -365,13 +427,15 @@ func testFailover(t *testing.T, commit string) {
 	})
 
 	t.Logf("sync.commit %s, late-join entries %d (FWPAIR_E2E_ENTRIES)", commit, lateJoinEntries(t))
-	final := fwbench.Summarize(fs.Stop(20*time.Second), true)
+	final := fwbench.Summarize(fs.stop(20*time.Second), true)
 	t.Logf("final (gap and UDP loss of the last phase): %v", final)
 	if final.TCPFailed > 0 {
 		t.Errorf("%d TCP flows lost data: %v", final.TCPFailed, final.Examples)
 	}
-	if n := srv.Resets(); n > 0 {
-		t.Errorf("the server saw %d TCP connections reset", n)
+	for _, srv := range srvs {
+		if n := srv.Resets(); n > 0 {
+			t.Errorf("the server saw %d TCP connections reset", n)
+		}
 	}
 }
 
@@ -392,18 +456,9 @@ func TestFailoverControl(t *testing.T) {
 	p.start(2)
 	p.wait(2, "fw2 BACKUP", 20*time.Second, func(s *Status) bool { return allIn(s, "BACKUP") })
 
-	srv, err := fwbench.StartEchoServer(p.Server, fwbench.ServerAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
 	const n = 20
-	fs, err := fwbench.StartFlows(p.Client, fwbench.ServerAddr, n, 0, e2eInterval)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fs.Stop(0) })
-	if got := fs.WaitRecovered(time.Now(), 20*time.Second); got != n {
+	fs, _ := startTraffic(t, p, n/2, 0, n/2, 0)
+	if got := fs.waitRecovered(time.Now(), 20*time.Second); got != n {
 		t.Fatalf("only %d of %d flows work before the failover", got, n)
 	}
 	// fw2 rejected every sync frame and holds nothing.
@@ -427,7 +482,7 @@ func TestFailoverControl(t *testing.T) {
 	master := time.Now()
 	// The positive test recovers every flow within a few seconds of the
 	// takeover; give the control three times as long.
-	got := fs.WaitRecovered(master, 20*time.Second)
+	got := fs.waitRecovered(master, 20*time.Second)
 	t.Logf("control: %d of %d flows recovered without replicated state; fw2 dropped %d invalid packets",
 		got, n, p.InvalidDrops(2)-invalid)
 	if got != 0 {

@@ -118,8 +118,8 @@ func (l *Lab) FwpairConfig(i int, o FwpairOptions) (cfgPath, socket string) {
 			"start_as_master": o.StartAsMaster, "start_wait": "1s",
 		},
 		"groups": []any{
-			map[string]any{"name": "lan", "vhid": 1, "interface": LANIf, "addresses": []string{LANVIP.String()}},
-			map[string]any{"name": "wan", "vhid": 2, "interface": WANIf, "addresses": []string{WANVIP.String()}},
+			map[string]any{"name": "lan", "vhid": 1, "interface": LANIf, "addresses": []string{LANVIP.String(), LANVIP6.String()}},
+			map[string]any{"name": "wan", "vhid": 2, "interface": WANIf, "addresses": []string{WANVIP.String(), WANVIP6.String()}},
 		},
 		"sync": map[string]any{
 			"interface": SyncIf,

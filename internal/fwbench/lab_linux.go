@@ -13,14 +13,29 @@ import (
 	ct "github.com/ti-mo/conntrack"
 )
 
-// Addresses of the lab. The LAN is 10.1.0.0/24, the WAN 10.2.0.0/24, the
-// sync link 10.9.0.0/24; firewall i (1 or 2) is .i on each.
+// Addresses of the lab. The LAN is 10.1.0.0/24 and fd00:1::/64, the WAN
+// 10.2.0.0/24 and fd00:2::/64, the sync link 10.9.0.0/24; firewall i (1 or
+// 2) is .i and ::i on each.
 var (
-	LANVIP     = netip.MustParseAddr("10.1.0.254")
-	WANVIP     = netip.MustParseAddr("10.2.0.254")
-	ClientAddr = netip.MustParseAddr("10.1.0.10")
-	ServerAddr = netip.MustParseAddr("10.2.0.10")
+	LANVIP      = netip.MustParseAddr("10.1.0.254")
+	WANVIP      = netip.MustParseAddr("10.2.0.254")
+	ClientAddr  = netip.MustParseAddr("10.1.0.10")
+	ServerAddr  = netip.MustParseAddr("10.2.0.10")
+	LANVIP6     = netip.MustParseAddr("fd00:1::fe")
+	WANVIP6     = netip.MustParseAddr("fd00:2::fe")
+	ClientAddr6 = netip.MustParseAddr("fd00:1::10")
+	ServerAddr6 = netip.MustParseAddr("fd00:2::10")
 )
+
+// FWAddr6 returns firewall i's IPv6 address on the LAN ("lan") or WAN
+// ("wan").
+func FWAddr6(i int, net string) netip.Addr {
+	a := [16]byte{0: 0xfd, 3: 1, 15: byte(i)}
+	if net == "wan" {
+		a[3] = 2
+	}
+	return netip.AddrFrom16(a)
+}
 
 // FWAddr returns firewall i's address on the LAN ("lan"), WAN ("wan") or
 // sync link ("sync").
@@ -46,14 +61,15 @@ const (
 //	client ── LAN bridge ── fw1, fw2 ── WAN bridge ── server
 //	                         fw1 ══ sync0 ══ fw2
 //
-// The bridges live in the switch namespace (br_netfilter off). The
-// firewalls forward with the nftables ruleset Ruleset: established and
-// related accepted, invalid dropped (counted), new LAN->WAN flows only with
-// a SYN (UDP and ICMP new flows allowed), source NAT to the WAN VIP, and
-// nf_conntrack_tcp_loose=0, nf_conntrack_tcp_be_liberal=0: a TCP flow the
-// forwarding firewall does not know is dropped mid-stream, so only
-// replicated state keeps it alive. The client routes through the LAN VIP;
-// the server only sees the WAN VIP.
+// The bridges live in the switch namespace (br_netfilter off). Every
+// network but the sync link is dual-stack. The firewalls forward with the
+// nftables ruleset Ruleset: established and related accepted, invalid
+// dropped (counted), new LAN->WAN flows only with a SYN (UDP and ICMP new
+// flows allowed), source NAT to the WAN VIP of the flow's family (NAT66 for
+// IPv6), and nf_conntrack_tcp_loose=0, nf_conntrack_tcp_be_liberal=0: a
+// TCP flow the forwarding firewall does not know is dropped mid-stream, so
+// only replicated state keeps it alive. The client routes through the LAN
+// VIPs; the server only sees the WAN VIPs.
 type Lab struct {
 	T      testing.TB
 	TP     *netns.Topology
@@ -76,15 +92,16 @@ table inet fw {
 		ct state established,related accept
 		ct state invalid counter name "invalid" drop
 		iifname %[1]q oifname %[2]q tcp flags & (fin|syn|rst|ack) == syn ct state new accept
-		iifname %[1]q oifname %[2]q meta l4proto { udp, icmp } ct state new accept
+		iifname %[1]q oifname %[2]q meta l4proto { udp, icmp, ipv6-icmp } ct state new accept
 	}
 	counter invalid { }
 	chain postrouting {
 		type nat hook postrouting priority srcnat; policy accept;
 		oifname %[2]q ip saddr 10.1.0.0/24 snat ip to %[3]s
+		oifname %[2]q ip6 saddr fd00:1::/64 snat ip6 to %[4]s
 	}
 }
-`, LANIf, WANIf, WANVIP)
+`, LANIf, WANIf, WANVIP, WANVIP6)
 }
 
 // NewLab builds the topology; everything is removed in t.Cleanup. It skips
@@ -99,9 +116,10 @@ func NewLab(t testing.TB, tag string) *Lab {
 	lan, wan := tp.Bridge("lan"), tp.Bridge("wan")
 	l.Client = tp.Node("client")
 	l.Server = tp.Node("server")
-	tp.Attach(l.Client, lan, "eth0", netip.PrefixFrom(ClientAddr, 24))
-	tp.Attach(l.Server, wan, "eth0", netip.PrefixFrom(ServerAddr, 24))
+	tp.Attach(l.Client, lan, "eth0", netip.PrefixFrom(ClientAddr, 24), netip.PrefixFrom(ClientAddr6, 64))
+	tp.Attach(l.Server, wan, "eth0", netip.PrefixFrom(ServerAddr, 24), netip.PrefixFrom(ServerAddr6, 64))
 	l.Client.IP("route", "add", "default", "via", LANVIP.String())
+	l.Client.IP("-6", "route", "add", "default", "via", LANVIP6.String())
 
 	rules := filepath.Join(l.Dir, "fw.nft")
 	if err := os.WriteFile(rules, []byte(Ruleset()), 0o600); err != nil {
@@ -110,8 +128,8 @@ func NewLab(t testing.TB, tag string) *Lab {
 	for i := 1; i <= 2; i++ {
 		fw := tp.Node(fmt.Sprintf("fw%d", i))
 		l.FW[i] = fw
-		l.LANPort[i] = tp.Attach(fw, lan, LANIf, netip.PrefixFrom(FWAddr(i, "lan"), 24))
-		l.WANPort[i] = tp.Attach(fw, wan, WANIf, netip.PrefixFrom(FWAddr(i, "wan"), 24))
+		l.LANPort[i] = tp.Attach(fw, lan, LANIf, netip.PrefixFrom(FWAddr(i, "lan"), 24), netip.PrefixFrom(FWAddr6(i, "lan"), 64))
+		l.WANPort[i] = tp.Attach(fw, wan, WANIf, netip.PrefixFrom(FWAddr(i, "wan"), 24), netip.PrefixFrom(FWAddr6(i, "wan"), 64))
 	}
 	tp.Link(l.FW[1], SyncIf, []netip.Prefix{netip.PrefixFrom(FWAddr(1, "sync"), 24)},
 		l.FW[2], SyncIf, []netip.Prefix{netip.PrefixFrom(FWAddr(2, "sync"), 24)})
@@ -120,14 +138,19 @@ func NewLab(t testing.TB, tag string) *Lab {
 		fw.Run(nft, "-f", rules)
 		// Explicit, whatever the host's defaults (peers.md pitfalls 10-14).
 		kv := map[string]string{
-			"net/ipv4/ip_forward":                       "1",
-			"net/ipv4/conf/all/rp_filter":               "0",
-			"net/ipv4/conf/default/rp_filter":           "0",
-			"net/ipv4/conf/all/send_redirects":          "0",
-			"net/ipv4/conf/default/send_redirects":      "0",
-			"net/ipv4/conf/all/arp_ignore":              "1",
-			"net/ipv4/conf/all/arp_announce":            "2",
-			"net/ipv6/conf/all/accept_dad":              "0",
+			"net/ipv4/ip_forward":                  "1",
+			"net/ipv6/conf/all/forwarding":         "1",
+			"net/ipv4/conf/all/rp_filter":          "0",
+			"net/ipv4/conf/default/rp_filter":      "0",
+			"net/ipv4/conf/all/send_redirects":     "0",
+			"net/ipv4/conf/default/send_redirects": "0",
+			"net/ipv4/conf/all/arp_ignore":         "1",
+			"net/ipv4/conf/all/arp_announce":       "2",
+			"net/ipv6/conf/all/accept_dad":         "0",
+			// Cut sets the links administratively down, which flushes
+			// IPv6 addresses by default; a real box keeps its
+			// configured addresses across a cable pull or a reboot.
+			"net/ipv6/conf/all/keep_addr_on_down":       "1",
 			"net/netfilter/nf_conntrack_tcp_loose":      "0",
 			"net/netfilter/nf_conntrack_tcp_be_liberal": "0",
 			"net/netfilter/nf_conntrack_events":         "1",
@@ -138,6 +161,7 @@ func NewLab(t testing.TB, tag string) *Lab {
 			kv["net/ipv4/conf/"+ifn+"/arp_ignore"] = "1"
 			kv["net/ipv4/conf/"+ifn+"/arp_announce"] = "2"
 			kv["net/ipv6/conf/"+ifn+"/accept_dad"] = "0"
+			kv["net/ipv6/conf/"+ifn+"/keep_addr_on_down"] = "1"
 		}
 		fw.SetSysctls(kv)
 		if got := fw.Sysctl("net/netfilter/nf_conntrack_tcp_loose"); got != "0" {
@@ -178,12 +202,17 @@ func (l *Lab) PullCable(i int, pulled bool) {
 func (l *Lab) Reboot(i int) {
 	fw := l.FW[i]
 	fw.Run("conntrack", "-F")
-	for _, p := range []struct {
-		ifn string
-		a   netip.Addr
-	}{{LANIf, LANVIP}, {WANIf, WANVIP}} {
-		if out, _ := fw.Output("ip", "-4", "addr", "show", "dev", p.ifn); strings.Contains(out, p.a.String()+"/") {
-			fw.DelAddr(p.ifn, netip.PrefixFrom(p.a, 24))
+	vips := map[netip.Addr]bool{LANVIP: true, WANVIP: true, LANVIP6: true, WANVIP6: true}
+	for _, ifn := range []string{LANIf, WANIf} {
+		out, _ := fw.Output("ip", "-o", "addr", "show", "dev", ifn)
+		f := strings.Fields(out)
+		for k := 0; k+1 < len(f); k++ {
+			if f[k] != "inet" && f[k] != "inet6" {
+				continue
+			}
+			if a, err := netip.ParsePrefix(f[k+1]); err == nil && vips[a.Addr()] {
+				fw.DelAddr(ifn, a)
+			}
 		}
 	}
 }

@@ -23,7 +23,8 @@ const EchoPort = 7000
 const msgLen = 16
 
 // EchoServer echoes TCP streams byte for byte and UDP datagrams with the
-// datagram's source address appended (so a client sees a NAT rebinding).
+// datagram's source address (4 or 16 bytes) and port appended (so a client
+// sees a NAT rebinding).
 type EchoServer struct {
 	tcp   net.Listener
 	udp   *net.UDPConn
@@ -35,16 +36,24 @@ type EchoServer struct {
 	resets int
 }
 
+// family returns proto ("tcp", "udp") restricted to addr's family.
+func family(proto string, addr netip.Addr) string {
+	if addr.Is4() {
+		return proto + "4"
+	}
+	return proto + "6"
+}
+
 // StartEchoServer listens on ns's addr (port EchoPort). The sockets stay in
 // ns; the goroutines run anywhere.
 func StartEchoServer(ns *netns.NS, addr netip.Addr) (*EchoServer, error) {
 	s := &EchoServer{conns: map[net.Conn]bool{}}
 	err := ns.Do(func() error {
 		var err error
-		if s.tcp, err = net.Listen("tcp4", netip.AddrPortFrom(addr, EchoPort).String()); err != nil {
+		if s.tcp, err = net.Listen(family("tcp", addr), netip.AddrPortFrom(addr, EchoPort).String()); err != nil {
 			return err
 		}
-		s.udp, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, EchoPort)))
+		s.udp, err = net.ListenUDP(family("udp", addr), net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, EchoPort)))
 		return err
 	})
 	if err != nil {
@@ -95,8 +104,7 @@ func (s *EchoServer) udpLoop() {
 		if n != msgLen {
 			continue
 		}
-		a := from.Addr().As4()
-		out := append(buf[:n:n], a[:]...)
+		out := append(buf[:n:n], from.Addr().Unmap().AsSlice()...)
 		out = binary.BigEndian.AppendUint16(out, from.Port())
 		if _, err := s.udp.WriteToUDPAddrPort(out, from); err != nil {
 			continue
@@ -184,14 +192,14 @@ func StartFlows(ns *netns.NS, server netip.Addr, nTCP, nUDP int, interval time.D
 	err := ns.Do(func() error {
 		d := net.Dialer{Timeout: 10 * time.Second}
 		for i := range nTCP {
-			c, err := d.Dial("tcp4", dst)
+			c, err := d.Dial(family("tcp", server), dst)
 			if err != nil {
 				return fmt.Errorf("tcp flow %d: %w", i, err)
 			}
 			fs.flows = append(fs.flows, &flow{id: i, conn: c})
 		}
 		for i := range nUDP {
-			c, err := d.Dial("udp4", dst)
+			c, err := d.Dial(family("udp", server), dst)
 			if err != nil {
 				return fmt.Errorf("udp flow %d: %w", i, err)
 			}
@@ -278,8 +286,9 @@ func (fs *Flows) read(f *flow) {
 		sentAt := time.Unix(0, int64(binary.BigEndian.Uint64(buf[8:16])))
 		f.mu.Lock()
 		switch {
-		case f.udp && n == msgLen+6:
-			src := netip.AddrPortFrom(netip.AddrFrom4([4]byte(buf[16:20])), binary.BigEndian.Uint16(buf[20:22]))
+		case f.udp && (n == msgLen+4+2 || n == msgLen+16+2):
+			a, _ := netip.AddrFromSlice(buf[msgLen : n-2])
+			src := netip.AddrPortFrom(a, binary.BigEndian.Uint16(buf[n-2:n]))
 			if f.source.IsValid() && src != f.source {
 				f.rebinds++
 			}
