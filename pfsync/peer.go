@@ -24,7 +24,8 @@ type peer struct {
 	lastHeard time.Time
 	// confirmed: this epoch of the peer echoed our epoch in a Hello. Until
 	// then its frames may be a recording replayed to us after our restart:
-	// only its Hellos are read, and its stream and bulk wait.
+	// only its Hellos and requests are read (Engine.elements), and its
+	// stream and our bulk request wait.
 	confirmed bool
 	helloAt   time.Time // next Hello asking an unconfirmed peer for the echo
 	helloSent time.Time // when askEcho last sent one (a Hello of p then needs no answer)
