@@ -2,8 +2,10 @@ package conntrack
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -195,11 +197,13 @@ type tableOnly struct{ pfsync.Table }
 func BenchmarkTakeover(b *testing.B) {
 	const n = 10000
 	for _, tc := range []struct {
-		name  string
-		table func(*Backend) pfsync.Table
+		name    string
+		table   func(*Backend) pfsync.Table
+		callers int // PrepareTakeover calls at once (fwpair: one per CARP group)
 	}{
-		{"batch", func(be *Backend) pfsync.Table { return be }},
-		{"one-by-one", func(be *Backend) pfsync.Table { return tableOnly{be} }},
+		{"batch", func(be *Backend) pfsync.Table { return be }, 1},
+		{"batch-two-groups", func(be *Backend) pfsync.Table { return be }, 2},
+		{"one-by-one", func(be *Backend) pfsync.Table { return tableOnly{be} }, 1},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			var total time.Duration
@@ -241,10 +245,21 @@ func BenchmarkTakeover(b *testing.B) {
 				}
 				b.StartTimer()
 				start := time.Now()
-				got, err := backup.PrepareTakeover(context.Background())
+				var wg sync.WaitGroup
+				var mu sync.Mutex
+				got, errs := 0, []error(nil)
+				for range tc.callers {
+					wg.Go(func() {
+						k, err := backup.PrepareTakeover(context.Background())
+						mu.Lock()
+						got, errs = got+k, append(errs, err)
+						mu.Unlock()
+					})
+				}
+				wg.Wait()
 				total += time.Since(start)
 				b.StopTimer()
-				if err != nil || got != n {
+				if err := errors.Join(errs...); err != nil || got != n {
 					b.Fatalf("PrepareTakeover = %d, %v; want %d", got, err, n)
 				}
 				owner.Close()
