@@ -19,6 +19,10 @@
 //     control traffic and for a change to a record a peer changed less
 //     than 2 s before (both nodes see the flow: pfsync's rule);
 //   - request by id for an update of an unknown record (UPD_REQ);
+//   - deferral: UpsertSync sends a change at once and returns when every
+//     peer up has acknowledged it, so a dataplane can hold a new flow's
+//     first packet until the peers know the flow (pfsync's defer, for
+//     active-active and asymmetric routing);
 //   - a bulk sync for a joining node, framed by start and end markers, and
 //     CARP demotion (+32, OpenBSD) until the node is in sync — a bulk from
 //     every peer up completed, or no peer was heard within Config.Discovery

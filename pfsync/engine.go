@@ -83,6 +83,8 @@ type Engine struct {
 	inSync       bool // see syncCheck; once set it stays set
 	bulkGaveUp   bool // in sync only because some peer's bulk failed every retry
 	lastSent     time.Time
+	ackRequested bool          // the frames being flushed ask for an acknowledgement at once (UpsertSync)
+	ackSignal    chan struct{} // closed when acknowledgements progress, if an UpsertSync waits
 	nextDigest   time.Time
 	nextTombScan time.Time
 	stats        Stats

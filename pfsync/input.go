@@ -321,7 +321,8 @@ func (e *Engine) elements(p *peer, h wire.Header, now time.Time) {
 			}
 			e.remoteDigest(p, h, &e.dig, now)
 		case wire.KindHeartbeat, wire.KindInsertAck:
-			// Liveness is any frame; deferral is not implemented.
+			// Liveness is any frame; deferral is acknowledged by
+			// frame (UpsertSync), not by InsertAck.
 		}
 	}
 	if dropped {
@@ -558,6 +559,7 @@ func (e *Engine) acked(p *peer, a *wire.Ack, now time.Time) {
 	cum := min(a.Cum, e.nextSeq-1)
 	if cum > p.acked {
 		p.acked = cum
+		e.ackProgress()
 	}
 	if len(a.Nacks) > 0 {
 		e.stats.NacksReceived++

@@ -159,6 +159,9 @@ func (e *Engine) sendSequenced(now time.Time) bool {
 		}
 		return false
 	}
+	if e.ackRequested {
+		e.b.SetFlags(wire.FlagAckRequested)
+	}
 	e.nextSeq++
 	e.sendFrame(Broadcast, e.b.Frame(), now)
 	e.ring.push(f)

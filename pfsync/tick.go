@@ -26,6 +26,7 @@ func (e *Engine) tick(now time.Time) time.Time {
 				p.bulk = bulkRecv{}
 			}
 			p.resyncAt = time.Time{}
+			e.ackProgress() // UpsertSync no longer waits for it
 		}
 		if !p.up {
 			continue

@@ -117,7 +117,9 @@ func (r *Request) UnmarshalBinary(b []byte) error { return parseID(b, &r.ID, Kin
 
 // InsertAck acknowledges an insert that carried the deferral request, so the
 // creator releases the held first packet (pfsync INS_ACK, §2.7 of the
-// reference).
+// reference). The engine does not send it: a deferred change travels in a
+// frame with FlagAckRequested, and the receiver's cumulative Ack of that
+// frame releases it (pfsync.Engine.UpsertSync). Receivers skip it.
 //
 // Wire (12 bytes): creator u32 | num u64.
 type InsertAck struct {
