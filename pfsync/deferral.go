@@ -18,7 +18,7 @@ import (
 //
 // The record is queued whatever the outcome: an error wrapping ctx.Err()
 // says only that some peer had not acknowledged it in time. With no peer
-// up it returns at once. A peer not confirmed yet (PeerStats.Confirmed) is
+// up, or before Start, it returns at once. A peer not confirmed yet (PeerStats.Confirmed) is
 // not waited for: it takes a bulk sync once it is.
 func (e *Engine) UpsertSync(ctx context.Context, rec record.Record) error {
 	if err := e.Upsert(rec); err != nil {
@@ -28,6 +28,10 @@ func (e *Engine) UpsertSync(ctx context.Context, rec record.Record) error {
 	if e.closed {
 		e.mu.Unlock()
 		return ErrClosed
+	}
+	if !e.started {
+		e.mu.Unlock()
+		return nil // no peer yet: queued like Upsert's, sent after Start
 	}
 	e.ackRequested = true
 	e.flushLocked(time.Now())
