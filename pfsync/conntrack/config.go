@@ -122,7 +122,7 @@ type Stats struct {
 
 	Injected      uint64 // remote records created in the kernel
 	InjectUpdates uint64 // remote records that updated an existing kernel entry
-	Recreated     uint64 // updates the kernel refused, done as delete and create
+	Recreated     uint64 // updates the kernel refused even without status, done as delete and create
 	InjectErrors  uint64 // remote records that could not be written
 	Unchanged     uint64 // remote records the kernel held in that state already (not written again)
 	Conflicts     uint64 // remote records whose tuple is a flow this node created under another identity (written as updates of the local entry)

@@ -22,8 +22,11 @@
 //     and SACK_PERM on both directions because ctnetlink cannot restore
 //     sequence windows, NAT rebuilt from the reply tuple (CTA_NAT_SRC /
 //     CTA_NAT_DST), EXPECTED and the flowtable OFFLOAD bits stripped, an
-//     existing entry updated (or deleted and created again when the kernel
-//     refuses the update), RELATED flows after their master. Commit
+//     existing entry updated — keeping the kernel's status when the update
+//     would clear SEEN_REPLY or ASSURED, which the kernel refuses, and
+//     deleted and created again only when the update is refused otherwise
+//     (on a node forwarding the flow, a packet between the delete and the
+//     create would make a new entry) — RELATED flows after their master. Commit
 //     pipelines its creates (a batch per sendmsg, acks matched back by
 //     sequence number), so a takeover commit runs at kernel speed rather
 //     than at one netlink round trip per flow.

@@ -39,7 +39,13 @@ func dialNetfilter(netns int) (*netlink.Conn, error) {
 }
 
 func (in *injector) exec(f *ct.Flow, create bool) error {
-	msg, err := appendMessage(in.buf[:0], f, create)
+	return in.execMsg(f, create, true)
+}
+
+// execMsg sends a create or an update, the update with or without the
+// status bits, and waits for the ack.
+func (in *injector) execMsg(f *ct.Flow, create, status bool) error {
+	msg, err := appendMessage(in.buf[:0], f, create, status)
 	if err != nil {
 		return err
 	}
@@ -65,11 +71,16 @@ const (
 )
 
 // write puts f into the kernel table: create, or update when the entry
-// exists (EEXIST, or known says it should exist), and delete-then-create
-// when the kernel refuses the update (a status bit it will not clear, a
-// changed NAT reply tuple), as conntrackd's commit does. On error the
-// kernel holds either the previous entry unchanged or no entry at all,
-// never a partial one; the error names the tuple.
+// exists (EEXIST, or known says it should exist). When the kernel refuses
+// the update because it would clear a status bit (EBUSY: SEEN_REPLY and
+// ASSURED are only ever set), the kernel's entry has seen more than the
+// record and keeps its status: the update is sent again without it. Only
+// when that is refused too is the entry deleted and created again, as
+// conntrackd's commit does for every refused update: on a node forwarding
+// the flow, a packet between the delete and the create makes a new entry
+// (a new NAT port for UDP, an INVALID drop for TCP). On error the kernel
+// holds either the previous entry unchanged or no entry at all, never a
+// partial one; the error names the tuple.
 //
 // beforeDelete, if not nil, runs before the delete of a delete-then-create.
 func (in *injector) write(f *ct.Flow, known bool, beforeDelete func()) (writeOutcome, error) {
@@ -98,6 +109,9 @@ func (in *injector) resolve(f *ct.Flow, created error, beforeDelete func()) (wri
 		exists = created
 	}
 	err := in.exec(f, false)
+	if errors.Is(err, unix.EBUSY) {
+		err = in.execMsg(f, false, false)
+	}
 	switch {
 	case err == nil:
 		return wroteUpdated, nil

@@ -244,11 +244,12 @@ func family(f *ct.Flow) netfilter.ProtoFamily {
 // InjectStatus, TCP flags through injectFlags, and the timeout is at least
 // one second (zero is "no timeout" to the kernel and refused on create).
 func buildMessage(f *ct.Flow, create bool) (netlink.Message, error) {
-	return appendMessage(make([]byte, 0, 256), f, create)
+	return appendMessage(make([]byte, 0, 256), f, create, true)
 }
 
-// appendMessage is buildMessage writing the message body into buf.
-func appendMessage(buf []byte, f *ct.Flow, create bool) (netlink.Message, error) {
+// appendMessage is buildMessage writing the message body into buf. An
+// update without status leaves the kernel's status bits as they are.
+func appendMessage(buf []byte, f *ct.Flow, create, status bool) (netlink.Message, error) {
 	if !f.TupleOrig.IP.SourceAddress.IsValid() || !f.TupleOrig.IP.DestinationAddress.IsValid() ||
 		f.TupleOrig.IP.SourceAddress.Is4() != f.TupleOrig.IP.DestinationAddress.Is4() {
 		return netlink.Message{}, fmt.Errorf("conntrack: encode %v: original tuple addresses unset or of different families", f.TupleOrig)
@@ -272,7 +273,9 @@ func appendMessage(buf []byte, f *ct.Flow, create bool) (netlink.Message, error)
 		b = b.u16(ctaZone, f.Zone)
 	}
 	b = b.u32(ctaTimeout, max(f.Timeout, 1))
-	b = b.u32(ctaStatus, InjectStatus(uint32(f.Status)))
+	if create || status {
+		b = b.u32(ctaStatus, InjectStatus(uint32(f.Status)))
+	}
 	if f.Mark != 0 || !create {
 		b = b.u32(ctaMark, f.Mark)
 	}

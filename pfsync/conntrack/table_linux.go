@@ -28,8 +28,9 @@ func canonical(f *ct.Flow, id record.ID, version uint64) (record.Record, error) 
 }
 
 // Insert writes a peer's record into the kernel table (pfsync.Table). An
-// entry that exists already is updated (EEXIST), or deleted and created
-// again when the kernel refuses the update. A RELATED flow whose master is
+// entry that exists already is updated (EEXIST), keeping its status when
+// the kernel refuses to clear a bit of it, or deleted and created again when
+// the kernel refuses the update otherwise. A RELATED flow whose master is
 // not in the kernel yet is kept aside and written as soon as its master is.
 // A record of this node itself that a peer changed (after a takeover the
 // new master advances the old master's records) updates the local entry
