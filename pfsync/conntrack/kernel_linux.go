@@ -82,22 +82,31 @@ const (
 // holds either the previous entry unchanged or no entry at all, never a
 // partial one; the error names the tuple.
 //
-// beforeDelete, if not nil, runs before the delete of a delete-then-create.
-func (in *injector) write(f *ct.Flow, known bool, beforeDelete func()) (writeOutcome, error) {
+// hooks, if not nil, hears of an update that keeps the kernel's status and
+// of a delete-then-create before they are sent: their kernel events are not
+// those of a plain write.
+func (in *injector) write(f *ct.Flow, known bool, hooks writeHooks) (writeOutcome, error) {
 	if known {
-		return in.resolve(f, nil, beforeDelete)
+		return in.resolve(f, nil, hooks)
 	}
 	err := in.exec(f, true)
 	if err == nil {
 		err = errCreated
 	}
-	return in.resolve(f, err, beforeDelete)
+	return in.resolve(f, err, hooks)
+}
+
+// writeHooks hears, before it happens, that a write changes a live entry
+// in a way its kernel events tell apart from a plain write.
+type writeHooks interface {
+	keepingStatus() // an update that leaves the kernel's status bits as they are
+	recreating()    // a delete, then a create
 }
 
 // resolve finishes write given the result of the create: created is nil
 // when f was known to exist and no create was sent, errCreated when the
 // create succeeded, else the create's error.
-func (in *injector) resolve(f *ct.Flow, created error, beforeDelete func()) (writeOutcome, error) {
+func (in *injector) resolve(f *ct.Flow, created error, hooks writeHooks) (writeOutcome, error) {
 	var exists error
 	if created != nil {
 		if created == errCreated {
@@ -110,6 +119,9 @@ func (in *injector) resolve(f *ct.Flow, created error, beforeDelete func()) (wri
 	}
 	err := in.exec(f, false)
 	if errors.Is(err, unix.EBUSY) {
+		if hooks != nil {
+			hooks.keepingStatus()
+		}
 		err = in.execMsg(f, false, false)
 	}
 	switch {
@@ -126,8 +138,8 @@ func (in *injector) resolve(f *ct.Flow, created error, beforeDelete func()) (wri
 		}
 		return wroteCreated, nil
 	}
-	if beforeDelete != nil {
-		beforeDelete()
+	if hooks != nil {
+		hooks.recreating()
 	}
 	if derr := in.delete(f); derr != nil {
 		return 0, fmt.Errorf("conntrack: update %v: %w (and delete for re-create: %w)", f.TupleOrig, err, derr)

@@ -98,7 +98,7 @@ func (b *Backend) inject(rec *record.Record) (writeOutcome, error) {
 	if p.current {
 		return wroteNothing, nil
 	}
-	how, err := b.inj.write(&p.f, p.known, func() { b.t.recreating(p.reg) })
+	how, err := b.inj.write(&p.f, p.known, regHooks{b.t, p.reg})
 	return b.finish(&p, how, err)
 }
 
@@ -224,11 +224,11 @@ func (b *Backend) injectBatch(recs []*record.Record, how []writeOutcome, errs []
 		var err error
 		switch {
 		case p.known:
-			h, err = b.inj.write(&p.f, true, func() { b.t.recreating(p.reg) })
+			h, err = b.inj.write(&p.f, true, regHooks{b.t, p.reg})
 		case res[i] == errNoAck:
-			h, err = b.inj.write(&p.f, false, func() { b.t.recreating(p.reg) })
+			h, err = b.inj.write(&p.f, false, regHooks{b.t, p.reg})
 		default:
-			h, err = b.inj.resolve(&p.f, res[i], func() { b.t.recreating(p.reg) })
+			h, err = b.inj.resolve(&p.f, res[i], regHooks{b.t, p.reg})
 		}
 		how[at[i]], errs[at[i]] = b.finish(p, h, err)
 	}

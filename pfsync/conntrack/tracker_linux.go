@@ -35,6 +35,10 @@ type entry struct {
 	mark   bool          // present in the dump being swept
 
 	destroying int // DESTROY events of the injector's delete-and-recreate still to come
+	// statusKept: the last write kept the kernel's status bits (it would
+	// have cleared SEEN_REPLY or ASSURED), so its echo carries the
+	// kernel's bits, a superset of the written ones.
+	statusKept bool
 	// injected is what the Table last wrote for a local flow (a peer
 	// changed this node's record): events matching it are its echo.
 	injected *record.Record
@@ -114,9 +118,15 @@ func sameState(a, b *record.Record) bool {
 const echoMask = statusSeenReply | statusAssured
 
 // sameInjected reports whether the kernel's view of an injected flow still
-// matches what was injected: same levels and the same SEEN_REPLY/ASSURED.
-func sameInjected(kernel, injected *record.Record) bool {
-	return kernel.Peers == injected.Peers && kernel.Flags&echoMask == injected.Flags&echoMask
+// matches what was injected: same levels and the same SEEN_REPLY/ASSURED —
+// or, when the write kept the kernel's status (kept), at least the
+// injected ones.
+func sameInjected(kernel, injected *record.Record, kept bool) bool {
+	if kernel.Peers != injected.Peers {
+		return false
+	}
+	k, i := kernel.Flags&echoMask, injected.Flags&echoMask
+	return k == i || kept && k&i == i
 }
 
 // observe handles a flow the kernel reported, by a NEW or UPDATE event or in
@@ -177,7 +187,11 @@ func (t *tracker) observe(f *ct.Flow, now time.Time, newID func() record.ID) (ac
 	rec.ID, rec.Version = e.rec.ID, e.rec.Version
 	inherit(&rec, &e.rec, f)
 	if e.remote {
-		if sameInjected(&rec, &e.rec) && !t.refreshed(e, &rec, now) {
+		if sameInjected(&rec, &e.rec, e.statusKept) && !t.refreshed(e, &rec, now) {
+			if e.statusKept {
+				// The kernel's bits, from now on the ones to compare.
+				e.rec.Flags, e.statusKept = rec.Flags, false
+			}
 			t.stats.Echoes++
 			return action{}, false, nil
 		}
@@ -189,11 +203,11 @@ func (t *tracker) observe(f *ct.Flow, now time.Time, newID func() record.ID) (ac
 		t.stats.Upserts++
 		return action{rec: rec.Clone()}, true, nil
 	}
-	if e.injected != nil && sameInjected(&rec, e.injected) {
+	if e.injected != nil && sameInjected(&rec, e.injected, e.statusKept) {
 		// The echo of a peer's change written by the Table: one event
 		// per write.
 		rec.Version = e.rec.Version
-		e.rec, e.seen, e.injected = rec, now, nil
+		e.rec, e.seen, e.injected, e.statusKept = rec, now, nil, false
 		t.stats.Echoes++
 		return action{}, false, nil
 	}
@@ -336,6 +350,23 @@ func (t *tracker) register(key flowKey, canon record.Record, now time.Time) (reg
 	reg.e = &entry{key: key, rec: canon, remote: true, gen: t.gen, seen: now, mark: true, pending: true}
 	t.byKey[key], t.byID[canon.ID] = reg.e, reg.e
 	return reg, true
+}
+
+// regHooks are the writeHooks of one registered write.
+type regHooks struct {
+	t   *tracker
+	reg registration
+}
+
+func (h regHooks) keepingStatus() { h.t.keepingStatus(h.reg) }
+func (h regHooks) recreating()    { h.t.recreating(h.reg) }
+
+// keepingStatus notes that the injector is about to update reg's flow
+// without its status bits, so the echo carries the kernel's.
+func (t *tracker) keepingStatus(reg registration) {
+	t.mu.Lock()
+	reg.e.statusKept = true
+	t.mu.Unlock()
 }
 
 // recreating notes that the injector is about to delete reg's flow to
