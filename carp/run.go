@@ -337,6 +337,12 @@ func (r *run) skew(advskew int) int {
 	return advskew
 }
 
+// timing returns this node's advbase·256 + advskew as it advertises it
+// now (Group.tme, with DemoteInSkew's skew while demoted).
+func (r *run) timing() int {
+	return int(r.g.cfg.AdvBase)<<8 | r.skew(int(r.g.cfg.AdvSkew))
+}
+
 // advertise sends one advert per family with the given timing (the
 // advskew before DemoteInSkew applies).
 func (r *run) advertise(advbase, advskew int) {
@@ -494,7 +500,7 @@ func (r *run) isLoop(a Advertisement) bool {
 // demote byte).
 func (r *run) process(f Family, a Advertisement) {
 	g := r.g
-	tme, tpeer := int(g.cfg.AdvBase)<<8|r.skew(int(g.cfg.AdvSkew)), a.Timing()
+	tme, tpeer := r.timing(), a.Timing()
 	dme, dpeer := r.demote, int(a.Demote)
 	switch r.state {
 	case Master:

@@ -18,8 +18,8 @@ import (
 //
 // The record is queued whatever the outcome: an error wrapping ctx.Err()
 // says only that some peer had not acknowledged it in time. With no peer
-// up, or before Start, it returns at once. A peer not confirmed yet (PeerStats.Confirmed) is
-// not waited for: it takes a bulk sync once it is.
+// up, or before Start, it returns at once. A peer not confirmed yet
+// (PeerStats.Confirmed) is not waited for: it takes a bulk sync once it is.
 func (e *Engine) UpsertSync(ctx context.Context, rec record.Record) error {
 	if err := e.Upsert(rec); err != nil {
 		return err
