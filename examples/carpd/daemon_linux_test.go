@@ -914,38 +914,56 @@ func TestShutdownWhileStartupScriptHangs(t *testing.T) {
 	}
 }
 
-// TestShutdownScriptTimeout: with --shutdown, a downscript that hangs at
-// exit is killed after --script-timeout (with its process group), counted,
-// and carpd exits 0 after its bow-out.
-func TestShutdownScriptTimeout(t *testing.T) {
+// TestShutdownScript: with --shutdown, a downscript that hangs at exit is
+// killed with its process group after --script-timeout, or at once on a
+// second signal, and counted; carpd exits 0 after its bow-out.
+func TestShutdownScript(t *testing.T) {
 	t.Parallel()
-	tb := newTestbed(t, "a", "b")
-	up, _ := tb.scripts(false)
-	hang, pids := tb.hangScript("down")
-	n := tb.nodes["a"]
-	a := n.ns.Start(carpdBin, "-i", "eth0", "-s", n.ip.String(), "-v", testVHID, "-p", testPass,
-		"-a", testVIP.String(), "-u", up, "-d", hang, "-x", "a", "-k", "0", "-z", "-n", "--script-timeout", "500ms")
-	tb.waitEvent(0, "a up")
-	from := len(tb.eventLines())
-	b := tb.carpd("b", false, "-k", "100")
-	tb.waitEvent(from, "b down")
-	tb.obs.waitAdverts(t, n.ip, 3)
+	for _, tt := range []struct {
+		name      string
+		timeout   string
+		second    bool   // send a second SIGTERM once the downscript runs
+		wantCount string // final status counter that must be 1
+	}{
+		{"timeout", "500ms", false, "script_timeouts"},
+		{"second signal", "1h", true, "script_kills"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tb := newTestbed(t, "a", "b")
+			up, _ := tb.scripts(false)
+			hang, pids := tb.hangScript("down")
+			n := tb.nodes["a"]
+			a := n.ns.Start(carpdBin, "-i", "eth0", "-s", n.ip.String(), "-v", testVHID, "-p", testPass,
+				"-a", testVIP.String(), "-u", up, "-d", hang, "-x", "a", "-k", "0", "-z", "-n", "--script-timeout", tt.timeout)
+			tb.waitEvent(0, "a up")
+			from := len(tb.eventLines())
+			b := tb.carpd("b", false, "-k", "100")
+			tb.waitEvent(from, "b down")
+			tb.obs.waitAdverts(t, n.ip, 3)
 
-	bFrom := b.Len()
-	if err := a.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	tb.waitEvent(from, "a down")
-	leader, child := scriptGroup(t, pids)
-	final := waitExit(t, a, syscall.SIGTERM)
-	checkBowOut(t, b, bFrom)
-	for _, pid := range []int{leader, child} {
-		if !exited(t, pid, stateTimeout) {
-			t.Errorf("process %d of the downscript's group survived the timeout", pid)
-		}
-	}
-	if final["script_timeouts"] != "1" {
-		t.Errorf("final status %v, want script_timeouts=1", final)
+			bFrom := b.Len()
+			if err := a.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			tb.waitEvent(from, "a down")
+			leader, child := scriptGroup(t, pids)
+			if tt.second {
+				if err := a.Signal(syscall.SIGTERM); err != nil {
+					t.Fatal(err)
+				}
+			}
+			final := waitExit(t, a, syscall.SIGTERM)
+			checkBowOut(t, b, bFrom)
+			for _, pid := range []int{leader, child} {
+				if !exited(t, pid, stateTimeout) {
+					t.Errorf("process %d of the downscript's group survived", pid)
+				}
+			}
+			if final[tt.wantCount] != "1" {
+				t.Errorf("final status %v, want %s=1", final, tt.wantCount)
+			}
+		})
 	}
 }
 

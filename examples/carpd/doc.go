@@ -95,7 +95,8 @@
 // addresses are removed. No script outlives carpd. These signals work from
 // the start: one that arrives while the start-up downscript runs kills it
 // and ends carpd before the group starts. So carpd exits within a few
-// seconds of the signal, or within --script-timeout with --shutdown.
+// seconds of the signal, or within --script-timeout with --shutdown; a
+// second signal kills the --shutdown downscript at once.
 //
 // # Demotion
 //

@@ -296,7 +296,8 @@ func (d *daemon) onTransition(t carp.Transition) {
 }
 
 // serve handles signals (first those that arrived during start-up) until
-// one ends carpd, then shuts down.
+// one ends carpd, then shuts down; a second one during the shutdown kills
+// a script still running.
 func (d *daemon) serve(pending []os.Signal, sigs <-chan os.Signal) {
 	for {
 		var sig os.Signal
@@ -314,9 +315,25 @@ func (d *daemon) serve(pending []os.Signal, sigs <-chan os.Signal) {
 			d.group.StepDown(pause)
 		default:
 			d.log.Info("shutting down", "signal", sig.String(), "state", d.group.State())
-			d.close()
-			d.logStats("final status")
-			return
+			closed := make(chan struct{})
+			go func() {
+				defer close(closed)
+				d.close()
+			}()
+			// A second terminating signal cuts the --shutdown downscript
+			// short (its timeout may be long): it is killed at once.
+			for {
+				select {
+				case <-closed:
+					d.logStats("final status")
+					return
+				case sig := <-sigs:
+					if terminating(sig) {
+						d.log.Warn("second signal: killing any script now", "signal", sig.String())
+						d.scripts.close()
+					}
+				}
+			}
 		}
 	}
 }
