@@ -96,7 +96,9 @@
 // the start: one that arrives while the start-up downscript runs kills it
 // and ends carpd before the group starts. So carpd exits within a few
 // seconds of the signal, or within --script-timeout with --shutdown; a
-// second signal kills the --shutdown downscript at once.
+// second signal kills the --shutdown downscript at once. If the shutdown
+// has not finished 5 s after --script-timeout (an address change stuck in
+// the kernel, say), carpd kills any script and exits with status 1.
 //
 // # Demotion
 //
@@ -126,6 +128,6 @@
 // # Exit status
 //
 // 0 after a terminating signal, 1 when the group cannot run (no such
-// interface, no permission, no address to send from), 2 for a bad command
-// line.
+// interface, no permission, no address to send from) or the shutdown did
+// not finish in time, 2 for a bad command line.
 package main

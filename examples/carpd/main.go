@@ -86,7 +86,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 				log.Error("cannot start", "err", err)
 				return 1
 			}
-			d.serve(pending, sigs)
+			if !d.serve(pending, sigs) {
+				return 1
+			}
 			return 0
 		case sig := <-sigs:
 			if !terminating(sig) {
@@ -295,10 +297,17 @@ func (d *daemon) onTransition(t carp.Transition) {
 	d.scripts.handle(t)
 }
 
+// shutdownGrace is what carpd's shutdown may take beyond --script-timeout
+// (the --shutdown downscript's share): the bow-out, withdrawing the
+// addresses. Past it carpd kills any script and exits anyway, with status
+// 1, leaving behind the step that hangs (say, an address change stuck in
+// the kernel).
+const shutdownGrace = 5 * time.Second
+
 // serve handles signals (first those that arrived during start-up) until
 // one ends carpd, then shuts down; a second one during the shutdown kills
-// a script still running.
-func (d *daemon) serve(pending []os.Signal, sigs <-chan os.Signal) {
+// a script still running. It reports whether the shutdown finished.
+func (d *daemon) serve(pending []os.Signal, sigs <-chan os.Signal) bool {
 	for {
 		var sig os.Signal
 		if len(pending) > 0 {
@@ -315,24 +324,43 @@ func (d *daemon) serve(pending []os.Signal, sigs <-chan os.Signal) {
 			d.group.StepDown(pause)
 		default:
 			d.log.Info("shutting down", "signal", sig.String(), "state", d.group.State())
-			closed := make(chan struct{})
-			go func() {
-				defer close(closed)
-				d.close()
-			}()
+			bound := d.scripts.limit() + shutdownGrace
 			// A second terminating signal cuts the --shutdown downscript
 			// short (its timeout may be long): it is killed at once.
-			for {
-				select {
-				case <-closed:
-					d.logStats("final status")
-					return
-				case sig := <-sigs:
-					if terminating(sig) {
-						d.log.Warn("second signal: killing any script now", "signal", sig.String())
-						d.scripts.close()
-					}
-				}
+			finished := awaitClose(d.close, bound, sigs, func(sig os.Signal) {
+				d.log.Warn("second signal: killing any script now", "signal", sig.String())
+				d.scripts.close()
+			})
+			if !finished {
+				d.scripts.close()
+				d.log.Error("shutdown not finished; exiting anyway", "waited", bound)
+			}
+			d.logStats("final status")
+			return finished
+		}
+	}
+}
+
+// awaitClose runs close on its own goroutine and waits for it to return,
+// at most bound; a terminating signal meanwhile is passed to onSignal. It
+// reports whether close returned.
+func awaitClose(close func(), bound time.Duration, sigs <-chan os.Signal, onSignal func(os.Signal)) bool {
+	closed := make(chan struct{}, 1) // an abandoned close can still send
+	go func() {
+		defer func() { closed <- struct{}{} }()
+		close()
+	}()
+	timer := time.NewTimer(bound)
+	defer timer.Stop()
+	for {
+		select {
+		case <-closed:
+			return true
+		case <-timer.C:
+			return false
+		case sig := <-sigs:
+			if terminating(sig) {
+				onSignal(sig)
 			}
 		}
 	}

@@ -131,6 +131,14 @@ func (s *scripts) startup() {
 	}
 }
 
+// limit is the time a script may run.
+func (s *scripts) limit() time.Duration {
+	if s.timeout <= 0 {
+		return defaultScriptTimeout
+	}
+	return s.timeout
+}
+
 // stop is the start of carpd's shutdown: the script running now, if any,
 // is killed with its process group (it served a state carpd is leaving, and
 // may hang), so that the group's last transition, and the downscript that
@@ -172,10 +180,7 @@ func (s *scripts) run(kind, path string, t carp.Transition) error {
 	// Two contexts, so that the error tells a timeout from a shutdown.
 	stopCtx, stop := context.WithCancelCause(context.Background())
 	defer stop(nil)
-	timeout := s.timeout
-	if timeout <= 0 {
-		timeout = defaultScriptTimeout
-	}
+	timeout := s.limit()
 	ctx, cancel := context.WithTimeout(stopCtx, timeout)
 	defer cancel()
 	s.mu.Lock()
