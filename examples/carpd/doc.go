@@ -88,7 +88,7 @@
 // state machine, which waits a master-down interval; with only 3 s a peer
 // with a larger skew would never get its turn). SIGTERM, SIGINT, SIGHUP and
 // SIGQUIT end carpd: a script still running is killed with its process
-// group, a MASTER sends a bow-out advert (OpenBSD's advbase 255 / advskew
+// group (an upscript still queued does not run), a MASTER sends a bow-out advert (OpenBSD's advbase 255 / advskew
 // 255), so a carpd backup takes over at once instead of after the
 // master-down interval (ucarp sends nothing); with --shutdown the
 // downscript runs (bounded by --script-timeout), and with --manage-vip the

@@ -113,6 +113,13 @@ func (s *scripts) handle(t carp.Transition) {
 	if path == "" {
 		return
 	}
+	if kind == "up" && s.stopped() {
+		// A promotion still queued when carpd is told to exit: the group
+		// is closing, and the upscript would only delay the exit and leave
+		// something for the downscript to undo.
+		s.log.Info("script not run: carpd is shutting down", "script", kind, "path", path, "state", t.To, "reason", t.Reason)
+		return
+	}
 	if err := s.run(kind, path, t); err != nil {
 		s.log.Error("script failed", "script", kind, "path", path, "err", err)
 	}
@@ -142,8 +149,9 @@ func (s *scripts) limit() time.Duration {
 // stop is the start of carpd's shutdown: the script running now, if any,
 // is killed with its process group (it served a state carpd is leaving, and
 // may hang), so that the group's last transition, and the downscript that
-// --shutdown runs for it, are not held up behind it. Scripts that start
-// afterwards run as usual, bounded by --script-timeout.
+// --shutdown runs for it, are not held up behind it. Downscripts that start
+// afterwards run as usual, bounded by --script-timeout; upscripts do not
+// run any more.
 func (s *scripts) stop() { s.kill(scriptsStopping) }
 
 // stopped reports whether stop or close was called.

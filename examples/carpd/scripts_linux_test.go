@@ -108,8 +108,9 @@ func TestScriptTimeoutKillsProcessGroup(t *testing.T) {
 }
 
 // TestScriptsStopAndClose: stop kills the script running at the time with
-// its process group, however long its timeout; a script started after stop
-// (the downscript of --shutdown) still runs; after close none starts.
+// its process group, however long its timeout; after stop an upscript no
+// longer starts but a downscript (that of --shutdown) still runs; after
+// close none starts.
 func TestScriptsStopAndClose(t *testing.T) {
 	w := lineWatcher{lines: make(chan string, 16)}
 	dir := t.TempDir()
@@ -130,6 +131,13 @@ func TestScriptsStopAndClose(t *testing.T) {
 	}
 	if !s.stopped() {
 		t.Error("stopped() = false after stop")
+	}
+
+	// A promotion still queued runs no upscript any more.
+	s.up, _ = recordingScript(t, dir, "up", "")
+	s.handle(carp.Transition{From: carp.Backup, To: carp.Master, Reason: carp.ReasonMasterTimedOut})
+	if got := s.stats().Runs; got != 1 {
+		t.Errorf("%d script runs after a promotion handled after stop, want 1 (the killed one)", got)
 	}
 
 	// The group's last transition, as MASTER, with --shutdown.
