@@ -781,3 +781,211 @@ func TestBadFlagsExit2(t *testing.T) {
 		t.Errorf("output %q, want it to start with %q", out, want)
 	}
 }
+
+// hangScript writes a script that records "<xparam> <kind>" in the events
+// file once it has started a child, writes "<its pid> <child pid>" to the
+// file it returns, and then waits for the child (sleep 1000): an up- or
+// downscript stuck on a command that never returns. The script's pid is
+// its process group (carpd starts each script in its own group).
+func (tb *testbed) hangScript(kind string) (script, pids string) {
+	tb.t.Helper()
+	script = filepath.Join(tb.dir, "hang-"+kind+".sh")
+	pids = filepath.Join(tb.dir, "hang-"+kind+".pids")
+	body := "sleep 1000 &\necho \"$$ $!\" > " + pids + "\necho \"$3 " + kind + "\" >> " + tb.events + "\nwait\n"
+	if err := os.WriteFile(script, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+		tb.t.Fatal(err)
+	}
+	return script, pids
+}
+
+// scriptGroup reads the pids hangScript wrote and makes sure the test
+// leaves none of them behind, whatever carpd does.
+func scriptGroup(t *testing.T, pidsFile string) (leader, child int) {
+	t.Helper()
+	b, err := os.ReadFile(pidsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fmt.Sscan(string(b), &leader, &child); err != nil {
+		t.Fatalf("%s: %q: %v", pidsFile, b, err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-leader, syscall.SIGKILL)
+		syscall.Kill(child, syscall.SIGKILL)
+	})
+	return leader, child
+}
+
+// waitExit waits for a carpd to exit after a terminating signal and checks
+// its status (0) and its final status line, which it returns.
+func waitExit(t *testing.T, p *netns.Process, sig syscall.Signal) map[string]string {
+	t.Helper()
+	select {
+	case <-p.Done():
+	case <-time.After(stateTimeout):
+		t.Fatalf("%s did not exit within %v of %v", p.Name, stateTimeout, sig)
+	}
+	if err := p.Err(); err != nil {
+		t.Errorf("%s exited with %v after %v, want status 0", p.Name, err, sig)
+	}
+	line, _, err := p.WaitLine(0, `msg="final status"`, 0)
+	if err != nil {
+		return nil
+	}
+	return parseFields(line)
+}
+
+// checkBowOut checks that b took over because of a's bow-out advert.
+func checkBowOut(t *testing.T, b *netns.Process, from int) {
+	t.Helper()
+	line, _, err := b.WaitLine(from, "state=MASTER", stateTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(line, `reason="bow-out received"`) {
+		t.Errorf("b became MASTER with %v, want reason \"bow-out received\": %s", parseFields(line)["reason"], line)
+	}
+}
+
+// TestShutdownWhileUpscriptHangs: SIGTERM ends a MASTER whose upscript
+// never returns: it sends its bow-out (the backup takes over because of
+// it), kills the script's whole process group, counts the kill and exits
+// 0. carpd used to wait for the script for ever.
+func TestShutdownWhileUpscriptHangs(t *testing.T) {
+	t.Parallel()
+	tb := newTestbed(t, "a", "b")
+	hang, pids := tb.hangScript("up")
+	_, down := tb.scripts(false)
+	n := tb.nodes["a"]
+	a := n.ns.Start(carpdBin, "-i", "eth0", "-s", n.ip.String(), "-v", testVHID, "-p", testPass,
+		"-a", testVIP.String(), "-u", hang, "-d", down, "-x", "a", "-k", "0")
+	tb.waitEvent(0, "a up")
+	leader, child := scriptGroup(t, pids)
+	from := len(tb.eventLines())
+	b := tb.carpd("b", false, "-k", "100")
+	tb.waitEvent(from, "b down")
+	tb.obs.waitAdverts(t, n.ip, 3) // a advertises while its upscript hangs
+
+	bFrom := b.Len()
+	if err := a.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	final := waitExit(t, a, syscall.SIGTERM)
+	checkBowOut(t, b, bFrom)
+	for _, pid := range []int{leader, child} {
+		if !exited(t, pid, stateTimeout) {
+			t.Errorf("process %d of the upscript's group survived carpd", pid)
+		}
+	}
+	if final["script_kills"] != "1" {
+		t.Errorf("final status %v, want script_kills=1", final)
+	}
+}
+
+// TestShutdownWhileStartupScriptHangs: SIGINT and SIGTERM end carpd while
+// its start-up downscript hangs, killing the script's process group. carpd
+// used to ignore both signals until the script returned.
+func TestShutdownWhileStartupScriptHangs(t *testing.T) {
+	t.Parallel()
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			t.Parallel()
+			tb := newTestbed(t, "a")
+			up, _ := tb.scripts(false)
+			hang, pids := tb.hangScript("down")
+			n := tb.nodes["a"]
+			a := n.ns.Start(carpdBin, "-i", "eth0", "-s", n.ip.String(), "-v", testVHID, "-p", testPass,
+				"-a", testVIP.String(), "-u", up, "-d", hang, "-x", "a")
+			tb.waitEvent(0, "a down")
+			leader, child := scriptGroup(t, pids)
+			if err := a.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			waitExit(t, a, sig)
+			for _, pid := range []int{leader, child} {
+				if !exited(t, pid, stateTimeout) {
+					t.Errorf("process %d of the start-up script's group survived carpd", pid)
+				}
+			}
+			if a.Count(0, "carpd started") != 0 || tb.countEvent("a up") != 0 {
+				t.Errorf("carpd went on starting after %v", sig)
+			}
+		})
+	}
+}
+
+// TestShutdownScript: with --shutdown, a downscript that hangs at exit is
+// killed with its process group after --script-timeout, or at once on a
+// second signal, and counted; carpd exits 0 after its bow-out.
+func TestShutdownScript(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name      string
+		timeout   string
+		second    bool   // send a second SIGTERM once the downscript runs
+		wantCount string // final status counter that must be 1
+	}{
+		{"timeout", "500ms", false, "script_timeouts"},
+		{"second signal", "1h", true, "script_kills"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tb := newTestbed(t, "a", "b")
+			up, _ := tb.scripts(false)
+			hang, pids := tb.hangScript("down")
+			n := tb.nodes["a"]
+			a := n.ns.Start(carpdBin, "-i", "eth0", "-s", n.ip.String(), "-v", testVHID, "-p", testPass,
+				"-a", testVIP.String(), "-u", up, "-d", hang, "-x", "a", "-k", "0", "-z", "-n", "--script-timeout", tt.timeout)
+			tb.waitEvent(0, "a up")
+			from := len(tb.eventLines())
+			b := tb.carpd("b", false, "-k", "100")
+			tb.waitEvent(from, "b down")
+			tb.obs.waitAdverts(t, n.ip, 3)
+
+			bFrom := b.Len()
+			if err := a.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			tb.waitEvent(from, "a down")
+			leader, child := scriptGroup(t, pids)
+			if tt.second {
+				if err := a.Signal(syscall.SIGTERM); err != nil {
+					t.Fatal(err)
+				}
+			}
+			final := waitExit(t, a, syscall.SIGTERM)
+			checkBowOut(t, b, bFrom)
+			for _, pid := range []int{leader, child} {
+				if !exited(t, pid, stateTimeout) {
+					t.Errorf("process %d of the downscript's group survived", pid)
+				}
+			}
+			if final[tt.wantCount] != "1" {
+				t.Errorf("final status %v, want %s=1", final, tt.wantCount)
+			}
+		})
+	}
+}
+
+// TestShutdownWithDemoteFIFO: a demote file replaced by a FIFO is refused
+// (and logged), and SIGTERM still ends a MASTER with a bow-out. carpd used
+// to block reading the FIFO, and its shutdown waited for that read.
+func TestShutdownWithDemoteFIFO(t *testing.T) {
+	t.Parallel()
+	tb := newTestbed(t, "a", "b")
+	file := filepath.Join(tb.dir, "demote")
+	a, b := tb.startPair("a", "b", tb.carpdFn(false, "--demote-file", file), tb.carpdFn(false))
+	aFrom := a.Len()
+	if err := syscall.Mkfifo(file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.WaitLine(aFrom, "a FIFO, want a regular file", stateTimeout); err != nil {
+		t.Fatal(err)
+	}
+	bFrom := b.Len()
+	if err := a.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, a, syscall.SIGTERM)
+	checkBowOut(t, b, bFrom)
+}

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -95,16 +97,54 @@ func (d *demoteFile) Close() {
 	<-d.done
 }
 
+// maxDemoteBytes bounds what is read of the demote file: "255\n" and
+// some white space fit; anything longer is not a demotion, and reading it
+// whole would let a stray large file (or a sparse one of any size) cost
+// memory on every poll.
+const maxDemoteBytes = 16
+
 // readDemotion returns the integer in the file at path: 0 if the file does
 // not exist, an error if it does not hold one integer 0-255 (surrounding
 // white space allowed).
+//
+// Only a regular file is read, and at most maxDemoteBytes+1 bytes of it: a
+// FIFO would block the poll (and with it shutdown, which waits for the
+// poll), and a device or a huge file is not a health report. The type is
+// checked before opening, so a FIFO or a device is never opened, and again
+// on the open file, in case the path was replaced in between; the open is
+// non-blocking as a last guard. Errors quote at most maxDemoteBytes of the
+// content.
 func readDemotion(path string) (int, error) {
-	b, err := os.ReadFile(path)
+	fi, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
 	}
 	if err != nil {
 		return 0, err
+	}
+	if !fi.Mode().IsRegular() {
+		return 0, notRegular(fi.Mode())
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	if fi, err = f.Stat(); err != nil {
+		return 0, err
+	}
+	if !fi.Mode().IsRegular() {
+		return 0, notRegular(fi.Mode())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxDemoteBytes+1))
+	if err != nil {
+		return 0, err
+	}
+	if len(b) > maxDemoteBytes {
+		return 0, fmt.Errorf("content %q...: longer than %d bytes; want an integer 0-255", b[:maxDemoteBytes], maxDemoteBytes)
 	}
 	s := string(bytes.TrimSpace(b))
 	n, err := strconv.Atoi(s)
@@ -112,4 +152,21 @@ func readDemotion(path string) (int, error) {
 		return 0, fmt.Errorf("content %q: want an integer 0-255", s)
 	}
 	return n, nil
+}
+
+// notRegular is readDemotion's error for a path that is not a regular
+// file.
+func notRegular(m fs.FileMode) error {
+	kind := "not a regular file"
+	switch {
+	case m.IsDir():
+		kind = "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		kind = "a FIFO"
+	case m&fs.ModeSocket != 0:
+		kind = "a socket"
+	case m&fs.ModeDevice != 0:
+		kind = "a device"
+	}
+	return fmt.Errorf("%s, want a regular file holding an integer 0-255", kind)
 }

@@ -4,7 +4,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -50,6 +53,84 @@ func TestReadDemotion(t *testing.T) {
 }
 
 func ptr(s string) *string { return &s }
+
+// TestReadDemotionBounded: a file far larger than a demotion (here a
+// 512 MiB sparse file) is refused after reading a few bytes, with an error
+// that quotes only a short prefix. The bound is checked through the
+// allocations of the call, not its duration.
+func TestReadDemotionBounded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "demote")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("1" + strings.Repeat(" ", 20) + "2\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(512 << 20); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	n, err := readDemotion(path)
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Fatalf("readDemotion of a 512 MiB file = %d, nil; want an error", n)
+	}
+	if want := `content "1               "...: longer than 16 bytes; want an integer 0-255`; err.Error() != want {
+		got := err.Error()
+		t.Errorf("error %q (%d bytes), want %q", got[:min(len(got), 200)], len(got), want)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<10 {
+		t.Errorf("readDemotion allocated %d bytes for a 512 MiB file, want a bounded read (< 64 KiB)", alloc)
+	}
+}
+
+// TestReadDemotionNotRegular: a FIFO, a directory or a device is an error,
+// returned without reading: a FIFO with no writer would block the read
+// (and the daemon's shutdown behind it) forever.
+func TestReadDemotionNotRegular(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ name, path, want string }{
+		{"FIFO", fifo, "a FIFO, want a regular file holding an integer 0-255"},
+		{"directory", dir, "a directory, want a regular file holding an integer 0-255"},
+		{"device", os.DevNull, "a device, want a regular file holding an integer 0-255"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			type result struct {
+				n   int
+				err error
+			}
+			res := make(chan result, 1)
+			go func() {
+				n, err := readDemotion(tt.path)
+				res <- result{n, err}
+			}()
+			var r result
+			select {
+			case r = <-res:
+			case <-time.After(10 * time.Second):
+				// Only turns a hang into a failure: release a reader
+				// blocked on the FIFO so the goroutine ends.
+				if w, err := os.OpenFile(fifo, os.O_RDWR, 0); err == nil {
+					w.Close()
+				}
+				t.Fatalf("readDemotion(%s) still blocked after 10s", tt.name)
+			}
+			if r.err == nil || r.err.Error() != tt.want {
+				t.Errorf("readDemotion(%s) = %d, %v; want error %q", tt.name, r.n, r.err, tt.want)
+			}
+		})
+	}
+}
 
 // TestDemoteFileFollowsFile: the demotion follows the file's changes,
 // keeps the last good value while the file is invalid, and returns to 0

@@ -52,7 +52,8 @@
 //	   --manage-vip         install, announce (GARP / unsolicited NA) and remove the addresses
 //	   --vmac               the addresses live on macvlan carp<vhid> with MAC 00:00:5e:00:01:<vhid>;
 //	                        implies --manage-vip
-//	   --script-timeout D   kill a script still running after D (default: no limit)
+//	   --script-timeout D   kill a script still running after D, with its process group;
+//	                        1ms-24h, default 10s (there is no "no limit")
 //
 // # Scripts
 //
@@ -72,6 +73,12 @@
 // upscript still runs waits for it, so it always undoes a finished "up".
 // Their output is logged line by line.
 //
+// Each script runs in its own process group. One still running after
+// --script-timeout (default 10 s) is killed with SIGKILL, together with
+// everything it started (a "sleep", a pipeline); so is one running when
+// carpd is told to exit. Kills are logged ("script failed") and counted
+// (script_timeouts, script_kills; also script_runs and script_failures).
+//
 // # Signals
 //
 // SIGUSR1 logs the state and carp(4)'s counters (names as in netstat -s
@@ -80,10 +87,18 @@
 // plus the master-down interval (ucarp sleeps 3 s and then restarts its
 // state machine, which waits a master-down interval; with only 3 s a peer
 // with a larger skew would never get its turn). SIGTERM, SIGINT, SIGHUP and
-// SIGQUIT end carpd: a MASTER first sends a bow-out advert (OpenBSD's
-// advbase 255 / advskew 255), so a carpd backup takes over at once instead
-// of after the master-down interval (ucarp sends nothing); with --shutdown
-// the downscript runs, and with --manage-vip the addresses are removed.
+// SIGQUIT end carpd: a script still running is killed with its process
+// group (an upscript still queued does not run), a MASTER sends a bow-out advert (OpenBSD's advbase 255 / advskew
+// 255), so a carpd backup takes over at once instead of after the
+// master-down interval (ucarp sends nothing); with --shutdown the
+// downscript runs (bounded by --script-timeout), and with --manage-vip the
+// addresses are removed. No script outlives carpd. These signals work from
+// the start: one that arrives while the start-up downscript runs kills it
+// and ends carpd before the group starts. So carpd exits within a few
+// seconds of the signal, or within --script-timeout with --shutdown; a
+// second signal kills the --shutdown downscript at once. If the shutdown
+// has not finished 5 s after --script-timeout (an address change stuck in
+// the kernel, say), carpd kills any script and exits with status 1.
 //
 // # Demotion
 //
@@ -98,7 +113,10 @@
 // does, works however the file is replaced, and cannot miss a rewrite that
 // falls within the filesystem's mtime granularity. An absent file means 0;
 // a file that does not hold an integer 0-255 is logged and ignored (the last
-// good value stays).
+// good value stays). Only a regular file is read, and only its first 16
+// bytes: a FIFO, a device or a directory in its place, or a longer file, is
+// such an error, and is never read further (a FIFO would block, a huge file
+// would cost memory on every read).
 //
 // # Link tracking
 //
@@ -110,6 +128,6 @@
 // # Exit status
 //
 // 0 after a terminating signal, 1 when the group cannot run (no such
-// interface, no permission, no address to send from), 2 for a bad command
-// line.
+// interface, no permission, no address to send from) or the shutdown did
+// not finish in time, 2 for a bad command line.
 package main

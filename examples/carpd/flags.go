@@ -37,16 +37,25 @@ type options struct {
 	Daemonize  bool         // -B: accepted, not implemented
 	Facility   string       // -f: accepted, logs go to stderr
 
-	McastIP       netip.Addr   // --mcast/--mcastip: only the default group is supported
-	Peers         []netip.Addr // --peer, at most one per family
-	DemoteFile    string       // --demote-file
-	DemoteSkew    bool         // --demote-skew
-	ManageVIP     bool         // --manage-vip
-	VMAC          bool         // --vmac (implies --manage-vip)
-	ScriptTimeout time.Duration
+	McastIP       netip.Addr    // --mcast/--mcastip: only the default group is supported
+	Peers         []netip.Addr  // --peer, at most one per family
+	DemoteFile    string        // --demote-file
+	DemoteSkew    bool          // --demote-skew
+	ManageVIP     bool          // --manage-vip
+	VMAC          bool          // --vmac (implies --manage-vip)
+	ScriptTimeout time.Duration // --script-timeout
 
 	Help bool
 }
+
+// Bounds of --script-timeout. There is no "no limit": a script that never
+// returns would hold every later script, and the daemon's shutdown, for
+// ever.
+const (
+	defaultScriptTimeout = 10 * time.Second
+	minScriptTimeout     = time.Millisecond
+	maxScriptTimeout     = 24 * time.Hour
+)
 
 // usageError is a command-line mistake: carpd prints it and exits 2.
 type usageError struct{ msg string }
@@ -204,10 +213,10 @@ var flagTable = []flagSpec{
 		o.VMAC, o.ManageVIP = true, true
 		return nil
 	}},
-	{0, "script-timeout", "DURATION", "kill a script still running after DURATION, e.g. 30s (default 0: no limit)", func(o *options, v string) error {
+	{0, "script-timeout", "DURATION", "kill a script (and its process group) still running after DURATION, 1ms-24h (default 10s)", func(o *options, v string) error {
 		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			return errors.New("must be a duration of 0 or more, e.g. 30s")
+		if err != nil || d < minScriptTimeout || d > maxScriptTimeout {
+			return errors.New("must be a duration from 1ms to 24h, e.g. 30s")
 		}
 		o.ScriptTimeout = d
 		return nil
@@ -282,7 +291,7 @@ func apply(o *options, f *flagSpec, v string) error {
 // flags that depend on each other. The password file is not read here (see
 // password).
 func parseArgs(args []string) (*options, error) {
-	o := &options{AdvBase: 1, DeadRatio: 3}
+	o := &options{AdvBase: 1, DeadRatio: 3, ScriptTimeout: defaultScriptTimeout}
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		switch {
@@ -399,7 +408,11 @@ func (o *options) password() ([]byte, error) {
 		return nil, usagef("--passfile %s: %v", o.PassFile, err)
 	}
 	defer f.Close()
-	line, err := bufio.NewReader(f).ReadBytes('\n')
+	// A password and its line end at most: a longer first line is an error
+	// either way, and reading it whole would cost the size of whatever the
+	// path names. The file may be a pipe (-o <(command)): it is not
+	// required to be a regular file.
+	line, err := bufio.NewReader(io.LimitReader(f, int64(carp.MaxPasswordLen+len("\r\n")))).ReadBytes('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, usagef("--passfile %s: %v", o.PassFile, err)
 	}

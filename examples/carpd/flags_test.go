@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ var base = []string{"-i", "eth0", "-v", "7", "-p", "secret", "-a", "10.0.0.254"}
 // want returns the options base parses to, changed by fn.
 func want(fn func(o *options)) *options {
 	o := &options{Interface: "eth0", VHID: 7, Pass: "secret",
-		Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.254")}, AdvBase: 1, DeadRatio: 3}
+		Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.254")}, AdvBase: 1, DeadRatio: 3, ScriptTimeout: 10 * time.Second}
 	if fn != nil {
 		fn(o)
 	}
@@ -43,7 +44,8 @@ func TestParseArgs(t *testing.T) {
 			&options{Interface: "eth1", SrcIP: netip.MustParseAddr("10.0.0.2"), VHID: 10, Pass: "pw",
 				Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.254")}, AdvBase: 2, AdvSkew: 100,
 				Preempt: true, Neutral: true, UpScript: "/up", DownScript: "/down", DeadRatio: 4,
-				Shutdown: true, XParam: "extra", IgnoreIf: true, Debug: true, Daemonize: true, Facility: "local0"},
+				Shutdown: true, XParam: "extra", IgnoreIf: true, Debug: true, Daemonize: true, Facility: "local0",
+				ScriptTimeout: 10 * time.Second},
 		},
 		{
 			"long flags, both value forms",
@@ -77,7 +79,7 @@ func TestParseArgs(t *testing.T) {
 		{"passfile instead of pass", []string{"-i", "eth0", "-v", "7", "-o", "/etc/pw", "-a", "10.0.0.254"},
 			want(func(o *options) { o.Pass, o.PassFile = "", "/etc/pw" })},
 		{"-- ends the flags", append(base, "--"), want(nil)},
-		{"help needs nothing else", []string{"-h"}, &options{AdvBase: 1, DeadRatio: 3, Help: true}},
+		{"help needs nothing else", []string{"-h"}, &options{AdvBase: 1, DeadRatio: 3, ScriptTimeout: 10 * time.Second, Help: true}},
 		{"bounds", append(base, "-v", "255", "-k", "254", "-b", "255", "-r", "1"),
 			want(func(o *options) { o.VHID, o.AdvSkew, o.AdvBase, o.DeadRatio = 255, 254, 255, 1 })},
 	}
@@ -125,7 +127,11 @@ func TestParseArgsErrors(t *testing.T) {
 		{"peer of a family without addr", append(base, "--peer", "fd00::1"), "--peer fd00::1: no --addr of that family"},
 		{"other multicast group", append(base, "--mcastip", "239.1.1.1"),
 			"--mcastip 239.1.1.1: must be 224.0.0.18 (other groups are not supported; use --peer for unicast)"},
-		{"bad duration", append(base, "--script-timeout", "soon"), "--script-timeout soon: must be a duration of 0 or more, e.g. 30s"},
+		{"bad duration", append(base, "--script-timeout", "soon"), "--script-timeout soon: must be a duration from 1ms to 24h, e.g. 30s"},
+		{"no script timeout (a hung script would hold shutdown)", append(base, "--script-timeout", "0"),
+			"--script-timeout 0: must be a duration from 1ms to 24h, e.g. 30s"},
+		{"negative script timeout", append(base, "--script-timeout=-1s"), "--script-timeout -1s: must be a duration from 1ms to 24h, e.g. 30s"},
+		{"script timeout too long", append(base, "--script-timeout", "25h"), "--script-timeout 25h: must be a duration from 1ms to 24h, e.g. 30s"},
 		{"unknown short", append(base, "-q"), "unknown flag -q"},
 		{"unknown short in a cluster", append(base, "-Pq"), "unknown flag -q"},
 		{"unknown long", append(base, "--nomcast"), "unknown flag --nomcast"},
@@ -197,6 +203,28 @@ func TestPassword(t *testing.T) {
 			}
 		})
 	}
+	t.Run("huge first line", func(t *testing.T) {
+		// 512 MiB of zeros without a newline, sparse: refused after a few
+		// bytes, which the allocations of the call show.
+		path := filepath.Join(dir, "huge")
+		if err := os.WriteFile(path, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(path, 512<<20); err != nil {
+			t.Fatal(err)
+		}
+		o := &options{PassFile: path}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := o.password()
+		runtime.ReadMemStats(&after)
+		if err == nil || !strings.Contains(err.Error(), "password must be at most 20 bytes") {
+			t.Errorf("password() error = %v, want \"password must be at most 20 bytes\"", err)
+		}
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<10 {
+			t.Errorf("password() allocated %d bytes for a 512 MiB file, want a bounded read (< 64 KiB)", alloc)
+		}
+	})
 	t.Run("missing file", func(t *testing.T) {
 		o := &options{PassFile: filepath.Join(dir, "nope")}
 		if _, err := o.password(); err == nil || !strings.HasPrefix(err.Error(), "--passfile "+o.PassFile+": ") {

@@ -67,21 +67,56 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Info("--facility ignored: carpd logs to stderr", "facility", o.Facility)
 	}
 
-	// Catch signals from the start, so one that arrives while the
-	// start-up downscript runs is handled once the group is up.
+	// Catch signals from the start. A terminating one that arrives while
+	// carpd starts (the start-up downscript may hang) kills that script
+	// and ends carpd; the others are handled once the group runs.
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGUSR2,
 		syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT)
 	defer signal.Stop(sigs)
 
-	d, err := newDaemon(o, pass, log, groupLog)
-	if err != nil {
-		log.Error("cannot start", "err", err)
-		return 1
+	d := newDaemon(o, log)
+	started := make(chan error, 1)
+	go func() { started <- d.start(pass, groupLog) }()
+	var pending []os.Signal
+	for {
+		select {
+		case err := <-started:
+			if err != nil {
+				log.Error("cannot start", "err", err)
+				return 1
+			}
+			if !d.serve(pending, sigs) {
+				return 1
+			}
+			return 0
+		case sig := <-sigs:
+			if !terminating(sig) {
+				pending = append(pending, sig)
+				continue
+			}
+			log.Info("shutting down while starting", "signal", sig.String())
+			d.scripts.stop()
+			err := <-started
+			switch {
+			case err == nil: // it got past the start-up script before the signal
+				d.close()
+			case !errors.Is(err, errAborted):
+				log.Error("cannot start", "err", err)
+				return 1
+			}
+			return 0
+		}
 	}
-	d.serve(sigs)
-	return 0
 }
+
+// terminating reports whether sig ends carpd.
+func terminating(sig os.Signal) bool {
+	return sig != syscall.SIGUSR1 && sig != syscall.SIGUSR2
+}
+
+// errAborted is start's error when a terminating signal stopped it.
+var errAborted = errors.New("start-up aborted by a signal")
 
 // daemon is one running carpd: the group and what follows it.
 type daemon struct {
@@ -99,22 +134,31 @@ type daemon struct {
 	follower *vip.Follower
 }
 
-// newDaemon opens everything and starts the group. On error it closes what
-// it opened.
-func newDaemon(o *options, pass []byte, log, groupLog *slog.Logger) (_ *daemon, err error) {
+// newDaemon returns a daemon that start opens. Its scripts exist from the
+// start, so that a signal can stop the start-up downscript.
+func newDaemon(o *options, log *slog.Logger) *daemon {
 	d := &daemon{o: o, log: log}
+	d.scripts = &scripts{vhid: o.VHID, up: o.UpScript, down: o.DownScript, iface: o.Interface, addrs: addrStrings(o.Addrs),
+		xparam: o.XParam, shutdown: o.Shutdown, timeout: o.ScriptTimeout, log: log}
+	return d
+}
+
+// start opens everything and starts the group. On error it closes what it
+// opened. After scripts.stop (a terminating signal) it returns errAborted
+// once the start-up downscript has been killed, without starting the
+// group.
+func (d *daemon) start(pass []byte, groupLog *slog.Logger) (err error) {
+	o, log := d.o, d.log
 	defer func() {
 		if err != nil {
 			d.close()
 		}
 	}()
-	addrs := addrStrings(o.Addrs)
-	d.scripts = &scripts{vhid: o.VHID, up: o.UpScript, down: o.DownScript, iface: o.Interface, addrs: addrs,
-		xparam: o.XParam, shutdown: o.Shutdown, timeout: o.ScriptTimeout, log: log}
+	addrs := d.scripts.addrs
 
 	ifi, err := net.InterfaceByName(o.Interface)
 	if err != nil {
-		return nil, fmt.Errorf("interface %s: %w", o.Interface, err)
+		return fmt.Errorf("interface %s: %w", o.Interface, err)
 	}
 	rc := &carp.RawConfig{Src4: o.SrcIP, Logger: log}
 	has4, has6 := o.families()
@@ -133,7 +177,7 @@ func newDaemon(o *options, pass []byte, log, groupLog *slog.Logger) (_ *daemon, 
 	}
 	tr, err := carp.NewRawTransport(o.Interface, rc)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	d.group, err = carp.NewGroup(carp.Config{
 		VHID:         o.VHID,
@@ -151,16 +195,19 @@ func newDaemon(o *options, pass []byte, log, groupLog *slog.Logger) (_ *daemon, 
 		OnTransition: d.onTransition,
 	})
 	if err != nil {
-		return nil, errors.Join(err, tr.Close())
+		return errors.Join(err, tr.Close())
 	}
 
 	if o.ManageVIP {
 		if err := d.openVIP(ifi); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if !o.Neutral {
 		d.scripts.startup()
+	}
+	if d.scripts.stopped() {
+		return errAborted
 	}
 	if o.DemoteFile != "" {
 		d.demote = startDemoteFile(o.DemoteFile, demotePoll, func(n int) { d.group.SetDemotion(demoteSource, n) }, log)
@@ -168,15 +215,16 @@ func newDaemon(o *options, pass []byte, log, groupLog *slog.Logger) (_ *daemon, 
 	if !o.IgnoreIf {
 		d.link, err = carp.NewLinkWatcher(o.Interface, d.group.SetLinkState, log)
 		if err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if err := d.group.Start(); err != nil {
-		return nil, err
+		return err
 	}
 	log.Info("carpd started", "addrs", addrs, "advbase", o.AdvBase, "advskew", o.AdvSkew,
-		"preempt", o.Preempt, "master_down", d.group.MasterDownInterval(), "manage_vip", o.ManageVIP)
-	return d, nil
+		"preempt", o.Preempt, "master_down", d.group.MasterDownInterval(), "manage_vip", o.ManageVIP,
+		"script_timeout", d.scripts.timeout)
+	return nil
 }
 
 // openVIP sets up --manage-vip: the addresses live on the interface, or on
@@ -249,9 +297,24 @@ func (d *daemon) onTransition(t carp.Transition) {
 	d.scripts.handle(t)
 }
 
-// serve handles signals until one ends carpd, then shuts down.
-func (d *daemon) serve(sigs <-chan os.Signal) {
-	for sig := range sigs {
+// shutdownGrace is what carpd's shutdown may take beyond --script-timeout
+// (the --shutdown downscript's share): the bow-out, withdrawing the
+// addresses. Past it carpd kills any script and exits anyway, with status
+// 1, leaving behind the step that hangs (say, an address change stuck in
+// the kernel).
+const shutdownGrace = 5 * time.Second
+
+// serve handles signals (first those that arrived during start-up) until
+// one ends carpd, then shuts down; a second one during the shutdown kills
+// a script still running. It reports whether the shutdown finished.
+func (d *daemon) serve(pending []os.Signal, sigs <-chan os.Signal) bool {
+	for {
+		var sig os.Signal
+		if len(pending) > 0 {
+			sig, pending = pending[0], pending[1:]
+		} else {
+			sig = <-sigs
+		}
 		switch sig {
 		case syscall.SIGUSR1:
 			d.logStats("status")
@@ -261,17 +324,55 @@ func (d *daemon) serve(sigs <-chan os.Signal) {
 			d.group.StepDown(pause)
 		default:
 			d.log.Info("shutting down", "signal", sig.String(), "state", d.group.State())
-			d.close()
+			bound := d.scripts.limit() + shutdownGrace
+			// A second terminating signal cuts the --shutdown downscript
+			// short (its timeout may be long): it is killed at once.
+			finished := awaitClose(d.close, bound, sigs, func(sig os.Signal) {
+				d.log.Warn("second signal: killing any script now", "signal", sig.String())
+				d.scripts.close()
+			})
+			if !finished {
+				d.scripts.close()
+				d.log.Error("shutdown not finished; exiting anyway", "waited", bound)
+			}
 			d.logStats("final status")
-			return
+			return finished
 		}
 	}
 }
 
-// close stops everything in order: the group first (bow-out advert, the
-// last transition and its script), then the address follower, which
-// withdraws the addresses it installed.
+// awaitClose runs close on its own goroutine and waits for it to return,
+// at most bound; a terminating signal meanwhile is passed to onSignal. It
+// reports whether close returned.
+func awaitClose(close func(), bound time.Duration, sigs <-chan os.Signal, onSignal func(os.Signal)) bool {
+	closed := make(chan struct{}, 1) // an abandoned close can still send
+	go func() {
+		defer func() { closed <- struct{}{} }()
+		close()
+	}()
+	timer := time.NewTimer(bound)
+	defer timer.Stop()
+	for {
+		select {
+		case <-closed:
+			return true
+		case <-timer.C:
+			return false
+		case sig := <-sigs:
+			if terminating(sig) {
+				onSignal(sig)
+			}
+		}
+	}
+}
+
+// close stops everything in order: a script still running is killed
+// (it would hold the group's last transition), then the group (bow-out
+// advert, the last transition and, with --shutdown, its downscript,
+// bounded by --script-timeout), then the address follower, which
+// withdraws the addresses it installed. No script survives it.
 func (d *daemon) close() {
+	d.scripts.stop()
 	if d.link != nil {
 		if err := d.link.Close(); err != nil {
 			d.log.Warn("link watcher", "err", err)
@@ -285,6 +386,7 @@ func (d *daemon) close() {
 			d.log.Warn("closing group", "err", err)
 		}
 	}
+	d.scripts.close() // the group may have stopped waiting for a script
 	var errs []error
 	if d.follower != nil {
 		errs = append(errs, d.follower.Close())
@@ -314,6 +416,9 @@ func (d *daemon) logStats(msg string) {
 		"badauth", s.Badauth, "badvhid", s.Badvhid, "badloop", s.Badloop, "vrrp", s.VRRP,
 		"opackets", s.Opackets, "opackets6", s.Opackets6, "oerrors", s.Oerrors, "preempt", s.Preempt,
 	}
+	sc := d.scripts.stats()
+	attrs = append(attrs, "script_runs", sc.Runs, "script_failures", sc.Failures,
+		"script_timeouts", sc.Timeouts, "script_kills", sc.Kills)
 	if d.follower != nil {
 		v := d.follower.Stats()
 		attrs = append(attrs, "vip_installs", v.Installs, "vip_withdrawals", v.Withdrawals,

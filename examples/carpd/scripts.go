@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gocarp/gocarp/carp"
@@ -33,6 +35,11 @@ const reasonStartup = "start-up"
 // downscript due while the upscript still runs starts when the upscript
 // has finished, so "down" always undoes a completed "up" rather than racing
 // it. Their stdout and stderr are logged line by line.
+//
+// Every script runs in its own process group, so that a timeout or the
+// shutdown kills what it started too (a "sleep" in a shell script, a
+// pipeline): killing only the shell would leave its children running and,
+// holding its output open, keep carpd waiting for them.
 type scripts struct {
 	vhid     uint8
 	up, down string
@@ -40,8 +47,39 @@ type scripts struct {
 	addrs    []string
 	xparam   string
 	shutdown bool          // -z: run the downscript when closing as MASTER
-	timeout  time.Duration // 0: no limit
+	timeout  time.Duration // --script-timeout; zero means defaultScriptTimeout
 	log      *slog.Logger
+
+	mu      sync.Mutex
+	phase   scriptPhase
+	running context.CancelCauseFunc // of the script running now; nil when none
+
+	runs, failures, timeouts, kills atomic.Uint64
+}
+
+// scriptPhase is where carpd's shutdown is, for the scripts.
+type scriptPhase int
+
+const (
+	scriptsRunning  scriptPhase = iota
+	scriptsStopping             // stop was called: the script then running was killed; later ones run
+	scriptsClosed               // close was called: no script starts any more
+)
+
+// errShutdown is the cause given to a script killed because carpd exits.
+var errShutdown = errors.New("carpd is shutting down")
+
+// scriptStats counts script runs, for SIGUSR1 and the final status.
+type scriptStats struct {
+	Runs     uint64 // scripts started
+	Failures uint64 // runs that did not exit 0 (including those killed)
+	Timeouts uint64 // killed after --script-timeout
+	Kills    uint64 // killed at shutdown
+}
+
+func (s *scripts) stats() scriptStats {
+	return scriptStats{Runs: s.runs.Load(), Failures: s.failures.Load(),
+		Timeouts: s.timeouts.Load(), Kills: s.kills.Load()}
 }
 
 // forTransition returns which script (kind "up" or "down" and its path) t
@@ -75,6 +113,13 @@ func (s *scripts) handle(t carp.Transition) {
 	if path == "" {
 		return
 	}
+	if kind == "up" && s.stopped() {
+		// A promotion still queued when carpd is told to exit: the group
+		// is closing, and the upscript would only delay the exit and leave
+		// something for the downscript to undo.
+		s.log.Info("script not run: carpd is shutting down", "script", kind, "path", path, "state", t.To, "reason", t.Reason)
+		return
+	}
 	if err := s.run(kind, path, t); err != nil {
 		s.log.Error("script failed", "script", kind, "path", path, "err", err)
 	}
@@ -93,20 +138,72 @@ func (s *scripts) startup() {
 	}
 }
 
+// limit is the time a script may run.
+func (s *scripts) limit() time.Duration {
+	if s.timeout <= 0 {
+		return defaultScriptTimeout
+	}
+	return s.timeout
+}
+
+// stop is the start of carpd's shutdown: the script running now, if any,
+// is killed with its process group (it served a state carpd is leaving, and
+// may hang), so that the group's last transition, and the downscript that
+// --shutdown runs for it, are not held up behind it. Downscripts that start
+// afterwards run as usual, bounded by --script-timeout; upscripts do not
+// run any more.
+func (s *scripts) stop() { s.kill(scriptsStopping) }
+
+// stopped reports whether stop or close was called.
+func (s *scripts) stopped() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.phase != scriptsRunning
+}
+
+// close is the end of carpd's shutdown: it kills a script still running
+// (the group gave up waiting for it) and starts no more, so that no
+// script outlives carpd.
+func (s *scripts) close() { s.kill(scriptsClosed) }
+
+func (s *scripts) kill(phase scriptPhase) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.phase = max(s.phase, phase)
+	if s.running != nil {
+		s.running(errShutdown)
+	}
+}
+
 // run executes path with ucarp's arguments and waits for it. A script that
-// outlives --script-timeout is killed; a script that leaves children holding
-// its output open is not waited for longer than two seconds after it exits.
+// outlives --script-timeout, or runs when stop or close is called, is
+// killed with its whole process group (SIGKILL). A script that leaves
+// children holding its output open (in another process group) is not waited
+// for longer than two seconds after it exits.
 func (s *scripts) run(kind, path string, t carp.Transition) error {
 	args := []string{s.iface, s.addrs[0]}
 	if s.xparam != "" {
 		args = append(args, s.xparam)
 	}
-	ctx := context.Background()
-	if s.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.timeout)
-		defer cancel()
+	// Two contexts, so that the error tells a timeout from a shutdown.
+	stopCtx, stop := context.WithCancelCause(context.Background())
+	defer stop(nil)
+	timeout := s.limit()
+	ctx, cancel := context.WithTimeout(stopCtx, timeout)
+	defer cancel()
+	s.mu.Lock()
+	if s.phase == scriptsClosed {
+		s.mu.Unlock()
+		return fmt.Errorf("not run for %s (%s): %w", t.To, t.Reason, errShutdown)
 	}
+	s.running = stop
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.running = nil
+		s.mu.Unlock()
+	}()
+
 	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.Env = append(os.Environ(),
 		fmt.Sprintf("CARPD_VHID=%d", t.VHID),
@@ -115,16 +212,34 @@ func (s *scripts) run(kind, path string, t carp.Transition) error {
 		"CARPD_REASON="+t.Reason,
 		"CARPD_ADDRS="+strings.Join(s.addrs, " "),
 	)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // process group id = the script's pid
+	cmd.Cancel = func() error {
+		err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		if errors.Is(err, syscall.ESRCH) {
+			return os.ErrProcessDone // the whole group has exited already
+		}
+		return err
+	}
 	out := &lineLogger{log: s.log.With("script", kind, "path", path)}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.WaitDelay = 2 * time.Second
 	s.log.Info("running script", "script", kind, "path", path, "args", strings.Join(args, " "), "state", t.To, "reason", t.Reason)
+	s.runs.Add(1)
 	start := time.Now()
 	err := cmd.Run()
 	out.flush()
 	took := time.Since(start).Round(time.Millisecond)
-	if ctx.Err() != nil {
-		return fmt.Errorf("killed after %v (--script-timeout): %w", s.timeout, err)
+	if err != nil {
+		s.failures.Add(1)
+	}
+	switch {
+	case err == nil:
+	case errors.Is(context.Cause(stopCtx), errShutdown):
+		s.kills.Add(1)
+		return fmt.Errorf("killed with its process group after %v: %w", took, errShutdown)
+	case ctx.Err() != nil:
+		s.timeouts.Add(1)
+		return fmt.Errorf("killed with its process group after %v (--script-timeout): %w", timeout, err)
 	}
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {

@@ -159,7 +159,7 @@ func TestScriptFailures(t *testing.T) {
 		want    string
 	}{
 		{"exit status", write("fail", "#!/bin/sh\nexit 3\n"), 0, "exit status 3"},
-		{"timeout kills it", write("hang", "#!/bin/sh\nexec sleep 60\n"), 50 * time.Millisecond, "killed after 50ms (--script-timeout)"},
+		{"timeout kills it", write("hang", "#!/bin/sh\nexec sleep 60\n"), 50 * time.Millisecond, "killed with its process group after 50ms (--script-timeout)"},
 		{"missing", filepath.Join(dir, "absent"), 0, "no such file"},
 	}
 	for _, tt := range tests {

@@ -25,6 +25,17 @@ const sendKeyID = 1
 // maxCommits is how many takeover commits the status keeps.
 const maxCommits = 8
 
+// shutdownStep bounds each step of the shutdown (the groups' bow-outs, the
+// address followers, the conntrack watcher, the engine, the control
+// socket): a step still running then is left behind, logged, and the
+// shutdown goes on, so that fwpair exits even if a kernel call or a hook
+// never returns.
+const shutdownStep = 5 * time.Second
+
+// errAborted is newDaemon's error when its context ended (a terminating
+// signal during start-up).
+var errAborted = errors.New("start-up aborted by a signal")
+
 // daemon is one running fwpair: the sync engine and its conntrack backend,
 // the CARP groups, their address followers, the follow rule and the
 // control socket.
@@ -42,8 +53,12 @@ type daemon struct {
 	groups  []*groupRun
 	control *controlServer
 
+	// The work of a takeover commit: the engine's PrepareTakeover and the
+	// backend's Takeover (fields, so that a test can make them hang).
+	prepare, liberalize func(context.Context) (int, error)
+	takeoverSem         chan struct{} // capacity 1: one liberalize at a time, even an abandoned one
+
 	mu              sync.Mutex
-	takeoverMu      sync.Mutex     // serialises Backend.Takeover
 	commits         []CommitStatus // the latest maxCommits takeover commits
 	startedAsMaster bool
 }
@@ -91,10 +106,12 @@ func (f *fanout) attach(g demoter) {
 }
 
 // newDaemon opens and starts everything. On error it closes what it
-// opened.
-func newDaemon(cfg *Config, log *slog.Logger) (_ *daemon, err error) {
+// opened. When ctx ends (a terminating signal) it stops waiting for a sync
+// peer and returns errAborted before starting the groups.
+func newDaemon(ctx context.Context, cfg *Config, log *slog.Logger) (_ *daemon, err error) {
 	d := &daemon{cfg: cfg, log: log, started: time.Now(), fan: &fanout{},
-		follow: newFollow(cfg.Follow.Hold.Duration, cfg.Follow.MaxHold.Duration, log)}
+		follow:      newFollow(cfg.Follow.Hold.Duration, cfg.Follow.MaxHold.Duration, log),
+		takeoverSem: make(chan struct{}, 1)}
 	defer func() {
 		if err != nil {
 			d.close()
@@ -109,10 +126,15 @@ func newDaemon(cfg *Config, log *slog.Logger) (_ *daemon, err error) {
 	if err := d.backend.Start(d.engine); err != nil {
 		return nil, err
 	}
+	d.prepare, d.liberalize = d.engine.PrepareTakeover, d.backend.Takeover
 
 	startAsMaster := false
 	if cfg.CARP.StartAsMaster {
-		startAsMaster = !d.waitForPeer(cfg.CARP.StartWait.Duration)
+		log.Info("start_as_master: waiting for a sync peer", "start_wait", cfg.CARP.StartWait.Duration)
+		startAsMaster = !d.waitForPeer(ctx, cfg.CARP.StartWait.Duration)
+		if ctx.Err() != nil {
+			return nil, errAborted
+		}
 		if !startAsMaster {
 			log.Info("start_as_master ignored: a sync peer is up, so the pair is running; joining as BACKUP")
 		}
@@ -129,6 +151,9 @@ func newDaemon(cfg *Config, log *slog.Logger) (_ *daemon, err error) {
 	}
 	if d.control, err = listenControl(cfg.ControlSocket, d.status, log); err != nil {
 		return nil, err
+	}
+	if ctx.Err() != nil {
+		return nil, errAborted
 	}
 	for _, gr := range d.groups {
 		if err := gr.group.Start(); err != nil {
@@ -224,8 +249,9 @@ func (d *daemon) ignoreList() ([]netip.Prefix, error) {
 }
 
 // waitForPeer reports whether a sync peer is heard within wait: a running
-// pair answers the engine's hello within a heartbeat.
-func (d *daemon) waitForPeer(wait time.Duration) bool {
+// pair answers the engine's hello within a heartbeat. It gives up when ctx
+// ends.
+func (d *daemon) waitForPeer(ctx context.Context, wait time.Duration) bool {
 	deadline := time.Now().Add(wait)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
@@ -233,7 +259,11 @@ func (d *daemon) waitForPeer(wait time.Duration) bool {
 		if d.engine.Stats().PeersUp > 0 {
 			return true
 		}
-		<-tick.C
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return false
+		}
 	}
 	return d.engine.Stats().PeersUp > 0
 }
@@ -334,12 +364,21 @@ func (d *daemon) onTransition(t carp.Transition) {
 // (conntrack.Backend.Takeover): the peer may have forwarded them since this
 // node last was MASTER, and their sequence windows in this kernel would be
 // stale.
+//
+// Both steps stop at ctx's end, and commit returns then even if one of them
+// does not (a kernel call that never returns): the Follower, and fwpair's
+// shutdown behind it, wait for this hook.
 func (d *daemon) commit(ctx context.Context, t carp.Transition) error {
 	start := time.Now()
-	n, err := d.engine.PrepareTakeover(ctx)
-	d.takeoverMu.Lock() // both groups run this at once; the second finds nothing left
-	lib, lerr := d.backend.Takeover(ctx)
-	d.takeoverMu.Unlock()
+	n, err := runBounded(ctx, d.prepare, nil)
+	var lib int
+	var lerr error
+	select {
+	case d.takeoverSem <- struct{}{}: // both groups run this at once; the second finds nothing left
+		lib, lerr = runBounded(ctx, d.liberalize, func() { <-d.takeoverSem })
+	case <-ctx.Done():
+		lerr = fmt.Errorf("liberalizing own flows: not started, another takeover still runs: %w", ctx.Err())
+	}
 	err = errors.Join(err, lerr)
 	took := time.Since(start)
 	c := CommitStatus{VHID: t.VHID, At: start, Records: n, Liberalized: lib, Took: took.String()}
@@ -361,44 +400,120 @@ func (d *daemon) commit(ctx context.Context, t carp.Transition) error {
 	return nil
 }
 
-// close stops everything: the link watchers, the groups (a MASTER sends
-// its bow-out advert), the followers (they withdraw the addresses), the
-// conntrack watcher, the engine (it flushes what is queued) and the control
-// socket. Kernel conntrack entries stay.
+// runBounded calls fn(ctx) on its own goroutine and returns its result,
+// or ctx's error as soon as ctx ends if fn has not returned by then. An
+// abandoned fn finishes on its own; release, if not nil, runs when it
+// does.
+func runBounded(ctx context.Context, fn func(context.Context) (int, error), release func()) (int, error) {
+	type result struct {
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		if release != nil {
+			defer release()
+		}
+		n, err := fn(ctx)
+		done <- result{n, err}
+	}()
+	select {
+	case r := <-done:
+		return r.n, r.err
+	case <-ctx.Done():
+		return 0, fmt.Errorf("abandoned, still running at the end of its context: %w", ctx.Err())
+	}
+}
+
+// closer is one thing the shutdown closes.
+type closer struct {
+	name  string
+	close func() error
+}
+
+// closeAll closes cs concurrently and waits until all have returned or
+// within has passed. It returns their errors and the names of those still
+// running, which are left to finish on their own.
+func closeAll(within time.Duration, cs []closer) (errs []error, pending []string) {
+	type result struct {
+		i   int
+		err error
+	}
+	done := make(chan result, len(cs))
+	for i, c := range cs {
+		go func() { done <- result{i, c.close()} }()
+	}
+	finished := make([]bool, len(cs))
+	timer := time.NewTimer(within)
+	defer timer.Stop()
+	for left := len(cs); left > 0; left-- {
+		select {
+		case r := <-done:
+			finished[r.i] = true
+			if r.err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", cs[r.i].name, r.err))
+			}
+		case <-timer.C:
+			for i, c := range cs {
+				if !finished[i] {
+					pending = append(pending, c.name)
+				}
+			}
+			return errs, pending
+		}
+	}
+	return errs, nil
+}
+
+// close stops everything, step by step, each step bounded by
+// shutdownStep: the link watchers; the groups, together, so every MASTER
+// sends its bow-out advert at once; the followers (they withdraw the
+// addresses) and then their announcers and address managers; the conntrack
+// watcher; the engine (it flushes what is queued); the control socket.
+// Kernel conntrack entries stay.
 func (d *daemon) close() {
 	var errs []error
+	step := func(what string, cs []closer) {
+		e, pending := closeAll(shutdownStep, cs)
+		errs = append(errs, e...)
+		if len(pending) > 0 {
+			d.log.Error("shutdown step not finished; going on without it", "step", what, "pending", pending, "waited", shutdownStep)
+		}
+	}
+	var links, groups, fols, addrs []closer
 	for _, gr := range d.groups {
+		name := gr.cfg.Name
 		if gr.link != nil {
-			errs = append(errs, gr.link.Close())
+			links = append(links, closer{name + " link watcher", gr.link.Close})
 		}
-	}
-	for _, gr := range d.groups {
 		if gr.group != nil {
-			errs = append(errs, gr.group.Close())
+			groups = append(groups, closer{name + " group", gr.group.Close})
 		}
-	}
-	d.follow.close()
-	for _, gr := range d.groups {
 		if gr.fol != nil {
-			errs = append(errs, gr.fol.Close())
+			fols = append(fols, closer{name + " address follower", gr.fol.Close})
 		}
 		if gr.ann != nil {
-			errs = append(errs, gr.ann.Close())
+			addrs = append(addrs, closer{name + " announcer", gr.ann.Close})
 		}
 		if gr.mgr != nil {
-			errs = append(errs, gr.mgr.Close())
+			addrs = append(addrs, closer{name + " address manager", gr.mgr.Close})
 		}
 	}
+	step("link watchers", links)
+	step("groups", groups)
+	d.follow.close()
+	step("address followers", fols)
+	step("announcers and address managers", addrs)
 	if d.backend != nil {
-		errs = append(errs, d.backend.Close())
+		step("conntrack", []closer{{"conntrack backend", d.backend.Close}})
 	}
 	if d.engine != nil {
-		errs = append(errs, d.engine.Close())
+		step("sync engine", []closer{{"sync engine", d.engine.Close}})
 	} else if d.tr != nil {
-		errs = append(errs, d.tr.Close())
+		step("sync transport", []closer{{"sync transport", d.tr.Close}})
 	}
 	if d.control != nil {
-		errs = append(errs, d.control.Close())
+		step("control socket", []closer{{"control socket", d.control.Close}})
 	}
 	if err := errors.Join(errs...); err != nil {
 		d.log.Warn("shutting down", "err", err)

@@ -63,10 +63,18 @@
 //	fwpair -genkey /etc/fwpair/sync.key         # new pre-shared key (0600)
 //
 // Signals: SIGUSR1 logs the status (the same JSON as -status); SIGTERM,
-// SIGINT and SIGHUP shut down: MASTER groups send a bow-out advert (the
-// peer takes over at once), the addresses are withdrawn; kernel conntrack
-// entries stay. Exit status: 0 after a signal, 1 if the daemon cannot run,
-// 2 for a bad command line or configuration.
+// SIGINT and SIGHUP shut down: every MASTER group sends its bow-out advert
+// at once (the peer takes over at once), the addresses are withdrawn;
+// kernel conntrack entries stay. They are caught from the start: during
+// start-up (carp.start_wait) they stop it without starting the groups.
+// The shutdown is bounded: a takeover commit in progress is abandoned at
+// once (its context ends and the hook returns even if a kernel call inside
+// it does not), and each step (link watchers, groups, address followers,
+// announcers and address managers, conntrack, sync engine, control socket)
+// that has not finished within 5 s is logged and left behind, so a hung
+// address install or kernel call cannot keep fwpair running. Exit status:
+// 0 after a signal, 1 if the daemon cannot run, 2 for a bad command line
+// or configuration.
 //
 // The status (-status, the control socket) reports every group's state,
 // demotion and carpstats counters, the address follower's counters, the

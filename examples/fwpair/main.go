@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -72,13 +74,52 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With("node", cfg.Node)
-	d, err := newDaemon(cfg, log)
-	if err != nil {
-		log.Error("cannot start", "err", err)
-		return 1
+
+	// Catch signals before anything starts: a terminating one during
+	// start-up (start_as_master waits up to start_wait for a peer) stops
+	// it, and one right after the groups start still gets the bow-out.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	ctx, abort := context.WithCancel(context.Background())
+	defer abort()
+	type startResult struct {
+		d   *daemon
+		err error
 	}
-	d.serve()
-	return 0
+	started := make(chan startResult, 1)
+	go func() {
+		d, err := newDaemon(ctx, cfg, log)
+		started <- startResult{d, err}
+	}()
+	var pending []os.Signal
+	for {
+		select {
+		case r := <-started:
+			if r.err != nil {
+				log.Error("cannot start", "err", r.err)
+				return 1
+			}
+			r.d.serve(pending, sigs)
+			return 0
+		case sig := <-sigs:
+			if sig == syscall.SIGUSR1 {
+				pending = append(pending, sig)
+				continue
+			}
+			log.Info("shutting down while starting", "signal", sig.String())
+			abort()
+			r := <-started
+			switch {
+			case r.err == nil: // it had started the groups already
+				r.d.close()
+			case !errors.Is(r.err, errAborted):
+				log.Error("cannot start", "err", r.err)
+				return 1
+			}
+			return 0
+		}
+	}
 }
 
 // printStatus queries a running daemon and prints its status as indented
@@ -98,14 +139,18 @@ func printStatus(path string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// serve handles signals until one ends the daemon: SIGUSR1 logs the
-// status; SIGTERM, SIGINT and SIGHUP shut down (MASTER groups send their
-// bow-out advert, addresses are withdrawn).
-func (d *daemon) serve() {
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	for sig := range sigs {
+// serve handles signals (first those that arrived during start-up) until
+// one ends the daemon: SIGUSR1 logs the status; SIGTERM, SIGINT and SIGHUP
+// shut down (MASTER groups send their bow-out advert, addresses are
+// withdrawn), each step bounded by shutdownStep.
+func (d *daemon) serve(pending []os.Signal, sigs <-chan os.Signal) {
+	for {
+		var sig os.Signal
+		if len(pending) > 0 {
+			sig, pending = pending[0], pending[1:]
+		} else {
+			sig = <-sigs
+		}
 		if sig == syscall.SIGUSR1 {
 			d.logStatus("status")
 			continue

@@ -241,6 +241,11 @@ func (s *controlServer) Close() error {
 	return s.err
 }
 
+// maxStatus bounds the status QueryStatus reads: a real one, with 16
+// groups and the latest commits, is a few KiB; whatever listens on the path
+// must not make the client read without end.
+const maxStatus = 1 << 20
+
 // QueryStatus asks the fwpair listening on the control socket at path for
 // its status.
 func QueryStatus(path string, timeout time.Duration) (*Status, error) {
@@ -252,9 +257,12 @@ func QueryStatus(path string, timeout time.Duration) (*Status, error) {
 	if err := c.SetDeadline(time.Now().Add(timeout)); err != nil {
 		return nil, fmt.Errorf("fwpair: status: %w", err)
 	}
-	b, err := io.ReadAll(c)
+	b, err := io.ReadAll(io.LimitReader(c, maxStatus+1))
 	if err != nil {
 		return nil, fmt.Errorf("fwpair: status: %w", err)
+	}
+	if len(b) > maxStatus {
+		return nil, fmt.Errorf("fwpair: status: larger than %d bytes: not an fwpair status", maxStatus)
 	}
 	var st Status
 	if err := json.Unmarshal(b, &st); err != nil {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -85,4 +86,42 @@ func TestControlSocketStale(t *testing.T) {
 	if _, err := listenControl(file, nil, nil); err == nil || !strings.Contains(err.Error(), "not a socket") {
 		t.Errorf("regular file: %v", err)
 	}
+}
+
+// TestQueryStatusBounded: a peer on the control socket that sends without
+// end (not an fwpair) costs QueryStatus a bounded read, visible in its
+// allocations, and an error.
+func TestQueryStatusBounded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fwpair.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := bytes.Repeat([]byte(" "), 64<<10)
+		for range 1024 { // 64 MiB, or until the client hangs up
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err = QueryStatus(path, time.Minute)
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "larger than 1048576 bytes") {
+		t.Errorf("QueryStatus = %v, want an error for a status larger than 1 MiB", err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 8<<20 {
+		t.Errorf("QueryStatus allocated %d bytes, want a bounded read (< 8 MiB)", alloc)
+	}
+	<-served
 }
