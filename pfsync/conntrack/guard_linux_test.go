@@ -557,3 +557,35 @@ func TestKernelDrops(t *testing.T) {
 		}
 	})
 }
+
+// TestParkKeepsLittle parks a RELATED record (its master is not in the
+// kernel: ENOENT) that carries kilobytes of extensions no write uses: only
+// the ones a write needs are kept while it waits.
+func TestParkKeepsLittle(t *testing.T) {
+	k := &fakeKernel{createErr: unix.ENOENT}
+	b := fakeBackend(t, k, Config{})
+	rec := convCases()[5].rec // RELATED, with a master tuple and a helper
+	rec.Ext = append(rec.Ext,
+		record.Ext{Type: 200, Data: make([]byte, record.MaxExtLen)},
+		record.Ext{Type: 201, Data: make([]byte, record.MaxExtLen)})
+	if err := b.Insert(&rec); err != nil {
+		t.Fatal(err)
+	}
+	if s := b.Stats(); s.Parked != 1 {
+		t.Fatalf("stats %+v, want 1 parked", s)
+	}
+	size := 0
+	for _, recs := range b.parked {
+		for _, r := range recs {
+			for _, e := range r.Ext {
+				size += len(e.Data)
+				if e.Type >= 200 {
+					t.Errorf("parked record keeps extension type %d", e.Type)
+				}
+			}
+		}
+	}
+	if size > 64 {
+		t.Errorf("parked record keeps %d bytes of extensions, want at most 64", size)
+	}
+}

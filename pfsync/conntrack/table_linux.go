@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/gocarp/gocarp/pfsync/record"
@@ -277,10 +278,25 @@ func (b *Backend) park(rec *record.Record, f *ct.Flow, cause error) error {
 	}
 	m := flowKey{proto: f.TupleMaster.Proto.Protocol, zone: f.Zone, orig: tupleToRecord(&f.TupleMaster)}
 	b.unpark(rec.ID)
-	b.parked[m] = append(b.parked[m], rec.Clone())
+	b.parked[m] = append(b.parked[m], parkable(rec))
 	b.nPark++
 	b.t.count(func(s *Stats) { s.Parked++ })
 	return nil
+}
+
+// parkable returns a copy of rec to keep while it waits for its master,
+// with only the extensions a write uses: a peer's record may carry
+// kilobytes of others, and maxParked of them must stay small.
+func parkable(rec *record.Record) record.Record {
+	r := *rec
+	r.Ext = nil
+	for _, e := range rec.Ext {
+		switch e.Type {
+		case record.ExtMark, record.ExtLabels, record.ExtHelper, ExtMaster:
+			r.Ext = append(r.Ext, record.Ext{Type: e.Type, Data: slices.Clone(e.Data)})
+		}
+	}
+	return r
 }
 
 // releaseParked writes the RELATED records that waited for master.
