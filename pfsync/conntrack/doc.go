@@ -82,10 +82,12 @@
 //     creator's next refresh, and a flow that ends in this kernel has its
 //     record deleted everywhere.
 //   - Status bits are reduced to SEEN_REPLY, ASSURED and FIXED_TIMEOUT
-//     (plus CONFIRMED), labels must be 4-16 bytes, window scales 0-14, and
-//     the helper name is never written (the kernel's own helpers attach
-//     to new flows); the mark and the labels are written as the creator
-//     had them, since rules and routing on every node depend on them.
+//     (plus CONFIRMED), labels must be 4-16 bytes, window scales 0-14, a
+//     helper name at most 15 bytes, and the helper is never written (the
+//     kernel's own helpers attach to new flows); the mark and the labels
+//     are written as the creator had them, since rules and routing on
+//     every node depend on them. A RELATED record waiting for its master
+//     keeps only the extensions its write uses.
 //
 // A full kernel table (nf_conntrack_max) refuses every create with ENOMEM:
 // such records fail with an error wrapping ErrTableFull, counted each in
