@@ -40,7 +40,7 @@ type Sink interface {
 
 // Filter selects the kernel flows that are replicated, like conntrackd's
 // "Filter From Userspace". The zero Filter replicates every flow except
-// loopback and link-local traffic, which never leaves the node.
+// loopback and IPv6 link-local traffic, which never leaves the node.
 //
 // It applies in both directions: a peer's record that this node's Filter
 // would not have sent (an ignored address, zone or protocol, a master
@@ -146,7 +146,7 @@ type Stats struct {
 
 	Injected      uint64 // remote records created in the kernel
 	TableFull     uint64 // remote records the kernel refused because its table was full (ENOMEM; also in InjectErrors)
-	Refused       uint64 // remote records not written because the Filter ignores them (or loopback, link-local)
+	Refused       uint64 // remote records not written because the Filter ignores them (or loopback, IPv6 link-local)
 	Capped        uint64 // remote records whose lifetime was cut to the kernel's timeout for their state
 	InjectUpdates uint64 // remote records that updated an existing kernel entry
 	Recreated     uint64 // updates the kernel refused even without status, done as delete and create
