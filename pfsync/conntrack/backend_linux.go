@@ -30,9 +30,11 @@ const maxParked = 65536
 // the kernel, so a *Backend is the pfsync.Table of an engine that
 // replicates conntrack.
 type Backend struct {
-	cfg Config
-	log *slog.Logger
-	t   *tracker
+	cfg  Config
+	log  *slog.Logger
+	logs logLimiter // repeated failures: one log per kind and interval
+	t    *tracker
+	tmo  timeouts // the kernel's timeouts: caps on injected lifetimes
 
 	injMu  sync.Mutex // serialises kernel writes and the parked map
 	inj    injector
@@ -46,15 +48,32 @@ type Backend struct {
 	wg        sync.WaitGroup
 	sink      Sink          // nil until Start
 	events    *netlink.Conn // nil until Start
-	dump      *ct.Conn      // nil until Start
+	dump      dumper        // nil until Start
 	resyncReq chan chan error
 	closeErr  error
+
+	// The kernel's per-CPU drop and early_drop counters at the last
+	// resync (watcher goroutine only).
+	drops     map[uint16][2]uint32
+	dropsSeen bool
+}
+
+// dumper is the socket the watcher dumps the table and reads the
+// kernel's statistics with: a *ct.Conn, or a fake in tests.
+type dumper interface {
+	Dump(*ct.DumpOptions) ([]ct.Flow, error)
+	Stats() ([]ct.Stats, error)
+	Close() error
 }
 
 // New validates cfg and opens the socket that writes into the kernel table.
 // The watcher starts with Start. Close releases everything.
 func New(cfg Config) (*Backend, error) {
 	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	tmo, err := readTimeouts(cfg.NetNS)
 	if err != nil {
 		return nil, err
 	}
@@ -72,6 +91,12 @@ func New(cfg Config) (*Backend, error) {
 		c.Close()
 		return nil, err
 	}
+	return newBackendConn(cfg, c, tmo), nil
+}
+
+// newBackendConn returns a Backend with the validated cfg writing through c
+// (a ctnetlink socket, or a fake in tests), with the kernel timeouts tmo.
+func newBackendConn(cfg Config, c *netlink.Conn, tmo timeouts) *Backend {
 	f := cfg.Filter
 	f.Ignore = slices.Clone(f.Ignore)
 	f.IgnoreZones = slices.Clone(f.IgnoreZones)
@@ -80,11 +105,12 @@ func New(cfg Config) (*Backend, error) {
 		cfg:       cfg,
 		log:       cfg.Logger,
 		t:         newTracker(&f, max(cfg.Resync, 0)),
+		tmo:       tmo,
 		inj:       injector{c: c},
 		parked:    make(map[flowKey][]record.Record),
 		done:      make(chan struct{}),
 		resyncReq: make(chan chan error),
-	}, nil
+	}
 }
 
 // Start subscribes to the kernel's conntrack events and starts the watcher,
@@ -267,7 +293,9 @@ func (b *Backend) process(items <-chan item) {
 				b.handle(&it.ev)
 				continue
 			}
-			b.log.Warn("conntrack: events lost, resyncing", "err", it.lost)
+			// Under sustained overload every read fails: counted in
+			// Stats.Overruns each, logged once in a while.
+			b.logs.log(b.log, logEventsLost, slog.LevelWarn, "conntrack: events lost, resyncing", "err", it.lost)
 			if wait := minLossResync - time.Since(last); wait > 0 {
 				if retry == nil {
 					retry = time.NewTimer(wait)
@@ -334,7 +362,44 @@ func (b *Backend) resync(why string) error {
 	}
 	b.sweep(flows, gen)
 	b.log.Debug("conntrack: resynced", "why", why, "flows", len(flows))
+	b.checkDrops()
 	return nil
+}
+
+// checkDrops reads the kernel's conntrack statistics and reports what its
+// full table cost since the last resync: packets of new flows dropped
+// because no entry could be allocated (drop), and unassured entries
+// evicted to make room (early_drop). Both are this namespace's counters;
+// the first reading is only the baseline. Counted in Stats.KernelDrops,
+// logged at most once per interval.
+func (b *Backend) checkDrops() {
+	st, err := b.dump.Stats()
+	if err != nil {
+		b.log.Debug("conntrack: kernel statistics unavailable", "err", err)
+		return
+	}
+	if b.drops == nil {
+		b.drops = make(map[uint16][2]uint32, len(st))
+	}
+	var drop, early uint64
+	for _, c := range st {
+		prev, ok := b.drops[c.CPUID]
+		if ok || b.dropsSeen {
+			// uint32 counters: the difference survives a wrap.
+			drop += uint64(c.Drop - prev[0])
+			early += uint64(c.EarlyDrop - prev[1])
+		}
+		b.drops[c.CPUID] = [2]uint32{c.Drop, c.EarlyDrop}
+	}
+	first := !b.dropsSeen
+	b.dropsSeen = true
+	if first || drop+early == 0 {
+		return
+	}
+	var total uint64
+	b.t.count(func(s *Stats) { s.KernelDrops += drop + early; total = s.KernelDrops })
+	b.logs.log(b.log, logKernelDrops, slog.LevelWarn, "conntrack: kernel table full (nf_conntrack_max): new flows dropped, unassured flows evicted",
+		"dropped", drop, "evicted", early, "kernel_drops", total)
 }
 
 func (b *Backend) sweep(flows []ct.Flow, gen uint64) {

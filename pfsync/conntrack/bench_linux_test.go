@@ -271,3 +271,33 @@ func BenchmarkTakeover(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkGuards measures the checks a peer's record passes before it is
+// written (the Filter, with two ignored prefixes and a protocol list, and
+// the timeout cap): the part of Insert they add.
+func BenchmarkGuards(b *testing.B) {
+	recs := benchRecords(1024)
+	f := Filter{
+		Ignore:    []netip.Prefix{netip.MustParsePrefix("203.0.113.1/32"), netip.MustParsePrefix("10.255.0.0/30")},
+		Protocols: []uint8{record.ProtoTCP, record.ProtoUDP},
+	}
+	tmo := defaultTimeouts()
+	flows := make([]ct.Flow, len(recs))
+	for i := range recs {
+		var err error
+		if flows[i], err = recordToFlow(&recs[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	i, n := 0, 0
+	for b.Loop() {
+		if f.passRecord(&recs[i%len(recs)]) && tmo.limit(&flows[i%len(recs)]) > 0 {
+			n++
+		}
+		i++
+	}
+	if n != i {
+		b.Fatalf("%d of %d records passed", n, i)
+	}
+}

@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -8,6 +9,13 @@ import (
 
 	"github.com/gocarp/gocarp/pfsync/record"
 )
+
+// ErrTableFull is wrapped by the error of a peer's record that the kernel
+// refused because its conntrack table is full (nf_conntrack_max): nothing
+// is wrong with the record, and it can be written once flows expire. The
+// backend counts these in Stats.TableFull and logs them at most once every
+// ten seconds.
+var ErrTableFull = errors.New("conntrack: kernel table full")
 
 // Sink receives the local changes of the kernel table: the pfsync engine
 // (*pfsync.Engine satisfies it), given to Backend.Start. It is called from
@@ -31,12 +39,22 @@ type Sink interface {
 }
 
 // Filter selects the kernel flows that are replicated, like conntrackd's
-// "Filter From Userspace". The zero Filter replicates every flow.
+// "Filter From Userspace". The zero Filter replicates every flow except
+// loopback and IPv6 link-local traffic, which never leaves the node.
+//
+// It applies in both directions: a peer's record that this node's Filter
+// would not have sent (an ignored address, zone or protocol, a master
+// tuple from an ignored address) is not written into the kernel either,
+// and is counted in Stats.Refused. A peer configured differently, or one
+// that lies, cannot install flows this node was told to leave alone.
+// AssuredOnly is the exception: it only thins out what this node sends.
 type Filter struct {
 	// AssuredOnly replicates a flow only once it is ASSURED (TCP handshake
 	// done, UDP seen in both directions more than once), which drops the
 	// event storm of short-lived and half-open flows; conntrackd users get
-	// the same with "--ctevents assured,destroy".
+	// the same with "--ctevents assured,destroy". It does not apply to
+	// peers' records: a takeover needs the half-open flows a peer chose to
+	// send.
 	AssuredOnly bool
 	// Ignore lists addresses whose flows are never replicated: the node's
 	// own addresses, the virtual addresses and the sync link. As in
@@ -120,7 +138,16 @@ type Stats struct {
 	Overruns uint64 // event socket overruns (ENOBUFS): lost events, repaired by a resync
 	Errors   uint64 // other receive, dump, conversion and Sink errors
 
+	// KernelDrops counts what the kernel's full table cost, read at every
+	// resync: packets of new flows it dropped for want of an entry and
+	// unassured flows it evicted to make room (its drop and early_drop
+	// counters, since Start).
+	KernelDrops uint64
+
 	Injected      uint64 // remote records created in the kernel
+	TableFull     uint64 // remote records the kernel refused because its table was full (ENOMEM; also in InjectErrors)
+	Refused       uint64 // remote records not written because the Filter ignores them (or loopback, IPv6 link-local)
+	Capped        uint64 // remote records whose lifetime was cut to the kernel's timeout for their state
 	InjectUpdates uint64 // remote records that updated an existing kernel entry
 	Recreated     uint64 // updates the kernel refused even without status, done as delete and create
 	InjectErrors  uint64 // remote records that could not be written
@@ -139,6 +166,7 @@ type CommitResult struct {
 	Created  int           // entries created
 	Updated  int           // existing entries updated (EEXIST)
 	Current  int           // records the kernel held in that state already (an earlier Insert or Commit wrote them)
+	Refused  int           // records not written because this node's Filter ignores them
 	Failed   int           // records not written (the error joins their errors)
 	Skipped  int           // records not attempted because ctx ended
 	Duration time.Duration // wall time of the commit

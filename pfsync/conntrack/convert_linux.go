@@ -241,12 +241,16 @@ func labelsSet(b []byte) bool {
 // maxLabels is NF_CT_LABELS_MAX_SIZE: 128 label bits.
 const maxLabels = 16
 
+// maxHelperName is the longest helper name the kernel has: NF_CT_HELPER_NAME_LEN
+// (16) with its terminating NUL.
+const maxHelperName = 15
+
 // recordToFlow converts a replicated record into the flow to write into the
 // kernel. The result is what the record says; InjectStatus and the TCP
 // injection flags are applied by the message builder, not here, so the
 // conversion round-trips. It fails on records the kernel cannot represent:
-// invalid keys, labels that are not 4-16 bytes in multiples of 4, a master
-// extension that does not parse.
+// invalid keys, labels that are not 4-16 bytes in multiples of 4, a helper
+// name longer than 15 bytes, a master extension that does not parse.
 func recordToFlow(r *record.Record) (ct.Flow, error) {
 	var f ct.Flow
 	if err := r.Validate(); err != nil {
@@ -296,6 +300,11 @@ func recordToFlow(r *record.Record) (ct.Flow, error) {
 			}
 			f.Labels = append([]byte(nil), e.Data...)
 		case record.ExtHelper:
+			// Never written (the kernel attaches its own helpers), but kept
+			// with the flow: no longer than a kernel helper's name.
+			if len(e.Data) > maxHelperName {
+				return ct.Flow{}, fmt.Errorf("conntrack: record %v: helper extension of %d bytes (must be 0-%d)", r.ID, len(e.Data), maxHelperName)
+			}
 			f.Helper.Name = string(e.Data)
 		case ExtMaster:
 			var m MasterTuple

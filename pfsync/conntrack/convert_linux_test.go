@@ -313,6 +313,7 @@ func TestRecordToFlowErrors(t *testing.T) {
 		{name: "mark of 3 bytes", ext: []record.Ext{{Type: record.ExtMark, Data: []byte{1, 2, 3}}}},
 		{name: "labels of 6 bytes", ext: []record.Ext{{Type: record.ExtLabels, Data: make([]byte, 6)}}},
 		{name: "labels of 20 bytes", ext: []record.Ext{{Type: record.ExtLabels, Data: make([]byte, 20)}}},
+		{name: "helper name of 16 bytes", ext: []record.Ext{{Type: record.ExtHelper, Data: []byte("0123456789abcdef")}}},
 		{name: "master too short", ext: []record.Ext{{Type: ExtMaster, Data: []byte{4, 6, 1}}}},
 		{name: "master of the other family", ext: []record.Ext{{Type: ExtMaster, Data: make38()}}},
 		{name: "creator 0", mod: func(r *record.Record) { r.ID.Creator = 0 }},

@@ -13,7 +13,8 @@
 //     (conntrackd's NetlinkOverrunResync). A periodic resync re-reports
 //     long-lived flows whose timeout packets refreshed without an event.
 //     A Filter drops local traffic (own addresses, VIPs, the sync link),
-//     chosen zones and protocols, or everything not yet ASSURED.
+//     chosen zones and protocols, or everything not yet ASSURED; loopback
+//     and IPv6 link-local flows are never replicated.
 //
 //   - The table side (Insert, Update, Delete: the pfsync.Table interface;
 //     Commit and CommitBatch, pfsync.BatchTable, for batches) writes the records of the peers into the
@@ -53,6 +54,49 @@
 // that goes from MASTER back to BACKUP in that mode should call Purge after
 // a grace period (conntrackd's "-t"), so its stale kernel copies of flows
 // the new master owns cannot clash with them later.
+//
+// A peer's record is checked before it reaches the kernel, because a peer
+// (misconfigured, or one whose key leaked) must not be able to do more to
+// this node's table than its own traffic could:
+//
+//   - The Filter applies to what this node receives as to what it sends:
+//     a record of an ignored protocol or zone, of an ignored address
+//     (original or reply source), or whose master tuple comes from an
+//     ignored address or protocol, is not written (Stats.Refused), nor is
+//     one naming a loopback, IPv6 link-local or unspecified address, which
+//     this node does not send either: such traffic never leaves a node, and
+//     a peer's NAT set-up on 127.0.0.1 would capture local connections.
+//     AssuredOnly only thins out what this node sends.
+//   - The lifetime written is at most what a packet of the flow would
+//     refresh it to in this kernel: the node's own
+//     net.netfilter.nf_conntrack_*_timeout* sysctls (read from the
+//     namespace by New; the kernel's defaults where one cannot be read)
+//     for the state written — per TCP state (ESTABLISHED 5 days by
+//     default, FIN_WAIT 2 min, CLOSE 10 s, ...), UDP and GRE by whether a
+//     reply was seen (30 s / 120 s and 30 s / 180 s by default), ICMP 30 s,
+//     SCTP its longest state, other protocols the generic 600 s
+//     (Stats.Capped). The state written follows from the record's
+//     per-direction levels, not from what the peer claims it is. Keep the
+//     timeouts equal on every node of a cluster (kernel defaults differ
+//     between versions): a lifetime cut short here can run out before the
+//     creator's next refresh, and a flow that ends in this kernel has its
+//     record deleted everywhere.
+//   - Status bits are reduced to SEEN_REPLY, ASSURED and FIXED_TIMEOUT
+//     (plus CONFIRMED), labels must be 4-16 bytes, window scales 0-14, a
+//     helper name at most 15 bytes, and the helper is never written (the
+//     kernel's own helpers attach to new flows); the mark and the labels
+//     are written as the creator had them, since rules and routing on
+//     every node depend on them. A RELATED record waiting for its master
+//     keeps only the extensions its write uses.
+//
+// A full kernel table (nf_conntrack_max) refuses every create with ENOMEM:
+// such records fail with an error wrapping ErrTableFull, counted each in
+// Stats.TableFull. The watcher reads the kernel's drop and early_drop
+// counters at every resync (Stats.KernelDrops). These, lost events and
+// refused records are logged at most once per ten seconds per kind, with
+// the number of occurrences held back since the last line, so a full
+// table during a bulk of a million flows costs a few log lines, not a
+// million.
 //
 // Events caused by the injection itself are recognised and not reported
 // back. Traffic that later changes an injected flow (this node took over)

@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"context"
 	"net/netip"
 	"os"
 	"sync"
@@ -134,12 +135,18 @@ func (s *fakeSink) nextAction(t *testing.T) action {
 }
 
 // startWatching returns a backend with cfg whose watcher reports to a fresh
-// fakeSink; both are closed when the test ends.
+// fakeSink; both are closed when the test ends. It returns once the
+// watcher's first resync is over: that resync drops the events queued
+// before its dump (the dump supersedes them), so a flow a test creates
+// while it runs would be reported without its event being counted.
 func startWatching(t *testing.T, cfg Config) (*Backend, *fakeSink) {
 	t.Helper()
 	sink := newFakeSink(64)
 	b := newBackend(t, cfg)
 	if err := b.Start(sink); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Resync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	return b, sink

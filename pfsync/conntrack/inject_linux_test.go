@@ -2,6 +2,7 @@ package conntrack
 
 import (
 	"context"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -437,5 +438,58 @@ func TestCommitWhileWatching(t *testing.T) {
 	}
 	if s := b.Stats(); s.Upserts != 0 || s.Conflicts != 0 || s.Unchanged != n || s.Tracked != n || sink.len() != 0 {
 		t.Errorf("stats %+v, sink holds %d; want nothing reported, %d unchanged, %d tracked", s, sink.len(), n, n)
+	}
+}
+
+// TestInjectGuards writes peers' records into a namespace whose conntrack
+// timeouts are shorter than the host's: the lifetimes are cut to this
+// namespace's timeouts (read from its sysctls, not the caller's), and
+// records the Filter ignores, or that name loopback addresses, never reach
+// its table.
+func TestInjectGuards(t *testing.T) {
+	tp := netns.New(t, "gck")
+	n, fd := testNS(t, tp, "a")
+	n.SetSysctls(map[string]string{
+		"net/netfilter/nf_conntrack_tcp_timeout_established": "1000",
+		"net/netfilter/nf_conntrack_udp_timeout_stream":      "77",
+	})
+	b := newBackend(t, Config{NetNS: fd, Filter: Filter{
+		Ignore:    []netip.Prefix{netip.MustParsePrefix("10.255.0.0/30")},
+		Protocols: []uint8{record.ProtoTCP, record.ProtoUDP},
+	}})
+
+	tcp := convCases()[0].rec // ESTABLISHED
+	tcp.Expire = 1<<32 - 1
+	udp := convCases()[1].rec // seen reply: a stream
+	udp.ID.Num++
+	udp.Expire = 100000
+	ignored := udp
+	ignored.ID.Num++
+	ignored.Key.Orig.Src, ignored.Key.Reply.Dst = ap("10.255.0.1:3780"), ap("10.255.0.1:3780")
+	loop := udp
+	loop.ID.Num += 2
+	loop.Key.Reply.Src = ap("127.0.0.1:53") // DNAT onto this node's loopback
+	icmp := convCases()[2].rec              // a protocol not accepted
+	icmp.ID.Num += 3
+	for _, r := range []*record.Record{&tcp, &udp, &ignored, &loop, &icmp} {
+		if err := b.Insert(r); err != nil {
+			t.Fatalf("Insert %v: %v", r.Key.Orig, err)
+		}
+	}
+	flows := dumpNS(t, fd)
+	if len(flows) != 2 {
+		t.Errorf("%d flows in the table, want 2 (the ignored ones refused)", len(flows))
+	}
+	for _, c := range []struct {
+		rec *record.Record
+		max uint32
+	}{{&tcp, 1000}, {&udp, 77}} {
+		f, ok := findFlow(flows, c.rec.Key.Orig.Src)
+		if !ok || f.Timeout > c.max || f.Timeout+5 < c.max {
+			t.Errorf("%v: timeout %d (found %v), want about %d", c.rec.Key.Orig, f.Timeout, ok, c.max)
+		}
+	}
+	if s := b.Stats(); s.Refused != 3 || s.Capped != 2 || s.Injected != 2 {
+		t.Errorf("stats %+v, want 3 refused, 2 capped, 2 injected", s)
 	}
 }

@@ -68,6 +68,7 @@ const (
 	wroteUpdated
 	wroteRecreated
 	wroteNothing // the kernel holds the record in this state already
+	wroteRefused // this node's Filter ignores the record: not written
 )
 
 // write puts f into the kernel table: create, or update when the entry

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/gocarp/gocarp/pfsync/record"
@@ -95,7 +97,10 @@ func (b *Backend) inject(rec *record.Record) (writeOutcome, error) {
 	if err != nil || !ok {
 		return 0, err
 	}
-	if p.current {
+	switch {
+	case p.refused:
+		return wroteRefused, nil
+	case p.current:
 		return wroteNothing, nil
 	}
 	how, err := b.inj.write(&p.f, p.known, regHooks{b.t, p.reg})
@@ -111,14 +116,24 @@ type pendingWrite struct {
 	reg     registration
 	known   bool // the kernel should hold the entry already: update it
 	current bool // the kernel holds the record in this state: nothing to write
+	refused bool // this node's Filter ignores the record: nothing to write
 }
 
 // prepare converts rec and registers it with the tracker before the write,
 // so the kernel's event finds the entry and is recognised as the echo of
-// the injection. A record of a local flow under another identity becomes
-// an update of the local record (tracker.conflicting). ok is false when
-// nothing is to be written: the local flow appeared in between.
+// the injection. A record the Filter ignores is refused (p.refused). A
+// record of a local flow under another identity becomes an update of the
+// local record (tracker.conflicting). The lifetime is capped at the
+// kernel's timeout for the flow's state. ok is false when nothing is to be
+// written: the local flow appeared in between.
 func (b *Backend) prepare(rec *record.Record) (pendingWrite, bool, error) {
+	if !b.t.filter.passRecord(rec) {
+		b.t.count(func(s *Stats) { s.Refused++ })
+		b.logs.log(b.log, logRefused, slog.LevelWarn, "conntrack: a peer's record refused: this node's Filter ignores its flow",
+			"id", rec.ID.String(), "proto", rec.Key.Proto, "zone", rec.Key.Zone,
+			"orig", rec.Key.Orig.Src.String()+" -> "+rec.Key.Orig.Dst.String())
+		return pendingWrite{refused: true}, true, nil
+	}
 	if j, ok := b.t.conflicting(rec, time.Now()); ok {
 		rec = &j
 	}
@@ -126,6 +141,12 @@ func (b *Backend) prepare(rec *record.Record) (pendingWrite, bool, error) {
 	if err != nil {
 		b.t.count(func(s *Stats) { s.InjectErrors++ })
 		return pendingWrite{}, false, err
+	}
+	if lim := b.tmo.limit(&f); f.Timeout > lim {
+		// What a packet of the flow would refresh it to here: a peer
+		// cannot keep a flow in this kernel longer than its traffic could.
+		f.Timeout = lim
+		b.t.count(func(s *Stats) { s.Capped++ })
 	}
 	canon, err := canonical(&f, rec.ID, rec.Version)
 	if err != nil {
@@ -157,6 +178,19 @@ func (b *Backend) finish(p *pendingWrite, how writeOutcome, err error) (writeOut
 		// The write left the previous entry in place unless it got as far
 		// as deleting it.
 		t.undo(p.reg, !errors.Is(err, errDeleted))
+		if errors.Is(err, unix.ENOMEM) {
+			// The kernel allocates a conntrack entry only to create one,
+			// and refuses with ENOMEM when nf_conntrack_max is reached
+			// and no unassured entry can be evicted. Every record of a
+			// bulk or a commit fails alike until flows expire: counted
+			// each, logged once in a while.
+			err = fmt.Errorf("%w: %w", ErrTableFull, err)
+			var n uint64
+			t.count(func(s *Stats) { s.InjectErrors++; s.TableFull++; n = s.TableFull })
+			b.logs.log(b.log, logTableFull, slog.LevelWarn, "conntrack: kernel table full (nf_conntrack_max), peers' flows not written",
+				"err", err, "table_full", n)
+			return 0, err
+		}
 		t.count(func(s *Stats) { s.InjectErrors++ })
 		return 0, err
 	}
@@ -190,6 +224,8 @@ func (b *Backend) injectBatch(recs []*record.Record, how []writeOutcome, errs []
 		p, ok, err := b.prepare(r)
 		how[i], errs[i] = 0, err
 		switch {
+		case ok && p.refused:
+			how[i] = wroteRefused
 		case ok && p.current:
 			how[i] = wroteNothing
 		case ok:
@@ -242,10 +278,25 @@ func (b *Backend) park(rec *record.Record, f *ct.Flow, cause error) error {
 	}
 	m := flowKey{proto: f.TupleMaster.Proto.Protocol, zone: f.Zone, orig: tupleToRecord(&f.TupleMaster)}
 	b.unpark(rec.ID)
-	b.parked[m] = append(b.parked[m], rec.Clone())
+	b.parked[m] = append(b.parked[m], parkable(rec))
 	b.nPark++
 	b.t.count(func(s *Stats) { s.Parked++ })
 	return nil
+}
+
+// parkable returns a copy of rec to keep while it waits for its master,
+// with only the extensions a write uses: a peer's record may carry
+// kilobytes of others, and maxParked of them must stay small.
+func parkable(rec *record.Record) record.Record {
+	r := *rec
+	r.Ext = nil
+	for _, e := range rec.Ext {
+		switch e.Type {
+		case record.ExtMark, record.ExtLabels, record.ExtHelper, ExtMaster:
+			r.Ext = append(r.Ext, record.Ext{Type: e.Type, Data: slices.Clone(e.Data)})
+		}
+	}
+	return r
 }
 
 // releaseParked writes the RELATED records that waited for master.
@@ -324,6 +375,8 @@ func (b *Backend) commit(ctx context.Context, recs []record.Record, outcome []er
 				res.Updated++
 			case how[i] == wroteNothing:
 				res.Current++
+			case how[i] == wroteRefused:
+				res.Refused++
 			}
 		}
 		batch, at = batch[:0], at[:0]

@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -66,18 +67,69 @@ func (f *Filter) pass(fl *ct.Flow) bool {
 	if f.AssuredOnly && !fl.Status.Assured() {
 		return false
 	}
-	if len(f.Protocols) > 0 && !slices.Contains(f.Protocols, fl.TupleOrig.Proto.Protocol) {
+	o, r := &fl.TupleOrig.IP, &fl.TupleReply.IP
+	return f.passKey(fl.TupleOrig.Proto.Protocol, fl.Zone,
+		[4]netip.Addr{o.SourceAddress, o.DestinationAddress, r.SourceAddress, r.DestinationAddress})
+}
+
+// passKey is pass without AssuredOnly, for a flow of protocol proto in
+// zone whose original source, original destination, reply source and
+// reply destination are addrs.
+func (f *Filter) passKey(proto uint8, zone uint16, addrs [4]netip.Addr) bool {
+	if len(f.Protocols) > 0 && !slices.Contains(f.Protocols, proto) {
 		return false
 	}
-	if slices.Contains(f.IgnoreZones, fl.Zone) {
+	if slices.Contains(f.IgnoreZones, zone) {
 		return false
+	}
+	for _, a := range addrs {
+		if nodeOnly(a) {
+			return false
+		}
 	}
 	for _, p := range f.Ignore {
-		if p.Contains(fl.TupleOrig.IP.SourceAddress) || p.Contains(fl.TupleReply.IP.SourceAddress) {
+		if p.Contains(addrs[0]) || p.Contains(addrs[2]) {
 			return false
 		}
 	}
 	return true
+}
+
+// nodeOnly reports whether a flow with the address a can only be traffic
+// of the node itself, never forwarded: loopback, IPv6 link-local (which
+// Linux never routes) or unspecified. Such a flow is meaningless on
+// another node, and a peer's copy in this kernel would capture this node's
+// own connections on those addresses (a NAT set-up on 127.0.0.1 redirects
+// local clients). IPv4 link-local is left alone: Linux forwards it.
+func nodeOnly(a netip.Addr) bool {
+	a = a.Unmap()
+	return a.IsLoopback() || a.IsUnspecified() || a.Is6() && a.IsLinkLocalUnicast()
+}
+
+// passRecord reports whether the filter selects a peer's record: the
+// checks of pass except AssuredOnly, on the record's key, and on the
+// master tuple of a RELATED flow (its protocol and its original source,
+// as pass would have judged the master; its reply tuple is not carried).
+// A master extension that does not parse passes: the conversion refuses
+// it with an error.
+func (f *Filter) passRecord(r *record.Record) bool {
+	k := &r.Key
+	if !f.passKey(k.Proto, k.Zone, [4]netip.Addr{k.Orig.Src.Addr(), k.Orig.Dst.Addr(), k.Reply.Src.Addr(), k.Reply.Dst.Addr()}) {
+		return false
+	}
+	d, ok := r.Extension(ExtMaster)
+	if !ok {
+		return true
+	}
+	var m MasterTuple
+	if m.UnmarshalBinary(d) != nil {
+		return true
+	}
+	src, dst := m.Orig.Src.Addr(), m.Orig.Dst.Addr()
+	// The master's reply tuple is not carried, so Ignore judges only its
+	// original source: its original destination may be a VIP with a
+	// server behind it (a port forward), which pass would have accepted.
+	return f.passKey(m.Proto, k.Zone, [4]netip.Addr{src, dst, src, dst})
 }
 
 // flowKeyOf returns the identity of a kernel flow.
