@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -811,3 +813,48 @@ func TestOpenConcurrent(t *testing.T) {
 // ignoreDerived leaves out of a comparison how many traffic keys were
 // derived, which tests about other counters do not pin down.
 var ignoreDerived = cmpopts.IgnoreFields(Stats{}, "Derived")
+
+// TestBootFileLostOrRolledBack: a node whose boot counter file was deleted,
+// then restored to an old value, is heard again by a peer that never
+// restarted, while recordings of its earlier runs stay refused.
+func TestBootFileLostOrRolledBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "boot")
+		rcv := newSealer(t, 2, 1, oneKey(1, 1), 1)
+		start := func() *Sealer {
+			t.Helper()
+			boot, err := BootCounter(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return newSealer(t, 1, boot, oneKey(1, 1), 1)
+		}
+		var recorded [][]byte
+		run := func(name string) {
+			t.Helper()
+			n := start()
+			mustOpen(t, rcv, seal(t, n, name), 1, name)
+			recorded = append(recorded, seal(t, n, name+" recorded"))
+			time.Sleep(time.Minute)
+		}
+		run("first")
+		firstFile, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run("second")
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		run("after the file was lost")
+		if err := os.WriteFile(path, firstFile, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		run("after the file was rolled back")
+		for i, f := range recorded[:len(recorded)-1] {
+			if _, _, err := rcv.Open(nil, f); !errors.Is(err, pfsync.ErrStaleEpoch) {
+				t.Errorf("recording of run %d: err = %v, want ErrStaleEpoch", i, err)
+			}
+		}
+	})
+}
