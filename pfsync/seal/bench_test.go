@@ -110,3 +110,24 @@ func BenchmarkOpenForgedNewEpoch(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkOpenForgedNewEpochFlood measures what each frame of a flood of
+// forged new runs of a known sender costs a receiver with the default
+// budget: beyond the budget, the refusal before any derivation.
+func BenchmarkOpenForgedNewEpochFlood(b *testing.B) {
+	snd, rcv := benchSealer(b, 1), benchSealer(b, 2)
+	f, _ := snd.Seal(nil, make([]byte, 64))
+	if _, _, err := rcv.Open(nil, f); err != nil {
+		b.Fatal(err)
+	}
+	f[offBoot] = 0x80 // newer than the sender's boot
+	b.ReportAllocs()
+	var n uint64
+	for b.Loop() {
+		n++
+		binary.BigEndian.PutUint64(f[offEpoch:], n)
+		if _, _, err := rcv.Open(nil, f); err == nil {
+			b.Fatal("forged frame opened")
+		}
+	}
+}

@@ -284,8 +284,10 @@ func (m *Multicast) Send(to pfsync.NodeID, frame []byte) error {
 // MTU; others are dropped and counted.
 // After Close it returns an error wrapping net.ErrClosed.
 func (m *Multicast) Receive() (pfsync.Datagram, error) {
+	// One buffer for every datagram dropped: a flood of them costs no
+	// allocation each.
+	buf := make([]byte, m.mtu+1)
 	for {
-		buf := make([]byte, m.mtu+1)
 		var (
 			n       int
 			src     net.Addr

@@ -164,8 +164,10 @@ func (u *Unicast) sendTo(id pfsync.NodeID, ap netip.AddrPort, frame []byte) erro
 // datagram returned has a non-zero From. After Close it returns an error
 // wrapping net.ErrClosed.
 func (u *Unicast) Receive() (pfsync.Datagram, error) {
+	// One buffer for every datagram dropped: a flood of them costs no
+	// allocation each.
+	buf := make([]byte, u.mtu+1)
 	for {
-		buf := make([]byte, u.mtu+1)
 		n, src, err := u.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			return pfsync.Datagram{}, fmt.Errorf("udp: receive: %w", err)
