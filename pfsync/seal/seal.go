@@ -127,6 +127,7 @@ type Sealer struct {
 	untracked bucket // derivation budget shared by senders not authenticated yet
 	runs      [runCache]cachedRun
 	nextRun   int
+	blk       [16]byte // scratch for epoch tags
 
 	stats   counters
 	limiter logLimiter
@@ -249,7 +250,7 @@ func (s *Sealer) rotate(keys []Key, sendKeyID uint8, drawEpoch bool) error {
 			return fmt.Errorf("seal: drawing the epoch: %w", err)
 		}
 		salt := binary.BigEndian.Uint32(r[:])
-		s.epoch = uint64(salt)<<32 | uint64(epochTag(vouchers[sendKeyID], s.node, s.boot, salt))
+		s.epoch = uint64(salt)<<32 | uint64(epochTag(vouchers[sendKeyID], new([16]byte), s.node, s.boot, salt))
 	}
 	aead, err := trafficAEAD(prk, sendKeyID, s.node, s.boot, s.epoch)
 	if err != nil {
@@ -286,8 +287,9 @@ func voucher(prk []byte, keyID uint8) (cipher.Block, error) {
 // sender ‖ boot ‖ salt ‖ "ep01". It lets a receiver tell, at the cost of
 // one block cipher call, a run started by a holder of the PSK from a forged
 // one before deriving its traffic key.
-func epochTag(b cipher.Block, sender pfsync.NodeID, boot, salt uint32) uint32 {
-	var blk [16]byte
+// blk is scratch space: passed in, it need not escape to the heap at every
+// check.
+func epochTag(b cipher.Block, blk *[16]byte, sender pfsync.NodeID, boot, salt uint32) uint32 {
 	binary.BigEndian.PutUint32(blk[0:], uint32(sender))
 	binary.BigEndian.PutUint32(blk[4:], boot)
 	binary.BigEndian.PutUint32(blk[8:], salt)
@@ -302,7 +304,7 @@ func epochTag(b cipher.Block, sender pfsync.NodeID, boot, salt uint32) uint32 {
 // s.mu held.
 func (s *Sealer) vouched(sender pfsync.NodeID, boot uint32, epoch uint64) bool {
 	for _, b := range s.vouchers {
-		if epochTag(b, sender, boot, uint32(epoch>>32)) == uint32(epoch) {
+		if epochTag(b, &s.blk, sender, boot, uint32(epoch>>32)) == uint32(epoch) {
 			return true
 		}
 	}
