@@ -1,6 +1,7 @@
 package udp
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"net/netip"
@@ -168,6 +169,9 @@ func TestNetnsMulticastBadTTL(t *testing.T) {
 			b := multicastIn(t, nsB, f, nil)
 			rb := startReceiver(t, b)
 			err := nsA.Do(func() error {
+				if err := pinToOneCPU(); err != nil { // delivered in the order sent
+					return err
+				}
 				ifi, err := net.InterfaceByName("sync0")
 				if err != nil {
 					return err
@@ -211,33 +215,37 @@ func TestNetnsMulticastBadTTL(t *testing.T) {
 	}
 }
 
-// sendGroup sends payloads to f's group and port from ns's sync0, from the
-// source address src, with TTL (hop limit) 255.
-func sendGroup(t *testing.T, ns *netns.NS, f family, port uint16, src netip.Addr, payloads ...string) {
+// sendGroup sends one datagram to f's group and port from ns's sync0 for
+// each source address, in order, with TTL (hop limit) 255, its payload the
+// source's index in srcs. They go from one CPU, so they arrive in order
+// (pinToOneCPU).
+func sendGroup(t *testing.T, ns *netns.NS, f family, port uint16, srcs ...netip.Addr) {
 	t.Helper()
 	err := ns.Do(func() error {
+		if err := pinToOneCPU(); err != nil {
+			return err
+		}
 		ifi, err := net.InterfaceByName("sync0")
 		if err != nil {
 			return err
 		}
-		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: src.AsSlice()})
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		if f.group.Is4() {
-			p := ipv4.NewPacketConn(c)
-			err = errors.Join(p.SetMulticastInterface(ifi), p.SetMulticastTTL(255))
-		} else {
-			p := ipv6.NewPacketConn(c)
-			err = errors.Join(p.SetMulticastInterface(ifi), p.SetMulticastHopLimit(255))
-		}
-		if err != nil {
-			return err
-		}
 		group := netip.AddrPortFrom(withLinkZone(f.group, ifi), port)
-		for _, pl := range payloads {
-			if _, err := c.WriteToUDPAddrPort([]byte(pl), group); err != nil {
+		for i, src := range srcs {
+			c, err := net.ListenUDP("udp", &net.UDPAddr{IP: src.AsSlice()})
+			if err != nil {
+				return err
+			}
+			if f.group.Is4() {
+				p := ipv4.NewPacketConn(c)
+				err = errors.Join(p.SetMulticastInterface(ifi), p.SetMulticastTTL(255))
+			} else {
+				p := ipv6.NewPacketConn(c)
+				err = errors.Join(p.SetMulticastInterface(ifi), p.SetMulticastHopLimit(255))
+			}
+			if err == nil {
+				_, err = c.WriteToUDPAddrPort([]byte{byte(i)}, group)
+			}
+			if err := errors.Join(err, c.Close()); err != nil {
 				return err
 			}
 		}
@@ -265,12 +273,10 @@ func TestNetnsMulticastSources(t *testing.T) {
 			tp.Attach(nsX, br, "sync0", f.addrs[2], outside)
 			b := multicastIn(t, nsB, f, nil)
 			rb := startReceiver(t, b)
-			// One sender's datagrams on a veth arrive in order: once the
-			// second is delivered, the first has been judged.
-			sendGroup(t, nsX, f, DefaultPort, outside.Addr(), "outside")
-			sendGroup(t, nsX, f, DefaultPort, f.addrs[2].Addr(), "inside")
-			if d := rb.next(t); string(d.Payload) != "inside" || d.From != 0 {
-				t.Fatalf("delivered (%d, %q), want (0, \"inside\")", d.From, d.Payload)
+			// Once the second is delivered, the first has been judged.
+			sendGroup(t, nsX, f, DefaultPort, outside.Addr(), f.addrs[2].Addr())
+			if d := rb.next(t); !bytes.Equal(d.Payload, []byte{1}) || d.From != 0 {
+				t.Fatalf("delivered (%d, %v), want (0, [1]): the datagram from inside the prefix", d.From, d.Payload)
 			}
 			if diff := cmp.Diff(Stats{Received: 1, UnknownSource: 1}, b.Stats()); diff != "" {
 				t.Errorf("stats (-want +got):\n%s", diff)
@@ -283,10 +289,9 @@ func TestNetnsMulticastSources(t *testing.T) {
 					Peers: map[pfsync.NodeID]netip.Addr{3: outside.Addr()}})
 			})
 			rc := startReceiver(t, c)
-			sendGroup(t, nsX, f, DefaultPort+1, f.addrs[2].Addr(), "in the prefix, not a peer")
-			sendGroup(t, nsX, f, DefaultPort+1, outside.Addr(), "peer")
-			if d := rc.next(t); string(d.Payload) != "peer" || d.From != 3 {
-				t.Fatalf("delivered (%d, %q), want (3, \"peer\")", d.From, d.Payload)
+			sendGroup(t, nsX, f, DefaultPort+1, f.addrs[2].Addr(), outside.Addr())
+			if d := rc.next(t); !bytes.Equal(d.Payload, []byte{1}) || d.From != 3 {
+				t.Fatalf("delivered (%d, %v), want (3, [1]): the datagram from the peer", d.From, d.Payload)
 			}
 			if diff := cmp.Diff(Stats{Received: 1, UnknownSource: 1}, c.Stats()); diff != "" {
 				t.Errorf("stats with peers (-want +got):\n%s", diff)

@@ -121,17 +121,41 @@ func TestUnicastFromMapping(t *testing.T) {
 		t.Fatal(err)
 	}
 	rb := startReceiver(t, b)
-	send := func(src netip.AddrPort) netip.AddrPort {
+	// send sends one datagram from each of srcs, in order, from one CPU
+	// (pinToOneCPU), and returns the source addresses used.
+	send := func(srcs ...netip.AddrPort) []netip.AddrPort {
 		t.Helper()
-		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(src))
-		if err != nil {
-			t.Fatal(err)
+		type result struct {
+			used []netip.AddrPort
+			err  error
 		}
-		defer c.Close()
-		if _, err := c.WriteToUDPAddrPort([]byte(src.String()), b.LocalAddr()); err != nil {
-			t.Fatal(err)
+		done := make(chan result, 1)
+		go func() {
+			runtime.LockOSThread() // no Unlock: the pinned thread dies with the goroutine
+			var r result
+			defer func() { done <- r }()
+			if r.err = pinToOneCPU(); r.err != nil {
+				return
+			}
+			for _, src := range srcs {
+				c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(src))
+				if err != nil {
+					r.err = err
+					return
+				}
+				r.used = append(r.used, c.LocalAddr().(*net.UDPAddr).AddrPort())
+				_, err = c.WriteToUDPAddrPort([]byte(src.String()), b.LocalAddr())
+				if err = errors.Join(err, c.Close()); err != nil {
+					r.err = err
+					return
+				}
+			}
+		}()
+		r := <-done
+		if r.err != nil {
+			t.Fatal(r.err)
 		}
-		return c.LocalAddr().(*net.UDPAddr).AddrPort()
+		return r.used
 	}
 	for _, tt := range []struct {
 		name string
@@ -145,11 +169,11 @@ func TestUnicastFromMapping(t *testing.T) {
 		{"no peer's address", netip.MustParseAddrPort("127.0.0.9:0"), 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			src := send(tt.src)
-			// Datagrams from loopback sockets are queued in the order
-			// sent: once the marker from a peer arrives, a dropped
-			// datagram before it has been judged.
-			marker := send(netip.AddrPortFrom(five, p5[0]))
+			// Sent from one CPU, datagrams are delivered in order: once
+			// the marker from a peer arrives, a dropped datagram sent
+			// before it has been judged.
+			used := send(tt.src, netip.AddrPortFrom(five, p5[0]))
+			src, marker := used[0], used[1]
 			if tt.want != 0 {
 				d := rb.next(t)
 				if d.From != tt.want || string(d.Payload) != tt.src.String() || d.Src != src {
