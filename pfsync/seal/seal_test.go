@@ -540,16 +540,18 @@ func TestForgedEpochFlood(t *testing.T) {
 
 		// Untracked senders share one budget, apart from sender 1's.
 		other := seal(t, newSealer(t, 3, 1, oneKey(1, 1), 1), "x")
+		orig := other[offEpoch+7]
 		for i := range 10 {
-			other[offEpoch+7] = byte(i)
+			other[offEpoch+7] = orig ^ byte(i+1) // another epoch, untagged
 			if _, _, err := rcv.Open(nil, other); !errors.Is(err, pfsync.ErrBadAuth) {
 				t.Fatalf("forged frame %d of node 3: err = %v, want ErrBadAuth", i, err)
 			}
 		}
 		forged := seal(t, snd, "x")
+		orig = forged[offEpoch+7]
 		for i := range 10 {
-			forged[offBoot+3] = byte(6 + i) // a newer boot: needs a derivation
-			forged[offEpoch+7] = byte(i)    // and the tag no longer fits
+			forged[offBoot+3] = byte(6 + i)       // a newer boot: needs a derivation
+			forged[offEpoch+7] = orig ^ byte(i+1) // and the tag no longer fits
 			if _, _, err := rcv.Open(nil, forged); !errors.Is(err, pfsync.ErrBadAuth) {
 				t.Fatalf("forged frame %d: err = %v, want ErrBadAuth", i, err)
 			}
@@ -563,7 +565,7 @@ func TestForgedEpochFlood(t *testing.T) {
 		mustOpen(t, rcv, genuine, 1, "genuine")
 
 		time.Sleep(time.Second) // the budget refills
-		forged[offEpoch+7] = 0xee
+		forged[offEpoch+7] = orig ^ 0xee
 		if _, _, err := rcv.Open(nil, forged); !errors.Is(err, pfsync.ErrBadAuth) {
 			t.Fatalf("forged frame after refill: err = %v, want ErrBadAuth", err)
 		}
