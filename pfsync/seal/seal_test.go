@@ -860,3 +860,27 @@ func TestBootFileLostOrRolledBack(t *testing.T) {
 		}
 	})
 }
+
+// TestEpochTagAfterRotation: a sender keeps its epoch across a rotation, so
+// its tag stays the one made under its first send key: receivers vouch for
+// it while they accept that key, and afterwards still open its new run
+// through the budget for untagged runs.
+func TestEpochTagAfterRotation(t *testing.T) {
+	k1, k2 := Key{ID: 1, Secret: testKey(1)}, Key{ID: 2, Secret: testKey(2)}
+	snd := newSealer(t, 1, 5, []Key{k1}, 1)
+	if err := snd.Rotate([]Key{k1, k2}, 2); err != nil {
+		t.Fatal(err)
+	}
+	both := newSealer(t, 2, 1, []Key{k1, k2}, 2)
+	if !both.vouched(1, 5, snd.Epoch()) {
+		t.Error("a receiver holding the first key does not vouch for the epoch")
+	}
+	onlyNew := newSealer(t, 3, 1, []Key{k2}, 2)
+	if onlyNew.vouched(1, 5, snd.Epoch()) {
+		t.Error("a receiver without the first key vouches for the epoch")
+	}
+	mustOpen(t, onlyNew, seal(t, snd, "via the budget"), 1, "via the budget")
+	if got := onlyNew.Stats(); got.Derived != 1 || got.Throttled != 0 {
+		t.Errorf("Derived %d Throttled %d, want 1 and 0", got.Derived, got.Throttled)
+	}
+}
