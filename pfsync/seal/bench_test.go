@@ -1,6 +1,9 @@
 package seal
 
-import "testing"
+import (
+	"encoding/binary"
+	"testing"
+)
 
 const benchFrame = 1400 // a frame that fills an Ethernet sync link
 
@@ -80,5 +83,51 @@ func BenchmarkClearCopy(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		dst = append(dst[:0], plain...)
+	}
+}
+
+// BenchmarkOpenForgedNewEpoch measures what a forged frame claiming a new
+// run of a known sender costs a receiver whose budget admits it: one traffic
+// key derivation and a failed tag check.
+func BenchmarkOpenForgedNewEpoch(b *testing.B) {
+	snd := benchSealer(b, 1)
+	rcv, err := New(Config{Node: 2, Boot: 1, Keys: oneKey(1, 1), SendKeyID: 1, NewEpochRate: 1 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	f, _ := snd.Seal(nil, make([]byte, 64))
+	if _, _, err := rcv.Open(nil, f); err != nil {
+		b.Fatal(err)
+	}
+	f[offBoot] = 0x80 // newer than the sender's boot
+	b.ReportAllocs()
+	var n uint64
+	for b.Loop() {
+		n++
+		binary.BigEndian.PutUint64(f[offEpoch:], n)
+		if _, _, err := rcv.Open(nil, f); err == nil {
+			b.Fatal("forged frame opened")
+		}
+	}
+}
+
+// BenchmarkOpenForgedNewEpochFlood measures what each frame of a flood of
+// forged new runs of a known sender costs a receiver with the default
+// budget: beyond the budget, the refusal before any derivation.
+func BenchmarkOpenForgedNewEpochFlood(b *testing.B) {
+	snd, rcv := benchSealer(b, 1), benchSealer(b, 2)
+	f, _ := snd.Seal(nil, make([]byte, 64))
+	if _, _, err := rcv.Open(nil, f); err != nil {
+		b.Fatal(err)
+	}
+	f[offBoot] = 0x80 // newer than the sender's boot
+	b.ReportAllocs()
+	var n uint64
+	for b.Loop() {
+		n++
+		binary.BigEndian.PutUint64(f[offEpoch:], n)
+		if _, _, err := rcv.Open(nil, f); err == nil {
+			b.Fatal("forged frame opened")
+		}
 	}
 }

@@ -9,18 +9,26 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 )
 
-// BootCounter reads the boot counter stored at path, increments it, stores
-// the new value durably and returns it. A missing file counts as 0, so the
-// first start returns 1. The update is atomic: the new value is written to a
-// temporary file in the same directory, synced, renamed over path, and the
-// directory is synced, so a crash leaves either the old or the new value.
+// BootCounter returns this start's boot value and stores it durably at
+// path: one more than the value stored there, and at least the wall clock in
+// whole seconds since 1970 (UTC). A missing file counts as 0. The update is
+// atomic: the new value is written to a temporary file in the same
+// directory, synced, renamed over path, and the directory is synced, so a
+// crash leaves either the old or the new value.
 //
 // Call it once per start and pass the result as Config.Boot. Receivers
 // refuse frames from boots older than the newest they have authenticated,
-// which is what makes a recording of an earlier run useless; a counter that
-// cannot be read is therefore an error, never silently reset.
+// which is what makes a recording of an earlier run useless. The clock
+// floor is what lets a node whose file was lost or rolled back (a virtual
+// machine restored from a snapshot, a replaced disk) be heard again without
+// any peer restarting: its next boot is still above every boot it used
+// before, unless its clock went back too, or it had restarted faster than
+// once a second just before. The file keeps boots growing when the clock
+// does not (a clock reset, several starts in one second). A file that
+// cannot be read or parsed is an error, never silently reset.
 func BootCounter(path string) (uint32, error) {
 	var n uint64
 	b, err := os.ReadFile(path)
@@ -37,11 +45,22 @@ func BootCounter(path string) (uint32, error) {
 	if n >= math.MaxUint32 {
 		return 0, fmt.Errorf("seal: boot counter %s exhausted at %d", path, n)
 	}
-	n++
+	n = max(n+1, clockFloor(time.Now()))
 	if err := writeAtomic(path, []byte(strconv.FormatUint(n, 10)+"\n")); err != nil {
 		return 0, fmt.Errorf("seal: boot counter: %w", err)
 	}
 	return uint32(n), nil
+}
+
+// clockFloor is the least boot value a start at now may use: its Unix time
+// in seconds, or 0 for a clock before 1970 or beyond what 32 bits hold
+// (year 2106), which then leaves the file alone to keep boots growing.
+func clockFloor(now time.Time) uint64 {
+	s := now.Unix()
+	if s <= 0 || s >= math.MaxUint32 {
+		return 0
+	}
+	return uint64(s)
 }
 
 // writeAtomic replaces path with data: temporary file, fsync, rename, fsync

@@ -33,12 +33,23 @@
 //	PRK = HKDF-Extract(SHA-256, salt = "gocarp pfsync seal v1", PSK)
 //	key = HKDF-Expand(SHA-256, PRK, "gocarp traffic" ‖ key id ‖ sender ‖ boot ‖ epoch, 32)
 //
-// where epoch is 64 random bits drawn when the Sealer is created and boot is
-// the persisted boot counter (BootCounter). The nonce is the 64-bit sequence
+// where epoch is drawn when the Sealer is created (below) and boot is the
+// persisted boot value (BootCounter). The nonce is the 64-bit sequence
 // number, strictly increasing per Sealer, left-padded to 96 bits with the
 // boot counter. Because the key changes with every start, a nonce never
 // repeats under one key, even across restarts, crashes that lose the
 // sequence, or two nodes misconfigured with the same node id.
+//
+// The epoch is 32 random bits followed by a 32-bit tag over them:
+//
+//	epoch key = HKDF-Expand(SHA-256, PRK, "gocarp epoch" ‖ key id, 32)
+//	tag       = first 4 bytes of AES-256(epoch key, sender ‖ boot ‖ random ‖ "ep01")
+//
+// A receiver checks the tag, one block cipher call, before deriving the
+// traffic key of a run it has not authenticated yet, so a frame forging a
+// new run of a sender is refused for the price of that call, and a
+// sender's genuine restart is authenticated however many such frames
+// arrive. A forger guesses a tag with probability 2^-32 per frame.
 //
 // # Envelope
 //
@@ -51,8 +62,8 @@
 //	     3     1  key id of the PSK the traffic key derives from
 //	     4     1  flags, 0 (frames with other flags are rejected)
 //	     5     4  sender node id, never 0
-//	     9     8  epoch, random per start of the sender
-//	    17     4  boot counter of the sender, never 0
+//	     9     8  epoch, per start of the sender: 32 random bits, 32-bit tag
+//	    17     4  boot value of the sender (BootCounter), never 0
 //	    21     8  sequence number, from 1, strictly increasing per epoch
 //	    29     n  ciphertext of the n-byte plaintext frame
 //	  29+n    16  GCM tag
@@ -74,11 +85,30 @@
 // sender's current run reaches it, it cannot tell a recorded run from a live
 // one (see the package limitations below).
 //
-// Frames that fail authentication never create state. Deriving the traffic
-// key of an epoch not heard yet costs about as much as opening a few frames,
-// so such derivations are limited (Config.NewEpochRate per second) and the
-// number of senders is bounded (Config.MaxSenders): a flood of frames with
-// forged epochs costs bounded CPU and no memory.
+// Frames that fail authentication never create state beyond a fixed-size
+// cache. Deriving the traffic key of a run not authenticated yet costs
+// about as much as opening a few frames. It is done at once for a run whose
+// epoch tag is valid under one of the accepted keys (the tag may have been
+// made under a key the sender no longer seals with, after a rotation), and
+// the key is kept in a cache of 16 runs, so frames forged under a genuine
+// run's id, copied from the wire, cost one derivation in all. A run with an
+// untagged epoch spends a budget of the sender it claims
+// (Config.NewEpochRate per second; senders not authenticated yet share
+// one), so a flood naming one sender delays neither another sender nor the
+// tagged restart of the same one. The number of senders is bounded
+// (Config.MaxSenders): a flood of forged frames costs bounded CPU and no
+// memory. Stats.Derived counts derivations.
+//
+// # Boot values
+//
+// BootCounter returns one more than the value stored in its file, and at
+// least the current Unix time in seconds. The file keeps boots growing when
+// the clock does not (several starts within a second, a clock set back);
+// the clock keeps them growing when the file does not (a virtual machine
+// restored from a snapshot, a replaced disk, a deleted file), so peers hear
+// such a node again without restarting. Only losing both, a rolled-back
+// file and a clock set back below the last boot, leaves the node refused
+// until one of them passes its last boot (see docs/sync-epochs.md).
 //
 // # Limitations
 //

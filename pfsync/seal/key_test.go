@@ -4,11 +4,15 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -129,33 +133,98 @@ func TestWriteKeyFile(t *testing.T) {
 	}
 }
 
+// TestBootCounter: starts within one second count up from the clock; the
+// file holds the last value and nothing else is left in the directory.
 func TestBootCounter(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "boot")
-	var got []uint32
-	for range 3 {
-		n, err := BootCounter(p)
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "boot")
+		now := uint32(time.Now().Unix()) // the bubble's clock: 2000-01-01
+		var got []uint32
+		for range 3 {
+			n, err := BootCounter(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, n)
+		}
+		if diff := cmp.Diff([]uint32{now, now + 1, now + 2}, got); diff != "" {
+			t.Errorf("counters (-want +got):\n%s", diff)
+		}
+		b, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got = append(got, n)
-	}
-	if diff := cmp.Diff([]uint32{1, 2, 3}, got); diff != "" {
-		t.Errorf("counters (-want +got):\n%s", diff)
-	}
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(b) != "3\n" {
-		t.Errorf("file holds %q, want \"3\\n\"", b)
-	}
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ents) != 1 {
-		t.Errorf("directory holds %d entries, want only the counter (temporary file left behind?)", len(ents))
+		if want := fmt.Sprintf("%d\n", now+2); string(b) != want {
+			t.Errorf("file holds %q, want %q", b, want)
+		}
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ents) != 1 {
+			t.Errorf("directory holds %d entries, want only the counter (temporary file left behind?)", len(ents))
+		}
+	})
+}
+
+// TestBootCounterLostOrRolledBack: a deleted file, or one restored to an
+// older value, still yields a boot above every boot used before, thanks to
+// the clock; a file ahead of the clock keeps counting from the file.
+func TestBootCounterLostOrRolledBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := filepath.Join(t.TempDir(), "boot")
+		boot := func() uint32 {
+			t.Helper()
+			n, err := BootCounter(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		first := boot()
+		time.Sleep(time.Minute)
+		second := boot()
+		time.Sleep(time.Minute)
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+		if afterLoss := boot(); afterLoss <= second {
+			t.Errorf("boot after the file was lost = %d, want above %d", afterLoss, second)
+		}
+		time.Sleep(time.Minute)
+		latest := boot()
+		time.Sleep(time.Second)
+		if err := os.WriteFile(p, fmt.Appendf(nil, "%d\n", first), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if afterRollback := boot(); afterRollback <= latest {
+			t.Errorf("boot after the file was rolled back to %d = %d, want above %d", first, afterRollback, latest)
+		}
+		ahead := uint32(time.Now().Unix()) + 1000
+		if err := os.WriteFile(p, fmt.Appendf(nil, "%d\n", ahead), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if got := boot(); got != ahead+1 {
+			t.Errorf("boot after a file ahead of the clock = %d, want %d", got, ahead+1)
+		}
+	})
+}
+
+func TestClockFloor(t *testing.T) {
+	for _, tt := range []struct {
+		now  time.Time
+		want uint64
+	}{
+		{time.Unix(1_800_000_000, 5e8), 1_800_000_000},
+		{time.Unix(0, 0), 0},
+		{time.Unix(-5, 0), 0},
+		{time.Unix(math.MaxUint32, 0), 0},
+		{time.Unix(math.MaxUint32-1, 0), math.MaxUint32 - 1},
+	} {
+		if got := clockFloor(tt.now); got != tt.want {
+			t.Errorf("clockFloor(%v) = %d, want %d", tt.now.UTC(), got, tt.want)
+		}
 	}
 }
 

@@ -40,6 +40,12 @@ const (
 
 	extractSalt = "gocarp pfsync seal v1"
 	expandLabel = "gocarp traffic"
+	vouchLabel  = "gocarp epoch"
+
+	// runCache is how many derived traffic keys of runs not (or not yet)
+	// authenticated are kept, so that frames repeating one run id cost
+	// one derivation, not one each.
+	runCache = 16
 )
 
 // Defaults for the zero values of Config.
@@ -71,12 +77,16 @@ type Config struct {
 	// frames from further senders are rejected. Zero means
 	// DefaultMaxSenders.
 	MaxSenders int
-	// NewEpochRate bounds how many traffic keys per second are derived for
-	// frames that open a (sender, boot, epoch) not authenticated yet, which
-	// is what a forged-epoch flood costs. Frames over the budget are
-	// rejected with ErrBadAuth and counted in Stats.Throttled; a genuine
-	// hello is retried by the engine. Zero means DefaultNewEpochRate, with a
-	// burst of the same size.
+	// NewEpochRate bounds, per claimed sender, how many traffic keys per
+	// second are derived for frames that open a (sender, boot, epoch) not
+	// authenticated yet and whose epoch does not carry a valid tag (see
+	// the package documentation): what a forged-epoch flood could
+	// otherwise cost. Senders not authenticated yet share one such budget.
+	// Frames over it are rejected with ErrBadAuth and counted in
+	// Stats.Throttled. Runs with a tagged epoch, as every Sealer draws
+	// them, are not limited by it, so a flood cannot delay a genuine
+	// restart. Zero means DefaultNewEpochRate, with a burst of the same
+	// size.
 	NewEpochRate int
 	// Logger receives rate-limited summaries of rejected frames (at most one
 	// line per second per kind). Nil discards.
@@ -93,6 +103,7 @@ type Stats struct {
 	UnknownKey uint64 // rejected: key id not configured (ErrUnknownKey)
 	Truncated  uint64 // rejected: shorter than an envelope and tag (ErrTruncated)
 	Throttled  uint64 // part of BadAuth: new-epoch key derivation over Config.NewEpochRate
+	Derived    uint64 // traffic keys derived for runs not authenticated yet (bounded work per forged frame)
 }
 
 // Sealer seals frames sent by this node and opens frames from its peers.
@@ -106,12 +117,17 @@ type Sealer struct {
 	seq  atomic.Uint64
 	send atomic.Pointer[sendKey]
 
-	mu       sync.Mutex
-	gen      uint64           // bumped by Rotate; derived keys of older generations are not cached
-	prks     map[uint8][]byte // HKDF PRK per accepted key id; slices are never mutated
-	peers    map[pfsync.NodeID]*peer
-	maxPeers int
-	derive   bucket
+	mu        sync.Mutex
+	gen       uint64                 // bumped by Rotate; derived keys of older generations are not cached
+	prks      map[uint8][]byte       // HKDF PRK per accepted key id; slices are never mutated
+	vouchers  map[uint8]cipher.Block // epoch-tag key per accepted key id
+	peers     map[pfsync.NodeID]*peer
+	maxPeers  int
+	rate      float64
+	untracked bucket // derivation budget shared by senders not authenticated yet
+	runs      [runCache]cachedRun
+	nextRun   int
+	blk       [16]byte // scratch for epoch tags
 
 	stats   counters
 	limiter logLimiter
@@ -123,12 +139,25 @@ type sendKey struct {
 }
 
 // peer is the receive state of one sender: its newest authenticated run and
-// the replay window of that run.
+// the replay window of that run, and the sender's own budget for deriving
+// the keys of runs with untagged epochs.
 type peer struct {
-	boot  uint32
-	epoch uint64
-	aeads map[uint8]cipher.AEAD // traffic keys of this run, per key id
-	win   window
+	boot   uint32
+	epoch  uint64
+	aeads  map[uint8]cipher.AEAD // traffic keys of this run, per key id
+	win    window
+	derive bucket
+}
+
+// cachedRun is a traffic key derived for a run that was not authenticated
+// when derived: a forged frame's, or a genuine frame's that may be followed
+// by more of its run.
+type cachedRun struct {
+	keyID  uint8
+	sender pfsync.NodeID
+	boot   uint32
+	epoch  uint64
+	aead   cipher.AEAD // nil: empty slot
 }
 
 var _ pfsync.Sealer = (*Sealer)(nil)
@@ -155,37 +184,42 @@ func New(cfg Config) (*Sealer, error) {
 	if rate < 1 || rate > 1<<20 {
 		return nil, fmt.Errorf("seal: NewEpochRate %d out of range 1-%d", cfg.NewEpochRate, 1<<20)
 	}
-	var e [8]byte
-	if _, err := rand.Read(e[:]); err != nil {
-		return nil, fmt.Errorf("seal: drawing the epoch: %w", err)
-	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Sealer{
-		node:     cfg.Node,
-		boot:     cfg.Boot,
-		epoch:    binary.BigEndian.Uint64(e[:]),
-		log:      log,
-		peers:    make(map[pfsync.NodeID]*peer),
-		maxPeers: maxPeers,
-		derive:   bucket{rate: float64(rate), burst: float64(rate), tokens: float64(rate)},
+		node:      cfg.Node,
+		boot:      cfg.Boot,
+		log:       log,
+		peers:     make(map[pfsync.NodeID]*peer),
+		maxPeers:  maxPeers,
+		rate:      float64(rate),
+		untracked: newBucket(float64(rate)),
 	}
-	if err := s.Rotate(cfg.Keys, cfg.SendKeyID); err != nil {
+	// The epoch is drawn once the keys are known: half of it is a tag
+	// under the send key (vouch).
+	if err := s.rotate(cfg.Keys, cfg.SendKeyID, true); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
+func newBucket(rate float64) bucket { return bucket{rate: rate, burst: rate, tokens: rate} }
+
 // Rotate replaces the accepted keys and the send key at run time. Frames in
 // flight under a removed key id are rejected with ErrUnknownKey once Rotate
 // returns. The sequence number and epoch are kept.
 func (s *Sealer) Rotate(keys []Key, sendKeyID uint8) error {
+	return s.rotate(keys, sendKeyID, false)
+}
+
+func (s *Sealer) rotate(keys []Key, sendKeyID uint8, drawEpoch bool) error {
 	if len(keys) == 0 {
 		return fmt.Errorf("seal: Keys empty; want at least one key")
 	}
 	prks := make(map[uint8][]byte, len(keys))
+	vouchers := make(map[uint8]cipher.Block, len(keys))
 	for i, k := range keys {
 		if _, dup := prks[k.ID]; dup {
 			return fmt.Errorf("seal: Keys[%d]: duplicate key id %d", i, k.ID)
@@ -198,6 +232,9 @@ func (s *Sealer) Rotate(keys []Key, sendKeyID uint8) error {
 			return fmt.Errorf("seal: Keys[%d] (id %d): %w", i, k.ID, err)
 		}
 		prks[k.ID] = prk
+		if vouchers[k.ID], err = voucher(prk, k.ID); err != nil {
+			return fmt.Errorf("seal: Keys[%d] (id %d): %w", i, k.ID, err)
+		}
 	}
 	prk, ok := prks[sendKeyID]
 	if !ok {
@@ -207,6 +244,14 @@ func (s *Sealer) Rotate(keys []Key, sendKeyID uint8) error {
 		}
 		return fmt.Errorf("seal: SendKeyID %d not among the Keys ids %v", sendKeyID, ids)
 	}
+	if drawEpoch {
+		var r [4]byte
+		if _, err := rand.Read(r[:]); err != nil {
+			return fmt.Errorf("seal: drawing the epoch: %w", err)
+		}
+		salt := binary.BigEndian.Uint32(r[:])
+		s.epoch = uint64(salt)<<32 | uint64(epochTag(vouchers[sendKeyID], new([16]byte), s.node, s.boot, salt))
+	}
 	aead, err := trafficAEAD(prk, sendKeyID, s.node, s.boot, s.epoch)
 	if err != nil {
 		return err
@@ -214,11 +259,67 @@ func (s *Sealer) Rotate(keys []Key, sendKeyID uint8) error {
 	s.mu.Lock()
 	s.gen++
 	s.prks = prks
+	s.vouchers = vouchers
 	for _, p := range s.peers {
 		clear(p.aeads)
 	}
+	s.runs = [runCache]cachedRun{}
 	s.send.Store(&sendKey{id: sendKeyID, aead: aead})
 	s.mu.Unlock()
+	return nil
+}
+
+// voucher derives the key that tags epochs under one PSK.
+func voucher(prk []byte, keyID uint8) (cipher.Block, error) {
+	key, err := hkdf.Expand(sha256.New, prk, vouchLabel+string([]byte{keyID}), 32)
+	if err != nil {
+		return nil, fmt.Errorf("deriving the epoch key: %w", err)
+	}
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("deriving the epoch key: %w", err)
+	}
+	return b, nil
+}
+
+// epochTag is the low half of the epoch of a run whose high half is salt:
+// the first 32 bits of AES-256 under the epoch key of the block
+// sender ‖ boot ‖ salt ‖ "ep01". It lets a receiver tell, at the cost of
+// one block cipher call, a run started by a holder of the PSK from a forged
+// one before deriving its traffic key.
+// blk is scratch space: passed in, it need not escape to the heap at every
+// check.
+func epochTag(b cipher.Block, blk *[16]byte, sender pfsync.NodeID, boot, salt uint32) uint32 {
+	binary.BigEndian.PutUint32(blk[0:], uint32(sender))
+	binary.BigEndian.PutUint32(blk[4:], boot)
+	binary.BigEndian.PutUint32(blk[8:], salt)
+	copy(blk[12:], "ep01")
+	b.Encrypt(blk[:], blk[:])
+	return binary.BigEndian.Uint32(blk[:])
+}
+
+// vouched reports whether epoch carries a valid tag for (sender, boot)
+// under one of the accepted keys (the key a sender drew its epoch under may
+// differ from the one it now seals with, after a rotation). Called with
+// s.mu held.
+func (s *Sealer) vouched(sender pfsync.NodeID, boot uint32, epoch uint64) bool {
+	for _, b := range s.vouchers {
+		if epochTag(b, &s.blk, sender, boot, uint32(epoch>>32)) == uint32(epoch) {
+			return true
+		}
+	}
+	return false
+}
+
+// cachedAEAD returns the traffic key derived earlier for a run, or nil.
+// Called with s.mu held.
+func (s *Sealer) cachedAEAD(keyID uint8, sender pfsync.NodeID, boot uint32, epoch uint64) cipher.AEAD {
+	for i := range s.runs {
+		r := &s.runs[i]
+		if r.aead != nil && r.sender == sender && r.boot == boot && r.epoch == epoch && r.keyID == keyID {
+			return r.aead
+		}
+	}
 	return nil
 }
 
@@ -315,7 +416,7 @@ func (s *Sealer) Open(dst, frame []byte) (pfsync.NodeID, []byte, error) {
 	gen := s.gen
 	p := s.peers[sender]
 	var aead cipher.AEAD
-	fresh := false
+	fresh, derive := false, false
 	switch {
 	case p != nil && (boot < p.boot || boot == p.boot && epoch != p.epoch):
 		pb, pe := p.boot, p.epoch
@@ -344,21 +445,43 @@ func (s *Sealer) Open(dst, frame []byte) (pfsync.NodeID, []byte, error) {
 			return 0, nil, s.reject(kindBadAuth, sender, fmt.Errorf("seal: frame from node %d: already tracking %d senders (MaxSenders): %w",
 				sender, s.maxPeers, pfsync.ErrBadAuth))
 		}
-		if !s.derive.allow(time.Now()) {
-			s.mu.Unlock()
-			s.stats.throttled.Add(1)
-			return 0, nil, s.reject(kindBadAuth, sender, fmt.Errorf("seal: frame from node %d opens boot %d epoch %016x: new-epoch key derivations over NewEpochRate: %w",
-				sender, boot, epoch, pfsync.ErrBadAuth))
-		}
 		fresh = true
+		if aead = s.cachedAEAD(keyID, sender, boot, epoch); aead != nil {
+			break
+		}
+		// A tagged epoch was drawn by a holder of a PSK: deriving its
+		// key is worth it whatever else arrives. An untagged one (a
+		// forgery, or a run begun under a key since removed) spends
+		// the claimed sender's budget, so a flood naming one sender
+		// neither starves another nor a tagged run of the same one.
+		if !s.vouched(sender, boot, epoch) {
+			b := &s.untracked
+			if p != nil {
+				b = &p.derive
+			}
+			if !b.allow(time.Now()) {
+				s.mu.Unlock()
+				s.stats.throttled.Add(1)
+				return 0, nil, s.reject(kindBadAuth, sender, fmt.Errorf("seal: frame from node %d opens boot %d epoch %016x (untagged): new-epoch key derivations over NewEpochRate: %w",
+					sender, boot, epoch, pfsync.ErrBadAuth))
+			}
+		}
+		derive = true
 	}
 	s.mu.Unlock()
 
-	if fresh {
+	if derive {
 		var err error
 		if aead, err = trafficAEAD(prk, keyID, sender, boot, epoch); err != nil {
 			return 0, nil, err
 		}
+		s.stats.derived.Add(1)
+		s.mu.Lock()
+		if gen == s.gen {
+			s.runs[s.nextRun] = cachedRun{keyID: keyID, sender: sender, boot: boot, epoch: epoch, aead: aead}
+			s.nextRun = (s.nextRun + 1) % runCache
+		}
+		s.mu.Unlock()
 	}
 	out, err := aead.Open(dst, hdr[offNonce:HeaderLen], frame[HeaderLen:], hdr)
 	if err != nil {
@@ -381,10 +504,10 @@ func (s *Sealer) Open(dst, frame []byte) (pfsync.NodeID, []byte, error) {
 				return 0, nil, s.reject(kindBadAuth, sender, fmt.Errorf("seal: frame from node %d: already tracking %d senders (MaxSenders): %w",
 					sender, s.maxPeers, pfsync.ErrBadAuth))
 			}
-			p = new(peer)
+			p = &peer{derive: newBucket(s.rate)}
 			s.peers[sender] = p
 		}
-		*p = peer{boot: boot, epoch: epoch, aeads: make(map[uint8]cipher.AEAD, 2)}
+		*p = peer{boot: boot, epoch: epoch, aeads: make(map[uint8]cipher.AEAD, 2), derive: p.derive}
 		s.log.Info("seal: new run of sender authenticated", "peer", uint32(sender), "boot", boot, "epoch", fmt.Sprintf("%016x", epoch))
 	}
 	if fresh && gen == s.gen && p.aeads[keyID] == nil {
@@ -410,6 +533,7 @@ func (s *Sealer) Stats() Stats {
 		UnknownKey: s.stats.kinds[kindUnknownKey].Load(),
 		Truncated:  s.stats.kinds[kindTruncated].Load(),
 		Throttled:  s.stats.throttled.Load(),
+		Derived:    s.stats.derived.Load(),
 	}
 }
 
@@ -424,6 +548,6 @@ func (s *Sealer) reject(k kind, sender pfsync.NodeID, err error) error {
 }
 
 type counters struct {
-	sealed, opened, throttled atomic.Uint64
-	kinds                     [numKinds]atomic.Uint64
+	sealed, opened, throttled, derived atomic.Uint64
+	kinds                              [numKinds]atomic.Uint64
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/gocarp/gocarp/pfsync"
 )
@@ -85,7 +88,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 			if diff := cmp.Diff(append([]byte("x"), plain...), got); diff != "" {
 				t.Errorf("plaintext (-want +got):\n%s", diff)
 			}
-			if diff := cmp.Diff(Stats{Opened: 1}, b.Stats()); diff != "" {
+			if diff := cmp.Diff(Stats{Opened: 1}, b.Stats(), ignoreDerived); diff != "" {
 				t.Errorf("receiver stats (-want +got):\n%s", diff)
 			}
 			if diff := cmp.Diff(Stats{Sealed: 1}, a.Stats()); diff != "" {
@@ -349,7 +352,7 @@ func TestOpenRejects(t *testing.T) {
 			if !strings.HasPrefix(err.Error(), "seal: ") {
 				t.Errorf("error %q does not start with the package name", err)
 			}
-			if diff := cmp.Diff(tt.wantStats, rcv.Stats()); diff != "" {
+			if diff := cmp.Diff(tt.wantStats, rcv.Stats(), ignoreDerived); diff != "" {
 				t.Errorf("stats (-want +got):\n%s", diff)
 			}
 			// Nothing changed: the sender's next frame is accepted.
@@ -467,7 +470,7 @@ func TestRotationOverlap(t *testing.T) {
 		t.Fatalf("old key after removal: err = %v, want ErrUnknownKey", err)
 	}
 	mustOpen(t, b, seal(t, a, "still fine"), 1, "still fine")
-	if diff := cmp.Diff(Stats{Opened: 4, UnknownKey: 1}, b.Stats()); diff != "" {
+	if diff := cmp.Diff(Stats{Opened: 4, UnknownKey: 1}, b.Stats(), ignoreDerived); diff != "" {
 		t.Errorf("stats (-want +got):\n%s", diff)
 	}
 }
@@ -520,10 +523,11 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-// TestForgedEpochFlood: frames claiming ever new epochs of a real sender cost
-// one key derivation each only within NewEpochRate; beyond it they are
-// refused before any derivation, the refusals are counted, and the genuine
-// sender's new run is accepted again once the budget refills.
+// TestForgedEpochFlood: frames claiming new untagged epochs of a real
+// sender cost one key derivation each only within that sender's
+// NewEpochRate; beyond it they are refused before any derivation and
+// counted. A flood naming another sender does not spend this sender's
+// budget, and the budget refills.
 func TestForgedEpochFlood(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rcv, err := New(Config{Node: 2, Boot: 1, Keys: oneKey(1, 1), SendKeyID: 1, NewEpochRate: 4})
@@ -534,29 +538,139 @@ func TestForgedEpochFlood(t *testing.T) {
 		mustOpen(t, rcv, seal(t, snd, "hello"), 1, "hello")
 		genuine := seal(t, snd, "genuine")
 
-		forged := seal(t, snd, "x")
+		// Untracked senders share one budget, apart from sender 1's.
+		other := seal(t, newSealer(t, 3, 1, oneKey(1, 1), 1), "x")
+		orig := other[offEpoch+7]
 		for i := range 10 {
-			forged[offBoot+3] = byte(6 + i) // a newer boot: needs a derivation
-			forged[offEpoch] = byte(i)
+			other[offEpoch+7] = orig ^ byte(i+1) // another epoch, untagged
+			if _, _, err := rcv.Open(nil, other); !errors.Is(err, pfsync.ErrBadAuth) {
+				t.Fatalf("forged frame %d of node 3: err = %v, want ErrBadAuth", i, err)
+			}
+		}
+		forged := seal(t, snd, "x")
+		orig = forged[offEpoch+7]
+		for i := range 10 {
+			forged[offBoot+3] = byte(6 + i)       // a newer boot: needs a derivation
+			forged[offEpoch+7] = orig ^ byte(i+1) // and the tag no longer fits
 			if _, _, err := rcv.Open(nil, forged); !errors.Is(err, pfsync.ErrBadAuth) {
 				t.Fatalf("forged frame %d: err = %v, want ErrBadAuth", i, err)
 			}
 		}
-		want := Stats{Opened: 1, BadAuth: 10, Throttled: 7} // burst 4, one spent on the hello
+		// Burst 4 each for node 3 and node 1, one derivation for the hello.
+		want := Stats{Opened: 1, BadAuth: 20, Throttled: 12, Derived: 9}
 		if diff := cmp.Diff(want, rcv.Stats()); diff != "" {
 			t.Errorf("stats after the flood (-want +got):\n%s", diff)
 		}
 		// The current run needs no derivation and is unaffected.
 		mustOpen(t, rcv, genuine, 1, "genuine")
 
-		restarted := newSealer(t, 1, 6, oneKey(1, 1), 1)
-		hello := seal(t, restarted, "restarted")
-		if _, _, err := rcv.Open(nil, hello); !errors.Is(err, pfsync.ErrBadAuth) {
-			t.Fatalf("new run with the budget spent: err = %v, want ErrBadAuth", err)
-		}
 		time.Sleep(time.Second) // the budget refills
-		mustOpen(t, rcv, seal(t, restarted, "retried"), 1, "retried")
+		forged[offEpoch+7] = orig ^ 0xee
+		if _, _, err := rcv.Open(nil, forged); !errors.Is(err, pfsync.ErrBadAuth) {
+			t.Fatalf("forged frame after refill: err = %v, want ErrBadAuth", err)
+		}
+		if got := rcv.Stats(); got.Derived != 10 || got.Throttled != 12 {
+			t.Errorf("after refill: Derived %d Throttled %d, want 10 and 12", got.Derived, got.Throttled)
+		}
 	})
+}
+
+// TestForgedFloodDoesNotStarveRestart: 10,000 forged frames per second name
+// a real sender with ever newer boots, while that sender restarts. Every
+// frame of its genuine new run is opened, from the first, the flood is
+// refused and counted, and the work it causes stays within the budget.
+func TestForgedFloodDoesNotStarveRestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rcv := newSealer(t, 2, 1, oneKey(1, 1), 1)
+		mustOpen(t, rcv, seal(t, newSealer(t, 1, 5, oneKey(1, 1), 1), "old run"), 1, "old run")
+		restarted := newSealer(t, 1, 6, oneKey(1, 1), 1)
+		forged := seal(t, restarted, "forged")
+		const (
+			seconds = 3
+			perSec  = 10000
+			every   = 1000 // one genuine frame among this many forged ones
+		)
+		opened := 0
+		for sec := range seconds {
+			for i := range perSec {
+				n := uint64(sec*perSec + i)
+				binary.BigEndian.PutUint32(forged[offBoot:], 7+uint32(n)) // newer than the restart's
+				binary.BigEndian.PutUint64(forged[offEpoch:], n*0x9e3779b97f4a7c15)
+				if _, _, err := rcv.Open(nil, forged); !errors.Is(err, pfsync.ErrBadAuth) {
+					t.Fatalf("forged frame %d: err = %v, want ErrBadAuth", n, err)
+				}
+				if i%every == every-1 {
+					msg := fmt.Sprint("genuine ", n)
+					mustOpen(t, rcv, seal(t, restarted, msg), 1, msg)
+					opened++
+				}
+			}
+			time.Sleep(time.Second)
+		}
+		got := rcv.Stats()
+		if want := uint64(seconds * perSec); got.BadAuth != want {
+			t.Errorf("BadAuth = %d, want %d (every forged frame refused and counted)", got.BadAuth, want)
+		}
+		if got.Opened != uint64(opened+1) {
+			t.Errorf("Opened = %d, want %d", got.Opened, opened+1)
+		}
+		// Burst plus refills, and one derivation for each genuine run.
+		if limit := uint64(DefaultNewEpochRate*(seconds+1) + 2); got.Derived > limit {
+			t.Errorf("Derived = %d, want at most %d", got.Derived, limit)
+		}
+		if got.Throttled+got.Derived-2 != got.BadAuth {
+			t.Errorf("Throttled %d + Derived %d - 2 genuine != BadAuth %d", got.Throttled, got.Derived, got.BadAuth)
+		}
+	})
+}
+
+// TestForgedFramesOfTaggedRun: frames forged under the run id of a genuine
+// run (copied from the wire) cost one derivation in all, not one each, and
+// the genuine frames of that run still open.
+func TestForgedFramesOfTaggedRun(t *testing.T) {
+	rcv := newSealer(t, 2, 1, oneKey(1, 1), 1)
+	mustOpen(t, rcv, seal(t, newSealer(t, 1, 5, oneKey(1, 1), 1), "old run"), 1, "old run")
+	restarted := newSealer(t, 1, 6, oneKey(1, 1), 1)
+	for i := range 1000 {
+		f := seal(t, restarted, "x")
+		f[len(f)-1] ^= 1
+		if _, _, err := rcv.Open(nil, f); !errors.Is(err, pfsync.ErrBadAuth) {
+			t.Fatalf("forged frame %d: err = %v, want ErrBadAuth", i, err)
+		}
+	}
+	mustOpen(t, rcv, seal(t, restarted, "genuine"), 1, "genuine")
+	if diff := cmp.Diff(Stats{Opened: 2, BadAuth: 1000, Derived: 2}, rcv.Stats()); diff != "" {
+		t.Errorf("stats (-want +got):\n%s", diff)
+	}
+}
+
+// TestEpochTagged: a Sealer's epoch carries a tag under its send key, so a
+// receiver holding that key vouches for it and one holding another does
+// not; changing any bit of sender, boot or epoch breaks it.
+func TestEpochTagged(t *testing.T) {
+	a := newSealer(t, 7, 9, oneKey(1, 1), 1)
+	rcv := newSealer(t, 2, 1, oneKey(1, 1), 1)
+	other := newSealer(t, 2, 1, oneKey(1, 2), 1)
+	if !rcv.vouched(7, 9, a.Epoch()) {
+		t.Fatal("the epoch of a Sealer under the same key is not vouched for")
+	}
+	if other.vouched(7, 9, a.Epoch()) {
+		t.Error("vouched for under another key")
+	}
+	for _, tt := range []struct {
+		sender pfsync.NodeID
+		boot   uint32
+		epoch  uint64
+	}{
+		{8, 9, a.Epoch()},
+		{7, 10, a.Epoch()},
+		{7, 9, a.Epoch() ^ 1},
+		{7, 9, a.Epoch() ^ 1<<63},
+	} {
+		if rcv.vouched(tt.sender, tt.boot, tt.epoch) {
+			t.Errorf("vouched(%d, %d, %016x) for the tag of (7, 9, %016x)", tt.sender, tt.boot, tt.epoch, a.Epoch())
+		}
+	}
 }
 
 // TestRejectLogRateLimited: a flood of rejected frames logs one line per
@@ -693,7 +807,80 @@ func TestOpenConcurrent(t *testing.T) {
 			t.Errorf("frame %d accepted %d times", i, c)
 		}
 	}
-	if diff := cmp.Diff(Stats{Opened: n, Replay: 3 * n}, rcv.Stats()); diff != "" {
+	if diff := cmp.Diff(Stats{Opened: n, Replay: 3 * n}, rcv.Stats(), ignoreDerived); diff != "" {
 		t.Errorf("stats (-want +got):\n%s", diff)
+	}
+}
+
+// ignoreDerived leaves out of a comparison how many traffic keys were
+// derived, which tests about other counters do not pin down.
+var ignoreDerived = cmpopts.IgnoreFields(Stats{}, "Derived")
+
+// TestBootFileLostOrRolledBack: a node whose boot counter file was deleted,
+// then restored to an old value, is heard again by a peer that never
+// restarted, while recordings of its earlier runs stay refused.
+func TestBootFileLostOrRolledBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "boot")
+		rcv := newSealer(t, 2, 1, oneKey(1, 1), 1)
+		start := func() *Sealer {
+			t.Helper()
+			boot, err := BootCounter(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return newSealer(t, 1, boot, oneKey(1, 1), 1)
+		}
+		var recorded [][]byte
+		run := func(name string) {
+			t.Helper()
+			n := start()
+			mustOpen(t, rcv, seal(t, n, name), 1, name)
+			recorded = append(recorded, seal(t, n, name+" recorded"))
+			time.Sleep(time.Minute)
+		}
+		run("first")
+		firstFile, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run("second")
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		run("after the file was lost")
+		if err := os.WriteFile(path, firstFile, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		run("after the file was rolled back")
+		for i, f := range recorded[:len(recorded)-1] {
+			if _, _, err := rcv.Open(nil, f); !errors.Is(err, pfsync.ErrStaleEpoch) {
+				t.Errorf("recording of run %d: err = %v, want ErrStaleEpoch", i, err)
+			}
+		}
+	})
+}
+
+// TestEpochTagAfterRotation: a sender keeps its epoch across a rotation, so
+// its tag stays the one made under its first send key: receivers vouch for
+// it while they accept that key, and afterwards still open its new run
+// through the budget for untagged runs.
+func TestEpochTagAfterRotation(t *testing.T) {
+	k1, k2 := Key{ID: 1, Secret: testKey(1)}, Key{ID: 2, Secret: testKey(2)}
+	snd := newSealer(t, 1, 5, []Key{k1}, 1)
+	if err := snd.Rotate([]Key{k1, k2}, 2); err != nil {
+		t.Fatal(err)
+	}
+	both := newSealer(t, 2, 1, []Key{k1, k2}, 2)
+	if !both.vouched(1, 5, snd.Epoch()) {
+		t.Error("a receiver holding the first key does not vouch for the epoch")
+	}
+	onlyNew := newSealer(t, 3, 1, []Key{k2}, 2)
+	if onlyNew.vouched(1, 5, snd.Epoch()) {
+		t.Error("a receiver without the first key vouches for the epoch")
+	}
+	mustOpen(t, onlyNew, seal(t, snd, "via the budget"), 1, "via the budget")
+	if got := onlyNew.Stats(); got.Derived != 1 || got.Throttled != 0 {
+		t.Errorf("Derived %d Throttled %d, want 1 and 0", got.Derived, got.Throttled)
 	}
 }

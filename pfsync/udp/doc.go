@@ -15,6 +15,22 @@
 // pfsync/seal) before they are sent; Datagram.From is only the peer the
 // source address belongs to, for logs and for replying.
 //
+// # Sources
+//
+// Both transports drop, and count in Stats.UnknownSource, datagrams from
+// addresses that are not expected on the sync link, before anything else
+// looks at them. Unicast delivers only datagrams from a configured peer
+// (its address and port, or its address alone when no other peer shares
+// it), so every datagram it returns has a non-zero From. Multicast
+// delivers datagrams from MulticastConfig.Sources; by default from the
+// addresses of MulticastConfig.Peers when they are listed (as keepalived's
+// unicast_peer list does), else from the on-link prefixes of the sync
+// interface's own addresses (and fe80::/10 for IPv6), read at
+// construction: the dedicated sync segment BSD pfsync and conntrackd
+// assume. A source address is easy to forge on the link, so this is no
+// authentication either; it keeps stray traffic out and, without a Sealer,
+// keeps the engine's peer set to the configured nodes.
+//
 // # Multicast groups and port
 //
 // The defaults are the groups BSD pfsync uses, DefaultGroup4 (224.0.0.240)

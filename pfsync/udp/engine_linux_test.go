@@ -3,6 +3,7 @@
 package udp_test
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
 
 	"github.com/gocarp/gocarp/internal/netns"
 	"github.com/gocarp/gocarp/pfsync"
@@ -247,13 +250,33 @@ func newInjector(t *testing.T, ns *netns.NS, c engCase) *engInjector {
 		if err != nil {
 			return err
 		}
+		if !c.group.IsValid() {
+			// Unicast drops datagrams from addresses that are no
+			// peer's: the attacker spoofs A's address and port
+			// (IP_TRANSPARENT binds an address the host does not hold).
+			lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+				var serr error
+				err := rc.Control(func(fd uintptr) {
+					if c.addrs[0].Addr().Is4() {
+						serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_TRANSPARENT, 1)
+					} else {
+						serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_TRANSPARENT, 1)
+					}
+				})
+				return errors.Join(err, serr)
+			}}
+			pc, err := lc.ListenPacket(context.Background(), "udp", netip.AddrPortFrom(c.addrs[0].Addr(), udp.DefaultPort).String())
+			if err != nil {
+				return err
+			}
+			inj.c = pc.(*net.UDPConn)
+			inj.dst = netip.AddrPortFrom(c.addrs[1].Addr(), udp.DefaultPort)
+			return nil
+		}
 		if inj.c, err = net.ListenUDP("udp", &net.UDPAddr{IP: c.addrs[2].Addr().AsSlice()}); err != nil {
 			return err
 		}
 		switch {
-		case !c.group.IsValid():
-			inj.dst = netip.AddrPortFrom(c.addrs[1].Addr(), udp.DefaultPort)
-			return nil
 		case c.group.Is4():
 			inj.dst = netip.AddrPortFrom(c.group, udp.DefaultPort)
 			p := ipv4.NewPacketConn(inj.c)

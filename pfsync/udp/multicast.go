@@ -36,6 +36,13 @@ type MulticastConfig struct {
 	// (RFC 6724 scope matching), so list IPv6 peers by their fe80::
 	// address; the zone is implied by Interface.
 	Peers map[pfsync.NodeID]netip.Addr
+	// Sources are the prefixes datagrams may come from; datagrams from
+	// elsewhere are dropped and counted (Stats.UnknownSource). Empty
+	// means the addresses of Peers when Peers is set, else the on-link
+	// prefixes of Interface's addresses of the group's family when
+	// NewMulticast runs (with fe80::/10 for IPv6). Prefixes must be of the
+	// group's family.
+	Sources []netip.Prefix
 	// MTU is the largest frame sent or received. Zero means DefaultMTU4 or
 	// DefaultMTU6 by family.
 	MTU int
@@ -57,7 +64,10 @@ type Multicast struct {
 	mtu   int
 	peers map[pfsync.NodeID]netip.AddrPort
 	byIP  map[netip.Addr]pfsync.NodeID
-	stats counters
+	// sources are the allowed source prefixes; nil means only the
+	// addresses in byIP.
+	sources []netip.Prefix
+	stats   counters
 
 	closeOnce sync.Once
 	closeErr  error
@@ -115,6 +125,9 @@ func NewMulticast(cfg MulticastConfig) (*Multicast, error) {
 		}
 		m.peers[id] = netip.AddrPortFrom(withLinkZone(a.WithZone(""), ifi), port)
 		m.byIP[peerKey(a)] = id
+	}
+	if m.sources, err = sourcesFor(cfg.Sources, len(cfg.Peers) > 0, ifi, v6); err != nil {
+		return nil, err
 	}
 
 	rbuf, err := readBufferFor(cfg.ReadBuffer)
@@ -174,6 +187,64 @@ func (m *Multicast) setup(group netip.Addr) error {
 	)
 }
 
+// sourcesFor validates the configured Sources or works out the default:
+// nil (the peers' addresses) when there are peers, else the prefixes of
+// ifi's addresses of the family.
+func sourcesFor(cfg []netip.Prefix, havePeers bool, ifi *net.Interface, v6 bool) ([]netip.Prefix, error) {
+	family := map[bool]string{false: "IPv4", true: "IPv6"}[v6]
+	var out []netip.Prefix
+	for i, p := range cfg {
+		if !p.IsValid() || p.Addr().Zone() != "" || p.Addr().Is6() != v6 || p.Addr().Is4In6() {
+			return nil, fmt.Errorf("udp: Sources[%d]: %v is not an %s prefix (the family of Group)", i, p, family)
+		}
+		out = append(out, p.Masked())
+	}
+	if len(cfg) > 0 || havePeers {
+		return out, nil
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return nil, fmt.Errorf("udp: addresses of Interface %q, for the default Sources: %w", ifi.Name, err)
+	}
+	for _, a := range addrs {
+		n, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(n.IP)
+		ones, _ := n.Mask.Size()
+		if !ok || ip.Unmap().Is6() != v6 {
+			continue
+		}
+		ip = ip.Unmap()
+		if ip.Is4() && ones > 32 {
+			ones -= 96
+		}
+		out = append(out, netip.PrefixFrom(ip, ones).Masked())
+	}
+	if v6 {
+		out = append(out, netip.MustParsePrefix("fe80::/10"))
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("udp: Interface %q has no %s address to take the default Sources from; set Sources or Peers", ifi.Name, family)
+	}
+	return out, nil
+}
+
+// allowed reports whether a datagram from a (normalised by peerKey) may be
+// delivered; from is the peer a belongs to, or 0.
+func (m *Multicast) allowed(a netip.Addr, from pfsync.NodeID) bool {
+	if m.sources == nil {
+		return from != 0
+	}
+	for _, p := range m.sources {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
 // withLinkZone scopes link-local IPv6 addresses to the interface. The zone
 // is the interface index, not its name: a name would be looked up again at
 // every send, in the network namespace of whichever thread sends.
@@ -209,11 +280,14 @@ func (m *Multicast) Send(to pfsync.NodeID, frame []byte) error {
 }
 
 // Receive returns the next datagram that arrived on the sync interface with
-// TTL (hop limit) 255 and fits the MTU; others are dropped and counted.
+// TTL (hop limit) 255 from an allowed source (Config.Sources) and fits the
+// MTU; others are dropped and counted.
 // After Close it returns an error wrapping net.ErrClosed.
 func (m *Multicast) Receive() (pfsync.Datagram, error) {
+	// One buffer for every datagram dropped: a flood of them costs no
+	// allocation each.
+	buf := make([]byte, m.mtu+1)
 	for {
-		buf := make([]byte, m.mtu+1)
 		var (
 			n       int
 			src     net.Addr
@@ -259,11 +333,13 @@ func (m *Multicast) Receive() (pfsync.Datagram, error) {
 			}
 			ap = netip.AddrPortFrom(a, ua.AddrPort().Port())
 		}
-		from := m.byIP[peerKey(ap.Addr())]
-		m.stats.received.Add(1)
-		if from == 0 {
+		srcIP := peerKey(ap.Addr())
+		from := m.byIP[srcIP]
+		if !m.allowed(srcIP, from) {
 			m.stats.unknown.Add(1)
+			continue
 		}
+		m.stats.received.Add(1)
 		return pfsync.Datagram{From: from, Src: ap, Payload: buf[:n:n]}, nil
 	}
 }

@@ -26,6 +26,10 @@ func TestMulticastConfigErrors(t *testing.T) {
 			"udp: Peers[2]: fe80::2 is not of the family of Group 224.0.0.240"},
 		{"peer zero", MulticastConfig{Interface: "lo", Peers: map[pfsync.NodeID]netip.Addr{0: netip.MustParseAddr("10.0.0.2")}},
 			"udp: Peers: node id 0 (10.0.0.2) out of range 1-4294967295"},
+		{"source family", MulticastConfig{Interface: "lo", Sources: []netip.Prefix{netip.MustParsePrefix("fd00::/8")}},
+			"udp: Sources[0]: fd00::/8 is not an IPv4 prefix (the family of Group)"},
+		{"source invalid", MulticastConfig{Interface: "lo", Group: netip.MustParseAddr(DefaultGroup6), Sources: []netip.Prefix{{}}},
+			"udp: Sources[0]: invalid Prefix is not an IPv6 prefix (the family of Group)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			m, err := NewMulticast(tt.cfg)

@@ -1,6 +1,7 @@
 package udp
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"net/netip"
@@ -168,6 +169,9 @@ func TestNetnsMulticastBadTTL(t *testing.T) {
 			b := multicastIn(t, nsB, f, nil)
 			rb := startReceiver(t, b)
 			err := nsA.Do(func() error {
+				if err := pinToOneCPU(); err != nil { // delivered in the order sent
+					return err
+				}
 				ifi, err := net.InterfaceByName("sync0")
 				if err != nil {
 					return err
@@ -204,8 +208,93 @@ func TestNetnsMulticastBadTTL(t *testing.T) {
 			if d := rb.next(t); len(d.Payload) != 1 || d.Payload[0] != 255 {
 				t.Fatalf("delivered %v, want the TTL-255 datagram", d.Payload)
 			}
-			if diff := cmp.Diff(Stats{Received: 1, UnknownSource: 1, BadTTL: 1}, b.Stats()); diff != "" {
+			if diff := cmp.Diff(Stats{Received: 1, BadTTL: 1}, b.Stats()); diff != "" {
 				t.Errorf("stats (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// sendGroup sends one datagram to f's group and port from ns's sync0 for
+// each source address, in order, with TTL (hop limit) 255, its payload the
+// source's index in srcs. They go from one CPU, so they arrive in order
+// (pinToOneCPU).
+func sendGroup(t *testing.T, ns *netns.NS, f family, port uint16, srcs ...netip.Addr) {
+	t.Helper()
+	err := ns.Do(func() error {
+		if err := pinToOneCPU(); err != nil {
+			return err
+		}
+		ifi, err := net.InterfaceByName("sync0")
+		if err != nil {
+			return err
+		}
+		group := netip.AddrPortFrom(withLinkZone(f.group, ifi), port)
+		for i, src := range srcs {
+			c, err := net.ListenUDP("udp", &net.UDPAddr{IP: src.AsSlice()})
+			if err != nil {
+				return err
+			}
+			if f.group.Is4() {
+				p := ipv4.NewPacketConn(c)
+				err = errors.Join(p.SetMulticastInterface(ifi), p.SetMulticastTTL(255))
+			} else {
+				p := ipv6.NewPacketConn(c)
+				err = errors.Join(p.SetMulticastInterface(ifi), p.SetMulticastHopLimit(255))
+			}
+			if err == nil {
+				_, err = c.WriteToUDPAddrPort([]byte{byte(i)}, group)
+			}
+			if err := errors.Join(err, c.Close()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNetnsMulticastSources: with no Sources and no Peers, a datagram from
+// an address outside the sync interface's prefixes is dropped and counted,
+// one from inside is delivered; with Peers, only the peers' addresses are.
+func TestNetnsMulticastSources(t *testing.T) {
+	for _, f := range families() {
+		t.Run(f.name, func(t *testing.T) {
+			outside := netip.MustParsePrefix("10.78.0.3/24")
+			if f.group.Is6() {
+				outside = netip.MustParsePrefix("fd78::3/64")
+			}
+			tp := netns.New(t, "gsu")
+			br := tp.Bridge("br0")
+			nsB, nsX := tp.Node("b"), tp.Node("x")
+			tp.Attach(nsB, br, "sync0", f.addrs[1])
+			tp.Attach(nsX, br, "sync0", f.addrs[2], outside)
+			b := multicastIn(t, nsB, f, nil)
+			rb := startReceiver(t, b)
+			// Once the second is delivered, the first has been judged.
+			sendGroup(t, nsX, f, DefaultPort, outside.Addr(), f.addrs[2].Addr())
+			if d := rb.next(t); !bytes.Equal(d.Payload, []byte{1}) || d.From != 0 {
+				t.Fatalf("delivered (%d, %v), want (0, [1]): the datagram from inside the prefix", d.From, d.Payload)
+			}
+			if diff := cmp.Diff(Stats{Received: 1, UnknownSource: 1}, b.Stats()); diff != "" {
+				t.Errorf("stats (-want +got):\n%s", diff)
+			}
+
+			// Listing peers narrows the sources to them: x's address in
+			// the prefix is refused unless it is a peer's.
+			c := inNS(t, nsB, func() (*Multicast, error) {
+				return NewMulticast(MulticastConfig{Interface: "sync0", Group: f.group, Port: DefaultPort + 1,
+					Peers: map[pfsync.NodeID]netip.Addr{3: outside.Addr()}})
+			})
+			rc := startReceiver(t, c)
+			sendGroup(t, nsX, f, DefaultPort+1, f.addrs[2].Addr(), outside.Addr())
+			if d := rc.next(t); !bytes.Equal(d.Payload, []byte{1}) || d.From != 3 {
+				t.Fatalf("delivered (%d, %v), want (3, [1]): the datagram from the peer", d.From, d.Payload)
+			}
+			if diff := cmp.Diff(Stats{Received: 1, UnknownSource: 1}, c.Stats()); diff != "" {
+				t.Errorf("stats with peers (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -326,7 +415,9 @@ func TestNetnsInjection(t *testing.T) {
 			send(a, sa, "still synced")
 			expect("genuine after the attack", nil, "still synced")
 
-			want := seal.Stats{Opened: 4, BadAuth: 2, Replay: 1, StaleEpoch: 1, UnknownKey: 1, Truncated: 1}
+			// Derived: a's two runs, and the forger's run (untagged under
+			// b's key: it spent node 1's budget).
+			want := seal.Stats{Opened: 4, BadAuth: 2, Replay: 1, StaleEpoch: 1, UnknownKey: 1, Truncated: 1, Derived: 3}
 			if diff := cmp.Diff(want, sb.Stats()); diff != "" {
 				t.Errorf("b's seal stats (-want +got):\n%s", diff)
 			}

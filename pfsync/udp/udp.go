@@ -31,7 +31,7 @@ type Stats struct {
 	Sent          uint64 // datagrams sent
 	SendErrors    uint64 // datagrams the kernel refused
 	Received      uint64 // datagrams returned by Receive
-	UnknownSource uint64 // part of Received: source not in the peer list (From is 0)
+	UnknownSource uint64 // dropped: source not a configured peer (Unicast) or outside the allowed sources (Multicast)
 	Oversize      uint64 // dropped: larger than MTU
 	BadTTL        uint64 // dropped (Multicast): TTL or hop limit not 255, or not reported
 	BadInterface  uint64 // dropped (Multicast): arrived on another interface

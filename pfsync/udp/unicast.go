@@ -158,11 +158,16 @@ func (u *Unicast) sendTo(id pfsync.NodeID, ap netip.AddrPort, frame []byte) erro
 	return nil
 }
 
-// Receive returns the next datagram. Datagrams larger than MTU are dropped
-// and counted. After Close it returns an error wrapping net.ErrClosed.
+// Receive returns the next datagram from a peer. Datagrams larger than MTU,
+// and datagrams whose source is no peer's (by address and port, or by
+// address alone when only one peer uses it), are dropped and counted: every
+// datagram returned has a non-zero From. After Close it returns an error
+// wrapping net.ErrClosed.
 func (u *Unicast) Receive() (pfsync.Datagram, error) {
+	// One buffer for every datagram dropped: a flood of them costs no
+	// allocation each.
+	buf := make([]byte, u.mtu+1)
 	for {
-		buf := make([]byte, u.mtu+1)
 		n, src, err := u.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			return pfsync.Datagram{}, fmt.Errorf("udp: receive: %w", err)
@@ -172,10 +177,11 @@ func (u *Unicast) Receive() (pfsync.Datagram, error) {
 			continue
 		}
 		from := u.lookup(src)
-		u.stats.received.Add(1)
 		if from == 0 {
 			u.stats.unknown.Add(1)
+			continue
 		}
+		u.stats.received.Add(1)
 		return pfsync.Datagram{From: from, Src: src, Payload: buf[:n:n]}, nil
 	}
 }

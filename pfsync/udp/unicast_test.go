@@ -96,54 +96,97 @@ func TestUnicastBroadcast(t *testing.T) {
 	}
 }
 
-// TestUnicastFromMapping: a datagram from an address that is no peer is
-// delivered with From 0; one from a peer's address but another port maps
-// to the peer by address.
+// TestUnicastFromMapping: a datagram from a peer's address and port, or
+// from another port of an address only one peer uses, is delivered with that
+// peer's id; one from an address that is no peer's, or from another port of
+// an address two peers share, is dropped and counted. Every port is above
+// 1024 and picked free, so it runs as any user.
 func TestUnicastFromMapping(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("needs the whole of 127.0.0.0/8 on loopback (Linux)")
 	}
 	lo := netip.MustParseAddr("127.0.0.1")
+	five, six := netip.MustParseAddr("127.0.0.5"), netip.MustParseAddr("127.0.0.6")
+	p5, p6 := freePorts(t, five, 2), freePorts(t, six, 3) // the last of each is no peer's port
 	ports := freePorts(t, lo, 1)
 	b, err := NewUnicast(UnicastConfig{
 		Local: netip.AddrPortFrom(lo, ports[0]),
 		Peers: map[pfsync.NodeID]netip.AddrPort{
-			5: netip.MustParseAddrPort("127.0.0.5:9"),
-			6: netip.MustParseAddrPort("127.0.0.6:9"),
-			7: netip.MustParseAddrPort("127.0.0.6:10"), // shares an address: not matched by address alone
+			5: netip.AddrPortFrom(five, p5[0]),
+			6: netip.AddrPortFrom(six, p6[0]),
+			7: netip.AddrPortFrom(six, p6[1]), // shares an address: not matched by address alone
 		},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rb := startReceiver(t, b)
+	// send sends one datagram from each of srcs, in order, from one CPU
+	// (pinToOneCPU), and returns the source addresses used.
+	send := func(srcs ...netip.AddrPort) []netip.AddrPort {
+		t.Helper()
+		type result struct {
+			used []netip.AddrPort
+			err  error
+		}
+		done := make(chan result, 1)
+		go func() {
+			runtime.LockOSThread() // no Unlock: the pinned thread dies with the goroutine
+			var r result
+			defer func() { done <- r }()
+			if r.err = pinToOneCPU(); r.err != nil {
+				return
+			}
+			for _, src := range srcs {
+				c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(src))
+				if err != nil {
+					r.err = err
+					return
+				}
+				r.used = append(r.used, c.LocalAddr().(*net.UDPAddr).AddrPort())
+				_, err = c.WriteToUDPAddrPort([]byte(src.String()), b.LocalAddr())
+				if err = errors.Join(err, c.Close()); err != nil {
+					r.err = err
+					return
+				}
+			}
+		}()
+		r := <-done
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		return r.used
+	}
 	for _, tt := range []struct {
-		src  string
-		want pfsync.NodeID
+		name string
+		src  netip.AddrPort
+		want pfsync.NodeID // 0: dropped
 	}{
-		{"127.0.0.5:9", 5},
-		{"127.0.0.6:10", 7},
-		{"127.0.0.5:0", 5}, // another port, unique address
-		{"127.0.0.6:0", 0}, // another port, shared address
-		{"127.0.0.9:0", 0},
+		{"peer's address and port", netip.AddrPortFrom(five, p5[0]), 5},
+		{"address shared, peer's port", netip.AddrPortFrom(six, p6[1]), 7},
+		{"another port, unique address", netip.AddrPortFrom(five, p5[1]), 5},
+		{"another port, shared address", netip.AddrPortFrom(six, p6[2]), 0},
+		{"no peer's address", netip.MustParseAddrPort("127.0.0.9:0"), 0},
 	} {
-		t.Run(tt.src, func(t *testing.T) {
-			c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(tt.src)))
-			if err != nil {
-				t.Fatal(err)
+		t.Run(tt.name, func(t *testing.T) {
+			// Sent from one CPU, datagrams are delivered in order: once
+			// the marker from a peer arrives, a dropped datagram sent
+			// before it has been judged.
+			used := send(tt.src, netip.AddrPortFrom(five, p5[0]))
+			src, marker := used[0], used[1]
+			if tt.want != 0 {
+				d := rb.next(t)
+				if d.From != tt.want || string(d.Payload) != tt.src.String() || d.Src != src {
+					t.Errorf("got (%d, %q from %v), want (%d, %q from %v)", d.From, d.Payload, d.Src, tt.want, tt.src, src)
+				}
 			}
-			defer c.Close()
-			if _, err := c.WriteToUDPAddrPort([]byte(tt.src), b.LocalAddr()); err != nil {
-				t.Fatal(err)
-			}
-			d := rb.next(t)
-			if d.From != tt.want || string(d.Payload) != tt.src || d.Src != c.LocalAddr().(*net.UDPAddr).AddrPort() {
-				t.Errorf("got (%d, %q from %v), want (%d, %q)", d.From, d.Payload, d.Src, tt.want, tt.src)
+			if d := rb.next(t); d.From != 5 || d.Src != marker {
+				t.Errorf("got (%d, %q from %v), want the marker from node 5", d.From, d.Payload, d.Src)
 			}
 		})
 	}
-	if got := b.Stats(); got.UnknownSource != 2 || got.Received != 5 {
-		t.Errorf("stats %+v, want 5 received, 2 unknown", got)
+	if diff := cmp.Diff(Stats{Received: 8, UnknownSource: 2}, b.Stats()); diff != "" {
+		t.Errorf("stats (-want +got):\n%s", diff)
 	}
 }
 
