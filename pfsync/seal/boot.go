@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -31,7 +32,7 @@ import (
 // cannot be read or parsed is an error, never silently reset.
 func BootCounter(path string) (uint32, error) {
 	var n uint64
-	b, err := os.ReadFile(path)
+	b, err := readBoot(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
@@ -50,6 +51,30 @@ func BootCounter(path string) (uint32, error) {
 		return 0, fmt.Errorf("seal: boot counter: %w", err)
 	}
 	return uint32(n), nil
+}
+
+// maxBootFile is the most of a boot file that is read: a 32-bit decimal
+// counter and a newline take 11 bytes, and a few more allow for spaces. A
+// longer file is not ours, and reading all of it could cost its size.
+const maxBootFile = 32
+
+// readBoot returns the content of the boot file at path, at most
+// maxBootFile bytes of it; a longer file is an error that quotes only its
+// start.
+func readBoot(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxBootFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxBootFile {
+		return nil, fmt.Errorf("%s is longer than %d bytes (starts %q), not a boot counter", path, maxBootFile, b[:16])
+	}
+	return b, nil
 }
 
 // clockFloor is the least boot value a start at now may use: its Unix time

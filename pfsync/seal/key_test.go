@@ -239,6 +239,8 @@ func TestBootCounterErrors(t *testing.T) {
 		{"negative", "-1", "not a decimal counter"},
 		{"too large", "4294967296", "not a decimal counter"},
 		{"exhausted", "4294967295", "exhausted at 4294967295"},
+		// Read bounded: only the start of a long file is read and quoted.
+		{"long", "1" + strings.Repeat(" ", 1<<20), `longer than 32 bytes (starts "1               "), not a boot counter`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
