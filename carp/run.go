@@ -140,11 +140,15 @@ const (
 )
 
 // tracked is the master a BACKUP follows: where its adverts come from,
-// the last counter it sent and whether that counter increments.
+// the highest counter it sent and whether that counter increments.
 type tracked struct {
 	set  bool
 	src  netip.Addr
-	last uint64
+	last uint64 // highest counter heard (the cookie if constant)
+	// seen has bit i set if counter last-i was heard (i < 64): a dual-stack
+	// master's adverts of the two families may arrive out of order, and
+	// each counter is still accepted once only (IPsec's replay window).
+	seen uint64
 	kind int
 	at   time.Time // last advert proven fresh
 }
@@ -159,9 +163,10 @@ const (
 // classify tells a valid advert from src with counter c apart, relative to
 // the tracked master. Only the counter is authenticated, so freshness is
 // judged by it: an incrementing master's next advert is a little ahead of
-// its last one (from any source: a peer that adopted the sequence continues
-// it), anything at or behind it is a replay; a constant-counter master's
-// adverts repeat its cookie from its own source.
+// its last one, or one of the last 64 not heard yet (from any source: a
+// FreeBSD or ucarp peer that takes over continues the sequence), anything
+// else at or behind it is a replay; a constant-counter master's adverts
+// repeat its cookie from its own source.
 func (r *run) classify(src netip.Addr, c uint64) int {
 	m := &r.master
 	if !m.set {
@@ -173,6 +178,8 @@ func (r *run) classify(src netip.Addr, c uint64) int {
 	case kindIncrement:
 		switch {
 		case d != 0 && d <= seqWindow:
+			return fresh
+		case back < 64 && m.seen&(1<<back) == 0:
 			return fresh
 		case back <= seqSpan:
 			return stale
@@ -186,9 +193,9 @@ func (r *run) classify(src netip.Addr, c uint64) int {
 		case same && d <= seqWindow:
 			return fresh // it started to increment
 		}
-	default:
+	default: // one advert heard: its next, or the other family's just before
 		switch {
-		case same && d <= seqWindow:
+		case same && (d <= seqWindow || back < 64):
 			return fresh
 		case d == 0 || (same && back <= seqSpan):
 			return stale
@@ -197,9 +204,9 @@ func (r *run) classify(src netip.Addr, c uint64) int {
 	return other
 }
 
-// follow records a fresh advert from the tracked master.
-// Counters of an incrementing master are remembered (never a constant
-// one: an OpenBSD master sends its cookie again when it returns).
+// follow records a fresh advert from the tracked master. Counters of an
+// incrementing master are remembered (never a constant one: an OpenBSD
+// master sends its cookie again when it returns).
 func (r *run) follow(src netip.Addr, c uint64, now time.Time) {
 	m := &r.master
 	switch {
@@ -211,8 +218,19 @@ func (r *run) follow(src netip.Addr, c uint64, now time.Time) {
 	}
 	if m.kind == kindIncrement {
 		r.heard.add(c, seqWindow)
+		switch d, back := c-m.last, m.last-c; {
+		case d != 0 && d <= seqWindow:
+			if d >= 64 {
+				m.seen = 1
+			} else {
+				m.seen = m.seen<<d | 1
+			}
+			m.last = c
+		case back < 64:
+			m.seen |= 1 << back
+		}
 	}
-	m.src, m.last, m.at = src, c, now
+	m.src, m.at = src, now
 }
 
 // masterAlive reports whether the tracked master proved itself fresh
@@ -630,7 +648,8 @@ func (r *run) receive(p Packet) {
 		if now := time.Now(); now.Sub(r.loopLogged) >= time.Minute || r.loopLogged.IsZero() {
 			r.loopLogged = now
 			g.log.Warn("carp: own advert received back: network loop or replay", "peer", p.Src)
-		} else {
+		} else if g.log.Enabled(context.Background(), slog.LevelDebug) {
+			// Guarded: boxing the address allocates, per replayed packet.
 			g.log.Debug("carp: own advert received back", "peer", p.Src)
 		}
 		return
@@ -691,7 +710,7 @@ func (r *run) process(f Family, src netip.Addr, a Advertisement) {
 		if r.heard.has(a.Counter) {
 			// An old advert of a master we followed: a replay.
 			g.st.replay.Add(1)
-			g.log.Debug("carp: stale advert (counter already used); ignored", "peer", src)
+			r.debug("carp: stale advert (counter already used); ignored", src)
 			return
 		}
 		// Yield to a faster or equally fast master (no tie-break on the
@@ -724,13 +743,13 @@ func (r *run) process(f Family, src netip.Addr, a Advertisement) {
 			// A bow-out hands mastership over at once, so it must be
 			// the current master's very next advert.
 			g.st.replay.Add(1)
-			g.log.Debug("carp: bow-out not from the current master's sequence; ignored", "peer", src)
+			r.debug("carp: bow-out not from the current master's sequence; ignored", src)
 			return
 		}
 		switch v {
 		case stale:
 			g.st.replay.Add(1)
-			g.log.Debug("carp: stale advert (counter already used); ignored", "peer", src)
+			r.debug("carp: stale advert (counter already used); ignored", src)
 			return
 		case other:
 			if r.masterAlive(now) {
@@ -744,7 +763,7 @@ func (r *run) process(f Family, src netip.Addr, a Advertisement) {
 			}
 			// A new master (or one restarted): follow it, but act on
 			// its timing only once its next advert proves it live.
-			r.master = tracked{set: true, src: src, last: a.Counter, at: now}
+			r.master = tracked{set: true, src: src, last: a.Counter, seen: 1, at: now}
 			r.startWait = false
 			r.restartDown(f)
 			return
@@ -793,4 +812,12 @@ func randomCounter() uint64 {
 	var c [8]byte
 	rand.Read(c[:])
 	return binary.BigEndian.Uint64(c[:])
+}
+
+// debug logs a dropped advert at Debug level, without allocating when
+// Debug is off (a replay flood goes through here).
+func (r *run) debug(msg string, peer netip.Addr) {
+	if r.g.log.Enabled(context.Background(), slog.LevelDebug) {
+		r.g.log.Debug(msg, "peer", peer)
+	}
 }
