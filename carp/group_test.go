@@ -179,6 +179,7 @@ func TestConfigValidation(t *testing.T) {
 		{"countermode", func(c *carp.Config) { c.CounterMode = 2 }, "carp: countermode 2 out of range 0-1"},
 		{"holddown", func(c *carp.Config) { c.HoldDown = -time.Second }, "carp: holddown -1s out of range >= 0"},
 		{"ifindex", func(c *carp.Config) { c.IfIndex = -1 }, "carp: ifindex -1 out of range >= 0"},
+		{"closetimeout", func(c *carp.Config) { c.CloseTimeout = -time.Second }, "carp: closetimeout -1s out of range >= 0"},
 		{"transport", func(c *carp.Config) { c.Transport = nil }, "carp: transport is nil, want a Transport"},
 		{"family", func(c *carp.Config) { c.Addrs = []netip.Addr{netip.MustParseAddr("2001:db8::1")} }, "carp: address 2001:db8::1 needs ipv6, which the transport does not carry"},
 	}

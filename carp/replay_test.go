@@ -279,3 +279,64 @@ func TestCloseWithBlockedHook(t *testing.T) {
 		close(release) // the hook goroutine then delivers the rest and exits
 	})
 }
+
+// TestFollowerChecks: what a backup accepts from its master besides the
+// plain next advert. A dual-stack master's adverts of the two families may
+// arrive out of order, each still once only; a FreeBSD or ucarp peer that
+// takes over continues the old master's sequence from its own address, and
+// its bow-out is honoured.
+func TestFollowerChecks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		addrs := []netip.Addr{netip.MustParseAddr("10.0.0.254"), netip.MustParseAddr("2001:db8::254")}
+		auth, err := carp.NewAuthenticator([]byte("secret"), 1, addrs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		adv := func(advskew uint8, counter uint64) []byte {
+			a := carp.Advertisement{VHID: 1, AdvBase: 1, AdvSkew: advskew, Counter: counter}
+			if advskew == 255 {
+				a.AdvBase = 255
+			}
+			auth.Sign(&a)
+			p, _ := a.MarshalBinary()
+			return p
+		}
+		b := newNode(t, carptest.NewSegment(1), "b", carp.Config{Addrs: addrs, AdvSkew: 100}, carp.IPv4, carp.IPv6).start(t)
+		m1 := netip.MustParseAddr("192.0.2.1")
+		send := func(src netip.Addr, f carp.Family, p []byte) {
+			b.port.Inject(carp.Packet{Family: f, Payload: p, Src: src, TTL: 255})
+		}
+		c := uint64(5000)
+		for range 8 {
+			// IPv6 (c+2) overtakes IPv4 (c+1); then both replayed
+			// on the other family.
+			send(m1, carp.IPv6, adv(0, c+2))
+			send(m1, carp.IPv4, adv(0, c+1))
+			send(attacker, carp.IPv4, adv(0, c+2))
+			send(attacker, carp.IPv6, adv(0, c+1))
+			c += 2
+			sleep(time.Second)
+		}
+		if diff := cmp.Diff([]step{{carp.Init, carp.Backup, carp.ReasonInit}}, b.steps()); diff != "" {
+			t.Fatalf("reordered adverts (-want +got):\n%s", diff)
+		}
+		if got := b.g.Stats().Replay; got != 16 {
+			t.Errorf("Replay = %d, want 16 (the cross-family replays)", got)
+		}
+		// m2 took over, continuing m1's sequence (it adopted it), then
+		// leaves with a bow-out.
+		m2 := netip.MustParseAddr("192.0.2.2")
+		for range 3 {
+			send(m2, carp.IPv4, adv(50, c+1))
+			send(m2, carp.IPv6, adv(50, c+2))
+			c += 2
+			sleep(time.Second)
+		}
+		send(m2, carp.IPv4, adv(255, c+1))
+		synctest.Wait()
+		wantState(t, b, carp.Master)
+		if got := b.last().Reason; got != carp.ReasonBowOut {
+			t.Errorf("reason %q, want %q", got, carp.ReasonBowOut)
+		}
+	})
+}

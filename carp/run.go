@@ -414,6 +414,7 @@ func (r *run) becomeMaster(reason string) {
 	r.recover.stop()
 	r.sendOKs = 0
 	r.state = Master
+	r.master = tracked{} // whoever we followed is master no more
 	g.state.Store(uint32(Master))
 	g.st.preempt.Add(1)
 
@@ -716,6 +717,9 @@ func (r *run) process(f Family, src netip.Addr, a Advertisement) {
 		// Yield to a faster or equally fast master (no tie-break on the
 		// BSDs) unless we are less demoted; always yield to a less demoted one.
 		if (tme >= tpeer && dpeer <= dme) || dpeer < dme {
+			// Follow the new master from this advert on (unproven
+			// until its next one).
+			r.master = tracked{set: true, src: src, last: a.Counter, seen: 1, at: time.Now()}
 			r.becomeBackup(ReasonMoreFrequent)
 			return
 		}
@@ -757,7 +761,7 @@ func (r *run) process(f Family, src netip.Addr, a Advertisement) {
 				// its own, or a split healing) or a capture from
 				// another life: it cannot take the current master's
 				// place or trigger a takeover, but a master is there.
-				g.log.Debug("carp: advert from another sender while the master is heard", "peer", src)
+				r.debug("carp: advert from another sender while the master is heard", src)
 				r.restartDown(f)
 				return
 			}
