@@ -340,3 +340,35 @@ func TestFollowerChecks(t *testing.T) {
 		}
 	})
 }
+
+// TestPeerContinuingOurSequence: a FreeBSD or ucarp peer that adopted our
+// counter and is master at the same time (a partition healing) sends
+// counters we sent a moment ago. At the same advert rate it would trail us
+// forever; the master moves to a new sequence and yields to the better peer
+// once the peer's counter passes the old one.
+func TestPeerContinuingOurSequence(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := newNode(t, carptest.NewSegment(1), "a", carp.Config{AdvSkew: 100, StartAsMaster: true}).start(t)
+		sleep(10 * time.Second)
+		var last carp.Advertisement
+		if err := last.UnmarshalBinary(a.port.LastSent(carp.IPv4)); err != nil {
+			t.Fatal(err)
+		}
+		// The peer advertises a better timing (advskew 50) at a's rate,
+		// two counters behind a.
+		peer := netip.MustParseAddr("192.0.2.9")
+		c := last.Counter - 2
+		for range 10 {
+			replay(a, peer, signed(t, 1, 50, c))
+			c++
+			sleep(a.g.AdvertInterval())
+			if a.g.State() == carp.Backup {
+				break
+			}
+		}
+		wantState(t, a, carp.Backup)
+		if got := a.last().Reason; got != carp.ReasonMoreFrequent {
+			t.Errorf("reason %q, want %q", got, carp.ReasonMoreFrequent)
+		}
+	})
+}

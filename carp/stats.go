@@ -16,7 +16,7 @@ type Stats struct {
 	Badlen    uint64 // longer than 36 bytes and not VRRP
 	Badauth   uint64 // HMAC mismatch (wrong password, vhid or address set)
 	Badvhid   uint64 // valid CARP advert for another vhid
-	Badloop   uint64 // our own advert came back (OpenBSD counts these under badauth)
+	Badloop   uint64 // an advert with a counter we sent in this life: looped or replayed (OpenBSD counts loops under badauth)
 	VRRP      uint64 // VRRPv2/v3 packets on protocol 112 (ignored, not an error)
 	Opackets  uint64 // IPv4 adverts sent
 	Opackets6 uint64 // IPv6 adverts sent
