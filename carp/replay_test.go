@@ -302,18 +302,21 @@ func TestFollowerChecks(t *testing.T) {
 			return p
 		}
 		b := newNode(t, carptest.NewSegment(1), "b", carp.Config{Addrs: addrs, AdvSkew: 100}, carp.IPv4, carp.IPv6).start(t)
-		m1 := netip.MustParseAddr("192.0.2.1")
-		send := func(src netip.Addr, f carp.Family, p []byte) {
-			b.port.Inject(carp.Packet{Family: f, Payload: p, Src: src, TTL: 255})
+		// A master sends from one address per family.
+		type addr2 map[carp.Family]netip.Addr
+		m1 := addr2{carp.IPv4: netip.MustParseAddr("192.0.2.1"), carp.IPv6: netip.MustParseAddr("fe80::1")}
+		send := func(src addr2, f carp.Family, p []byte) {
+			b.port.Inject(carp.Packet{Family: f, Payload: p, Src: src[f], TTL: 255})
 		}
+		evil := addr2{carp.IPv4: attacker, carp.IPv6: netip.MustParseAddr("fe80::66")}
 		c := uint64(5000)
 		for range 8 {
 			// IPv6 (c+2) overtakes IPv4 (c+1); then both replayed
 			// on the other family.
 			send(m1, carp.IPv6, adv(0, c+2))
 			send(m1, carp.IPv4, adv(0, c+1))
-			send(attacker, carp.IPv4, adv(0, c+2))
-			send(attacker, carp.IPv6, adv(0, c+1))
+			send(evil, carp.IPv4, adv(0, c+2))
+			send(evil, carp.IPv6, adv(0, c+1))
 			c += 2
 			sleep(time.Second)
 		}
@@ -325,14 +328,19 @@ func TestFollowerChecks(t *testing.T) {
 		}
 		// m2 took over, continuing m1's sequence (it adopted it), then
 		// leaves with a bow-out.
-		m2 := netip.MustParseAddr("192.0.2.2")
+		m2 := addr2{carp.IPv4: netip.MustParseAddr("192.0.2.2"), carp.IPv6: netip.MustParseAddr("fe80::2")}
 		for range 3 {
 			send(m2, carp.IPv4, adv(50, c+1))
 			send(m2, carp.IPv6, adv(50, c+2))
 			c += 2
 			sleep(time.Second)
 		}
-		send(m2, carp.IPv4, adv(255, c+1))
+		// Its bow-out on IPv4 is lost; the one on IPv6 arrives, and
+		// the same counter from m1's IPv6 address is refused first.
+		send(m1, carp.IPv6, adv(255, c+2))
+		synctest.Wait()
+		wantState(t, b, carp.Backup)
+		send(m2, carp.IPv6, adv(255, c+2))
 		synctest.Wait()
 		wantState(t, b, carp.Master)
 		if got := b.last().Reason; got != carp.ReasonBowOut {

@@ -142,8 +142,10 @@ const (
 // tracked is the master a BACKUP follows: where its adverts come from,
 // the highest counter it sent and whether that counter increments.
 type tracked struct {
-	set  bool
-	src  netip.Addr
+	set bool
+	// src is the master's address per family (a dual-stack master sends
+	// from two), zero until the family is heard.
+	src  [2]netip.Addr
 	last uint64 // highest counter heard (the cookie if constant)
 	// seen has bit i set if counter last-i was heard (i < 64): a dual-stack
 	// master's adverts of the two families may arrive out of order, and
@@ -167,13 +169,13 @@ const (
 // FreeBSD or ucarp peer that takes over continues the sequence), anything
 // else at or behind it is a replay; a constant-counter master's adverts
 // repeat its cookie from its own source.
-func (r *run) classify(src netip.Addr, c uint64) int {
+func (r *run) classify(f Family, src netip.Addr, c uint64) int {
 	m := &r.master
 	if !m.set {
 		return other
 	}
 	d, back := c-m.last, m.last-c
-	same := src == m.src
+	same := m.sameSrc(f, src)
 	switch m.kind {
 	case kindIncrement:
 		switch {
@@ -207,7 +209,7 @@ func (r *run) classify(src netip.Addr, c uint64) int {
 // follow records a fresh advert from the tracked master. Counters of an
 // incrementing master are remembered (never a constant one: an OpenBSD
 // master sends its cookie again when it returns).
-func (r *run) follow(src netip.Addr, c uint64, now time.Time) {
+func (r *run) follow(f Family, src netip.Addr, c uint64, now time.Time) {
 	m := &r.master
 	switch {
 	case c == m.last:
@@ -230,7 +232,27 @@ func (r *run) follow(src netip.Addr, c uint64, now time.Time) {
 			m.seen |= 1 << back
 		}
 	}
-	m.src, m.at = src, now
+	if i := familyIndex(f); m.src[i] != src {
+		// Another address continues the sequence: a new master
+		// (FreeBSD and ucarp continue the old master's counter).
+		m.src = [2]netip.Addr{}
+		m.src[i] = src
+	}
+	m.at = now
+}
+
+// sameSrc reports whether src is the master's address for family f, or
+// the family has not been heard from it yet.
+func (m *tracked) sameSrc(f Family, src netip.Addr) bool {
+	have := m.src[familyIndex(f)]
+	return !have.IsValid() || have == src
+}
+
+// newTracked starts following a sender of counter c from src on f.
+func newTracked(f Family, src netip.Addr, c uint64, now time.Time) tracked {
+	m := tracked{set: true, last: c, seen: 1, at: now}
+	m.src[familyIndex(f)] = src
+	return m
 }
 
 // masterAlive reports whether the tracked master proved itself fresh
@@ -640,7 +662,7 @@ func (r *run) receive(p Packet) {
 	}
 	// A backup's own old counters can be its master's next ones when that
 	// master adopted our sequence (FreeBSD, ucarp). Its fresh advert wins.
-	if r.isOwn(a.Counter) && (r.state != Backup || r.classify(p.Src, a.Counter) != fresh) {
+	if r.isOwn(a.Counter) && (r.state != Backup || r.classify(p.Family, p.Src, a.Counter) != fresh) {
 		g.st.badloop.Add(1)
 		if r.state == Master {
 			r.leaveSequence(a)
@@ -719,7 +741,7 @@ func (r *run) process(f Family, src netip.Addr, a Advertisement) {
 		if (tme >= tpeer && dpeer <= dme) || dpeer < dme {
 			// Follow the new master from this advert on (unproven
 			// until its next one).
-			r.master = tracked{set: true, src: src, last: a.Counter, seen: 1, at: time.Now()}
+			r.master = newTracked(f, src, a.Counter, time.Now())
 			r.becomeBackup(ReasonMoreFrequent)
 			return
 		}
@@ -739,11 +761,11 @@ func (r *run) process(f Family, src netip.Addr, a Advertisement) {
 		// Only the counter is authenticated: act on the tracked master's
 		// fresh adverts only (see classify).
 		now := time.Now()
-		v := r.classify(src, a.Counter)
+		v := r.classify(f, src, a.Counter)
 		if v != fresh && r.heard.has(a.Counter) {
 			v = stale // an old advert of an earlier master
 		}
-		if a.IsBowOut() && (v != fresh || src != r.master.src) {
+		if a.IsBowOut() && (v != fresh || !r.master.sameSrc(f, src)) {
 			// A bow-out hands mastership over at once, so it must be
 			// the current master's very next advert.
 			g.st.replay.Add(1)
@@ -767,12 +789,12 @@ func (r *run) process(f Family, src netip.Addr, a Advertisement) {
 			}
 			// A new master (or one restarted): follow it, but act on
 			// its timing only once its next advert proves it live.
-			r.master = tracked{set: true, src: src, last: a.Counter, seen: 1, at: now}
+			r.master = newTracked(f, src, a.Counter, now)
 			r.startWait = false
 			r.restartDown(f)
 			return
 		}
-		r.follow(src, a.Counter, now)
+		r.follow(f, src, a.Counter, now)
 		r.startWait = false // a master is there: the election decides
 		if r.suppress {
 			if a.IsBowOut() {
