@@ -46,13 +46,16 @@ func (p Profile) String() string {
 type CounterMode uint8
 
 const (
-	// CounterIncrement, the default: a random start, +1 per advert sent,
-	// and a backup adopts the master's counter so that it continues the
-	// sequence when it takes over (FreeBSD, ucarp). An advert carrying one
-	// of the last values we sent, with our timing, is a loop.
+	// CounterIncrement, the default: a random start, +1 per advert sent
+	// (FreeBSD, ucarp). Unlike FreeBSD and ucarp, a backup that becomes
+	// master continues its own sequence instead of the old master's (no
+	// implementation checks the counter, so this changes nothing for
+	// peers): every node's counters are its own, so a replay of any of
+	// them is told apart from a live peer. Any advert carrying a counter
+	// this group sent in its life is a loop or a replay.
 	CounterIncrement CounterMode = iota
 	// CounterCookie: one random 8-byte cookie sent unchanged for the life
-	// of the group (OpenBSD). An advert carrying it is a loop.
+	// of the group (OpenBSD). An advert carrying it is a loop or a replay.
 	CounterCookie
 )
 
@@ -157,11 +160,21 @@ type Config struct {
 	// and in order, on a goroutine of its own: never on the protocol loop,
 	// so a slow or blocked hook never delays adverts. It may block, but
 	// Close waits for it to return from the transitions that happened
-	// before the group stopped (the last one is to INIT), so the hook must
-	// not call Close itself. The control methods (SetDemotion, ...) never
+	// before the group stopped (the last one is to INIT), for at most
+	// CloseTimeout; the hook should not call Close itself (Close would
+	// wait out CloseTimeout). The control methods (SetDemotion, ...) never
 	// block and may be called from it.
 	OnTransition func(Transition)
+
+	// CloseTimeout bounds how long Close waits for OnTransition to return
+	// from the transitions queued before the group stopped. Zero means
+	// DefaultCloseTimeout; negative is an error. See Group.Close.
+	CloseTimeout time.Duration
 }
+
+// DefaultCloseTimeout is the CloseTimeout used when Config.CloseTimeout is
+// zero.
+const DefaultCloseTimeout = 5 * time.Second
 
 // validate checks c and returns a normalised copy.
 func (c Config) validate() (Config, error) {
@@ -210,6 +223,12 @@ func (c Config) validate() (Config, error) {
 	}
 	if c.HoldDown < 0 {
 		return c, fmt.Errorf("carp: holddown %v out of range >= 0", c.HoldDown)
+	}
+	if c.CloseTimeout < 0 {
+		return c, fmt.Errorf("carp: closetimeout %v out of range >= 0", c.CloseTimeout)
+	}
+	if c.CloseTimeout == 0 {
+		c.CloseTimeout = DefaultCloseTimeout
 	}
 	if c.IfIndex < 0 {
 		return c, fmt.Errorf("carp: ifindex %d out of range >= 0", c.IfIndex)

@@ -61,8 +61,8 @@
 // # Election rules
 //
 // Received adverts that pass the checks of carp(4) (interface, TTL 255,
-// length, checksum, version, vhid, HMAC, own-advert loop) are applied with
-// OpenBSD's rules, which include the demote byte:
+// length, checksum, version, vhid, HMAC) and the replay checks below are
+// applied with OpenBSD's rules, which include the demote byte:
 //
 //   - MASTER becomes BACKUP if the advert is at least as fast and not more
 //     demoted, or less demoted whatever its timing. There is no address
@@ -70,13 +70,50 @@
 //     that hears a worse master (a backup that missed its adverts) answers
 //     at once with an advert, so that one yields without waiting for the
 //     next interval (an addition to the BSDs, in the spirit of ucarp's
-//     "reassert"; peers see one extra, valid advert).
+//     "reassert"; peers see one extra, valid advert). It answers at most
+//     once per quarter advert interval; answers not sent are counted in
+//     Stats.Suppressed.
 //   - BACKUP becomes MASTER at once on a bow-out advert (advbase 255,
 //     advskew 255), if Preempt is set and the master is slower and not less
 //     demoted, if the master is more demoted (even without Preempt), or if
 //     the master advertises so slowly that it would time out anyway
 //     (DeadRatio·advbase < its interval); otherwise it restarts the
 //     master-down timer of the advert's family.
+//
+// # Replays
+//
+// The HMAC covers only the vhid, the addresses and the 8-byte counter:
+// anyone on the LAN can capture an advert, rewrite its timing and demote
+// byte, and send it again from any address. The group therefore judges
+// adverts by their counter:
+//
+//   - An advert carrying a counter this group sent in its life (however
+//     long ago, in either CounterMode) is its own coming back, looped or
+//     replayed, and is dropped (Stats.Badloop).
+//   - A BACKUP follows its master: its address per family, its last
+//     counters (each accepted once, in any order) and whether the counter
+//     increments (FreeBSD, ucarp, CounterIncrement) or stays constant
+//     (OpenBSD, CounterCookie). Adverts reusing a counter of an
+//     incrementing master, or of one followed earlier, are dropped
+//     (Stats.Replay) and do not restart the master-down timer. A bow-out
+//     is honoured only if it is the master's next advert (incrementing) or
+//     carries its cookie (constant), from the master's address; others are
+//     dropped (Stats.Replay). Only such fresh adverts can make a BACKUP
+//     take over at once (bow-out, preemption, demoted master, master will
+//     time out); the first advert of a new sender only restarts the
+//     master-down timer, and while the current master is heard another
+//     sender cannot replace it.
+//   - A MASTER drops adverts reusing a counter of a master it followed
+//     (Stats.Replay).
+//   - A backup that becomes master continues its own counter (FreeBSD and
+//     ucarp continue the old master's; nobody checks, so peers see no
+//     difference), so two nodes' counters never overlap.
+//
+// What remains possible without the password: a capture from another life
+// of a constant-counter (OpenBSD) master, replayed, is indistinguishable
+// from that master; and an attacker who intercepts the master's next advert
+// before the backups do can deliver it rewritten. docs/carp-replay.md in
+// the repository has the reasoning.
 //
 // # Demotion
 //
@@ -101,5 +138,7 @@
 //
 // Config.OnTransition receives every state change, serially and in order,
 // on its own goroutine. Becoming MASTER sends the first advert before the
-// hook runs, and a hook that blocks never delays adverts.
+// hook runs, and a hook that blocks never delays adverts. Group.Close sends
+// the bow-out first and waits for the hook at most Config.CloseTimeout; a
+// hook still blocked then keeps its one goroutine until it returns.
 package carp

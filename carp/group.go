@@ -1,8 +1,6 @@
 package carp
 
 import (
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,8 +41,7 @@ const (
 const DemotedSkew = 240
 
 const (
-	sendErrThreshold = 3  // consecutive failures to demote, successes to recover (BSD)
-	sentRing         = 16 // adverts remembered for loop detection
+	sendErrThreshold = 3 // consecutive failures to demote, successes to recover (BSD)
 	readRetry        = 100 * time.Millisecond
 )
 
@@ -180,12 +177,7 @@ func (g *Group) Start() error {
 	g.started = true
 	pkts := make(chan Packet)
 	r := &run{g: g, holdPending: g.cfg.HoldDown > 0}
-	// The random counter start (FreeBSD, ucarp) or cookie (OpenBSD).
-	// crypto/rand.Read never returns an error (it aborts the program if the
-	// OS source fails), so there is no error to handle.
-	var c [8]byte
-	rand.Read(c[:])
-	r.counter = binary.BigEndian.Uint64(c[:])
+	r.counter = randomCounter()
 	g.wg.Add(2)
 	go g.read(pkts)
 	go r.loop(pkts)
@@ -198,9 +190,16 @@ func (g *Group) Start() error {
 // Close stops the group. A MASTER first sends one bow-out advert per
 // family (advbase 255, advskew 255, as OpenBSD does on ifconfig down), so a
 // backup takes over at once instead of after the master-down interval. The
-// group then goes to INIT, closes the transport, waits for its goroutines
-// and for OnTransition to return from the last transition. Close is
-// idempotent; it returns the transport's Close error.
+// group then goes to INIT, closes the transport and waits for its protocol
+// and receive goroutines, which never wait for OnTransition.
+//
+// Close then waits for OnTransition to return from the transitions queued
+// so far (the last one is to INIT), but at most Config.CloseTimeout (5 s by
+// default). If the hook is still running then, Close logs a warning and
+// returns anyway; the one goroutine that calls the hook stays behind until
+// the hook returns, delivers what is left of the queue and exits. Nothing
+// else outlives Close. Close is idempotent; it returns the transport's
+// Close error.
 func (g *Group) Close() error {
 	g.closeOnce.Do(func() {
 		g.mu.Lock()
@@ -215,8 +214,8 @@ func (g *Group) Close() error {
 			g.closeErr = fmt.Errorf("carp: closing transport: %w", err)
 		}
 		g.wg.Wait()
-		if started && g.ntf != nil {
-			g.ntf.close()
+		if started && g.ntf != nil && !g.ntf.close(g.cfg.CloseTimeout) {
+			g.log.Warn("carp: OnTransition still running at close; not waiting for it", "timeout", g.cfg.CloseTimeout)
 		}
 	})
 	return g.closeErr
@@ -382,8 +381,9 @@ func (n *notifier) run() {
 	}
 }
 
-// close delivers what is queued and waits for the goroutine to exit.
-func (n *notifier) close() {
+// close tells the goroutine to exit once it has delivered what is queued
+// and waits for that at most d. It reports whether the goroutine exited.
+func (n *notifier) close(d time.Duration) bool {
 	n.mu.Lock()
 	n.closed = true
 	n.mu.Unlock()
@@ -391,5 +391,12 @@ func (n *notifier) close() {
 	case n.wake <- struct{}{}:
 	default:
 	}
-	<-n.done
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-n.done:
+		return true
+	case <-t.C:
+		return false
+	}
 }

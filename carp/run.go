@@ -2,8 +2,11 @@ package carp
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"time"
 )
 
@@ -49,15 +52,16 @@ type run struct {
 	demote int  // demotion sum last applied
 	linkUp bool // link state last applied
 
-	counter uint64                  // last counter sent (or adopted), or the cookie
-	sent    [sentRing]Advertisement // last adverts sent, for loop detection
-	sentN   int                     // adverts sent so far (index into sent)
-	buf     [AdvertisementLen]byte  // encoding buffer
-	adv     timer                   // advert timer (MASTER)
-	down    [2]timer                // master-down timers (BACKUP), IPv4 and IPv6
-	hold    timer                   // hold-down before the first election
-	step    timer                   // StepDown suppression
-	recover timer                   // senderr probation (BACKUP)
+	counter uint64                 // last counter sent, or the cookie
+	sent    runs                   // counters sent in this life: loop and replay detection
+	heard   runs                   // counters of incrementing masters followed in this life
+	master  tracked                // the master a BACKUP follows
+	buf     [AdvertisementLen]byte // encoding buffer
+	adv     timer                  // advert timer (MASTER)
+	down    [2]timer               // master-down timers (BACKUP), IPv4 and IPv6
+	hold    timer                  // hold-down before the first election
+	step    timer                  // StepDown suppression
+	recover timer                  // senderr probation (BACKUP)
 
 	holdPending bool // hold-down not over yet
 	begun       bool // first election started
@@ -69,8 +73,193 @@ type run struct {
 	sendFails int  // consecutive send failures
 	sendOKs   int  // consecutive successes while senderr is raised
 
-	advertNow  bool // send an advert at the end of this loop iteration
+	advertNow  bool      // send an advert at the end of this loop iteration
+	replied    time.Time // last immediate answer to a worse master
+	jumped     time.Time // last leaveSequence
+	loopLogged time.Time // last warning about our own adverts coming back
 	vrrpLogged bool
+}
+
+// A counterRun is the counters lo, lo+1, ..., lo+n (mod 2^64).
+type counterRun struct{ lo, n uint64 }
+
+func (c counterRun) has(v uint64) bool { return v-c.lo <= c.n }
+
+// runs is a bounded list of counter runs, oldest first.
+type runs []counterRun
+
+const (
+	// maxRuns bounds each list of runs. A new run starts only on a new
+	// sequence (a new master, a jump, a streak of failed sends), a
+	// handful per life; the oldest is forgotten.
+	maxRuns = 16
+	// seqSpan is how far behind the last counter of an incrementing
+	// master a counter still counts as one it already used: far more
+	// adverts than a group sends in its life, and a negligible part of the
+	// random 64-bit space.
+	seqSpan = 1 << 32
+	// seqWindow is how far ahead of the last counter heard from the
+	// master its next one may be (adverts lost on the way) and still be
+	// taken as its next.
+	seqWindow = 256
+)
+
+func (rs runs) has(v uint64) bool {
+	for i := len(rs) - 1; i >= 0; i-- {
+		if rs[i].has(v) {
+			return true
+		}
+	}
+	return false
+}
+
+// add records v. A counter at most gap past the end of the last run
+// extends it over the gap; any other starts a new run.
+func (rs *runs) add(v, gap uint64) {
+	if rs.has(v) {
+		return
+	}
+	if n := len(*rs); n > 0 {
+		last := &(*rs)[n-1]
+		if d := v - (last.lo + last.n); d <= gap {
+			last.n += d
+			return
+		}
+	}
+	if len(*rs) == maxRuns {
+		*rs = append((*rs)[:0], (*rs)[1:]...)
+	}
+	*rs = append(*rs, counterRun{lo: v})
+}
+
+// Counter kinds of a tracked master.
+const (
+	kindUnknown   = iota // one advert heard so far
+	kindIncrement        // FreeBSD, ucarp, CounterIncrement
+	kindConstant         // OpenBSD, CounterCookie
+)
+
+// tracked is the master a BACKUP follows: where its adverts come from,
+// the highest counter it sent and whether that counter increments.
+type tracked struct {
+	set bool
+	// src is the master's address per family (a dual-stack master sends
+	// from two), zero until the family is heard.
+	src  [2]netip.Addr
+	last uint64 // highest counter heard (the cookie if constant)
+	// seen has bit i set if counter last-i was heard (i < 64): a dual-stack
+	// master's adverts of the two families may arrive out of order, and
+	// each counter is still accepted once only (IPsec's replay window).
+	seen uint64
+	kind int
+	at   time.Time // last advert proven fresh
+}
+
+// Verdicts of (*run).classify.
+const (
+	fresh = iota // the tracked master's next advert
+	stale        // a counter the tracked master's sequence already used
+	other        // unrelated: a new or restarted master, or an old capture
+)
+
+// classify tells a valid advert from src with counter c apart, relative to
+// the tracked master. Only the counter is authenticated, so freshness is
+// judged by it: an incrementing master's next advert is a little ahead of
+// its last one, or one of the last 64 not heard yet (from any source: a
+// FreeBSD or ucarp peer that takes over continues the sequence), anything
+// else at or behind it is a replay; a constant-counter master's adverts
+// repeat its cookie from its own source.
+func (r *run) classify(f Family, src netip.Addr, c uint64) int {
+	m := &r.master
+	if !m.set {
+		return other
+	}
+	d, back := c-m.last, m.last-c
+	same := m.sameSrc(f, src)
+	switch m.kind {
+	case kindIncrement:
+		switch {
+		case d != 0 && d <= seqWindow:
+			return fresh
+		case back < 64 && m.seen&(1<<back) == 0:
+			return fresh
+		case back <= seqSpan:
+			return stale
+		}
+	case kindConstant:
+		switch {
+		case d == 0 && same:
+			return fresh
+		case d == 0:
+			return stale
+		case same && d <= seqWindow:
+			return fresh // it started to increment
+		}
+	default: // one advert heard: its next, or the other family's just before
+		switch {
+		case same && (d <= seqWindow || back < 64):
+			return fresh
+		case d == 0 || (same && back <= seqSpan):
+			return stale
+		}
+	}
+	return other
+}
+
+// follow records a fresh advert from the tracked master. Counters of an
+// incrementing master are remembered (never a constant one: an OpenBSD
+// master sends its cookie again when it returns).
+func (r *run) follow(f Family, src netip.Addr, c uint64, now time.Time) {
+	m := &r.master
+	switch {
+	case c == m.last:
+		m.kind = kindConstant
+	case m.kind == kindUnknown || m.kind == kindConstant:
+		m.kind = kindIncrement
+		r.heard.add(m.last, seqWindow)
+	}
+	if m.kind == kindIncrement {
+		r.heard.add(c, seqWindow)
+		switch d, back := c-m.last, m.last-c; {
+		case d != 0 && d <= seqWindow:
+			if d >= 64 {
+				m.seen = 1
+			} else {
+				m.seen = m.seen<<d | 1
+			}
+			m.last = c
+		case back < 64:
+			m.seen |= 1 << back
+		}
+	}
+	if i := familyIndex(f); m.src[i] != src {
+		// Another address continues the sequence: a new master
+		// (FreeBSD and ucarp continue the old master's counter).
+		m.src = [2]netip.Addr{}
+		m.src[i] = src
+	}
+	m.at = now
+}
+
+// sameSrc reports whether src is the master's address for family f, or
+// the family has not been heard from it yet.
+func (m *tracked) sameSrc(f Family, src netip.Addr) bool {
+	have := m.src[familyIndex(f)]
+	return !have.IsValid() || have == src
+}
+
+// newTracked starts following a sender of counter c from src on f.
+func newTracked(f Family, src netip.Addr, c uint64, now time.Time) tracked {
+	m := tracked{set: true, last: c, seen: 1, at: now}
+	m.src[familyIndex(f)] = src
+	return m
+}
+
+// masterAlive reports whether the tracked master proved itself fresh
+// within the last master-down interval.
+func (r *run) masterAlive(now time.Time) bool {
+	m := &r.master
+	return m.set && m.kind != kindUnknown && now.Sub(m.at) < r.g.mdInt
 }
 
 func familyIndex(f Family) int {
@@ -247,8 +436,10 @@ func (r *run) becomeMaster(reason string) {
 	r.recover.stop()
 	r.sendOKs = 0
 	r.state = Master
+	r.master = tracked{} // whoever we followed is master no more
 	g.state.Store(uint32(Master))
 	g.st.preempt.Add(1)
+
 	r.advertise(int(g.cfg.AdvBase), int(g.cfg.AdvSkew))
 	r.adv.start(g.advInt)
 	r.transition(from, reason)
@@ -275,6 +466,7 @@ func (r *run) toInit(reason string) {
 	r.recover.stop()
 	r.hold.stop()
 	r.suppress, r.downFired, r.startWait = false, false, false
+	r.master = tracked{}
 	r.state = Init
 	r.g.state.Store(uint32(Init))
 	r.transition(from, reason)
@@ -360,8 +552,6 @@ func (r *run) advertise(advbase, advskew int) {
 			Counter: r.counter,
 		}
 		g.auth.Sign(&a)
-		r.sent[r.sentN%sentRing] = a
-		r.sentN++
 		b, _ := a.AppendBinary(r.buf[:0]) // never fails
 		if err := g.cfg.Transport.Send(f, b); err != nil {
 			g.st.oerrors.Add(1)
@@ -374,6 +564,8 @@ func (r *run) advertise(advbase, advskew int) {
 			}
 			continue
 		}
+		// Only what reached the wire can come back or be replayed.
+		r.sent.add(a.Counter, 1)
 		if f == IPv6 {
 			g.st.opackets6.Add(1)
 		} else {
@@ -468,57 +660,142 @@ func (r *run) receive(p Packet) {
 		g.log.Debug("carp: incorrect hash; check vhid, password and virtual addresses", "peer", p.Src)
 		return
 	}
-	if r.isLoop(a) {
+	// A backup's own old counters can be its master's next ones when that
+	// master adopted our sequence (FreeBSD, ucarp). Its fresh advert wins.
+	if r.isOwn(a.Counter) && (r.state != Backup || r.classify(p.Family, p.Src, a.Counter) != fresh) {
 		g.st.badloop.Add(1)
-		g.log.Warn("carp: own advert received back: network loop", "peer", p.Src)
+		if r.state == Master {
+			r.leaveSequence(a)
+		}
+		// One warning a minute: a replay flood must not flood the log.
+		if now := time.Now(); now.Sub(r.loopLogged) >= time.Minute || r.loopLogged.IsZero() {
+			r.loopLogged = now
+			g.log.Warn("carp: own advert received back: network loop or replay", "peer", p.Src)
+		} else if g.log.Enabled(context.Background(), slog.LevelDebug) {
+			// Guarded: boxing the address allocates, per replayed packet.
+			g.log.Debug("carp: own advert received back", "peer", p.Src)
+		}
 		return
 	}
 	if r.state == Init {
 		return
 	}
-	r.process(p.Family, a)
+	r.process(p.Family, p.Src, a)
 }
 
-// isLoop reports whether a is one of our own adverts coming back: in cookie
-// mode any advert with our cookie (OpenBSD); in increment mode one of our
-// last adverts, counter and timing alike. After a backup adopts a peer's
-// counter, the peer's next counters are not ours: only values we sent count.
-func (r *run) isLoop(a Advertisement) bool {
-	if r.g.cfg.CounterMode == CounterCookie {
-		return r.sentN > 0 && a.Counter == r.counter
+// isOwn reports whether counter c is one this node sent in this life: our
+// own adverts coming back (a network loop, OpenBSD's check) or replayed,
+// however old, from any source. The timing fields are not authenticated,
+// so only the counter counts. In cookie mode that is the cookie. A peer
+// that adopted our counter (FreeBSD, ucarp) and then became master sends
+// counters past ours, which stay accepted; only while both are master at
+// once (a partition) can its counters trail ours (see leaveSequence).
+func (r *run) isOwn(c uint64) bool { return r.sent.has(c) }
+
+// leaveSequence moves a master's counter to a fresh random start when it
+// hears a counter it sent a moment ago with another timing than its own:
+// not its advert looping back but another master that continued the same
+// sequence (it adopted our counter, then a partition or a preemption race
+// left both master). Its counters trail ours and we drop them as our own;
+// once our counter is elsewhere, its next adverts pass ours in at most as
+// many adverts as it trails, and our adverts reach it as a stranger's at
+// once. Old counters (a replay) and our own timing (a loop) do not move it;
+// it moves at most once per master-down interval and only while few runs
+// are remembered, so replays cannot push old runs out of memory.
+func (r *run) leaveSequence(a Advertisement) {
+	g := r.g
+	if g.cfg.CounterMode != CounterIncrement || len(r.sent) >= maxRuns/2 {
+		return
 	}
-	for i := range min(r.sentN, sentRing) {
-		s := r.sent[i]
-		if s.Counter == a.Counter && s.AdvBase == a.AdvBase && s.AdvSkew == a.AdvSkew && s.Demote == a.Demote {
-			return true
-		}
+	if r.counter-a.Counter >= seqWindow {
+		return
 	}
-	return false
+	if a.Timing() == r.timing() && int(a.Demote) == min(r.demote, 255) {
+		return
+	}
+	now := time.Now()
+	if !r.jumped.IsZero() && now.Sub(r.jumped) < g.mdInt {
+		return
+	}
+	r.jumped = now
+	r.counter = randomCounter()
+	g.log.Info("carp: another master continues our counter sequence; moving to a new one")
 }
 
 // process applies a valid advert (carp.md §3.3, OpenBSD rules with the
 // demote byte).
-func (r *run) process(f Family, a Advertisement) {
+func (r *run) process(f Family, src netip.Addr, a Advertisement) {
 	g := r.g
 	tme, tpeer := r.timing(), a.Timing()
 	dme, dpeer := r.demote, int(a.Demote)
 	switch r.state {
 	case Master:
+		if r.heard.has(a.Counter) {
+			// An old advert of a master we followed: a replay.
+			g.st.replay.Add(1)
+			r.debug("carp: stale advert (counter already used); ignored", src)
+			return
+		}
 		// Yield to a faster or equally fast master (no tie-break on the
 		// BSDs) unless we are less demoted; always yield to a less demoted one.
 		if (tme >= tpeer && dpeer <= dme) || dpeer < dme {
+			// Follow the new master from this advert on (unproven
+			// until its next one).
+			r.master = newTracked(f, src, a.Counter, time.Now())
 			r.becomeBackup(ReasonMoreFrequent)
 			return
 		}
 		// Another, worse master: a backup that missed our adverts. Answer
 		// at once so it yields now rather than at our next interval (the
-		// rule above makes it yield to us; ucarp reasserts similarly).
+		// rule above makes it yield to us; ucarp reasserts similarly). At
+		// most one answer per quarter interval: a flood of worse adverts
+		// must not draw one advert each.
+		now := time.Now()
+		if !r.replied.IsZero() && now.Sub(r.replied) < g.advInt/4 {
+			g.st.suppressed.Add(1)
+			return
+		}
+		r.replied = now
 		r.advertNow = true
 	case Backup:
-		r.startWait = false // a master is there: the election decides
-		if g.cfg.CounterMode == CounterIncrement {
-			r.counter = a.Counter // FreeBSD/ucarp: continue the master's sequence
+		// Only the counter is authenticated: act on the tracked master's
+		// fresh adverts only (see classify).
+		now := time.Now()
+		v := r.classify(f, src, a.Counter)
+		if v != fresh && r.heard.has(a.Counter) {
+			v = stale // an old advert of an earlier master
 		}
+		if a.IsBowOut() && (v != fresh || !r.master.sameSrc(f, src)) {
+			// A bow-out hands mastership over at once, so it must be
+			// the current master's very next advert.
+			g.st.replay.Add(1)
+			r.debug("carp: bow-out not from the current master's sequence; ignored", src)
+			return
+		}
+		switch v {
+		case stale:
+			g.st.replay.Add(1)
+			r.debug("carp: stale advert (counter already used); ignored", src)
+			return
+		case other:
+			if r.masterAlive(now) {
+				// Another master (one taking over with a sequence of
+				// its own, or a split healing) or a capture from
+				// another life: it cannot take the current master's
+				// place or trigger a takeover, but a master is there.
+				r.debug("carp: advert from another sender while the master is heard", src)
+				r.restartDown(f)
+				return
+			}
+			// A new master (or one restarted): follow it, but act on
+			// its timing only once its next advert proves it live.
+			r.master = newTracked(f, src, a.Counter, now)
+			r.startWait = false
+			r.restartDown(f)
+			return
+		}
+		r.follow(f, src, a.Counter, now)
+		r.startWait = false // a master is there: the election decides
 		if r.suppress {
 			if a.IsBowOut() {
 				r.downFired = true // the master left: take over when StepDown ends
@@ -551,5 +828,22 @@ func (r *run) restartDown(f Family) {
 			r.downFired = false
 			return
 		}
+	}
+}
+
+// randomCounter returns a random counter start (FreeBSD, ucarp) or cookie
+// (OpenBSD). crypto/rand.Read never returns an error (it aborts the program
+// if the OS source fails), so there is no error to handle.
+func randomCounter() uint64 {
+	var c [8]byte
+	rand.Read(c[:])
+	return binary.BigEndian.Uint64(c[:])
+}
+
+// debug logs a dropped advert at Debug level, without allocating when
+// Debug is off (a replay flood goes through here).
+func (r *run) debug(msg string, peer netip.Addr) {
+	if r.g.log.Enabled(context.Background(), slog.LevelDebug) {
+		r.g.log.Debug(msg, "peer", peer)
 	}
 }

@@ -16,38 +16,49 @@ type Stats struct {
 	Badlen    uint64 // longer than 36 bytes and not VRRP
 	Badauth   uint64 // HMAC mismatch (wrong password, vhid or address set)
 	Badvhid   uint64 // valid CARP advert for another vhid
-	Badloop   uint64 // our own advert came back (OpenBSD counts these under badauth)
+	Badloop   uint64 // an advert with a counter we sent in this life: looped or replayed (OpenBSD counts loops under badauth)
 	VRRP      uint64 // VRRPv2/v3 packets on protocol 112 (ignored, not an error)
 	Opackets  uint64 // IPv4 adverts sent
 	Opackets6 uint64 // IPv6 adverts sent
 	Oerrors   uint64 // adverts the transport failed to send (carpstats onomem)
 	Preempt   uint64 // transitions to MASTER (OpenBSD carps_preempt)
+
+	// Replay counts valid adverts dropped as stale: a counter the current
+	// master (or an earlier incrementing master) already used, or a
+	// bow-out that is not the current master's next advert from its
+	// address.
+	Replay uint64
+	// Suppressed counts immediate answers to worse adverts not sent because
+	// one had just gone out (the periodic advert still goes out).
+	Suppressed uint64
 }
 
 // stats holds the live counters; Group.Stats reads a snapshot.
 type stats struct {
 	ipackets, ipackets6, badif, badttl, hdrops, badsum, badver, badlen,
 	badauth, badvhid, badloop, vrrp, opackets, opackets6, oerrors,
-	preempt atomic.Uint64
+	preempt, replay, suppressed atomic.Uint64
 }
 
 func (s *stats) snapshot() Stats {
 	return Stats{
-		Ipackets:  s.ipackets.Load(),
-		Ipackets6: s.ipackets6.Load(),
-		Badif:     s.badif.Load(),
-		Badttl:    s.badttl.Load(),
-		Hdrops:    s.hdrops.Load(),
-		Badsum:    s.badsum.Load(),
-		Badver:    s.badver.Load(),
-		Badlen:    s.badlen.Load(),
-		Badauth:   s.badauth.Load(),
-		Badvhid:   s.badvhid.Load(),
-		Badloop:   s.badloop.Load(),
-		VRRP:      s.vrrp.Load(),
-		Opackets:  s.opackets.Load(),
-		Opackets6: s.opackets6.Load(),
-		Oerrors:   s.oerrors.Load(),
-		Preempt:   s.preempt.Load(),
+		Ipackets:   s.ipackets.Load(),
+		Ipackets6:  s.ipackets6.Load(),
+		Badif:      s.badif.Load(),
+		Badttl:     s.badttl.Load(),
+		Hdrops:     s.hdrops.Load(),
+		Badsum:     s.badsum.Load(),
+		Badver:     s.badver.Load(),
+		Badlen:     s.badlen.Load(),
+		Badauth:    s.badauth.Load(),
+		Badvhid:    s.badvhid.Load(),
+		Badloop:    s.badloop.Load(),
+		VRRP:       s.vrrp.Load(),
+		Opackets:   s.opackets.Load(),
+		Opackets6:  s.opackets6.Load(),
+		Oerrors:    s.oerrors.Load(),
+		Preempt:    s.preempt.Load(),
+		Replay:     s.replay.Load(),
+		Suppressed: s.suppressed.Load(),
 	}
 }
