@@ -413,7 +413,8 @@ func (d *daemon) logStats(msg string) {
 		"state", d.group.State(), "demotion", d.group.Demotion(),
 		"ipackets", s.Ipackets, "ipackets6", s.Ipackets6, "badif", s.Badif, "badttl", s.Badttl,
 		"hdrops", s.Hdrops, "badsum", s.Badsum, "badver", s.Badver, "badlen", s.Badlen,
-		"badauth", s.Badauth, "badvhid", s.Badvhid, "badloop", s.Badloop, "vrrp", s.VRRP,
+		"badauth", s.Badauth, "badvhid", s.Badvhid, "badloop", s.Badloop, "replay", s.Replay,
+		"suppressed", s.Suppressed, "vrrp", s.VRRP,
 		"opackets", s.Opackets, "opackets6", s.Opackets6, "oerrors", s.Oerrors, "preempt", s.Preempt,
 	}
 	sc := d.scripts.stats()
