@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -77,7 +78,14 @@ func TestShutdownBowOut(t *testing.T) {
 	p.start(1)
 	p.wait(1, "fw1 MASTER", 20*time.Second, func(s *Status) bool { return allIn(s, "MASTER") })
 	p.start(2)
-	p.wait(2, "fw2 BACKUP", 20*time.Second, func(s *Status) bool { return allIn(s, "BACKUP") })
+	// A backup honours only the bow-out of a master it has heard (a bow-out
+	// from a node it never heard could be a replay): wait until fw2 has
+	// heard fw1's adverts in both groups.
+	p.wait(2, "fw2 BACKUP, hearing fw1", 20*time.Second, func(s *Status) bool {
+		return allIn(s, "BACKUP") && !slices.ContainsFunc(s.Groups, func(g GroupStatus) bool {
+			return g.CARP.Ipackets+g.CARP.Ipackets6 < 2
+		})
+	})
 	from := p.proc[2].Len()
 	if err := p.proc[1].Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
