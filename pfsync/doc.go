@@ -94,7 +94,13 @@
 // it holds with Upsert before Start — its own records and the other nodes'
 // — so that the new engine never takes a flow back to an older state;
 // records of its previous life it no longer holds come back from the peers
-// and are handed to the Table (pfsync's restore after a reboot).
+// and are handed to the Table (pfsync's restore after a reboot). Until
+// they are back, not holding one of them says nothing about it: a request
+// for a record of an earlier life (a recording replayed into the restart
+// window, or a third node asking before the bulk sync arrived) is ignored
+// and counted (Stats.RequestsIgnored), never answered with a delete; only
+// a record created in this life and no longer held is known to be gone.
+// Likewise a Clear is obeyed only from the creator of the records it names.
 //
 // # Statistics
 //

@@ -36,7 +36,6 @@ type Engine struct {
 	tr     Transport
 	sealer Sealer
 	ids    *record.IDAllocator
-	idBase uint64 // first id number of this life: own ids above it were created since Start
 	epoch  uint64
 	boot   uint64
 	mtu    int // plaintext frame budget: Transport.MTU() minus the Sealer's overhead
@@ -234,7 +233,6 @@ func New(cfg Config) (*Engine, error) {
 		sealer:  c.Sealer,
 		ids:     ids,
 		t0:      now,
-		idBase:  uint64(now.Unix()) << 32,
 		epoch:   binary.BigEndian.Uint64(rnd[:]) | 1,
 		boot:    uint64(now.UnixNano()),
 		mtu:     mtu,

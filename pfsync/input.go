@@ -259,6 +259,13 @@ func (e *Engine) elements(p *peer, h wire.Header, now time.Time) {
 				e.stats.BadValue++
 				continue
 			}
+			if c.Creator != uint32(p.id) {
+				// Only a record's creator may clear its records: a peer
+				// clearing ours (or a third node's) would wipe live
+				// flows — from our own dataplane's table too.
+				e.stats.BadValue++
+				continue
+			}
 			e.remoteClear(c, now)
 		case wire.KindRequest:
 			r, err := e.rd.Request()
@@ -346,7 +353,7 @@ func (e *Engine) remoteRecord(r *record.Record, raw []byte, now time.Time) {
 	}
 	ent, ok := e.store[id]
 	if !ok {
-		if own && id.Num > e.idBase {
+		if e.ids.Issued(id) {
 			// Created by this node in this life, no longer held and its
 			// tombstone expired: it was deleted. Tell the others.
 			e.stats.Suppressed++
@@ -506,12 +513,20 @@ func (e *Engine) answerRequest(id record.ID, now time.Time) {
 		e.enqueue(id, opUpsert, true, int(ent.n), now)
 	} else if _, ok := e.tombs[id]; ok {
 		e.enqueue(id, opDelete, true, wire.DeleteLen, now)
-	} else if id.Creator == uint32(e.cfg.Node) {
-		// Our record, and we do not hold it: it was deleted long ago (ids
-		// are never reused), so no version of it may live on.
+	} else if e.ids.Issued(id) {
+		// Created in this life, and we do not hold it: it was deleted
+		// long ago (ids are never reused), so no version of it may live
+		// on.
 		e.addTomb(id, math.MaxUint64, now)
 		e.enqueue(id, opDelete, true, wire.DeleteLen, now)
 	} else {
+		// Another node's record, or ours from a previous life (or one
+		// never handed out): not held does not mean deleted. After a
+		// restart this node holds its previous life's records only once
+		// the peers' bulk syncs brought them back, so a request for one
+		// — replayed, or a genuine third node asking during the restart
+		// window — must not make us delete it everywhere.
+		e.stats.RequestsIgnored++
 		return
 	}
 	e.stats.RequestsAnswered++

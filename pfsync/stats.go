@@ -42,10 +42,15 @@ type Stats struct {
 	NacksReceived    uint64
 	RequestsSent     uint64 // records asked for by id (pfsync UPD_REQ)
 	RequestsAnswered uint64
-	QueueDrops       uint64 // changes dropped because MaxPending was reached
-	ResendDrops      uint64 // record references dropped because ResendLimit was reached
-	PeerFlushes      uint64 // local changes sent at once: a peer had changed the record less than 2 s before
-	GapsGivenUp      uint64 // times frames of a peer's stream were given up for good (then resynchronised)
+	// RequestsIgnored counts requests for a record this node neither holds
+	// nor remembers deleting, and did not create in this life: another
+	// node's, or its own from before a restart (which the peers' bulk syncs
+	// bring back). Nothing is sent for them.
+	RequestsIgnored uint64
+	QueueDrops      uint64 // changes dropped because MaxPending was reached
+	ResendDrops     uint64 // record references dropped because ResendLimit was reached
+	PeerFlushes     uint64 // local changes sent at once: a peer had changed the record less than 2 s before
+	GapsGivenUp     uint64 // times frames of a peer's stream were given up for good (then resynchronised)
 
 	// Bulk sync, as receiver (Started/Completed/Failed) and sender (Sent).
 	BulkStarted   uint64
