@@ -87,6 +87,7 @@ type Engine struct {
 	nextDigest   time.Time
 	nextTombScan time.Time
 	stats        Stats
+	nackSteps    uint64 // resend-queue slots visited for nacks: the work an Ack cost (tests bound it)
 
 	// Scratch space, used under mu.
 	b       wire.Builder

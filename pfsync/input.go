@@ -579,10 +579,21 @@ func (e *Engine) acked(p *peer, a *wire.Ack, now time.Time) {
 	if len(a.Nacks) > 0 {
 		e.stats.NacksReceived++
 	}
-	for _, r := range a.Nacks {
-		for s := r.First; s <= r.Last && s < e.nextSeq; s++ {
-			if f := e.ring.at(s); f != nil {
-				e.retransmit(p, f, now)
+	// Only the frames held for resending can be sent again: each range is
+	// cut to them before it is walked. The ranges come from the network
+	// and may span 2^62 numbers; the decoder checked that they ascend
+	// without overlapping, so the walk visits each held frame at most
+	// once, whatever the ack claims.
+	if held := e.ring.len(); held > 0 && len(a.Nacks) > 0 {
+		first := e.ring.frames[e.ring.off].seq
+		last := first + uint64(held) - 1
+		for _, r := range a.Nacks {
+			lo, hi := max(r.First, first), min(r.Last, last)
+			for s := lo; s <= hi; s++ {
+				e.nackSteps++
+				if f := e.ring.at(s); f != nil {
+					e.retransmit(p, f, now)
+				}
 			}
 		}
 	}
