@@ -26,8 +26,8 @@
 //   - a bulk sync for a joining node, framed by start and end markers, and
 //     CARP demotion (+32, OpenBSD) until the node is in sync — a bulk from
 //     every peer up completed, or no peer was heard within Config.Discovery
-//     (the founder) — and +1 while every peer is silent, through
-//     Config.Demoter and Demotion;
+//     (the founder) — through Config.Demoter and Demotion (see CARP
+//     demotion below);
 //   - lifetimes as remaining seconds, never timestamps: a record that waited
 //     in the engine is committed, and sent on, with what remains of its
 //     Expire (conntrackd's commit does the same), to within one second;
@@ -74,6 +74,26 @@
 // its Hellos and its requests for our records count
 // (Stats.Unconfirmed, PeerStats.Confirmed), and the bulk sync is asked for
 // once it is confirmed.
+//
+// # CARP demotion
+//
+// The engine raises one demotion source, DemoteSourceBulk, and only for
+// want of a table: Config.DemoteInit (32) from Start until the node is in
+// sync, Config.DemoteDegraded if it got there only because a bulk sync
+// failed every retry. A node that heard a live peer but got no table from
+// any stays demoted while every peer is silent: the sync link may have
+// failed in the middle of its bulk sync, and the master behind it must
+// keep the group. Once in sync a node never demotes again: not for a peer
+// that joins or restarts, not for the resynchronisation after frames were
+// lost.
+//
+// Silent peers do not demote (OpenBSD's +1 "pfsync link" is not raised):
+// a sync link that fails is silent for both ends, so both would demote,
+// and whichever noticed first would be briefly the more demoted and lose
+// the group to the other at once — a failover caused by nothing but the
+// sync link, costing the flows opened since the link failed. A master that
+// only the sync link lost keeps its role, whichever end notices first, and
+// after the link heals. The reasoning is in docs/sync-demotion.md.
 //
 // # Commit modes
 //
