@@ -49,6 +49,14 @@ type peer struct {
 	resyncAt     time.Time
 	resyncGot    int
 	resyncRepair wire.BucketSet
+	resyncSeen   wire.BucketSet // the buckets of p's digest compared so far
+
+	// Digests p sent: the anti-entropy buckets compared in the current
+	// round (one round per Heartbeat), and when we last answered p's
+	// request for our whole-table digest.
+	aeRound        time.Time
+	aeSeen         wire.BucketSet
+	digestAnswered time.Time
 
 	bulk       bulkRecv
 	synced     bool // a full bulk sync from this epoch of the peer completed

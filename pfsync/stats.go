@@ -72,6 +72,13 @@ type Stats struct {
 	// Anti-entropy.
 	DigestsSent      uint64
 	DigestMismatches uint64 // anti-entropy buckets (of 64) found different from the owner's
+	// DigestsRefused counts digest parts not compared, each of which would
+	// have cost a pass over the table: parts smaller than a sender at the
+	// smallest MTU makes them, parts naming buckets already compared in
+	// the same round (anti-entropy: one round per peer per Heartbeat) or
+	// resync, and requests for the whole-table digest within a Heartbeat
+	// of the last one answered for the same peer.
+	DigestsRefused uint64
 
 	// Resynchronisation after frames lost for good (a peer back after a
 	// silence, a gap its resend queue could not fill): by digest, fetching
