@@ -95,6 +95,20 @@
 // only the sync link lost keeps its role, whichever end notices first, and
 // after the link heals. The reasoning is in docs/sync-demotion.md.
 //
+// # Input from the network
+//
+// Every field of a received element that could drive a loop or an
+// allocation is bounded by what the engine holds or allows: an ack's nack
+// ranges are cut to the frames held for resending before they are walked;
+// a digest comes in parts no smaller than a sender at the smallest MTU
+// makes, no bucket is compared twice in an anti-entropy round (one per
+// peer per Heartbeat) or a resync, and a peer's request for our
+// whole-table digest is answered at most once per Heartbeat
+// (Stats.DigestsRefused); at most 256 peers are remembered, 16 of them
+// unconfirmed, and unconfirmed peers are forgotten once silent
+// (Stats.PeersRefused), so senders invented in Insecure mode cost nothing
+// lasting.
+//
 // # Commit modes
 //
 // With CommitDirect (the default, pfsync's behaviour) remote changes reach

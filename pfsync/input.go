@@ -51,6 +51,10 @@ func (e *Engine) input(d Datagram, now time.Time) {
 	if us, _ := e.rd.Skipped(); us > 0 {
 		e.stats.UnknownKind += uint64(us)
 	}
+	if e.peers[sender] == nil && !e.admit(sender) {
+		e.stats.PeersRefused++
+		return
+	}
 	p := e.peerFor(sender, h.Epoch, now)
 	if p == nil {
 		e.stats.StaleEpoch++
@@ -123,6 +127,32 @@ func (e *Engine) countOpenError(err error) {
 	case errors.Is(err, ErrTruncated):
 		e.stats.Truncated++
 	}
+}
+
+// Bounds on the per-sender state a frame can create. A cluster has a few
+// nodes; without a Sealer (Config.Insecure) anyone on the link can name any
+// sender, and each new one cost a peer's state for the engine's life.
+const (
+	maxPeers       = 256 // peers remembered at once
+	maxUnconfirmed = 16  // of which not (yet) confirmed: forgotten once silent
+)
+
+// admit reports whether a frame from sender, a node not heard before, may
+// create its peer state. It logs the first refusal of a run of them.
+func (e *Engine) admit(sender NodeID) bool {
+	unconfirmed := 0
+	for _, p := range e.peers {
+		if !p.confirmed {
+			unconfirmed++
+		}
+	}
+	if len(e.peers) < maxPeers && unconfirmed < maxUnconfirmed {
+		return true
+	}
+	if e.stats.PeersRefused == 0 {
+		e.log.Warn("pfsync: too many peers, ignoring new senders", "peer", uint32(sender), "peers", len(e.peers), "unconfirmed", unconfirmed)
+	}
+	return false
 }
 
 // peerFor returns the peer sender in epoch, creating it or switching it to a

@@ -217,3 +217,64 @@ func TestClearOnlyByCreator(t *testing.T) {
 		}
 	})
 }
+
+// TestForgedSendersBounded: without a Sealer anyone on the link can name
+// any sender. Frames from thousands of invented senders must not cost a
+// peer's state each for the engine's life: at most a few unconfirmed
+// peers are remembered, the rest are refused and counted, silent
+// unconfirmed peers are forgotten, and a real node still gets in.
+func TestForgedSendersBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		network, err := pfsynctest.New(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A transport that cannot tell who sent a datagram (multicast
+		// without a table of peer addresses) leaves From 0: the header
+		// alone names the sender.
+		e := mustEngine(t, pfsync.Config{Node: 1, Transport: anonymous{network.Attach(1)}, Insecure: true})
+		attacker := network.Attach(99)
+		const forged = 2000
+		for i := range forged {
+			var b wire.Builder
+			sender := uint32(1000 + i)
+			if err := b.Reset(nil, 1500, wire.Header{Sender: sender, Epoch: 5}); err != nil {
+				t.Fatal(err)
+			}
+			b.SetFlags(wire.FlagUnsequenced)
+			if err := b.AddHeartbeat(wire.Heartbeat{Interval: time.Second}); err != nil {
+				t.Fatal(err)
+			}
+			if err := attacker.Send(1, b.Frame()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		st := e.Stats()
+		if len(st.Peers) > 16 || st.PeersRefused != forged-uint64(len(st.Peers)) {
+			t.Errorf("%d forged senders: %d peers remembered (want at most 16), %d refused", forged, len(st.Peers), st.PeersRefused)
+		}
+		time.Sleep(4 * time.Second) // DeadAfter heartbeats
+		synctest.Wait()
+		if n := len(e.Stats().Peers); n != 0 {
+			t.Errorf("%d silent unconfirmed peers still remembered", n)
+		}
+		peer := network.Attach(3)
+		handshake(t, peer, 1, 3, 5)
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		if !e.Stats().Peers[3].Confirmed {
+			t.Error("a real node could not get in after the flood")
+		}
+	})
+}
+
+// anonymous is a Transport that does not know who sent what it receives.
+type anonymous struct{ pfsync.Transport }
+
+func (a anonymous) Receive() (pfsync.Datagram, error) {
+	d, err := a.Transport.Receive()
+	d.From = 0
+	return d, err
+}

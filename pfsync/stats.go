@@ -21,6 +21,11 @@ type Stats struct {
 	// Unconfirmed counts frames dropped because their sender has not yet
 	// echoed this node's epoch in a Hello (see PeerStats.Confirmed).
 	Unconfirmed uint64
+	// PeersRefused counts frames dropped because their sender was new and
+	// the engine already remembered 256 peers, or 16 not yet confirmed
+	// (unconfirmed peers are forgotten once silent for DeadAfter
+	// heartbeats).
+	PeersRefused uint64
 
 	// Authentication, by the Sealer error sentinel.
 	AuthFailures uint64 // all of the below
