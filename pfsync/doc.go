@@ -18,7 +18,8 @@
 //     Config.FlushDelay (100 ms; pfsync waits up to 1 s), or at once for
 //     control traffic and for a change to a record a peer changed less
 //     than 2 s before (both nodes see the flow: pfsync's rule);
-//   - request by id for an update of an unknown record (UPD_REQ);
+//   - request by id for an update of an unknown record (UPD_REQ), one
+//     request queued per record however many updates of it arrive;
 //   - deferral: UpsertSync sends a change at once and returns when every
 //     peer up has acknowledged it, so a dataplane can hold a new flow's
 //     first packet until the peers know the flow (pfsync's defer, for

@@ -62,8 +62,9 @@ type Engine struct {
 	tombs        map[record.ID]tomb
 	q            queue
 	ctlq         []ctl
-	flushAt      time.Time // zero: nothing queued
-	wake         time.Time // when the loop goroutine plans to wake
+	requested    map[record.ID]struct{} // IDs of the Requests in ctlq
+	flushAt      time.Time              // zero: nothing queued
+	wake         time.Time              // when the loop goroutine plans to wake
 	nextSeq      uint64
 	ring         ring
 	peers        map[NodeID]*peer

@@ -462,9 +462,7 @@ func (e *Engine) remoteDelta(p *peer, d *record.Delta, now time.Time) {
 	if !ok {
 		// A compressed update of a record we do not hold: ask for it
 		// (pfsync UPD_REQ).
-		e.stats.RequestsSent++
-		e.ctlq = append(e.ctlq, ctl{kind: wire.KindRequest, id: d.ID})
-		e.scheduleFlush(now)
+		e.request(d.ID, now)
 		return
 	}
 	if err := wire.DecodeRecord(e.data(ent), &e.scratch); err != nil {
@@ -560,6 +558,27 @@ func (e *Engine) answerRequest(id record.ID, now time.Time) {
 		return
 	}
 	e.stats.RequestsAnswered++
+	e.scheduleFlush(now)
+}
+
+// request queues a request for record id, unless one is queued and not
+// sent yet (several compressed updates of a record we miss, in one frame
+// or a few: FreeBSD's pfsync dedups the same way), or MaxPending requests
+// are (counted in QueueDrops; anti-entropy repairs what they would have).
+func (e *Engine) request(id record.ID, now time.Time) {
+	if _, queued := e.requested[id]; queued {
+		return
+	}
+	if len(e.requested) >= e.cfg.MaxPending {
+		e.stats.QueueDrops++
+		return
+	}
+	if e.requested == nil {
+		e.requested = make(map[record.ID]struct{})
+	}
+	e.requested[id] = struct{}{}
+	e.stats.RequestsSent++
+	e.ctlq = append(e.ctlq, ctl{kind: wire.KindRequest, id: id})
 	e.scheduleFlush(now)
 }
 

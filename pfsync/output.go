@@ -119,6 +119,9 @@ func (e *Engine) sendSequenced(now time.Time) bool {
 			break
 		}
 		e.ctlq = e.ctlq[1:]
+		if c.kind == wire.KindRequest {
+			delete(e.requested, c.id) // a new miss may ask again
+		}
 		if err != nil {
 			e.log.Error("pfsync: control element dropped", "kind", c.kind.String(), "err", err)
 			continue
