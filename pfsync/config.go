@@ -147,10 +147,10 @@ type Config struct {
 	// are dropped and counted (Stats.QueueDrops) and anti-entropy repairs
 	// them later. Zero means 1048576. Range 1-1<<30.
 	MaxPending int
-	// ResendLimit bounds the record references waiting for acks; beyond it
-	// the oldest unacknowledged frames are forgotten and counted, and the
-	// peers' digests repair them (conntrackd's ResendQueueSize). Zero means
-	// 1048576. Range 1-1<<30.
+	// ResendLimit bounds the record references (and control elements, such
+	// as requests) waiting for acks; beyond it the oldest unacknowledged
+	// frames are forgotten and counted, and the peers' digests repair them
+	// (conntrackd's ResendQueueSize). Zero means 1048576. Range 1-1<<30.
 	ResendLimit int
 
 	// DemoteInit is the demotion held until the node is in sync (see

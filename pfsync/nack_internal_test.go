@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gocarp/gocarp/pfsync/record"
 	"github.com/gocarp/gocarp/pfsync/wire"
 )
 
@@ -80,5 +81,31 @@ func BenchmarkHugeNack(b *testing.B) {
 		e.mu.Lock()
 		e.input(d, time.Now())
 		e.mu.Unlock()
+	}
+}
+
+// TestResendQueueBoundsControlFrames: frames that carry only control
+// elements (requests, which a peer's input makes us send) are held for
+// resending like any other, and must count against ResendLimit: while a
+// peer that is up acknowledges nothing they used to pile up without bound.
+func TestResendQueueBoundsControlFrames(t *testing.T) {
+	e, err := New(Config{Node: 1, Transport: newNullTransport(), Insecure: true, ResendLimit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	now := time.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.peers[2] = &peer{id: 2, epoch: 9, up: true, confirmed: true, lastHeard: now}
+	for i := range 100 {
+		e.ctlq = append(e.ctlq, ctl{kind: wire.KindRequest, id: record.ID{Creator: 2, Num: uint64(i + 1)}})
+		e.flushLocked(now)
+	}
+	if n := e.ring.len(); n > 10 {
+		t.Errorf("%d frames of requests held for a peer that acknowledges nothing, ResendLimit 10", n)
+	}
+	if e.stats.ResendDrops == 0 {
+		t.Error("no drop counted")
 	}
 }

@@ -53,7 +53,7 @@ type Stats struct {
 	// bring back). Nothing is sent for them.
 	RequestsIgnored uint64
 	QueueDrops      uint64 // changes dropped because MaxPending was reached
-	ResendDrops     uint64 // record references dropped because ResendLimit was reached
+	ResendDrops     uint64 // record references (and control elements) dropped because ResendLimit was reached
 	PeerFlushes     uint64 // local changes sent at once: a peer had changed the record less than 2 s before
 	GapsGivenUp     uint64 // times frames of a peer's stream were given up for good (then resynchronised)
 
@@ -95,7 +95,7 @@ type Stats struct {
 
 	// Gauges.
 	Pending      int  // records queued for the next frame
-	ResendQueue  int  // record references waiting for acks
+	ResendQueue  int  // record references (and control elements) waiting for acks
 	PeersUp      int  // peers heard within DeadAfter heartbeats
 	Records      int  // live records held by the engine
 	LocalRecords int  // of which created by this node
