@@ -108,7 +108,8 @@
 // (Stats.DigestsRefused); at most 256 peers are remembered, 16 of them
 // unconfirmed, and unconfirmed peers are forgotten once silent
 // (Stats.PeersRefused), so senders invented in Insecure mode cost nothing
-// lasting.
+// lasting; a missing record is asked for once however many updates of it
+// arrive, and the requests held for resending count against ResendLimit.
 //
 // # Commit modes
 //
