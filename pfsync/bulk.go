@@ -283,8 +283,7 @@ func (e *Engine) completeBulk(p *peer, now time.Time) {
 		for id := range e.store {
 			if id.Creator == b.creator && b.session.Has(wire.BucketOf(id)) {
 				if _, ok := b.seen[id]; !ok {
-					e.stats.RequestsSent++
-					e.ctlq = append(e.ctlq, ctl{kind: wire.KindRequest, id: id})
+					e.request(id, now)
 				}
 			}
 		}

@@ -20,15 +20,20 @@ const (
 	// DemoteSourceBulk is raised from Start until the node is in sync
 	// (OpenBSD pfsync's +32 "pfsync start"): a full bulk sync, digest
 	// checked, completed from every peer currently up — a peer that goes
-	// down stops being required — or, for a node that heard no peer at all
-	// within Config.Discovery after Start, at the end of that window (the
-	// founder of the cluster has nothing to fetch). It is lowered to
+	// down stops being required, unless no peer's bulk completed at all:
+	// the node then waits for one — or, for a node that heard no peer at
+	// all within Config.Discovery after Start, at the end of that window
+	// (the founder of the cluster has nothing to fetch). It is lowered to
 	// Config.DemoteDegraded instead of 0 if a required peer's bulk failed
 	// every retry. Once in sync a node stays in sync: a booting peer does
 	// not demote a running master.
 	DemoteSourceBulk = "pfsync-bulk"
-	// DemoteSourceLink is raised while every known peer is silent, or none
-	// was ever heard (OpenBSD's +1 "pfsync link").
+	// DemoteSourceLink is never raised. It was OpenBSD's +1 "pfsync link"
+	// while every peer is silent; but a silent sync link is silent for
+	// both ends, both demoted themselves, and whichever noticed first was
+	// briefly the more demoted: its peer preempted it, and an outage of the
+	// sync link alone moved the addresses (see docs/sync-demotion.md). The
+	// name is kept for embedders that label demotion sources.
 	DemoteSourceLink = "pfsync-link"
 )
 
@@ -83,8 +88,8 @@ type Config struct {
 	// Commit selects when remote records reach Table; the zero value is
 	// CommitDirect.
 	Commit CommitMode
-	// Demoter receives the demotion (see DemoteSourceBulk, DemoteSourceLink);
-	// nil means none.
+	// Demoter receives the demotion (see DemoteSourceBulk); nil means
+	// none.
 	Demoter Demoter
 	// Logger receives the engine's logs; nil discards them.
 	Logger *slog.Logger
@@ -142,18 +147,15 @@ type Config struct {
 	// are dropped and counted (Stats.QueueDrops) and anti-entropy repairs
 	// them later. Zero means 1048576. Range 1-1<<30.
 	MaxPending int
-	// ResendLimit bounds the record references waiting for acks; beyond it
-	// the oldest unacknowledged frames are forgotten and counted, and the
-	// peers' digests repair them (conntrackd's ResendQueueSize). Zero means
-	// 1048576. Range 1-1<<30.
+	// ResendLimit bounds the record references (and control elements, such
+	// as requests) waiting for acks; beyond it the oldest unacknowledged
+	// frames are forgotten and counted, and the peers' digests repair them
+	// (conntrackd's ResendQueueSize). Zero means 1048576. Range 1-1<<30.
 	ResendLimit int
 
 	// DemoteInit is the demotion held until the node is in sync (see
 	// DemoteSourceBulk); zero means 32 (OpenBSD). Range 1-255.
 	DemoteInit int
-	// DemoteSilent is the demotion held while every peer is silent; zero
-	// means 1 (OpenBSD's link demotion). Range 1-255.
-	DemoteSilent int
 	// DemoteDegraded replaces DemoteInit when the bulk sync from a peer
 	// failed every retry
 	// (the engine does not pretend success); zero means 1. Range 1-255.
@@ -220,7 +222,6 @@ func (c Config) withDefaults() (Config, error) {
 		intRange("MaxPending", &c.MaxPending, 1<<20, 1, 1<<30),
 		intRange("ResendLimit", &c.ResendLimit, 1<<20, 1, 1<<30),
 		intRange("DemoteInit", &c.DemoteInit, 32, 1, 255),
-		intRange("DemoteSilent", &c.DemoteSilent, 1, 1, 255),
 		intRange("DemoteDegraded", &c.DemoteDegraded, 1, 1, 255),
 	}
 	if c.AntiEntropy >= 0 {

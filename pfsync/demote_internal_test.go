@@ -51,8 +51,6 @@ func TestDemotionOrdering(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := &peer{id: 2}
-		e.peers[2] = p
 		var wg sync.WaitGroup
 		for g := range goroutines {
 			wg.Add(1)
@@ -60,19 +58,19 @@ func TestDemotionOrdering(t *testing.T) {
 				defer wg.Done()
 				for i := range rounds {
 					e.mu.Lock()
-					p.up = (g+i)%2 == 0
+					e.inSync = (g+i)%2 == 0
 					e.mu.Unlock()
 					e.updateDemotion()
 				}
 			}()
 		}
 		wg.Wait()
-		_, want := e.demotionLocked()
+		want := e.demotionLocked()
 		dem.mu.Lock()
-		got := dem.last[DemoteSourceLink]
+		got := dem.last[DemoteSourceBulk]
 		dem.mu.Unlock()
 		if got != want {
-			t.Fatalf("run %d: the Demoter was left with link demotion %d, the engine computes %d: a stale value landed last", run, got, want)
+			t.Fatalf("run %d: the Demoter was left with bulk demotion %d, the engine computes %d: a stale value landed last", run, got, want)
 		}
 		if err := e.Close(); err != nil {
 			t.Fatal(err)

@@ -24,6 +24,33 @@ import (
 // records into.
 const antiEntropyBuckets = 64
 
+// minDigestSums is the fewest bucket sums a digest part carries unless it
+// is the last one: what sendSums puts in a frame of the smallest MTU. Each
+// part costs the receiver a pass over its whole table, so a peer must not
+// split a digest into more parts than that (up to one per bucket).
+const minDigestSums = (wire.MinMTU - wire.HeaderLen - wire.SectionHeaderLen - 2 - 11) / 8
+
+// digestPart reports whether d is a part a peer may send: not empty, and
+// no smaller than minDigestSums unless it ends at the last bucket. It
+// counts the parts refused.
+func (e *Engine) digestPart(d *wire.Digest) bool {
+	if len(d.Sums) == 0 || len(d.Sums) < min(minDigestSums, int(d.Buckets)-int(d.First)) {
+		e.stats.DigestsRefused++
+		return false
+	}
+	return true
+}
+
+// digestBuckets returns the set of the buckets d carries sums of (its
+// digest has at most wire.Buckets).
+func digestBuckets(d *wire.Digest) wire.BucketSet {
+	var set wire.BucketSet
+	for i := range d.Sums {
+		set.Add(int(d.First) + i)
+	}
+	return set
+}
+
 // sendDigest broadcasts the digest of this node's own records, after
 // flushing, so that a peer that received our whole stream up to the
 // digest's sequence number must hold exactly these versions.
@@ -78,8 +105,25 @@ func (e *Engine) remoteDigest(p *peer, h wire.Header, d *wire.Digest, now time.T
 	}
 	var sums [antiEntropyBuckets]uint64
 	if d.Buckets != antiEntropyBuckets {
+		e.stats.BadValue++
 		return
 	}
+	if !e.digestPart(d) {
+		return
+	}
+	// One round of anti-entropy per peer per heartbeat: each part costs a
+	// pass over the table, and a part naming buckets already compared in
+	// this round is a repeat (a peer configured with a shorter interval
+	// than our heartbeat loses some rounds, which only delays a repair).
+	if now.Sub(p.aeRound) >= e.cfg.Heartbeat {
+		p.aeRound, p.aeSeen = now, wire.BucketSet{}
+	}
+	part := digestBuckets(d)
+	if part.Without(p.aeSeen) != part {
+		e.stats.DigestsRefused++
+		return
+	}
+	p.aeSeen = p.aeSeen.Union(part)
 	for id, ent := range e.store {
 		if id.Creator == d.Creator {
 			sums[record.Bucket(id, antiEntropyBuckets)] += record.Hash(id, ent.ver)
@@ -117,7 +161,7 @@ func (e *Engine) resync(p *peer, now time.Time) {
 	}
 	e.stats.Resyncs++
 	e.log.Info("pfsync: resynchronising by digest", "peer", uint32(p.id))
-	p.resyncAt, p.resyncGot, p.resyncRepair = now.Add(e.cfg.BulkTimeout), 0, wire.BucketSet{}
+	p.resyncAt, p.resyncGot, p.resyncRepair, p.resyncSeen = now.Add(e.cfg.BulkTimeout), 0, wire.BucketSet{}, wire.BucketSet{}
 	// Our own digest asks for p's: p may compare it with its view too.
 	e.sendSums(p.id, 0, 0, e.tableSums(), now)
 }
@@ -153,10 +197,22 @@ func (e *Engine) wholeDigest(p *peer, h wire.Header, d *wire.Digest, now time.Ti
 		e.stats.BadValue++
 		return
 	}
+	if !e.digestPart(d) {
+		return
+	}
 	if d.Flags&wire.DigestReply == 0 {
-		if d.First == 0 {
-			e.sendSums(p.id, 0, wire.DigestReply, e.tableSums(), now)
+		if d.First != 0 {
+			return // answered on the first part
 		}
+		// Answering costs a pass over the table and a few frames: at
+		// most once per heartbeat for each peer (a resync asks once; a
+		// request left unanswered falls back to a bulk).
+		if !p.digestAnswered.IsZero() && now.Sub(p.digestAnswered) < e.cfg.Heartbeat {
+			e.stats.DigestsRefused++
+			return
+		}
+		p.digestAnswered = now
+		e.sendSums(p.id, 0, wire.DigestReply, e.tableSums(), now)
 		return
 	}
 	if p.resyncAt.IsZero() || !e.comparable(p, h) {
@@ -164,6 +220,13 @@ func (e *Engine) wholeDigest(p *peer, h wire.Header, d *wire.Digest, now time.Ti
 		// back to a whole-table bulk.
 		return
 	}
+	part := digestBuckets(d)
+	if part.Without(p.resyncSeen) != part {
+		// Buckets of this resync compared already: a repeat.
+		e.stats.DigestsRefused++
+		return
+	}
+	p.resyncSeen = p.resyncSeen.Union(part)
 	sums := e.tableSums()
 	for i, s := range d.Sums {
 		if b := int(d.First) + i; sums[b] != s {

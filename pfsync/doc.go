@@ -18,7 +18,8 @@
 //     Config.FlushDelay (100 ms; pfsync waits up to 1 s), or at once for
 //     control traffic and for a change to a record a peer changed less
 //     than 2 s before (both nodes see the flow: pfsync's rule);
-//   - request by id for an update of an unknown record (UPD_REQ);
+//   - request by id for an update of an unknown record (UPD_REQ), one
+//     request queued per record however many updates of it arrive;
 //   - deferral: UpsertSync sends a change at once and returns when every
 //     peer up has acknowledged it, so a dataplane can hold a new flow's
 //     first packet until the peers know the flow (pfsync's defer, for
@@ -26,8 +27,8 @@
 //   - a bulk sync for a joining node, framed by start and end markers, and
 //     CARP demotion (+32, OpenBSD) until the node is in sync — a bulk from
 //     every peer up completed, or no peer was heard within Config.Discovery
-//     (the founder) — and +1 while every peer is silent, through
-//     Config.Demoter and Demotion;
+//     (the founder) — through Config.Demoter and Demotion (see CARP
+//     demotion below);
 //   - lifetimes as remaining seconds, never timestamps: a record that waited
 //     in the engine is committed, and sent on, with what remains of its
 //     Expire (conntrackd's commit does the same), to within one second;
@@ -75,6 +76,41 @@
 // (Stats.Unconfirmed, PeerStats.Confirmed), and the bulk sync is asked for
 // once it is confirmed.
 //
+// # CARP demotion
+//
+// The engine raises one demotion source, DemoteSourceBulk, and only for
+// want of a table: Config.DemoteInit (32) from Start until the node is in
+// sync, Config.DemoteDegraded if it got there only because a bulk sync
+// failed every retry. A node that heard a live peer but got no table from
+// any stays demoted while every peer is silent: the sync link may have
+// failed in the middle of its bulk sync, and the master behind it must
+// keep the group. Once in sync a node never demotes again: not for a peer
+// that joins or restarts, not for the resynchronisation after frames were
+// lost.
+//
+// Silent peers do not demote (OpenBSD's +1 "pfsync link" is not raised):
+// a sync link that fails is silent for both ends, so both would demote,
+// and whichever noticed first would be briefly the more demoted and lose
+// the group to the other at once — a failover caused by nothing but the
+// sync link, costing the flows opened since the link failed. A master that
+// only the sync link lost keeps its role, whichever end notices first, and
+// after the link heals. The reasoning is in docs/sync-demotion.md.
+//
+// # Input from the network
+//
+// Every field of a received element that could drive a loop or an
+// allocation is bounded by what the engine holds or allows: an ack's nack
+// ranges are cut to the frames held for resending before they are walked;
+// a digest comes in parts no smaller than a sender at the smallest MTU
+// makes, no bucket is compared twice in an anti-entropy round (one per
+// peer per Heartbeat) or a resync, and a peer's request for our
+// whole-table digest is answered at most once per Heartbeat
+// (Stats.DigestsRefused); at most 256 peers are remembered, 16 of them
+// unconfirmed, and unconfirmed peers are forgotten once silent
+// (Stats.PeersRefused), so senders invented in Insecure mode cost nothing
+// lasting; a missing record is asked for once however many updates of it
+// arrive, and the requests held for resending count against ResendLimit.
+//
 // # Commit modes
 //
 // With CommitDirect (the default, pfsync's behaviour) remote changes reach
@@ -94,7 +130,13 @@
 // it holds with Upsert before Start — its own records and the other nodes'
 // — so that the new engine never takes a flow back to an older state;
 // records of its previous life it no longer holds come back from the peers
-// and are handed to the Table (pfsync's restore after a reboot).
+// and are handed to the Table (pfsync's restore after a reboot). Until
+// they are back, not holding one of them says nothing about it: a request
+// for a record of an earlier life (a recording replayed into the restart
+// window, or a third node asking before the bulk sync arrived) is ignored
+// and counted (Stats.RequestsIgnored), never answered with a delete; only
+// a record created in this life and no longer held is known to be gone.
+// Likewise a Clear is obeyed only from the creator of the records it names.
 //
 // # Statistics
 //

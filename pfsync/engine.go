@@ -36,7 +36,6 @@ type Engine struct {
 	tr     Transport
 	sealer Sealer
 	ids    *record.IDAllocator
-	idBase uint64 // first id number of this life: own ids above it were created since Start
 	epoch  uint64
 	boot   uint64
 	mtu    int // plaintext frame budget: Transport.MTU() minus the Sealer's overhead
@@ -49,10 +48,10 @@ type Engine struct {
 	// demMu orders the demotion: it is held while the value is computed
 	// (under mu) and handed to the Demoter, so a value computed later is
 	// always applied later. Lock order: demMu, then mu; never demMu under mu.
-	demMu            sync.Mutex
-	demBulk, demLink int       // last values given to the Demoter
-	t0               time.Time // New: origin of the entries' coarse clock (entry.at)
-	startedAt        time.Time // Start: origin of the discovery window
+	demMu     sync.Mutex
+	demBulk   int       // last value given to the Demoter
+	t0        time.Time // New: origin of the entries' coarse clock (entry.at)
+	startedAt time.Time // Start: origin of the discovery window
 
 	mu           sync.Mutex
 	started      bool
@@ -63,8 +62,9 @@ type Engine struct {
 	tombs        map[record.ID]tomb
 	q            queue
 	ctlq         []ctl
-	flushAt      time.Time // zero: nothing queued
-	wake         time.Time // when the loop goroutine plans to wake
+	requested    map[record.ID]struct{} // IDs of the Requests in ctlq
+	flushAt      time.Time              // zero: nothing queued
+	wake         time.Time              // when the loop goroutine plans to wake
 	nextSeq      uint64
 	ring         ring
 	peers        map[NodeID]*peer
@@ -88,6 +88,7 @@ type Engine struct {
 	nextDigest   time.Time
 	nextTombScan time.Time
 	stats        Stats
+	nackSteps    uint64 // resend-queue slots visited for nacks: the work an Ack cost (tests bound it)
 
 	// Scratch space, used under mu.
 	b       wire.Builder
@@ -234,7 +235,6 @@ func New(cfg Config) (*Engine, error) {
 		sealer:  c.Sealer,
 		ids:     ids,
 		t0:      now,
-		idBase:  uint64(now.Unix()) << 32,
 		epoch:   binary.BigEndian.Uint64(rnd[:]) | 1,
 		boot:    uint64(now.UnixNano()),
 		mtu:     mtu,
@@ -773,26 +773,24 @@ func (e *Engine) commitBatch(ctx context.Context, bt BatchTable, ids []record.ID
 	return n
 }
 
-// Demotion returns the CARP demotion the engine currently asks for: the sum
-// of DemoteSourceBulk and DemoteSourceLink.
+// Demotion returns the CARP demotion the engine currently asks for, the
+// value of DemoteSourceBulk: Config.DemoteInit until the node is in sync,
+// Config.DemoteDegraded if it got there only because a bulk sync failed
+// every retry, else 0. Silent peers never demote (see DemoteSourceLink).
 func (e *Engine) Demotion() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	b, l := e.demotionLocked()
-	return b + l
+	return e.demotionLocked()
 }
 
-func (e *Engine) demotionLocked() (bulk, link int) {
+func (e *Engine) demotionLocked() int {
 	switch {
 	case !e.inSync:
-		bulk = e.cfg.DemoteInit
+		return e.cfg.DemoteInit
 	case e.bulkGaveUp:
-		bulk = e.cfg.DemoteDegraded
+		return e.cfg.DemoteDegraded
 	}
-	if e.peersUp() == 0 {
-		link = e.cfg.DemoteSilent
-	}
-	return bulk, link
+	return 0
 }
 
 // updateDemotion reports changed demotion values to the Demoter. The value
@@ -807,15 +805,11 @@ func (e *Engine) updateDemotion() {
 	e.demMu.Lock()
 	defer e.demMu.Unlock()
 	e.mu.Lock()
-	b, l := e.demotionLocked()
+	b := e.demotionLocked()
 	e.mu.Unlock()
 	if b != e.demBulk {
 		e.demBulk = b
 		e.cfg.Demoter.SetDemotion(DemoteSourceBulk, b)
-	}
-	if l != e.demLink {
-		e.demLink = l
-		e.cfg.Demoter.SetDemotion(DemoteSourceLink, l)
 	}
 }
 
@@ -839,8 +833,7 @@ func (e *Engine) Stats() Stats {
 	}
 	s.BulkDone = e.inSync
 	s.Degraded = e.bulkGaveUp
-	b, l := e.demotionLocked()
-	s.Demotion = b + l
+	s.Demotion = e.demotionLocked()
 	s.Peers = make(map[NodeID]PeerStats, len(e.peers))
 	for id, p := range e.peers {
 		ps := p.stats

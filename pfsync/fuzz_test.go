@@ -68,6 +68,19 @@ func FuzzInput(f *testing.F) {
 	})
 	d := rec.Delta(record.FieldsAll)
 	add(0, func(b *wire.Builder) { b.AddDelta(&d) })
+	// Fields that drive loops: a nack range of 2^62 frames, a request for
+	// a record of the engine's (node 1's) earlier life, a Clear of its
+	// records, digest parts of one bucket and repeated.
+	add(wire.FlagUnsequenced, func(b *wire.Builder) {
+		b.AddAck(&wire.Ack{Peer: 1, Epoch: 0, Cum: 0, Nacks: []wire.SeqRange{{First: 1, Last: 1 << 62}}})
+		b.AddDigest(&wire.Digest{Creator: 2, Buckets: antiEntropyBuckets, First: 5, Sums: []uint64{1}})
+		b.AddDigest(&wire.Digest{Creator: 2, Buckets: antiEntropyBuckets, Sums: make([]uint64, antiEntropyBuckets)})
+		b.AddDigest(&wire.Digest{Creator: 2, Buckets: antiEntropyBuckets, Sums: make([]uint64, antiEntropyBuckets)})
+	})
+	add(0, func(b *wire.Builder) {
+		b.AddRequest(wire.Request{ID: record.ID{Creator: 1, Num: 5}})
+		b.AddClear(wire.Clear{Creator: 1})
+	})
 	f.Add([]byte{1, 0, 0, 0, 0, 2})
 
 	f.Fuzz(func(t *testing.T, frame []byte) {

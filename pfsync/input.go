@@ -51,6 +51,10 @@ func (e *Engine) input(d Datagram, now time.Time) {
 	if us, _ := e.rd.Skipped(); us > 0 {
 		e.stats.UnknownKind += uint64(us)
 	}
+	if e.peers[sender] == nil && !e.admit(sender) {
+		e.stats.PeersRefused++
+		return
+	}
 	p := e.peerFor(sender, h.Epoch, now)
 	if p == nil {
 		e.stats.StaleEpoch++
@@ -123,6 +127,32 @@ func (e *Engine) countOpenError(err error) {
 	case errors.Is(err, ErrTruncated):
 		e.stats.Truncated++
 	}
+}
+
+// Bounds on the per-sender state a frame can create. A cluster has a few
+// nodes; without a Sealer (Config.Insecure) anyone on the link can name any
+// sender, and each new one cost a peer's state for the engine's life.
+const (
+	maxPeers       = 256 // peers remembered at once
+	maxUnconfirmed = 16  // of which not (yet) confirmed: forgotten once silent
+)
+
+// admit reports whether a frame from sender, a node not heard before, may
+// create its peer state. It logs the first refusal of a run of them.
+func (e *Engine) admit(sender NodeID) bool {
+	unconfirmed := 0
+	for _, p := range e.peers {
+		if !p.confirmed {
+			unconfirmed++
+		}
+	}
+	if len(e.peers) < maxPeers && unconfirmed < maxUnconfirmed {
+		return true
+	}
+	if e.stats.PeersRefused == 0 {
+		e.log.Warn("pfsync: too many peers, ignoring new senders", "peer", uint32(sender), "peers", len(e.peers), "unconfirmed", unconfirmed)
+	}
+	return false
 }
 
 // peerFor returns the peer sender in epoch, creating it or switching it to a
@@ -259,6 +289,13 @@ func (e *Engine) elements(p *peer, h wire.Header, now time.Time) {
 				e.stats.BadValue++
 				continue
 			}
+			if c.Creator != uint32(p.id) {
+				// Only a record's creator may clear its records: a peer
+				// clearing ours (or a third node's) would wipe live
+				// flows — from our own dataplane's table too.
+				e.stats.BadValue++
+				continue
+			}
 			e.remoteClear(c, now)
 		case wire.KindRequest:
 			r, err := e.rd.Request()
@@ -346,7 +383,7 @@ func (e *Engine) remoteRecord(r *record.Record, raw []byte, now time.Time) {
 	}
 	ent, ok := e.store[id]
 	if !ok {
-		if own && id.Num > e.idBase {
+		if e.ids.Issued(id) {
 			// Created by this node in this life, no longer held and its
 			// tombstone expired: it was deleted. Tell the others.
 			e.stats.Suppressed++
@@ -425,9 +462,7 @@ func (e *Engine) remoteDelta(p *peer, d *record.Delta, now time.Time) {
 	if !ok {
 		// A compressed update of a record we do not hold: ask for it
 		// (pfsync UPD_REQ).
-		e.stats.RequestsSent++
-		e.ctlq = append(e.ctlq, ctl{kind: wire.KindRequest, id: d.ID})
-		e.scheduleFlush(now)
+		e.request(d.ID, now)
 		return
 	}
 	if err := wire.DecodeRecord(e.data(ent), &e.scratch); err != nil {
@@ -506,15 +541,44 @@ func (e *Engine) answerRequest(id record.ID, now time.Time) {
 		e.enqueue(id, opUpsert, true, int(ent.n), now)
 	} else if _, ok := e.tombs[id]; ok {
 		e.enqueue(id, opDelete, true, wire.DeleteLen, now)
-	} else if id.Creator == uint32(e.cfg.Node) {
-		// Our record, and we do not hold it: it was deleted long ago (ids
-		// are never reused), so no version of it may live on.
+	} else if e.ids.Issued(id) {
+		// Created in this life, and we do not hold it: it was deleted
+		// long ago (ids are never reused), so no version of it may live
+		// on.
 		e.addTomb(id, math.MaxUint64, now)
 		e.enqueue(id, opDelete, true, wire.DeleteLen, now)
 	} else {
+		// Another node's record, or ours from a previous life (or one
+		// never handed out): not held does not mean deleted. After a
+		// restart this node holds its previous life's records only once
+		// the peers' bulk syncs brought them back, so a request for one
+		// — replayed, or a genuine third node asking during the restart
+		// window — must not make us delete it everywhere.
+		e.stats.RequestsIgnored++
 		return
 	}
 	e.stats.RequestsAnswered++
+	e.scheduleFlush(now)
+}
+
+// request queues a request for record id, unless one is queued and not
+// sent yet (several compressed updates of a record we miss, in one frame
+// or a few: FreeBSD's pfsync dedups the same way), or MaxPending requests
+// are (counted in QueueDrops; anti-entropy repairs what they would have).
+func (e *Engine) request(id record.ID, now time.Time) {
+	if _, queued := e.requested[id]; queued {
+		return
+	}
+	if len(e.requested) >= e.cfg.MaxPending {
+		e.stats.QueueDrops++
+		return
+	}
+	if e.requested == nil {
+		e.requested = make(map[record.ID]struct{})
+	}
+	e.requested[id] = struct{}{}
+	e.stats.RequestsSent++
+	e.ctlq = append(e.ctlq, ctl{kind: wire.KindRequest, id: id})
 	e.scheduleFlush(now)
 }
 
@@ -564,10 +628,21 @@ func (e *Engine) acked(p *peer, a *wire.Ack, now time.Time) {
 	if len(a.Nacks) > 0 {
 		e.stats.NacksReceived++
 	}
-	for _, r := range a.Nacks {
-		for s := r.First; s <= r.Last && s < e.nextSeq; s++ {
-			if f := e.ring.at(s); f != nil {
-				e.retransmit(p, f, now)
+	// Only the frames held for resending can be sent again: each range is
+	// cut to them before it is walked. The ranges come from the network
+	// and may span 2^62 numbers; the decoder checked that they ascend
+	// without overlapping, so the walk visits each held frame at most
+	// once, whatever the ack claims.
+	if held := e.ring.len(); held > 0 && len(a.Nacks) > 0 {
+		first := e.ring.frames[e.ring.off].seq
+		last := first + uint64(held) - 1
+		for _, r := range a.Nacks {
+			lo, hi := max(r.First, first), min(r.Last, last)
+			for s := lo; s <= hi; s++ {
+				e.nackSteps++
+				if f := e.ring.at(s); f != nil {
+					e.retransmit(p, f, now)
+				}
 			}
 		}
 	}

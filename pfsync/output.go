@@ -32,7 +32,7 @@ type sentFrame struct {
 type ring struct {
 	frames []sentFrame
 	off    int
-	refs   int
+	refs   int // record references and control elements held (ResendLimit bounds them)
 	pool   [][]record.ID
 }
 
@@ -51,13 +51,16 @@ func (r *ring) at(seq uint64) *sentFrame {
 
 func (r *ring) push(f sentFrame) {
 	r.frames = append(r.frames, f)
-	r.refs += len(f.ids)
+	r.refs += len(f.ids) + len(f.ctl)
 }
 
 // pop drops the oldest frame and returns how many references it held.
+// Control elements count: frames of requests alone, which a peer's input
+// can make us send, must not pile up without bound while a peer that is
+// up does not acknowledge them.
 func (r *ring) pop() int {
 	f := &r.frames[r.off]
-	n := len(f.ids)
+	n := len(f.ids) + len(f.ctl)
 	r.refs -= n
 	if f.pooled && len(r.pool) < 256 {
 		r.pool = append(r.pool, f.ids[:0])
@@ -119,6 +122,9 @@ func (e *Engine) sendSequenced(now time.Time) bool {
 			break
 		}
 		e.ctlq = e.ctlq[1:]
+		if c.kind == wire.KindRequest {
+			delete(e.requested, c.id) // a new miss may ask again
+		}
 		if err != nil {
 			e.log.Error("pfsync: control element dropped", "kind", c.kind.String(), "err", err)
 			continue

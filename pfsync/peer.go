@@ -49,6 +49,14 @@ type peer struct {
 	resyncAt     time.Time
 	resyncGot    int
 	resyncRepair wire.BucketSet
+	resyncSeen   wire.BucketSet // the buckets of p's digest compared so far
+
+	// Digests p sent: the anti-entropy buckets compared in the current
+	// round (one round per Heartbeat), and when we last answered p's
+	// request for our whole-table digest.
+	aeRound        time.Time
+	aeSeen         wire.BucketSet
+	digestAnswered time.Time
 
 	bulk       bulkRecv
 	synced     bool // a full bulk sync from this epoch of the peer completed
@@ -184,10 +192,11 @@ func (p *peer) isRetired(epoch uint64) bool {
 // up, the node must also have waited Config.Discovery since Start: a node
 // that heard nobody in that window is the founder of the cluster, with
 // nothing to fetch (OpenBSD's pfsync likewise gives up waiting and
-// undemotes). A bulk from one peer is never enough while another up peer —
-// possibly the one holding the records — has not sent its own: a node that
-// booted with an empty table must not look ready to CARP because a peer as
-// empty as itself answered first.
+// undemotes); but a node that heard a live peer and got no table from any
+// keeps waiting (midBulk). A bulk from one peer is never enough while
+// another up peer — possibly the one holding the records — has not sent its
+// own: a node that booted with an empty table must not look ready to CARP
+// because a peer as empty as itself answered first.
 //
 // Once in sync the node stays in sync: a newcomer must not demote a running
 // master.
@@ -212,6 +221,15 @@ func (e *Engine) syncCheck(now time.Time) {
 	if !anyUp && now.Sub(e.startedAt) < e.cfg.Discovery {
 		return
 	}
+	if !anyUp && e.midBulk() {
+		// Every peer went silent before one sent us its table: the sync
+		// link failed during our bulk, or the peers died. A dead peer
+		// leaves us master anyway, demoted or not; a live one behind a
+		// failed link is still master, and must stay so (a preempting
+		// backup with half a table would drop the other half of the
+		// flows). The bulk resumes when the link does.
+		return
+	}
 	e.inSync, e.bulkGaveUp = true, failed
 	switch {
 	case !anyUp && len(e.peers) == 0:
@@ -221,6 +239,20 @@ func (e *Engine) syncCheck(now time.Time) {
 	default:
 		e.log.Info("pfsync: in sync: bulk syncs from every peer up complete", "peers", e.peersUp(), "records", len(e.store))
 	}
+}
+
+// midBulk reports whether this node heard a live peer (one that echoed our
+// epoch) in this life but holds no peer's table: no full bulk sync
+// completed or was given up.
+func (e *Engine) midBulk() bool {
+	confirmed := false
+	for _, p := range e.peers {
+		if p.synced || p.bulkFailed {
+			return false
+		}
+		confirmed = confirmed || p.confirmed
+	}
+	return confirmed
 }
 
 func (e *Engine) peersUp() int {

@@ -122,3 +122,47 @@ func handshake(t *testing.T, ep *pfsynctest.Endpoint, to, from pfsync.NodeID, ep
 		}
 	}
 }
+
+// TestRequestDeduplicated: many compressed updates of one record the
+// engine misses, before its request left, draw one request, not one each;
+// a later miss asks again.
+func TestRequestDeduplicated(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		network, err := pfsynctest.New(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := mustEngine(t, pfsync.Config{Node: 1, Transport: network.Attach(1), Insecure: true})
+		peer := network.Attach(3)
+		handshake(t, peer, 1, 3, 5)
+		unknown := testRecord(record.ID{Creator: 3, Num: 42}, 10)
+		send := func(seq uint64, copies int) {
+			var b wire.Builder
+			if err := b.Reset(nil, 1500, wire.Header{Sender: 3, Epoch: 5, Seq: seq}); err != nil {
+				t.Fatal(err)
+			}
+			for i := range copies {
+				unknown.Packets[0] = uint64(i)
+				d := unknown.Delta(record.FieldsAll)
+				if err := b.AddDelta(&d); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := peer.Send(1, b.Frame()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		send(1, 30)
+		time.Sleep(500 * time.Millisecond)
+		synctest.Wait()
+		if got := e.Stats().RequestsSent; got != 1 {
+			t.Errorf("30 compressed updates of one missing record drew %d requests, want 1", got)
+		}
+		send(2, 1)
+		time.Sleep(500 * time.Millisecond)
+		synctest.Wait()
+		if got := e.Stats().RequestsSent; got != 2 {
+			t.Errorf("a miss after the request left: %d requests in all, want 2", got)
+		}
+	})
+}

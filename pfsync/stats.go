@@ -21,6 +21,11 @@ type Stats struct {
 	// Unconfirmed counts frames dropped because their sender has not yet
 	// echoed this node's epoch in a Hello (see PeerStats.Confirmed).
 	Unconfirmed uint64
+	// PeersRefused counts frames dropped because their sender was new and
+	// the engine already remembered 256 peers, or 16 not yet confirmed
+	// (unconfirmed peers are forgotten once silent for DeadAfter
+	// heartbeats).
+	PeersRefused uint64
 
 	// Authentication, by the Sealer error sentinel.
 	AuthFailures uint64 // all of the below
@@ -42,10 +47,15 @@ type Stats struct {
 	NacksReceived    uint64
 	RequestsSent     uint64 // records asked for by id (pfsync UPD_REQ)
 	RequestsAnswered uint64
-	QueueDrops       uint64 // changes dropped because MaxPending was reached
-	ResendDrops      uint64 // record references dropped because ResendLimit was reached
-	PeerFlushes      uint64 // local changes sent at once: a peer had changed the record less than 2 s before
-	GapsGivenUp      uint64 // times frames of a peer's stream were given up for good (then resynchronised)
+	// RequestsIgnored counts requests for a record this node neither holds
+	// nor remembers deleting, and did not create in this life: another
+	// node's, or its own from before a restart (which the peers' bulk syncs
+	// bring back). Nothing is sent for them.
+	RequestsIgnored uint64
+	QueueDrops      uint64 // changes dropped because MaxPending was reached
+	ResendDrops     uint64 // record references (and control elements) dropped because ResendLimit was reached
+	PeerFlushes     uint64 // local changes sent at once: a peer had changed the record less than 2 s before
+	GapsGivenUp     uint64 // times frames of a peer's stream were given up for good (then resynchronised)
 
 	// Bulk sync, as receiver (Started/Completed/Failed) and sender (Sent).
 	BulkStarted   uint64
@@ -67,6 +77,13 @@ type Stats struct {
 	// Anti-entropy.
 	DigestsSent      uint64
 	DigestMismatches uint64 // anti-entropy buckets (of 64) found different from the owner's
+	// DigestsRefused counts digest parts not compared, each of which would
+	// have cost a pass over the table: parts smaller than a sender at the
+	// smallest MTU makes them, parts naming buckets already compared in
+	// the same round (anti-entropy: one round per peer per Heartbeat) or
+	// resync, and requests for the whole-table digest within a Heartbeat
+	// of the last one answered for the same peer.
+	DigestsRefused uint64
 
 	// Resynchronisation after frames lost for good (a peer back after a
 	// silence, a gap its resend queue could not fill): by digest, fetching
@@ -78,7 +95,7 @@ type Stats struct {
 
 	// Gauges.
 	Pending      int  // records queued for the next frame
-	ResendQueue  int  // record references waiting for acks
+	ResendQueue  int  // record references (and control elements) waiting for acks
 	PeersUp      int  // peers heard within DeadAfter heartbeats
 	Records      int  // live records held by the engine
 	LocalRecords int  // of which created by this node

@@ -29,6 +29,12 @@ func (e *Engine) tick(now time.Time) time.Time {
 			e.ackProgress() // UpsertSync no longer waits for it
 		}
 		if !p.up {
+			if !p.confirmed {
+				// It never proved it is live (a recording, or forged
+				// in Insecure mode): forget it, it holds no state
+				// of ours. A real node says hello again.
+				delete(e.peers, p.id)
+			}
 			continue
 		}
 		earlier(p.lastHeard.Add(dead))

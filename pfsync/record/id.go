@@ -19,6 +19,7 @@ import (
 // use NewIDAllocator.
 type IDAllocator struct {
 	creator uint32
+	seed    uint64 // the counter's start: Next returns Nums above it
 	next    atomic.Uint64
 }
 
@@ -32,8 +33,8 @@ func NewIDAllocator(creator uint32, now time.Time) (*IDAllocator, error) {
 	if secs < 0 {
 		return nil, fmt.Errorf("record: seed time %v before 1970", now)
 	}
-	a := &IDAllocator{creator: creator}
-	a.next.Store(uint64(secs) << 32)
+	a := &IDAllocator{creator: creator, seed: uint64(secs) << 32}
+	a.next.Store(a.seed)
 	return a, nil
 }
 
@@ -46,3 +47,11 @@ func (a *IDAllocator) Next() ID {
 
 // Creator returns the node id the allocator was made for.
 func (a *IDAllocator) Creator() uint32 { return a.creator }
+
+// Issued reports whether id was returned by Next: an ID of this allocator's
+// creator between its seed and the last one handed out. An ID of the same
+// creator that was not issued belongs to an earlier life of the node (or to
+// nobody yet), and what became of it is not this allocator's knowledge.
+func (a *IDAllocator) Issued(id ID) bool {
+	return id.Creator == a.creator && id.Num > a.seed && id.Num <= a.next.Load()
+}

@@ -187,6 +187,26 @@ func TestIDAllocator(t *testing.T) {
 	if next := b.Next(); next.Num <= first.Num+workers*per {
 		t.Errorf("id after restart %v not above previous life", next)
 	}
+	// Issued tells this life's IDs from an earlier life's, another
+	// creator's and those not handed out yet.
+	for _, tt := range []struct {
+		id   ID
+		want bool
+	}{
+		{first, true},
+		{ID{Creator: 9, Num: first.Num + workers*per}, true}, // the last one
+		{ID{Creator: 9, Num: first.Num + workers*per + 1}, false},
+		{ID{Creator: 9, Num: first.Num - 1}, false}, // the seed itself
+		{ID{Creator: 9, Num: 1_699_999_999<<32 + 5}, false},
+		{ID{Creator: 8, Num: first.Num}, false},
+	} {
+		if got := a.Issued(tt.id); got != tt.want {
+			t.Errorf("Issued(%v) = %v, want %v", tt.id, got, tt.want)
+		}
+	}
+	if b.Issued(first) {
+		t.Errorf("the next life claims %v as issued", first)
+	}
 	if a.Creator() != 9 {
 		t.Errorf("Creator() = %d", a.Creator())
 	}
