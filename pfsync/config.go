@@ -28,13 +28,6 @@ const (
 	// every retry. Once in sync a node stays in sync: a booting peer does
 	// not demote a running master.
 	DemoteSourceBulk = "pfsync-bulk"
-	// DemoteSourceLink is never raised. It was OpenBSD's +1 "pfsync link"
-	// while every peer is silent; but a silent sync link is silent for
-	// both ends, both demoted themselves, and whichever noticed first was
-	// briefly the more demoted: its peer preempted it, and an outage of the
-	// sync link alone moved the addresses (see docs/sync-demotion.md). The
-	// name is kept for embedders that label demotion sources.
-	DemoteSourceLink = "pfsync-link"
 )
 
 // CommitMode says when records received from peers reach the Table.

@@ -776,7 +776,9 @@ func (e *Engine) commitBatch(ctx context.Context, bt BatchTable, ids []record.ID
 // Demotion returns the CARP demotion the engine currently asks for, the
 // value of DemoteSourceBulk: Config.DemoteInit until the node is in sync,
 // Config.DemoteDegraded if it got there only because a bulk sync failed
-// every retry, else 0. Silent peers never demote (see DemoteSourceLink).
+// every retry, else 0. Silent peers never demote: a silent sync link is
+// silent for both ends, and a demotion both raised would move the groups
+// whenever the master noticed first (docs/sync-demotion.md).
 func (e *Engine) Demotion() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()

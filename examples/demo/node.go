@@ -94,8 +94,7 @@ func (l *lan) bootNode(i int, boot uint32, intro string) (*node, error) {
 		Preempt:  l.opts.Preempt,
 		// The very first node of the LAN would start as master, but its
 		// sync engine demotes it until its discovery window has shown that
-		// no peer holds state (and by one while it has no sync peer), so
-		// it waits as BACKUP and takes over when the master-down interval
+		// no peer holds state, so it waits as BACKUP and takes over when the master-down interval
 		// passes in silence.
 		StartAsMaster: founder,
 		Transport:     n.tap,
@@ -229,7 +228,6 @@ func (n *node) SetDemotion(source string, v int) {
 	}
 	why := map[string]string{
 		pfsync.DemoteSourceBulk: "bulk sync pending",
-		pfsync.DemoteSourceLink: "no sync peer heard",
 	}[source]
 	if v > 0 {
 		n.show("demoted %d (sync: %s) → advertises demote %d", v, why, n.group.Demotion())

@@ -14,16 +14,16 @@ func TestFanout(t *testing.T) {
 	early, late := &fakeGroup{}, &fakeGroup{}
 	f.attach(early)
 	f.SetDemotion("pfsync-bulk", 32)
-	f.SetDemotion("pfsync-link", 1)
+	f.SetDemotion("admin", 1)
 	f.attach(late)
-	want := map[string]int{"pfsync-bulk": 32, "pfsync-link": 1}
+	want := map[string]int{"pfsync-bulk": 32, "admin": 1}
 	for name, g := range map[string]*fakeGroup{"early": early, "late": late} {
 		if diff := cmp.Diff(want, g.get()); diff != "" {
 			t.Errorf("%s group (-want +got):\n%s", name, diff)
 		}
 	}
 	f.SetDemotion("pfsync-bulk", 0)
-	want = map[string]int{"pfsync-link": 1}
+	want = map[string]int{"admin": 1}
 	for name, g := range map[string]*fakeGroup{"early": early, "late": late} {
 		if diff := cmp.Diff(want, g.get()); diff != "" {
 			t.Errorf("%s group after clearing (-want +got):\n%s", name, diff)

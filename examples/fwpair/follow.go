@@ -10,7 +10,7 @@ import (
 )
 
 // Demotion sources raised by the follow rule. The pfsync engine adds its own
-// ("pfsync-bulk", "pfsync-link") and each group its own ("link",
+// ("pfsync-bulk") and each group its own ("link",
 // "senderr").
 const (
 	demoteLink   = "fwpair-link"
