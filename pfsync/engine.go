@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gocarp/gocarp/internal/ratelog"
 	"github.com/gocarp/gocarp/pfsync/record"
 	"github.com/gocarp/gocarp/pfsync/wire"
 )
@@ -49,9 +50,10 @@ type Engine struct {
 	// (under mu) and handed to the Demoter, so a value computed later is
 	// always applied later. Lock order: demMu, then mu; never demMu under mu.
 	demMu     sync.Mutex
-	demBulk   int       // last value given to the Demoter
-	t0        time.Time // New: origin of the entries' coarse clock (entry.at)
-	startedAt time.Time // Start: origin of the discovery window
+	demBulk   int                     // last value given to the Demoter
+	t0        time.Time               // New: origin of the entries' coarse clock (entry.at)
+	startedAt time.Time               // Start: origin of the discovery window
+	tableLogs ratelog.Limiter[string] // "table refused" lines, by operation
 
 	mu           sync.Mutex
 	started      bool
@@ -666,6 +668,16 @@ func (e *Engine) dirtied(was, now eflag) {
 	}
 }
 
+// tableRefused counts a write the Table refused and logs it, at most once
+// per ratelog.DefaultEvery and operation: a full kernel table refuses every
+// record of a takeover commit, and a line per record would bury the log.
+func (e *Engine) tableRefused(op string, id record.ID, err error) {
+	e.stats.TableErrors++
+	if held, ok := e.tableLogs.Allow(op, time.Now()); ok {
+		e.log.Warn("pfsync: table refused a "+op, "id", id.String(), "err", err, "suppressed", held)
+	}
+}
+
 // commit hands ent to the Table (Insert or Update) and updates its flags.
 // dec is ent's record already decoded, or nil.
 func (e *Engine) commit(id record.ID, ent *entry, dec *record.Record, now time.Time) error {
@@ -679,8 +691,7 @@ func (e *Engine) commit(id record.ID, ent *entry, dec *record.Record, now time.T
 		err = e.cfg.Table.Insert(&r)
 	}
 	if err != nil {
-		e.stats.TableErrors++
-		e.log.Warn("pfsync: table refused a record", "id", id.String(), "err", err)
+		e.tableRefused("record", id, err)
 		ent.flags |= fDirty
 		return err
 	}
@@ -764,8 +775,7 @@ func (e *Engine) commitBatch(ctx context.Context, bt BatchTable, ids []record.ID
 		case ctx.Err() != nil && errors.Is(err, ctx.Err()):
 			// Not attempted: it waits for the next takeover.
 		default:
-			e.stats.TableErrors++
-			e.log.Warn("pfsync: table refused a record", "id", id.String(), "err", err)
+			e.tableRefused("record", id, err)
 		}
 		e.dirtied(was, ent.flags)
 		e.store[id] = ent

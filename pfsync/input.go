@@ -513,8 +513,7 @@ func (e *Engine) dropRecord(id record.ID, ent entry) {
 	}
 	if e.cfg.Table != nil && ent.flags&fCommitted != 0 {
 		if err := e.cfg.Table.Delete(id); err != nil {
-			e.stats.TableErrors++
-			e.log.Warn("pfsync: table refused a delete", "id", id.String(), "err", err)
+			e.tableRefused("delete", id, err)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package pfsync_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -435,5 +436,87 @@ func TestCommitDirectBatches(t *testing.T) {
 			t.Errorf("%d records in %d batches, want %d records in frames of many", tab.records, tab.batches, n+100)
 		}
 		t.Logf("%d records in %d batches", tab.records, tab.batches)
+	})
+}
+
+// fullTable refuses every write, like a kernel table at nf_conntrack_max.
+type fullTable struct{ pfsync.MemTable }
+
+func (*fullTable) Insert(*record.Record) error { return errors.New("table full") }
+func (*fullTable) Update(*record.Record) error { return errors.New("table full") }
+
+// lineCounter is a slog.Handler that keeps the records it is given.
+type lineCounter struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (*lineCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (h *lineCounter) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.recs = append(h.recs, r.Clone())
+	return nil
+}
+func (h *lineCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *lineCounter) WithGroup(string) slog.Handler      { return h }
+
+// matching returns the messages containing s, with their "suppressed"
+// attribute (-1 when absent).
+func (h *lineCounter) matching(s string) []int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []int64
+	for _, r := range h.recs {
+		if !strings.Contains(r.Message, s) {
+			continue
+		}
+		n := int64(-1)
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "suppressed" {
+				n = int64(a.Value.Uint64())
+			}
+			return true
+		})
+		out = append(out, n)
+	}
+	return out
+}
+
+// TestTableRefusalsLoggedOnce: a table that refuses every record (a full
+// kernel table) costs one log line per interval, not one per record; every
+// refusal is counted, and the next line says how many were held back.
+func TestTableRefusalsLoggedOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		network, err := pfsynctest.New(&pfsynctest.Config{MTU: 9000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := &lineCounter{}
+		owner := mustEngine(t, pfsync.Config{Node: 1, Transport: network.Attach(1), Insecure: true})
+		backup := mustEngine(t, pfsync.Config{Node: 2, Transport: network.Attach(2), Insecure: true,
+			Table: &fullTable{}, Commit: pfsync.CommitOnTakeover, Logger: slog.New(h)})
+		const n = 300
+		for i := range n {
+			if err := owner.Upsert(testRecord(owner.NewID(), uint16(i+1))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if got, err := backup.PrepareTakeover(t.Context()); got != 0 || err != nil {
+			t.Fatalf("PrepareTakeover into a full table = %d, %v; want 0, nil", got, err)
+		}
+		if s := backup.Stats(); s.TableErrors != n {
+			t.Errorf("TableErrors %d, want %d", s.TableErrors, n)
+		}
+		if lines := h.matching("table refused"); len(lines) != 1 || lines[0] != 0 {
+			t.Fatalf("%d refused records logged in %d lines (suppressed %v...), want one line (suppressed 0)", n, len(lines), lines[:min(len(lines), 3)])
+		}
+		time.Sleep(10 * time.Second)
+		backup.PrepareTakeover(t.Context())
+		if lines := h.matching("table refused"); len(lines) != 2 || lines[1] != n-1 {
+			t.Errorf("after the interval: lines %v, want a second one with suppressed %d", lines, n-1)
+		}
 	})
 }

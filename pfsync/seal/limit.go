@@ -1,7 +1,6 @@
 package seal
 
 import (
-	"sync"
 	"time"
 )
 
@@ -31,29 +30,6 @@ func (k kind) String() string {
 		return "truncated"
 	}
 	return "unknown"
-}
-
-// logLimiter lets at most one log line per second through per kind, and
-// reports how many rejections the line stands for.
-type logLimiter struct {
-	mu      sync.Mutex
-	next    [numKinds]time.Time
-	pending [numKinds]uint64
-}
-
-// allow records one rejection of kind k at now and reports whether a line
-// may be logged, with the number of rejections since the previous line.
-func (l *logLimiter) allow(k kind, now time.Time) (uint64, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.pending[k]++
-	if now.Before(l.next[k]) {
-		return 0, false
-	}
-	n := l.pending[k]
-	l.pending[k] = 0
-	l.next[k] = now.Add(time.Second)
-	return n, true
 }
 
 // bucket is a token bucket: rate tokens per second, at most burst banked.

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gocarp/gocarp/internal/ratelog"
 	"github.com/gocarp/gocarp/pfsync"
 )
 
@@ -129,8 +130,10 @@ type Sealer struct {
 	nextRun   int
 	blk       [16]byte // scratch for epoch tags
 
-	stats   counters
-	limiter logLimiter
+	stats counters
+	// limiter: one line per second and kind of rejection, with the
+	// number of frames it stands for.
+	limiter ratelog.Limiter[kind]
 }
 
 type sendKey struct {
@@ -196,6 +199,7 @@ func New(cfg Config) (*Sealer, error) {
 		maxPeers:  maxPeers,
 		rate:      float64(rate),
 		untracked: newBucket(float64(rate)),
+		limiter:   ratelog.Limiter[kind]{Every: time.Second},
 	}
 	// The epoch is drawn once the keys are known: half of it is a tag
 	// under the send key (vouch).
@@ -541,8 +545,8 @@ func (s *Sealer) Stats() Stats {
 // err.
 func (s *Sealer) reject(k kind, sender pfsync.NodeID, err error) error {
 	s.stats.kinds[k].Add(1)
-	if n, ok := s.limiter.allow(k, time.Now()); ok {
-		s.log.Warn("seal: rejected frames", "kind", k.String(), "count", n, "peer", uint32(sender), "last", err.Error())
+	if held, ok := s.limiter.Allow(k, time.Now()); ok {
+		s.log.Warn("seal: rejected frames", "kind", k.String(), "count", held+1, "peer", uint32(sender), "last", err.Error())
 	}
 	return err
 }
