@@ -670,7 +670,7 @@ func TestSendErrors(t *testing.T) {
 			}
 			a.port.SetSendError(nil)
 			yielded := a.last().At
-			sleep(a.g.MasterDownInterval() - (time.Now().Sub(yielded)) - time.Millisecond)
+			sleep(a.g.MasterDownInterval() - time.Since(yielded) - time.Millisecond)
 			if got := a.g.Demotion(); got != 1 {
 				t.Errorf("cleared before a master-down interval")
 			}

@@ -19,8 +19,6 @@ import (
 )
 
 const (
-	// rawProto is IPPROTO_CARP (= IPPROTO_VRRP).
-	rawProto = 112
 	// rawTOS is IPTOS_LOWDELAY, what OpenBSD and ucarp put in adverts.
 	rawTOS = 0x10
 	// rawTTL is the TTL / hop limit every CARP advert carries and every

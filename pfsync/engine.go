@@ -41,11 +41,10 @@ type Engine struct {
 	boot   uint64
 	mtu    int // plaintext frame budget: Transport.MTU() minus the Sealer's overhead
 
-	kick  chan struct{}
-	done  chan struct{}
-	wg    sync.WaitGroup
-	start sync.Once
-	stop  sync.Once
+	kick chan struct{}
+	done chan struct{}
+	wg   sync.WaitGroup
+	stop sync.Once
 	// demMu orders the demotion: it is held while the value is computed
 	// (under mu) and handed to the Demoter, so a value computed later is
 	// always applied later. Lock order: demMu, then mu; never demMu under mu.

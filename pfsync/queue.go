@@ -75,14 +75,4 @@ func (q *queue) set(id record.ID, s slot, size int) {
 	}
 }
 
-// take removes and returns the slot of id.
-func (q *queue) take(id record.ID) slot {
-	s, ok := q.pend[id]
-	if !ok {
-		return slotNone
-	}
-	delete(q.pend, id)
-	return s
-}
-
 func (q *queue) len() int { return len(q.pend) }

@@ -135,13 +135,6 @@ func (w *masterWatch) check(now time.Time) ([]overlap, error) {
 	return overlaps, nil
 }
 
-// masters returns the nodes that are MASTER according to what was
-// recorded so far.
-func (w *masterWatch) masters() []string {
-	_, m := w.sweep(time.Now())
-	return m
-}
-
 func masterList(isMaster map[string]bool) []string {
 	var m []string
 	for _, n := range slices.Sorted(maps.Keys(isMaster)) {

@@ -391,7 +391,7 @@ func testFailover(t *testing.T, commit string) {
 		// While fw2's bulk sync runs it must be demoted and never MASTER.
 		joined := time.Now()
 		var sawBulk bool
-		st = p.wait(2, "fw2's bulk sync complete", 120*time.Second, func(s *Status) bool {
+		p.wait(2, "fw2's bulk sync complete", 120*time.Second, func(s *Status) bool {
 			if !s.Sync.BulkDone && len(s.Groups) == 2 {
 				sawBulk = true
 				if d := maxDemotion(s); d < 32 || len(s.Masters()) > 0 {

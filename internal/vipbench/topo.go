@@ -9,8 +9,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -220,21 +218,3 @@ func (p *proc) interrupt() error {
 	}
 }
 
-var pingSummary = regexp.MustCompile(`(\d+) packets transmitted, (\d+) received`)
-
-// interruptPing stops ping and returns its transmitted and lost counts.
-func (p *proc) interruptPing() (sent, lost int, err error) {
-	if err := p.interrupt(); err != nil {
-		return 0, 0, err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, l := range p.out {
-		if m := pingSummary.FindStringSubmatch(l); m != nil {
-			tx, _ := strconv.Atoi(m[1])
-			rx, _ := strconv.Atoi(m[2])
-			return tx, tx - rx, nil
-		}
-	}
-	return 0, 0, errors.New("no ping summary:\n" + strings.Join(p.out, "\n"))
-}

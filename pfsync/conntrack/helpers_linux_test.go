@@ -173,22 +173,3 @@ func (s *fakeSink) signal() {
 	}
 }
 
-// waitUntil waits until cond holds for the sink's records; the deadline
-// only turns a hang into a failure.
-func (s *fakeSink) waitUntil(t *testing.T, cond func(map[record.ID]record.Record) bool) {
-	t.Helper()
-	deadline := time.After(20 * time.Second)
-	for {
-		s.mu.Lock()
-		ok := cond(s.recs)
-		s.mu.Unlock()
-		if ok {
-			return
-		}
-		select {
-		case <-s.changed:
-		case <-deadline:
-			t.Fatal("sink never reached the expected state within 20 s")
-		}
-	}
-}

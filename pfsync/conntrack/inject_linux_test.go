@@ -92,16 +92,6 @@ func TestInjectDump(t *testing.T) {
 	}
 }
 
-func without(ext []record.Ext, t record.ExtType) []record.Ext {
-	var out []record.Ext
-	for _, e := range ext {
-		if e.Type != t {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
 // TestInjectExisting covers EEXIST: a record whose flow the kernel already
 // holds (created by the conntrack tool, or injected twice) is updated, and
 // an update the kernel refuses (clearing ASSURED) becomes delete + create.

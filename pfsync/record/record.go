@@ -166,11 +166,6 @@ type Peer struct {
 // MaxWScale is the largest window-scale shift, RFC 7323 §2.3.
 const MaxWScale = 14
 
-// windowZero reports whether every field but Level is zero.
-func (p Peer) windowZero() bool {
-	return p.SeqLo == 0 && p.SeqHi == 0 && p.MaxWin == 0 && p.WScale == 0 && !p.Scaled
-}
-
 // ExtType is the type byte of an extension block. Types 1-127 are defined by
 // this package (receivers that know them may interpret them); 128-255 belong
 // to the embedding application. Receivers preserve and forward every
