@@ -1,0 +1,2 @@
+// Package chaos is the chaos soak of carpd and fwpair.
+package chaos

@@ -1,0 +1,154 @@
+package chaos
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gocarp/gocarp/internal/fwbench"
+	"github.com/gocarp/gocarp/internal/netns"
+)
+
+// Run builds the daemons and the two labs, starts the carpd group and the
+// firewall pair with flows, injects events for cfg.Duration while checking
+// the invariants, and logs a summary. It returns the violations; setup
+// problems fail t.
+func Run(t testing.TB, cfg Config) []Violation {
+	t.Helper()
+	netns.Require(t)
+	netns.RequireBinary(t, "nft")
+	netns.RequireBinary(t, "tc")
+	t.Logf("chaos: seed %d (reproduce the schedule with -chaos.seed=%d), duration %v, slack %v, poll %v",
+		cfg.Seed, cfg.Seed, cfg.Duration, cfg.Slack, cfg.Poll)
+	carpdBin, fwpairBin := binaries(t, cfg.Race)
+	cs := newCarpd(t, carpdBin)
+	fw := newFwpair(t, fwpairBin)
+	host := &system{name: "host"}
+	s := NewSoak(t, cfg, cs, fw)
+	host.track, host.lastMaster = map[string]*split{}, map[int]string{}
+
+	// Start-up: the carpd nodes together (the preferred one wins after a
+	// master-down interval), fw1 alone until it is master, then fw2.
+	for _, n := range cs.nodes {
+		s.start(n)
+	}
+	s.start(fw.nodes[0])
+	if !s.waitModel(30*time.Second, func() bool { return len(fw.masters(1)) == 1 && len(fw.masters(2)) == 1 }) {
+		t.Fatalf("chaos: fw1 did not become master")
+	}
+	s.start(fw.nodes[1])
+	s.started = time.Now()
+	for _, sys := range []*system{cs, fw} {
+		if err := s.settle(sys, &event{sys: sys}); err != nil {
+			t.Fatalf("chaos: start-up: %v; violations %v", err, s.Violations())
+		}
+	}
+	srv, err := fwbench.StartEchoServer(fw.pair.Server, fwbench.ServerAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	fs, err := fwbench.StartFlows(fw.pair.Client, fwbench.ServerAddr, cfg.TCPFlows, cfg.UDPFlows, 150*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fs.Stop(0) })
+	s.flows, s.echo = fs, srv
+	if n := fs.WaitRecovered(time.Now(), 30*time.Second); n != fs.Len() {
+		t.Fatalf("chaos: %d of %d flows work before any event", n, fs.Len())
+	}
+	if !fwbench.Poll(30*time.Second, func() bool {
+		st, err := fwbench.QueryFwpair(fw.nodes[1].socket)
+		return err == nil && st.Sync.Records >= fs.Len()
+	}) {
+		t.Fatalf("chaos: the flows were not replicated to fw2")
+	}
+
+	// The soak proper.
+	s.mu.Lock()
+	s.started = time.Now()
+	s.violations = nil // start-up is not under test
+	s.mu.Unlock()
+	stop, obsDone := make(chan struct{}), make(chan struct{})
+	go s.observe(stop, obsDone)
+	deadline := time.Now().Add(cfg.Duration)
+	errc := make(chan error, 2)
+	for i, sys := range []*system{cs, fw} {
+		r := rand.New(rand.NewPCG(cfg.Seed, uint64(i)))
+		go func() { errc <- s.inject(sys, r, deadline, stop) }()
+	}
+	stressDone := make(chan struct{})
+	go func() {
+		defer close(stressDone)
+		s.stress(host, cs.sw, rand.New(rand.NewPCG(cfg.Seed, 2)), deadline, stop)
+	}()
+	var runErr error
+	for range 2 {
+		if err := <-errc; err != nil && runErr == nil {
+			runErr = err
+			close(stop) // a system that does not settle ends the soak
+		}
+	}
+	if runErr == nil {
+		close(stop)
+	}
+	<-stressDone
+	<-obsDone
+	elapsed := time.Since(s.started)
+
+	final := fwbench.Summarize(fs.Stop(10*time.Second), true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.checks["flows-survive"]++
+	if final.TCPFailed > 0 || final.UDPFailed > 0 || srv.Resets() > 0 {
+		s.violate(fw, "flows-survive", fmt.Sprintf("at the end: %v; server resets %d; %v", final, srv.Resets(), final.Examples))
+	}
+	s.checkGrowth()
+	s.ending = true
+	t.Logf("chaos: summary after %v (seed %d)%s", elapsed.Round(time.Second), cfg.Seed, s.summary(final))
+	if runErr != nil {
+		t.Logf("chaos: stopped early: %v", runErr)
+	}
+	return append([]Violation(nil), s.violations...)
+}
+
+// summary formats events, checks, violations, flows and memory. Called
+// with mu held.
+func (s *Soak) summary(flows fwbench.Summary) string {
+	var b strings.Builder
+	var ks []string
+	total := 0
+	for k, n := range s.kinds {
+		ks = append(ks, fmt.Sprintf("%s %d", k, n))
+		total += n
+	}
+	sort.Strings(ks)
+	fmt.Fprintf(&b, "\n  events injected: %d (%s)", total, strings.Join(ks, ", "))
+	var cs []string
+	for k, n := range s.checks {
+		cs = append(cs, fmt.Sprintf("%s %d", k, n))
+	}
+	sort.Strings(cs)
+	fmt.Fprintf(&b, "\n  invariant checks: %s", strings.Join(cs, ", "))
+	fmt.Fprintf(&b, "\n  violations: %d", len(s.violations))
+	for _, v := range s.violations {
+		fmt.Fprintf(&b, "\n    %v", v)
+	}
+	fmt.Fprintf(&b, "\n  flows: %v; largest gap at a settle check %v", flows, s.maxGap.Round(time.Millisecond))
+	fmt.Fprintf(&b, "\n  memory per daemon process (start = first sample, end = last; goroutines are not exposed by carpd or fwpair: threads and descriptors instead):")
+	for _, sys := range s.systems {
+		for _, n := range sys.nodes {
+			for _, m := range n.mem {
+				if m.samples == 0 {
+					continue
+				}
+				fmt.Fprintf(&b, "\n    %s #%d pid %d, %d samples over %v: start %v; end %v; peak VmHWM %d KiB",
+					n.name, m.gen, m.pid, m.samples, m.lastAt.Sub(m.started).Round(time.Second), m.first, m.last, m.peakHWM)
+			}
+		}
+	}
+	return b.String()
+}
