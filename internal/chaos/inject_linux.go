@@ -88,6 +88,12 @@ func (s *Soak) inject(sys *system, r *rand.Rand, deadline time.Time, stop <-chan
 func (s *Soak) one(sys *system, r *rand.Rand) (*event, error) {
 	kind := pickKind(r, sys.name)
 	n := s.pickNode(r, sys)
+	if (kind == "kill" || kind == "crash") && n == sys.nodes[len(sys.nodes)-1] && len(sys.nodes) > 2 {
+		// The least preferred node of the carpd group is never
+		// restarted: one process lives through the whole soak, so its
+		// memory and threads can be compared from start to end.
+		n = sys.nodes[len(sys.nodes)-2]
+	}
 	var e *event
 	switch kind {
 	case "kill", "crash":
@@ -189,7 +195,11 @@ func (s *Soak) one(sys *system, r *rand.Rand) (*event, error) {
 			return e, err
 		}
 	case "loss":
-		i := r.IntN(len(n.ifaces) + len(sys.nodes) - 1) // an interface of n, or the sync link
+		sync := 0
+		if sys.pair != nil {
+			sync = 1
+		}
+		i := r.IntN(len(n.ifaces) + sync) // an interface of n, or the pair's sync link
 		ifn := fwbench.SyncIf
 		if i < len(n.ifaces) {
 			ifn = n.ifaces[i]
@@ -217,7 +227,7 @@ func (s *Soak) one(sys *system, r *rand.Rand) (*event, error) {
 		rate := 64 << r.IntN(3) // kbit/s
 		lat := between(r, 100*time.Millisecond, 500*time.Millisecond).Round(time.Millisecond)
 		hold := between(r, 3*time.Second, 10*time.Second)
-		e = s.begin(sys, kind, s.role(n), fmt.Sprintf("%s egress through tbf %dkbit, queue up to %v, for %v", ifn, rate, lat, hold.Round(time.Millisecond)), false, nil)
+		e = s.begin(sys, kind, s.role(n), fmt.Sprintf("%s egress through tbf %dkbit, queue up to %v, for %v", ifn, rate, lat, hold.Round(time.Millisecond)), true, n)
 		if err := nsOutput(n.ns, "tc", "qdisc", "add", "dev", ifn, "root", "tbf", "rate", fmt.Sprintf("%dkbit", rate),
 			"burst", "4kb", "latency", lat.String()); err != nil {
 			return e, err

@@ -359,9 +359,9 @@ func (s *Soak) begin(sys *system, kind, target, detail string, excusing bool, ta
 	// sync-link partition (which must never move the groups): the groups
 	// must stay where they are until the system has settled again.
 	switch {
-	case kind == "sync-partition" || kind == "delay":
+	case kind == "sync-partition":
 		e.safe = true
-	case targetNode != nil && kind != "loss" && kind != "partition":
+	case targetNode != nil && kind != "loss" && kind != "delay" && kind != "partition":
 		e.safe = true
 		for _, m := range e.masterAt {
 			if m == targetNode.name {
