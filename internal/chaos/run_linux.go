@@ -23,9 +23,8 @@ func Run(t testing.TB, cfg Config) []Violation {
 	netns.RequireBinary(t, "tc")
 	t.Logf("chaos: seed %d (reproduce the schedule with -chaos.seed=%d), duration %v, slack %v, poll %v",
 		cfg.Seed, cfg.Seed, cfg.Duration, cfg.Slack, cfg.Poll)
-	carpdBin, fwpairBin := binaries(t, cfg.Race)
-	cs := newCarpd(t, carpdBin)
-	fw := newFwpair(t, fwpairBin)
+	cs := newCarpd(t, build(t, "carpd", cfg.Race))
+	fw := newFwpair(t, build(t, "fwpair", cfg.Race))
 	host := &system{name: "host"}
 	s := NewSoak(t, cfg, cs, fw)
 	host.track, host.lastMaster = map[string]*split{}, map[int]string{}
@@ -107,12 +106,26 @@ func Run(t testing.TB, cfg Config) []Violation {
 		s.violate(fw, "flows-survive", fmt.Sprintf("at the end: %v; server resets %d; %v", final, srv.Resets(), final.Examples))
 	}
 	s.checkGrowth()
+	s.checkSeen()
 	s.ending = true
 	t.Logf("chaos: summary after %v (seed %d)%s", elapsed.Round(time.Second), cfg.Seed, s.summary(final))
 	if runErr != nil {
 		t.Logf("chaos: stopped early: %v", runErr)
 	}
 	return append([]Violation(nil), s.violations...)
+}
+
+// checkSeen reports a virtual address that the observer never saw on
+// exactly one node: the observation itself would be broken, and the
+// one-holder checks would mean nothing. Called with mu held.
+func (s *Soak) checkSeen() {
+	for _, sys := range s.systems {
+		for a := range sys.vips {
+			if s.seen[a] == 0 {
+				s.violate(sys, "observer", fmt.Sprintf("%v was never seen on exactly one node", a))
+			}
+		}
+	}
 }
 
 // summary formats events, checks, violations, flows and memory. Called
@@ -133,6 +146,12 @@ func (s *Soak) summary(flows fwbench.Summary) string {
 	}
 	sort.Strings(cs)
 	fmt.Fprintf(&b, "\n  invariant checks: %s", strings.Join(cs, ", "))
+	var seen []string
+	for a, n := range s.seen {
+		seen = append(seen, fmt.Sprintf("%v %d", a, n))
+	}
+	sort.Strings(seen)
+	fmt.Fprintf(&b, "\n  address polls that found the address on exactly one node: %s", strings.Join(seen, ", "))
 	fmt.Fprintf(&b, "\n  violations: %d", len(s.violations))
 	for _, v := range s.violations {
 		fmt.Fprintf(&b, "\n    %v", v)

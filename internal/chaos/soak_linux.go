@@ -90,13 +90,14 @@ type Soak struct {
 	flowResets int
 	maxGap     time.Duration
 	nftUndo    map[int][]func() error // nftables tables of active events, by id
+	seen       map[netip.Addr]int     // polls that found the address on exactly one node
 	ending     bool                   // the soak is over: the cleanup kills the daemons
 }
 
 // NewSoak prepares a soak of the given systems.
 func NewSoak(t testing.TB, cfg Config, systems ...*system) *Soak {
 	s := &Soak{t: t, cfg: cfg, systems: systems, changed: make(chan struct{}), last: map[*system]*event{},
-		kinds: map[string]int{}, checks: map[string]int{}, undo: map[int]func(){}, nftUndo: map[int][]func() error{}}
+		kinds: map[string]int{}, checks: map[string]int{}, undo: map[int]func(){}, nftUndo: map[int][]func() error{}, seen: map[netip.Addr]int{}}
 	for _, sys := range systems {
 		sys.track = map[string]*split{}
 		sys.lastMaster = map[int]string{}
@@ -122,6 +123,7 @@ func (s *Soak) violate(sys *system, inv, detail string) {
 	v := Violation{At: s.now(), Invariant: inv, System: sys.name, Detail: detail, Event: s.last[sys].String()}
 	s.violations = append(s.violations, v)
 	s.t.Logf("VIOLATION %v", v)
+	s.notify()
 }
 
 // Violations returns the violations so far.
@@ -247,8 +249,12 @@ func (s *Soak) line(n *node, gen int, line string) {
 		n.masterAt[vhid] = time.Now()
 		if e := n.sys.safe; e != nil && e.masterAt[vhid] != "" && e.masterAt[vhid] != n.name && !e.movedVHID[vhid] {
 			e.movedVHID[vhid] = true
-			s.violate(n.sys, "no-needless-failover", fmt.Sprintf("vhid %d moved from %s to %s (%s) during an event the master needs no help with",
-				vhid, e.masterAt[vhid], n.name, f["reason"]))
+			var dem []string
+			for _, o := range n.sys.nodes {
+				dem = append(dem, fmt.Sprintf("%s %d", o.name, o.demotion[vhid]))
+			}
+			s.violate(n.sys, "no-needless-failover", fmt.Sprintf("vhid %d moved from %s to %s (%q) during an event the master needs no help with; demotions %s",
+				vhid, e.masterAt[vhid], n.name, f["reason"], strings.Join(dem, ", ")))
 		}
 	}
 	s.notify()
@@ -304,6 +310,9 @@ func (s *Soak) check(held map[*system]map[netip.Addr][]*node) {
 		for a := range sys.vips {
 			hs := held[sys][a]
 			s.checks["one-holder"]++
+			if len(hs) == 1 {
+				s.seen[a]++
+			}
 			s.bound(sys, "addr/"+a.String(), len(hs) >= 2, excused, now, advertInterval, "one-holder",
 				func(d time.Duration) string {
 					return fmt.Sprintf("%v on %d nodes (%s) for %v", a, len(hs), names(hs), d.Round(time.Millisecond))

@@ -2,7 +2,10 @@ package chaos
 
 import (
 	"flag"
+	"net/netip"
 	"os"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -35,4 +38,52 @@ func TestSoak(t *testing.T) {
 	for _, v := range Run(t, cfg) {
 		t.Errorf("%v", v)
 	}
+}
+
+// TestSoakSeesDuplicateAddress is the control of the address observer: the
+// carpd group alone, settled, then its address added by hand on a backup
+// whose daemon is frozen (a running one removes it at once: "removing a VIP
+// found while not MASTER"). The soak must report a one-holder violation,
+// and not before the bound.
+func TestSoakSeesDuplicateAddress(t *testing.T) {
+	cs := newCarpd(t, build(t, "carpd", false))
+	s := NewSoak(t, Config{Slack: *slack, Poll: *poll}, cs)
+	for _, n := range cs.nodes {
+		s.start(n)
+	}
+	s.started = time.Now()
+	if err := s.settle(cs, &event{sys: cs}); err != nil {
+		t.Fatal(err)
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go s.observe(stop, done)
+	defer func() {
+		close(stop)
+		<-done
+	}()
+	c3 := cs.nodes[2]
+	if err := c3.signal(c3.proc, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer c3.proc.Signal(syscall.SIGCONT)
+	added := time.Now()
+	c3.ns.AddAddr("eth0", netip.PrefixFrom(carpdVIP, 24))
+	var got []Violation
+	if !s.waitModel(advertInterval+*slack+10*time.Second, func() bool {
+		got = append(got[:0], s.violations...)
+		return len(got) > 0
+	}) {
+		t.Fatalf("%v on c1 and c3 was not reported", carpdVIP)
+	}
+	took := time.Since(added)
+	t.Logf("reported after %v: %v", took.Round(time.Millisecond), got)
+	if got[0].Invariant != "one-holder" || !strings.Contains(got[0].Detail, carpdVIP.String()+" on 2 nodes (c1,c3)") {
+		t.Errorf("first violation %v, want one-holder of %v on c1 and c3", got[0], carpdVIP)
+	}
+	if took < advertInterval+*slack {
+		t.Errorf("reported after %v, before its bound %v", took, advertInterval+*slack)
+	}
+	s.mu.Lock()
+	s.ending = true
+	s.mu.Unlock()
 }

@@ -87,25 +87,20 @@ type split struct {
 	reported bool
 }
 
-// binaries builds carpd and fwpair into a temporary directory.
-func binaries(t testing.TB, race bool) (carpd, fwpair string) {
+// build builds examples/<name> (carpd, fwpair) into the test's temporary
+// directory, with the race detector if race.
+func build(t testing.TB, name string, race bool) string {
 	t.Helper()
-	dir := t.TempDir()
-	for _, b := range []struct {
-		out *string
-		pkg string
-	}{{&carpd, "carpd"}, {&fwpair, "fwpair"}} {
-		*b.out = filepath.Join(dir, b.pkg)
-		args := []string{"build", "-o", *b.out}
-		if race {
-			args = append(args, "-race")
-		}
-		cmd := exec.Command("go", append(args, "github.com/gocarp/gocarp/examples/"+b.pkg)...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("chaos: building %s: %v\n%s", b.pkg, err, out)
-		}
+	bin := filepath.Join(t.TempDir(), name)
+	args := []string{"build", "-o", bin}
+	if race {
+		args = append(args, "-race")
 	}
-	return carpd, fwpair
+	cmd := exec.Command("go", append(args, "github.com/gocarp/gocarp/examples/"+name)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("chaos: building %s: %v\n%s", name, err, out)
+	}
+	return bin
 }
 
 // newCarpd builds the carpd topology: nodes c1-c3 on bridge "lan", each
