@@ -23,7 +23,10 @@
 // seed gives each system the same sequence of events, with the same
 // targets and durations when the system is in the same state), -chaos.slack
 // (500ms, added to every bound below), -chaos.poll (50ms, cadence of the
-// address and master checks), -chaos.tcp and -chaos.udp (20 and 4 flows).
+// address and master checks), -chaos.tcp and -chaos.udp (20 and 4 flows),
+// -chaos.kinds (only these event kinds, e.g. "freeze" or
+// "fwpair/sync-partition,host/cpu-stress": to reproduce one finding
+// quickly).
 //
 // # What runs
 //

@@ -21,8 +21,8 @@ func Run(t testing.TB, cfg Config) []Violation {
 	netns.Require(t)
 	netns.RequireBinary(t, "nft")
 	netns.RequireBinary(t, "tc")
-	t.Logf("chaos: seed %d (reproduce the schedule with -chaos.seed=%d), duration %v, slack %v, poll %v",
-		cfg.Seed, cfg.Seed, cfg.Duration, cfg.Slack, cfg.Poll)
+	t.Logf("chaos: seed %d (reproduce the schedule with -chaos.seed=%d), duration %v, slack %v, poll %v, kinds %q (none: all)",
+		cfg.Seed, cfg.Seed, cfg.Duration, cfg.Slack, cfg.Poll, cfg.Kinds)
 	cs := newCarpd(t, build(t, "carpd", cfg.Race))
 	fw := newFwpair(t, build(t, "fwpair", cfg.Race))
 	host := &system{name: "host"}

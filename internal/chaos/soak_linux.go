@@ -32,6 +32,9 @@ type Config struct {
 	TCPFlows, UDPFlows int
 	// Race builds the daemons with the race detector.
 	Race bool
+	// Kinds restricts the events to these kinds ("freeze") or kinds on
+	// one system ("fwpair/freeze", "host/cpu-stress"); empty means all.
+	Kinds []string
 }
 
 // Violation is one broken invariant.
@@ -396,6 +399,11 @@ func (s *Soak) healed(e *event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e.end = time.Now()
+	ms := map[int]string{}
+	for _, vhid := range e.sys.groups {
+		ms[vhid] = names(e.sys.masters(vhid))
+	}
+	s.t.Logf("t+%v healed #%d after %v (masters %v)", s.now().Round(time.Millisecond), e.id, e.end.Sub(e.start).Round(time.Millisecond), ms)
 	if e.excusing {
 		e.sys.excusing--
 		if e.end.After(e.sys.excuseEnd) {

@@ -18,6 +18,7 @@ var (
 	tcpFlows = flag.Int("chaos.tcp", 20, "long-lived TCP flows through the firewall pair")
 	udpFlows = flag.Int("chaos.udp", 4, "UDP flows through the firewall pair")
 	race     = flag.Bool("chaos.race", false, "build carpd and fwpair with the race detector")
+	only     = flag.String("chaos.kinds", "", "comma-separated event kinds to inject (\"freeze\", \"fwpair/sync-partition\"); empty: all")
 )
 
 // TestSoak is the chaos soak (see the package documentation): short by
@@ -25,6 +26,9 @@ var (
 func TestSoak(t *testing.T) {
 	cfg := Config{Duration: *duration, Seed: *seed, Slack: *slack, Poll: *poll,
 		TCPFlows: *tcpFlows, UDPFlows: *udpFlows, Race: *race}
+	if *only != "" {
+		cfg.Kinds = strings.Split(*only, ",")
+	}
 	if cfg.Seed == 0 {
 		cfg.Seed = uint64(time.Now().UnixNano())
 	}
