@@ -294,23 +294,11 @@ func (s *Soak) cutNode(n *node, down bool) error {
 }
 
 // reboot forgets what a crashed box's kernel held: the virtual addresses
-// (with whatever prefix length the daemon gave them) and, on a firewall,
-// the conntrack table.
+// (whatever prefix length the daemon gave them: "to" matches the address)
+// and, on a firewall, the conntrack table.
 func (s *Soak) reboot(n *node) {
-	for _, ifn := range n.ifaces {
-		out, err := n.ns.Output("ip", "-o", "addr", "show", "dev", ifn)
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(out)
-		for k := 0; k+1 < len(f); k++ {
-			if f[k] != "inet" && f[k] != "inet6" {
-				continue
-			}
-			if a, err := netip.ParsePrefix(f[k+1]); err == nil && n.sys.vips[a.Addr()] != "" {
-				nsOutput(n.ns, "ip", "addr", "del", a.String(), "dev", ifn)
-			}
-		}
+	for a, ifn := range n.sys.vips {
+		nsOutput(n.ns, "ip", "addr", "flush", "dev", ifn, "to", netip.PrefixFrom(a, a.BitLen()).String())
 	}
 	if n.sys.pair != nil {
 		nsOutput(n.ns, "conntrack", "-F")

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gocarp/gocarp/internal/netns"
 )
 
 var (
@@ -50,6 +52,7 @@ func TestSoak(t *testing.T) {
 // found while not MASTER"). The soak must report a one-holder violation,
 // and not before the bound.
 func TestSoakSeesDuplicateAddress(t *testing.T) {
+	netns.Require(t)
 	cs := newCarpd(t, build(t, "carpd", false))
 	s := NewSoak(t, Config{Slack: *slack, Poll: *poll}, cs)
 	for _, n := range cs.nodes {
