@@ -27,7 +27,7 @@ func Run(t testing.TB, cfg Config) []Violation {
 	fw := newFwpair(t, build(t, "fwpair", cfg.Race))
 	host := &system{name: "host"}
 	s := NewSoak(t, cfg, cs, fw)
-	host.track, host.lastMaster = map[string]*split{}, map[int]string{}
+	host.track = map[string]*split{}
 
 	// Start-up: the carpd nodes together (the preferred one wins after a
 	// master-down interval), fw1 alone until it is master, then fw2.

@@ -103,7 +103,6 @@ func NewSoak(t testing.TB, cfg Config, systems ...*system) *Soak {
 		kinds: map[string]int{}, checks: map[string]int{}, undo: map[int]func(){}, nftUndo: map[int][]func() error{}, seen: map[netip.Addr]int{}}
 	for _, sys := range systems {
 		sys.track = map[string]*split{}
-		sys.lastMaster = map[int]string{}
 	}
 	// Every fault is undone even when the run fails: the namespaces and
 	// processes go with the topology, but a frozen daemon must not stay
@@ -145,7 +144,6 @@ func (s *Soak) start(n *node) {
 	n.alive, n.frozen, n.expectExit = true, false, false
 	n.state = map[int]string{}
 	n.demotion = map[int]int{}
-	n.masterAt = map[int]time.Time{}
 	m := &procMem{gen: n.gen, pid: p.Pid(), started: time.Now()}
 	n.mem = append(n.mem, m)
 	gen := n.gen
@@ -249,7 +247,6 @@ func (s *Soak) line(n *node, gen int, line string) {
 	prev := n.state[vhid]
 	n.state[vhid] = f["state"]
 	if f["state"] == "MASTER" && prev != "MASTER" {
-		n.masterAt[vhid] = time.Now()
 		if e := n.sys.safe; e != nil && e.masterAt[vhid] != "" && e.masterAt[vhid] != n.name && !e.movedVHID[vhid] {
 			e.movedVHID[vhid] = true
 			var dem []string

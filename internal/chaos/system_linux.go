@@ -38,12 +38,10 @@ var (
 	carpdVIP6 = netip.MustParseAddr("fd77::fe")
 )
 
-// node is one daemon of a system under test. The fields after mu's comment
-// are guarded by the soak's mutex.
+// node is one daemon of a system under test.
 type node struct {
 	sys    *system
 	name   string
-	rank   int // 0 is the preferred master
 	ns     *netns.NS
 	args   []string
 	ifaces []string // interfaces that carry the virtual addresses
@@ -58,8 +56,7 @@ type node struct {
 	expectExit bool           // the soak killed it
 	state      map[int]string // CARP state per vhid, from the daemon's log
 	demotion   map[int]int    // demotion per vhid, from the daemon's log
-	masterAt   map[int]time.Time
-	mem        []*procMem // one per process started
+	mem        []*procMem     // one per process started
 }
 
 // system is a set of nodes running the same groups: the carpd group or the
@@ -68,16 +65,15 @@ type system struct {
 	name   string
 	groups []int                 // vhids
 	vips   map[netip.Addr]string // virtual address -> interface carrying it
-	nodes  []*node               // by rank
+	nodes  []*node               // by preference: nodes[0] is the preferred master
 	sw     *netns.NS             // switch namespace
 	pair   *fwbench.Lab          // fwpair only
 
 	// Guarded by Soak.mu.
-	excusing   int       // active events during which a split is expected
-	excuseEnd  time.Time // end of the latest of them
-	safe       *event    // active event that must not move any group
-	track      map[string]*split
-	lastMaster map[int]string
+	excusing  int       // active events during which a split is expected
+	excuseEnd time.Time // end of the latest of them
+	safe      *event    // active event that must not move any group
+	track     map[string]*split
 }
 
 // split is the tracking of one condition that must end within a bound:
@@ -115,7 +111,7 @@ func newCarpd(t testing.TB, bin string) *system {
 	for i := range 3 {
 		ip := netip.AddrFrom4([4]byte{10, 77, 0, byte(i + 1)})
 		ip6 := netip.AddrFrom16([16]byte{0: 0xfd, 1: 0x77, 15: byte(i + 1)})
-		n := &node{sys: sys, name: fmt.Sprintf("c%d", i+1), rank: i, ifaces: []string{"eth0"}}
+		n := &node{sys: sys, name: fmt.Sprintf("c%d", i+1), ifaces: []string{"eth0"}}
 		n.ns = tp.Node(n.name)
 		n.ports = []string{tp.Attach(n.ns, br, "eth0", netip.PrefixFrom(ip, 24), netip.PrefixFrom(ip6, 64))}
 		n.args = append([]string{bin}, "-i", "eth0", "-s", ip.String(), "-v", fmt.Sprint(carpdVHID), "-p", carpdPass,
@@ -140,7 +136,7 @@ func newFwpair(t testing.TB, bin string) *system {
 		patchJSON(t, cfg, func(m map[string]any) {
 			m["follow"] = map[string]any{"hold": "1s", "max_hold": "10s"}
 		})
-		n := &node{sys: sys, name: fmt.Sprintf("fw%d", i), rank: i - 1, ns: l.FW[i], socket: sock,
+		n := &node{sys: sys, name: fmt.Sprintf("fw%d", i), ns: l.FW[i], socket: sock,
 			args: []string{bin, "-config", cfg}, ifaces: []string{fwbench.LANIf, fwbench.WANIf},
 			ports: []string{l.LANPort[i], l.WANPort[i]}}
 		sys.nodes = append(sys.nodes, n)
@@ -168,8 +164,8 @@ func patchJSON(t testing.TB, path string, fn func(map[string]any)) {
 	}
 }
 
-// master returns the name of the node that is MASTER of vhid, "" if none,
-// or a comma-separated list if several. Called with Soak.mu held.
+// masters returns the live nodes whose daemon reports MASTER for vhid.
+// Called with Soak.mu held.
 func (sys *system) masters(vhid int) []*node {
 	var out []*node
 	for _, n := range sys.nodes {
