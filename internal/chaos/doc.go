@@ -124,8 +124,7 @@
 //	                30 s, and no TCP flow was reset or lost or reordered a
 //	                byte, no UDP flow saw a NAT rebinding or disorder, the
 //	                server saw no reset: every fault injected on the pair
-//	                is one a backup covers. At the end, every byte sent was
-//	                echoed.
+//	                is one a backup covers. The same at the end of the soak.
 //	no-panic        no daemon prints a Go panic, a fatal runtime error or a
 //	                race report, and none exits unless the soak killed it.
 //	flat-memory     a daemon process that ran at least 5 min after a 30 s
