@@ -79,6 +79,13 @@
 //     the master advertises so slowly that it would time out anyway
 //     (DeadRatio·advbase < its interval); otherwise it restarts the
 //     master-down timer of the advert's family.
+//   - A BACKUP whose master-down timer is seen more than 50 ms late was not
+//     running when it was due (a stopped process, a paused virtual
+//     machine, CPU starvation), and its master's adverts may still be
+//     queued: it arms the timer again for as long as it was late (at most
+//     one advert interval) and reads what arrived first, instead of taking
+//     over at once on resume while the master is alive. Counted in
+//     Stats.LateTimers.
 //
 // # Replays
 //

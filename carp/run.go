@@ -14,6 +14,7 @@ import (
 type timer struct {
 	t  *time.Timer
 	on bool
+	at time.Time // when it is due
 }
 
 func (t *timer) start(d time.Duration) {
@@ -23,6 +24,7 @@ func (t *timer) start(d time.Duration) {
 		t.t.Reset(d) // Go ≥ 1.23: no stale value after Reset or Stop
 	}
 	t.on = true
+	t.at = time.Now().Add(d)
 }
 
 func (t *timer) stop() {
@@ -63,11 +65,12 @@ type run struct {
 	step    timer                  // StepDown suppression
 	recover timer                  // senderr probation (BACKUP)
 
-	holdPending bool // hold-down not over yet
-	begun       bool // first election started
-	startWait   bool // StartAsMaster deferred by demotion: claim MASTER once it clears
-	suppress    bool // StepDown in force: no takeover
-	downFired   bool // a master-down timer fired while suppressed
+	holdPending bool    // hold-down not over yet
+	begun       bool    // first election started
+	startWait   bool    // StartAsMaster deferred by demotion: claim MASTER once it clears
+	suppress    bool    // StepDown in force: no takeover
+	downFired   bool    // a master-down timer fired while suppressed
+	downLate    [2]bool // the master-down timer is armed again after being seen late
 
 	senderr   bool // demotion source "senderr" raised by us
 	sendFails int  // consecutive send failures
@@ -294,11 +297,9 @@ func (r *run) loop(pkts <-chan Packet) {
 				r.adv.start(g.advInt)
 			}
 		case <-r.down[0].c():
-			r.down[0].fired()
-			r.masterDown()
+			r.downExpired(0)
 		case <-r.down[1].c():
-			r.down[1].fired()
-			r.masterDown()
+			r.downExpired(1)
 		case <-r.hold.c():
 			r.hold.fired()
 			r.holdPending = false
@@ -415,6 +416,35 @@ func (r *run) stepOver() {
 	}
 }
 
+// lateLimit is how late a master-down timer may be seen and still be
+// trusted at once. Seen later, this loop was not running when it was due
+// (the process was stopped, as by SIGSTOP or a paused virtual machine, or
+// starved of CPU), and the master's adverts sent meanwhile may still wait
+// in the socket or with the reader goroutine: a select that sees the timer
+// and a queued advert at once picks either.
+const lateLimit = 50 * time.Millisecond
+
+// downExpired handles the expiry of master-down timer i. A timer seen more
+// than lateLimit late is given a second look instead of taking over: it is
+// armed again for as long as it was late (at most one advert interval), so
+// the adverts that arrived while this loop was not running are read first
+// and, if the master is alive, restart it. The takeover of a node that was
+// stopped is delayed by at most an advert interval; a loop that runs on
+// time sees no difference.
+func (r *run) downExpired(i int) {
+	t := &r.down[i]
+	t.fired()
+	late := time.Since(t.at)
+	if !r.downLate[i] && late > lateLimit && r.state == Backup {
+		r.downLate[i] = true
+		r.g.st.lateTimers.Add(1)
+		r.g.log.Debug("carp: master-down timer seen late, reading what arrived meanwhile first", "late", late)
+		t.start(min(late, r.g.advInt))
+		return
+	}
+	r.masterDown()
+}
+
 func (r *run) masterDown() {
 	if r.state != Backup {
 		return
@@ -474,7 +504,9 @@ func (r *run) toInit(reason string) {
 
 func (r *run) startDown() {
 	for _, f := range r.g.families {
-		r.down[familyIndex(f)].start(r.g.mdInt)
+		i := familyIndex(f)
+		r.down[i].start(r.g.mdInt)
+		r.downLate[i] = false
 	}
 }
 
@@ -825,6 +857,7 @@ func (r *run) restartDown(f Family) {
 	for _, have := range r.g.families {
 		if have == f {
 			r.down[i].start(r.g.mdInt)
+			r.downLate[i] = false
 			r.downFired = false
 			return
 		}

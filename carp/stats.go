@@ -31,13 +31,17 @@ type Stats struct {
 	// Suppressed counts immediate answers to worse adverts not sent because
 	// one had just gone out (the periodic advert still goes out).
 	Suppressed uint64
+	// LateTimers counts master-down timers seen so late that this node's
+	// protocol loop was not running when they were due (a stopped process,
+	// CPU starvation): each was given a second look instead of a takeover.
+	LateTimers uint64
 }
 
 // stats holds the live counters; Group.Stats reads a snapshot.
 type stats struct {
 	ipackets, ipackets6, badif, badttl, hdrops, badsum, badver, badlen,
 	badauth, badvhid, badloop, vrrp, opackets, opackets6, oerrors,
-	preempt, replay, suppressed atomic.Uint64
+	preempt, replay, suppressed, lateTimers atomic.Uint64
 }
 
 func (s *stats) snapshot() Stats {
@@ -60,5 +64,6 @@ func (s *stats) snapshot() Stats {
 		Preempt:    s.preempt.Load(),
 		Replay:     s.replay.Load(),
 		Suppressed: s.suppressed.Load(),
+		LateTimers: s.lateTimers.Load(),
 	}
 }
