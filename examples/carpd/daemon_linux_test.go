@@ -245,7 +245,8 @@ func kill(t *testing.T, p *netns.Process) {
 var statRe = regexp.MustCompile(`\b([a-z0-9_]+)=([^ ]+)`)
 
 // stats sends SIGUSR1 to a carpd and returns the fields of the status line
-// it logs ("badauth" -> "3").
+// it logs ("badauth" -> "3"). Every status line carries the goroutine
+// count, which is at least 1 (main's).
 func stats(t *testing.T, p *netns.Process) map[string]string {
 	t.Helper()
 	from := p.Len()
@@ -256,7 +257,11 @@ func stats(t *testing.T, p *netns.Process) map[string]string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return parseFields(line)
+	m := parseFields(line)
+	if _, ok := m["goroutines"]; !ok || atoi(t, m, "goroutines") < 1 {
+		t.Errorf("status line %q: want goroutines=N with N >= 1", line)
+	}
+	return m
 }
 
 func parseFields(line string) map[string]string {

@@ -81,8 +81,10 @@
 //
 // # Signals
 //
-// SIGUSR1 logs the state and carp(4)'s counters (names as in netstat -s
-// -p carp: ipackets, badauth, vrrp, ...); they are logged on exit too.
+// SIGUSR1 logs the state, the demotion, the number of goroutines
+// (goroutines=N: one that keeps growing is a leak) and carp(4)'s counters
+// (names as in netstat -s -p carp: ipackets, badauth, vrrp, ...); they are
+// logged on exit too.
 // SIGUSR2 steps down from MASTER and stays out of the election for 3 s
 // plus the master-down interval (ucarp sleeps 3 s and then restarts its
 // state machine, which waits a master-down interval; with only 3 s a peer

@@ -447,8 +447,9 @@ Flags:
 		fmt.Fprintf(w, "  %-28s %s\n", name, f.help)
 	}
 	fmt.Fprint(w, `
-Signals: SIGUSR1 logs the state and the packet counters; SIGUSR2 steps down
-from MASTER for 3 s plus the master-down interval (as ucarp); SIGTERM, SIGINT, SIGHUP and SIGQUIT send a bow-out advert
-when MASTER and exit (running the downscript with --shutdown).
+Signals: SIGUSR1 logs the state, the goroutine count and the packet counters;
+SIGUSR2 steps down from MASTER for 3 s plus the master-down interval (as
+ucarp); SIGTERM, SIGINT, SIGHUP and SIGQUIT send a bow-out advert when MASTER
+and exit (running the downscript with --shutdown).
 `)
 }

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -405,12 +406,13 @@ func (d *daemon) close() {
 	}
 }
 
-// logStats logs the state and carp(4)'s counters on one line
-// ("badauth=3"), for SIGUSR1 and on exit.
+// logStats logs the state, the goroutine count and carp(4)'s counters on
+// one line ("badauth=3"), for SIGUSR1 and on exit. The goroutine count lets
+// a long run (the chaos soak) see a goroutine leak from outside.
 func (d *daemon) logStats(msg string) {
 	s := d.group.Stats()
 	attrs := []any{
-		"state", d.group.State(), "demotion", d.group.Demotion(),
+		"state", d.group.State(), "demotion", d.group.Demotion(), "goroutines", runtime.NumGoroutine(),
 		"ipackets", s.Ipackets, "ipackets6", s.Ipackets6, "badif", s.Badif, "badttl", s.Badttl,
 		"hdrops", s.Hdrops, "badsum", s.Badsum, "badver", s.Badver, "badlen", s.Badlen,
 		"badauth", s.Badauth, "badvhid", s.Badvhid, "badloop", s.Badloop, "replay", s.Replay,

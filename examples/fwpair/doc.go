@@ -76,7 +76,8 @@
 // 0 after a signal, 1 if the daemon cannot run, 2 for a bad command line
 // or configuration.
 //
-// The status (-status, the control socket) reports every group's state,
+// The status (-status, the control socket) reports the number of
+// goroutines (one that keeps growing is a leak), every group's state,
 // demotion and carpstats counters, the address follower's counters, the
 // follow rule, the sync peers (up/down, last heard), table sizes (records,
 // local, external cache), bulk progress and every engine, seal, transport and

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -88,6 +91,28 @@ func (p *pair) status(i int) *Status {
 		p.T.Fatalf("fw%d: %v", i, err)
 	}
 	return st
+}
+
+// loggedStatus decodes the status of a "status" log line: the JSON is the
+// quoted value of its status attribute.
+func loggedStatus(line string) (*Status, error) {
+	_, v, ok := strings.Cut(line, " status=")
+	if !ok {
+		return nil, errors.New("no status attribute")
+	}
+	q, err := strconv.QuotedPrefix(v)
+	if err != nil {
+		return nil, err
+	}
+	j, err := strconv.Unquote(q)
+	if err != nil {
+		return nil, err
+	}
+	var st Status
+	if err := json.Unmarshal([]byte(j), &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
 }
 
 // wait polls firewall i's status until cond holds; the timeout only turns a
@@ -466,6 +491,10 @@ func TestFailoverControl(t *testing.T) {
 	if st.Sync.Records != 0 || st.Seal.BadAuth == 0 {
 		t.Fatalf("control run replicated something: records %d, bad auth %d", st.Sync.Records, st.Seal.BadAuth)
 	}
+	// A running daemon has goroutines (main's and the groups' at least).
+	if st.Goroutines < 1 {
+		t.Errorf("status goroutines %d, want the daemon's goroutine count (> 0)", st.Goroutines)
+	}
 	invalid := p.InvalidDrops(2)
 
 	// SIGUSR1 logs the same status as the control socket.
@@ -473,8 +502,10 @@ func TestFailoverControl(t *testing.T) {
 	if err := p.proc[2].Signal(syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := p.proc[2].WaitLine(from, `msg=status node=2 status="{\"node\":2,`, 10*time.Second); err != nil {
+	if line, _, err := p.proc[2].WaitLine(from, `msg=status node=2 status="{\"node\":2,`, 10*time.Second); err != nil {
 		t.Errorf("SIGUSR1: %v", err)
+	} else if logged, err := loggedStatus(line); err != nil || logged.Goroutines < 1 {
+		t.Errorf("SIGUSR1: status line without the goroutine count (%v): %s", err, line)
 	}
 
 	p.crash(1)

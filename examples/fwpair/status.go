@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -26,6 +27,7 @@ type Status struct {
 	Node            uint32          `json:"node"`
 	Uptime          string          `json:"uptime"`
 	StartedAsMaster bool            `json:"started_as_master"`
+	Goroutines      int             `json:"goroutines"` // runtime.NumGoroutine(): growing over a long run is a leak
 	Groups          []GroupStatus   `json:"groups"`
 	Follow          FollowStatus    `json:"follow"`
 	Sync            SyncStatus      `json:"sync"`
@@ -129,7 +131,7 @@ func (s *Status) CommittedSince(t time.Time) (records int, allGroups bool, errs 
 // status collects the daemon's status.
 func (d *daemon) status() *Status {
 	st := &Status{Node: d.cfg.Node, Uptime: time.Since(d.started).Round(time.Millisecond).String(),
-		StartedAsMaster: d.startedAsMaster, Follow: d.follow.snapshot()}
+		StartedAsMaster: d.startedAsMaster, Goroutines: runtime.NumGoroutine(), Follow: d.follow.snapshot()}
 	for _, gr := range d.groups {
 		g := GroupStatus{Name: gr.cfg.Name, VHID: gr.cfg.VHID, Interface: gr.cfg.Interface,
 			State: gr.group.State().String(), Demotion: gr.group.Demotion(),

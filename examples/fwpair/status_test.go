@@ -15,7 +15,7 @@ import (
 
 func TestControlSocket(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "fwpair.sock")
-	want := &Status{Node: 7, Groups: []GroupStatus{{Name: "lan", VHID: 1, State: "MASTER"}, {Name: "wan", VHID: 2, State: "BACKUP"}},
+	want := &Status{Node: 7, Goroutines: 12, Groups: []GroupStatus{{Name: "lan", VHID: 1, State: "MASTER"}, {Name: "wan", VHID: 2, State: "BACKUP"}},
 		Sync: SyncStatus{PeersUp: 1, BulkDone: true, Records: 3}}
 	s, err := listenControl(path, func() *Status { return want }, nil)
 	if err != nil {
@@ -41,7 +41,8 @@ func TestControlSocket(t *testing.T) {
 
 	// -status prints the same as indented JSON.
 	var out, errb bytes.Buffer
-	if rc := run([]string{"-status", "-socket", path}, &out, &errb); rc != 0 || !strings.Contains(out.String(), `"node": 7`) {
+	if rc := run([]string{"-status", "-socket", path}, &out, &errb); rc != 0 || !strings.Contains(out.String(), `"node": 7`) ||
+		!strings.Contains(out.String(), `"goroutines": 12`) {
 		t.Errorf("-status: exit %d, out %s, err %s", rc, out.String(), errb.String())
 	}
 

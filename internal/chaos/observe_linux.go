@@ -4,10 +4,14 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
+	"github.com/gocarp/gocarp/internal/netns"
 	"github.com/jsimonetti/rtnetlink/v2"
 	"golang.org/x/sys/unix"
 )
@@ -69,9 +73,13 @@ func (w *addrWatcher) held() (map[netip.Addr]bool, error) {
 }
 
 // observe checks the invariants every Poll until stop is closed, and
-// samples the daemons' memory every memEvery.
+// samples the daemons' memory every memEvery (on a goroutine of its own:
+// a sample waits for the daemons' answers, the checks must not).
 func (s *Soak) observe(stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
+	memDone := make(chan struct{})
+	go s.sampleLoop(stop, memDone)
+	defer func() { <-memDone }()
 	var ws []*addrWatcher
 	for _, sys := range s.systems {
 		for _, n := range sys.nodes {
@@ -88,11 +96,9 @@ func (s *Soak) observe(stop <-chan struct{}, done chan<- struct{}) {
 	}
 	tick := time.NewTicker(s.cfg.Poll)
 	defer tick.Stop()
-	lastMem := time.Time{}
 	for {
 		select {
 		case <-stop:
-			s.sampleMem()
 			return
 		case <-tick.C:
 		}
@@ -113,9 +119,22 @@ func (s *Soak) observe(stop <-chan struct{}, done chan<- struct{}) {
 			}
 		}
 		s.check(held)
-		if time.Since(lastMem) >= memEvery {
-			lastMem = time.Now()
+	}
+}
+
+// sampleLoop samples the daemons' memory at once, every memEvery, and a
+// last time when stop is closed.
+func (s *Soak) sampleLoop(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	tick := time.NewTicker(memEvery)
+	defer tick.Stop()
+	for {
+		s.sampleMem()
+		select {
+		case <-stop:
 			s.sampleMem()
+			return
+		case <-tick.C:
 		}
 	}
 }
@@ -127,34 +146,101 @@ const memEvery = 5 * time.Second
 // (start-up, bulk sync).
 const warmUp = 30 * time.Second
 
-// sampleMem reads VmRSS, VmHWM, Threads and the descriptor count of every
-// running daemon from /proc.
+// statusTimeout bounds the wait for a daemon's status line after SIGUSR1.
+// A daemon answers within milliseconds; one frozen (SIGSTOP) right after
+// the signal answers when it is continued, at most 6 s later.
+const statusTimeout = 20 * time.Second
+
+// sampleMem samples every daemon that runs (not frozen: it could not
+// answer) and has started its groups, all at once: a daemon that is
+// frozen, killed or slow to answer delays only its own sample.
 func (s *Soak) sampleMem() {
+	var wg sync.WaitGroup
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, sys := range s.systems {
 		for _, n := range sys.nodes {
-			if !n.alive || len(n.mem) == 0 {
+			// A daemon that has logged a state change runs its
+			// signal handler: SIGUSR1 before that could reach ip
+			// netns exec, which it would kill, or a Go runtime that
+			// has not yet asked for it, which would ignore it.
+			if !n.alive || n.frozen || len(n.mem) == 0 || len(n.state) == 0 {
 				continue
 			}
-			m := n.mem[len(n.mem)-1]
-			smp, err := readMem(m.pid)
-			if err != nil {
-				continue
-			}
-			now := time.Now()
-			if m.samples == 0 {
-				m.first = smp
-			}
-			m.samples++
-			m.last, m.lastAt = smp, now
-			m.peakHWM = max(m.peakHWM, smp.HWM)
-			if m.baseline == nil && now.Sub(m.started) >= warmUp {
-				b := smp
-				m.baseline, m.baselineAt = &b, now
-			}
+			m, p := n.mem[len(n.mem)-1], n.proc
+			wg.Go(func() { s.sampleProc(n, m, p) })
 		}
 	}
+	s.mu.Unlock()
+	wg.Wait()
+}
+
+// sampleProc reads VmRSS, VmHWM, Threads and the descriptor count of one
+// daemon process from /proc, and its goroutine count from the status line
+// it logs on SIGUSR1 (read from its output like every other line). A
+// process that exits before it answers gives no sample; one that does not
+// answer within statusTimeout is counted.
+func (s *Soak) sampleProc(n *node, m *procMem, p *netns.Process) {
+	smp, err := readMem(m.pid)
+	if err != nil {
+		return // it exited
+	}
+	now := time.Now()
+	from := p.Len()
+	if err := p.Signal(syscall.SIGUSR1); err != nil {
+		return
+	}
+	line, _, err := p.WaitLine(from, statusMark, statusTimeout)
+	if err != nil {
+		select {
+		case <-p.Done():
+		default:
+			s.mu.Lock()
+			s.unanswered++
+			s.mu.Unlock()
+			s.t.Logf("chaos: %s (pid %d) did not log its status within %v of SIGUSR1", n.name, m.pid, statusTimeout)
+		}
+		return
+	}
+	g, ok := goroutinesOf(line)
+	if !ok {
+		s.mu.Lock()
+		s.violate(n.sys, "observer", fmt.Sprintf("%s: no goroutine count in its status line %q", n.name, line))
+		s.mu.Unlock()
+		return
+	}
+	smp.Goroutines = g
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m.samples == 0 {
+		m.first = smp
+	}
+	m.samples++
+	m.last, m.lastAt = smp, now
+	m.peakHWM = max(m.peakHWM, smp.HWM)
+	m.peakGoroutines = max(m.peakGoroutines, g)
+	if m.baseline == nil && now.Sub(m.started) >= warmUp {
+		b := smp
+		m.baseline, m.baselineAt = &b, now
+	}
+}
+
+// statusMark picks the line both daemons log on SIGUSR1 (carpd's
+// `msg=status state=...`, fwpair's `msg=status node=1 status="{...}"`);
+// their lines at exit say "final status".
+const statusMark = "msg=status "
+
+// goroutineRE finds the goroutine count in a status line: carpd logs
+// goroutines=N, fwpair a JSON status with "goroutines":N, quoted.
+var goroutineRE = regexp.MustCompile(`\bgoroutines(?:=|\\":)(\d+)\b`)
+
+// goroutinesOf returns the goroutine count of a daemon's status line.
+func goroutinesOf(line string) (int, bool) {
+	sm := goroutineRE.FindStringSubmatch(line)
+	if sm == nil {
+		return 0, false
+	}
+	g, err := strconv.Atoi(sm[1])
+	return g, err == nil
 }
 
 func readMem(pid int) (memSample, error) {
@@ -188,11 +274,20 @@ func readMem(pid int) (memSample, error) {
 
 // Growth bounds of a daemon that ran at least growthAfter past its
 // baseline: RSS may grow by half plus 16 MiB (the Go heap doubles before it
-// collects), threads by 16, descriptors by 32.
+// collects), threads by 16, descriptors by 32, goroutines by
+// maxGoroutineGrowth.
 const growthAfter = 5 * time.Minute
 
-// checkGrowth reports daemons whose memory, threads or descriptors grew
-// beyond the bounds. Called with mu held.
+// maxGoroutineGrowth is how many goroutines more than at the baseline a
+// daemon may have at its last sample. What legitimately comes and goes is
+// a handful (a takeover commit, a control-socket connection, a sync peer's
+// restart, the status answer itself); a goroutine leaked per advert (one a
+// second) crosses 64 in about a minute, one leaked per event within a long
+// soak (a 30 min soak injects well over a hundred events per system).
+const maxGoroutineGrowth = 64
+
+// checkGrowth reports daemons whose memory, threads, descriptors or
+// goroutines grew beyond the bounds. Called with mu held.
 func (s *Soak) checkGrowth() {
 	for _, sys := range s.systems {
 		for _, n := range sys.nodes {
@@ -202,7 +297,8 @@ func (s *Soak) checkGrowth() {
 				}
 				s.checks["flat-memory"]++
 				b, l := *m.baseline, m.last
-				if l.RSS > b.RSS*3/2+16<<10 || l.Threads > b.Threads+16 || l.FDs > b.FDs+32 {
+				if l.RSS > b.RSS*3/2+16<<10 || l.Threads > b.Threads+16 || l.FDs > b.FDs+32 ||
+					l.Goroutines > b.Goroutines+maxGoroutineGrowth {
 					s.violate(sys, "flat-memory", fmt.Sprintf("%s (pid %d) grew over %v: from %v to %v",
 						n.name, m.pid, m.lastAt.Sub(m.baselineAt).Round(time.Second), b, l))
 				}

@@ -165,11 +165,11 @@ func (s *Soak) summary(flows fwbench.Summary) string {
 		fmt.Fprintf(&b, "\n    %v", v)
 	}
 	fmt.Fprintf(&b, "\n  flows: %v; largest gap at a settle check %v", flows, s.maxGap.Round(time.Millisecond))
-	fmt.Fprintf(&b, "\n  memory per node (samples every %v; carpd and fwpair do not expose their goroutine count: threads and descriptors instead):", memEvery)
+	fmt.Fprintf(&b, "\n  memory and goroutines per node (samples every %v, goroutines from the status line logged on SIGUSR1; requests unanswered %d):", memEvery, s.unanswered)
 	for _, sys := range s.systems {
 		for _, n := range sys.nodes {
 			var long, first, last *procMem
-			peak := 0
+			peak, peakG := 0, 0
 			for _, m := range n.mem {
 				if m.samples == 0 {
 					continue
@@ -182,14 +182,15 @@ func (s *Soak) summary(flows fwbench.Summary) string {
 					long = m
 				}
 				peak = max(peak, m.peakHWM)
+				peakG = max(peakG, m.peakGoroutines)
 			}
 			if long == nil {
 				continue
 			}
-			fmt.Fprintf(&b, "\n    %s: %d processes, peak VmHWM %d KiB; first process at start %v; last process at end %v;"+
-				" longest-lived process (pid %d, %v): %v -> %v, peak VmHWM %d KiB",
-				n.name, len(n.mem), peak, first.first, last.last, long.pid, long.lastAt.Sub(long.started).Round(time.Second),
-				long.first, long.last, long.peakHWM)
+			fmt.Fprintf(&b, "\n    %s: %d processes, peak VmHWM %d KiB, peak goroutines %d; first process at start %v; last process at end %v;"+
+				" longest-lived process (pid %d, %v): %v -> %v, peak VmHWM %d KiB, peak goroutines %d",
+				n.name, len(n.mem), peak, peakG, first.first, last.last, long.pid, long.lastAt.Sub(long.started).Round(time.Second),
+				long.first, long.last, long.peakHWM, long.peakGoroutines)
 		}
 	}
 	return b.String()

@@ -95,6 +95,7 @@ type Soak struct {
 	nftUndo    map[int][]func() error // nftables tables of active events, by id
 	seen       map[netip.Addr]int     // polls that found the address on exactly one node
 	ending     bool                   // the soak is over: the cleanup kills the daemons
+	unanswered int                    // status requests (SIGUSR1) a running daemon did not answer
 }
 
 // NewSoak prepares a soak of the given systems.
@@ -267,6 +268,7 @@ type procMem struct {
 	started            time.Time
 	first, last        memSample
 	peakHWM            int // kB
+	peakGoroutines     int
 	samples            int
 	baseline           *memSample // first sample after the warm-up
 	baselineAt, lastAt time.Time
@@ -274,10 +276,11 @@ type procMem struct {
 
 type memSample struct {
 	RSS, HWM, Threads, FDs int // kB, kB, count, count
+	Goroutines             int // from the daemon's status line
 }
 
 func (m memSample) String() string {
-	return fmt.Sprintf("rss %d KiB, hwm %d KiB, threads %d, fds %d", m.RSS, m.HWM, m.Threads, m.FDs)
+	return fmt.Sprintf("rss %d KiB, hwm %d KiB, threads %d, fds %d, goroutines %d", m.RSS, m.HWM, m.Threads, m.FDs, m.Goroutines)
 }
 
 // Invariant checks.

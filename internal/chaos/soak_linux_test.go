@@ -1,7 +1,11 @@
 package chaos
 
 import (
+	"bytes"
+	"encoding/json"
 	"flag"
+	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"strings"
@@ -93,4 +97,75 @@ func TestSoakSeesDuplicateAddress(t *testing.T) {
 	s.mu.Lock()
 	s.ending = true
 	s.mu.Unlock()
+}
+
+// TestGoroutinesOf reads the goroutine count from status lines written the
+// way the daemons write them (slog's text handler): carpd's attribute,
+// fwpair's JSON status as a quoted attribute. Other lines have none.
+func TestGoroutinesOf(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	log.With("iface", "eth0", "vhid", 7).Info("status", "state", "MASTER", "demotion", 0, "goroutines", 17, "ipackets", 3)
+	log.With("node", 2).Info("status", "status", json.RawMessage(`{"node":2,"uptime":"1m0s","started_as_master":false,"goroutines":42,"groups":[]}`))
+	log.Info("final status", "state", "BACKUP", "goroutines", 9)
+	log.Info("carp: state changed", "vhid", 7, "state", "MASTER")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	for i, tt := range []struct {
+		status bool // the line is a SIGUSR1 status line
+		want   int
+		ok     bool
+	}{
+		{status: true, want: 17, ok: true},
+		{status: true, want: 42, ok: true},
+		{status: false, want: 9, ok: true},
+		{status: false, ok: false},
+	} {
+		line := lines[i]
+		if got := strings.Contains(line, statusMark); got != tt.status {
+			t.Errorf("%q contains %q = %v, want %v", line, statusMark, got, tt.status)
+		}
+		if got, ok := goroutinesOf(line); got != tt.want || ok != tt.ok {
+			t.Errorf("goroutinesOf(%q) = %d, %v, want %d, %v", line, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+// TestCheckGrowthGoroutines: a daemon process whose goroutine count grew
+// by more than maxGoroutineGrowth over growthAfter breaks flat-memory; one
+// that grew by exactly that much, or ran too briefly to judge, does not.
+func TestCheckGrowthGoroutines(t *testing.T) {
+	base := memSample{RSS: 10 << 10, HWM: 12 << 10, Threads: 8, FDs: 20, Goroutines: 30}
+	at := time.Now()
+	for _, tt := range []struct {
+		name      string
+		grow      int
+		ran       time.Duration
+		violation bool
+	}{
+		{"within the bound", maxGoroutineGrowth, growthAfter, false},
+		{"past the bound", maxGoroutineGrowth + 1, growthAfter, true},
+		{"too short to judge", 10 * maxGoroutineGrowth, growthAfter - time.Second, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sys := &system{name: "carpd"}
+			n := &node{sys: sys, name: "c3"}
+			sys.nodes = []*node{n}
+			last := base
+			last.Goroutines += tt.grow
+			b := base
+			n.mem = []*procMem{{pid: 1234, baseline: &b, baselineAt: at, last: last, lastAt: at.Add(tt.ran)}}
+			s := NewSoak(t, Config{}, sys)
+			s.started = at
+			s.mu.Lock()
+			s.checkGrowth()
+			vs := append([]Violation(nil), s.violations...)
+			s.mu.Unlock()
+			if got := len(vs) > 0; got != tt.violation {
+				t.Fatalf("violations %v, want a flat-memory violation: %v", vs, tt.violation)
+			}
+			if tt.violation && (vs[0].Invariant != "flat-memory" || !strings.Contains(vs[0].Detail, fmt.Sprintf("goroutines %d", last.Goroutines))) {
+				t.Errorf("violation %v, want flat-memory naming goroutines %d", vs[0], last.Goroutines)
+			}
+		})
+	}
 }
