@@ -203,7 +203,10 @@
 // deletes replicate), and nf_conntrack_tcp_loose=0,
 // nf_conntrack_tcp_be_liberal=0; IPv4 and IPv6 flows are tested through
 // every failover. Replicated TCP flows carry BE_LIBERAL in the kernel
-// (ctnetlink cannot restore sequence windows). On the firewalls, set
+// (ctnetlink cannot restore sequence windows), on both firewalls: the
+// creator sets it on its own flows once they carry data, so a flow survives
+// a split where each firewall is MASTER of one group (lost adverts) and
+// forwards one of its directions. On the firewalls, set
 // net.ipv6.conf.<iface>.keep_addr_on_down=1 or have the network
 // configuration restore the interfaces' IPv6 addresses: Linux flushes them
 // when a link is set down, and the IPv6 virtual addresses take their

@@ -94,7 +94,8 @@ type CommitStatus struct {
 	Records int       `json:"records"` // replicated records committed into the kernel
 	// Liberalized counts this node's own TCP flows switched to
 	// BE_LIBERAL by conntrack.Backend.Takeover: their windows went stale
-	// while the peer forwarded them.
+	// while the peer forwarded them. Usually none: the backend makes them
+	// liberal as soon as they carry data.
 	Liberalized int    `json:"liberalized"`
 	Took        string `json:"took"`
 	Err         string `json:"error,omitempty"`

@@ -327,6 +327,11 @@ func (b *Backend) handle(ev *ct.Event) {
 			b.log.Warn("conntrack: event not replicated", "err", err)
 			return
 		}
+		if !b.cfg.StrictLocal {
+			if k, ok := b.t.toLiberalize(ev.Flow); ok {
+				b.liberalizeOwn([]flowKey{k})
+			}
+		}
 		if ok {
 			b.act(a)
 		}
@@ -347,6 +352,20 @@ func (b *Backend) act(a action) {
 	if err != nil {
 		b.t.count(func(s *Stats) { s.Errors++ })
 		b.log.Warn("conntrack: sink refused a change", "err", err)
+	}
+}
+
+// liberalizeOwn sets BE_LIBERAL on local TCP flows that carry data (see
+// Config.StrictLocal for why). A failure is counted and logged once in a
+// while; the flow is tried again at its next event or resync, and by
+// Takeover.
+func (b *Backend) liberalizeOwn(keys []flowKey) {
+	if len(keys) == 0 {
+		return
+	}
+	if _, err := b.setLiberal(context.Background(), keys); err != nil {
+		b.t.count(func(s *Stats) { s.Errors++ })
+		b.logs.log(b.log, logLiberal, slog.LevelWarn, "conntrack: own flows left with strict window tracking", "err", err)
 	}
 }
 
@@ -405,16 +424,23 @@ func (b *Backend) checkDrops() {
 func (b *Backend) sweep(flows []ct.Flow, gen uint64) {
 	now := time.Now()
 	var errs int
+	var strict []flowKey
 	for i := range flows {
 		a, ok, err := b.t.observe(&flows[i], now, b.sink.NewID)
 		if err != nil {
 			errs++
 			continue
 		}
+		if !b.cfg.StrictLocal {
+			if k, ok := b.t.toLiberalize(&flows[i]); ok {
+				strict = append(strict, k)
+			}
+		}
 		if ok {
 			b.act(a)
 		}
 	}
+	b.liberalizeOwn(strict)
 	if errs > 0 {
 		b.t.count(func(s *Stats) { s.Errors += uint64(errs) })
 	}

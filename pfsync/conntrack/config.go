@@ -96,6 +96,21 @@ type Config struct {
 	// quiet periods (UDP streams: 120 s, so at most 60 s). Zero means 30 s;
 	// negative disables it. Range 1 s-24 h.
 	Resync time.Duration
+	// StrictLocal leaves this node's own TCP flows with the kernel's
+	// sequence window tracking until Takeover. By default the watcher sets
+	// BE_LIBERAL (and SACK_PERM) on each replicated TCP flow of this node
+	// once it carries data (ESTABLISHED to LAST_ACK), as every peer's copy
+	// already has: whenever a peer forwards one direction of the flow
+	// while this node forwards the other — both nodes MASTER of different
+	// groups after lost adverts, a group handed over alone, active/active —
+	// this node sees acknowledgements of data that never passed through it.
+	// With strict tracking those packets are INVALID; the reply to a
+	// source-NATed flow is then not translated back, reaches this node's
+	// own stack at the NAT address and is answered with a reset, and the
+	// flow dies. Set it only where a peer can never forward while this
+	// node is master. Each flow costs one netlink write, counted in
+	// Stats.Liberalized.
+	StrictLocal bool
 	// Logger receives the backend's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -153,7 +168,7 @@ type Stats struct {
 	InjectErrors  uint64 // remote records that could not be written
 	Unchanged     uint64 // remote records the kernel held in that state already (not written again)
 	Conflicts     uint64 // remote records whose tuple is a flow this node created under another identity (written as updates of the local entry)
-	Liberalized   uint64 // this node's TCP flows set BE_LIBERAL by Takeover
+	Liberalized   uint64 // this node's TCP flows set BE_LIBERAL by the watcher or Takeover
 	Parked        uint64 // RELATED records that had to wait for their master
 
 	Tracked int // flows the backend currently knows (local and injected)

@@ -39,10 +39,18 @@
 // the write's kernel event is not reported back, so two nodes cannot
 // ping-pong. Traffic that only moves a flow's sequence windows causes no
 // kernel event, though, so a peer that forwarded this node's flows for a
-// while has usually reported nothing: call Takeover when the node becomes
-// master again (after the engine's PrepareTakeover, before the addresses
-// move) and it makes this node's own TCP flows BE_LIBERAL, so packets
-// acknowledging data this node never saw are not INVALID.
+// while has usually reported nothing. So the watcher itself makes this
+// node's own replicated TCP flows BE_LIBERAL as soon as they carry data
+// (ESTABLISHED to LAST_ACK; one netlink write per flow, found by its event
+// or a resync): packets acknowledging data this node never saw are then not
+// INVALID, also while a peer forwards one direction of a flow and this
+// node the other — both nodes MASTER of different groups when one's
+// adverts are lost, where a source-NATed reply that is INVALID would not be
+// translated back, would reach this node's own stack at the NAT address
+// and be answered with a reset. Config.StrictLocal turns that off; call
+// Takeover anyway when the node becomes master again (after the engine's
+// PrepareTakeover, before the addresses move): it makes liberal whatever
+// own TCP flow still is not.
 //
 // With pfsync.CommitDirect the engine hands the peers' records to the
 // kernel as they arrive (conntrackd's DisableExternalCache); with

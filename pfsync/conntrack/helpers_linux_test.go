@@ -172,4 +172,3 @@ func (s *fakeSink) signal() {
 	default:
 	}
 }
-

@@ -24,6 +24,7 @@ const (
 	logRefused                    // a peer's record refused (filter, loopback)
 	logEventsLost                 // the event socket overran or failed
 	logKernelDrops                // the kernel's own drop counters grew
+	logLiberal                    // an own flow could not be set BE_LIBERAL
 )
 
 // logLimiter lets one log of each kind through per logEvery; the line

@@ -435,8 +435,9 @@ const commitBatch = 128
 // every such flow would stall. Takeover therefore sets BE_LIBERAL (and
 // SACK_PERM) on both directions of every TCP flow this node created and
 // tracks, as replicated flows get when they are injected (conntrackd does
-// the same), and changes nothing else. Flows it already made liberal, or
-// whose entry a peer's update already wrote, are skipped; the writes are
+// the same), and changes nothing else. Flows already liberal — the watcher
+// makes them so once they carry data unless Config.StrictLocal — or whose
+// entry a peer's update already wrote, are skipped; the writes are
 // pipelined like Commit's. A flow that ended meanwhile is not an error. The
 // kernel events of these writes change no replicated field and are not
 // reported.
@@ -451,13 +452,27 @@ func (b *Backend) Takeover(ctx context.Context) (int, error) {
 		}
 	}
 	b.t.mu.Unlock()
+	n, err := b.setLiberal(ctx, keys)
+	if err != nil {
+		return n, fmt.Errorf("conntrack: takeover: %w", err)
+	}
+	return n, nil
+}
+
+// setLiberal sets BE_LIBERAL and SACK_PERM on both directions of the local
+// TCP flows keys, the writes pipelined commitBatch at a time, marks them
+// liberal in the tracker and returns how many it changed. A flow that ended
+// meanwhile is not an error. It stops when ctx ends and returns the count so
+// far with ctx's error.
+func (b *Backend) setLiberal(ctx context.Context, keys []flowKey) (int, error) {
 	n := 0
 	var errs []error
-	msgs := make([]netlink.Message, 0, commitBatch)
-	res := make([]error, commitBatch)
+	size := min(len(keys), commitBatch)
+	msgs := make([]netlink.Message, 0, size)
+	res := make([]error, size)
 	for i := 0; i < len(keys); i += commitBatch {
 		if err := ctx.Err(); err != nil {
-			errs = append(errs, fmt.Errorf("conntrack: takeover stopped with %d of %d flows left: %w", len(keys)-i, len(keys), err))
+			errs = append(errs, fmt.Errorf("stopped with %d of %d flows left: %w", len(keys)-i, len(keys), err))
 			break
 		}
 		batch := keys[i:min(i+commitBatch, len(keys))]
@@ -474,7 +489,7 @@ func (b *Backend) Takeover(ctx context.Context) (int, error) {
 		}
 		b.injMu.Unlock()
 		if err != nil {
-			b.log.Debug("conntrack: pipelined takeover update failed", "err", err)
+			b.log.Debug("conntrack: pipelined BE_LIBERAL update failed", "err", err)
 		}
 		done := 0
 		b.t.mu.Lock()
@@ -488,7 +503,7 @@ func (b *Backend) Takeover(ctx context.Context) (int, error) {
 			case errors.Is(res[j], unix.ENOENT):
 				// Ended meanwhile.
 			default:
-				errs = append(errs, fmt.Errorf("conntrack: takeover: set BE_LIBERAL on %v: %w", k, res[j]))
+				errs = append(errs, fmt.Errorf("set BE_LIBERAL on %v: %w", k, res[j]))
 			}
 		}
 		b.t.stats.Liberalized += uint64(done)

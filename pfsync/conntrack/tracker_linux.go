@@ -46,8 +46,9 @@ type entry struct {
 	// pending: registered by the Table, its write not done yet. A sweep
 	// spares it: its dump may have run before the write.
 	pending bool
-	// liberal: the backend set BE_LIBERAL on this local TCP flow (a write
-	// of a peer's newer state, or Takeover), so Takeover skips it.
+	// liberal: this local TCP flow is BE_LIBERAL in the kernel (set by the
+	// watcher once the flow carried data, by a write of a peer's newer
+	// state, or by Takeover), so none of them writes it again.
 	liberal bool
 }
 
@@ -273,6 +274,41 @@ func (t *tracker) observe(f *ct.Flow, now time.Time, newID func() record.ID) (ac
 	e.rec, e.seen = rec, now
 	t.stats.Upserts++
 	return action{rec: rec.Clone()}, true, nil
+}
+
+// toLiberalize reports whether the flow f, just observed, is a local TCP
+// flow that carries data (ESTABLISHED to LAST_ACK) and still has strict
+// window tracking, and returns its key: the backend then sets BE_LIBERAL on
+// it (Backend.liberalizeOwn). When f carries the TCP flags, they say whether
+// the flow is liberal already. Flows the Filter ignores are not tracked, so
+// they keep strict tracking.
+func (t *tracker) toLiberalize(f *ct.Flow) (flowKey, bool) {
+	if f.TupleOrig.Proto.Protocol != record.ProtoTCP {
+		return flowKey{}, false
+	}
+	key := flowKeyOf(f)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e := t.byKey[key]
+	if e == nil || e.remote {
+		return flowKey{}, false
+	}
+	state := e.rec.Timeout // the TCP state last reported
+	if tcp := f.ProtoInfo.TCP; tcp != nil {
+		// The kernel's flags, when reported, are the truth: a flow
+		// created through ctnetlink starts liberal, and anyone may clear
+		// the flag again.
+		e.liberal = uint8(tcp.OriginalFlags>>8)&tcpFlagBeLiberal != 0 && uint8(tcp.ReplyFlags>>8)&tcpFlagBeLiberal != 0
+		state = tcp.State
+	}
+	if e.liberal {
+		return flowKey{}, false
+	}
+	switch state {
+	case tcpEstablished, tcpFinWait, tcpCloseWait, tcpLastAck:
+		return key, true
+	}
+	return flowKey{}, false
 }
 
 // refreshed reports whether a local flow must be re-reported because

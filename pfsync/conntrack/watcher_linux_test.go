@@ -414,7 +414,9 @@ func TestOwnFlowFromPeer(t *testing.T) {
 	tp := netns.New(t, "gck")
 	n, fd := testNS(t, tp, "a")
 	netns.RequireBinary(t, "conntrack")
-	b, sink := startWatching(t, Config{NetNS: fd})
+	// StrictLocal: the watcher leaves the strict flows own makes alone,
+	// so only the writes under test make them liberal.
+	b, sink := startWatching(t, Config{NetNS: fd, StrictLocal: true})
 	sentinel := 20000
 	// quiet checks that nothing was reported since the last action: the
 	// next report must be a new sentinel flow's (events arrive in order).
@@ -495,5 +497,85 @@ func TestOwnFlowFromPeer(t *testing.T) {
 	}
 	if s := b.Stats(); s.Liberalized != 4 {
 		t.Errorf("stats %+v, want 4 liberalized", s)
+	}
+}
+
+// TestOwnFlowLiberal: the watcher sets BE_LIBERAL on this node's own TCP
+// flows once they carry data, found by an event or by a resync's dump, so
+// that the flow survives a peer forwarding one of its directions while
+// this node forwards the other (both MASTER of different groups): with
+// strict tracking the replies acknowledge data this node never saw and are
+// INVALID. The writes are not reported as changes. With StrictLocal the
+// flows keep strict tracking.
+func TestOwnFlowLiberal(t *testing.T) {
+	netns.RequireBinary(t, "conntrack")
+	for _, strictLocal := range []bool{false, true} {
+		t.Run(fmt.Sprintf("StrictLocal=%v", strictLocal), func(t *testing.T) {
+			tp := netns.New(t, "gcl")
+			n, fd := testNS(t, tp, "a")
+			c, err := ct.Dial(netlinkConfig(fd))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			// Entries created through ctnetlink start liberal; real
+			// traffic's track windows: clear the flag.
+			strict := func(src string, sport int) {
+				t.Helper()
+				f := ct.Flow{TupleOrig: tupleToFlow(record.Tuple{Src: ap(fmt.Sprintf("%s:%d", src, sport)), Dst: ap("10.0.2.3:80")}, 6),
+					ProtoInfo: ct.ProtoInfo{TCP: &ct.ProtoInfoTCP{
+						State: tcpEstablished, OriginalFlags: uint16(tcpFlagBeLiberal), ReplyFlags: uint16(tcpFlagBeLiberal)}}}
+				if err := c.Update(f); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// A strict flow in the table before the watcher starts: its
+			// first resync finds it.
+			ctInsert(n, "10.0.1.1", 999)
+			strict("10.0.1.1", 999)
+			b, sink := startWatching(t, Config{NetNS: fd, StrictLocal: strictLocal})
+			if a := sink.nextAction(t); a.del || a.rec.Key.Orig.Src != ap("10.0.1.1:999") {
+				t.Fatalf("dumped flow reported as %+v", a)
+			}
+			if lib, _, _ := liberal(t, fd, "10.0.1.1:999"); lib == strictLocal {
+				t.Errorf("flow found by the resync: liberal %v, want %v", lib, !strictLocal)
+			}
+
+			// A flow that turns strict while watched (as a forwarded
+			// flow is from its first packet).
+			ctInsert(n, "10.0.1.2", 1000)
+			if a := sink.nextAction(t); a.del || a.rec.Key.Orig.Src != ap("10.0.1.2:1000") {
+				t.Fatalf("new flow reported as %+v", a)
+			}
+			strict("10.0.1.2", 1000)
+			// Events are handled in order, and the write before the
+			// report of the next one: once the sentinel is reported, the
+			// strict flow's event has been handled. Nothing else may be
+			// reported (the flag is not replicated).
+			ctInsert(n, "10.0.9.9", 20000)
+			if a := sink.nextAction(t); a.del || a.rec.Key.Orig.Src != ap("10.0.9.9:20000") {
+				t.Fatalf("reported %+v, want the sentinel", a)
+			}
+			if lib, state, _ := liberal(t, fd, "10.0.1.2:1000"); lib == strictLocal || state != tcpEstablished {
+				t.Errorf("flow made strict while watched: liberal %v state %d, want %v, ESTABLISHED", lib, state, !strictLocal)
+			}
+			want := uint64(2)
+			if strictLocal {
+				want = 0
+			}
+			if s := b.Stats(); s.Liberalized != want || s.Errors != 0 {
+				t.Errorf("stats %+v, want %d liberalized and no error", s, want)
+			}
+			// Takeover finds only what the watcher did not make liberal:
+			// with StrictLocal, every flow (the sentinel too: nothing
+			// looked at its flags).
+			wantTakeover := 0
+			if strictLocal {
+				wantTakeover = 3
+			}
+			if got, err := b.Takeover(context.Background()); err != nil || got != wantTakeover {
+				t.Errorf("Takeover = %d, %v; want %d", got, err, wantTakeover)
+			}
+		})
 	}
 }
