@@ -217,4 +217,3 @@ func (p *proc) interrupt() error {
 		return errors.New(p.name + " ignored SIGINT")
 	}
 }
-
