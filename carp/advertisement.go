@@ -80,8 +80,8 @@ type Advertisement struct {
 }
 
 // Timing returns the advertisement's interval as the integer
-// advbase·256 + advskew, the quantity CARP elections compare (carp.md §3.2:
-// comparing (seconds, microseconds) as the BSDs do is equivalent).
+// advbase·256 + advskew, the quantity CARP elections compare (comparing (seconds,
+// microseconds) as the BSDs do is equivalent; docs/interop.md, "Timing").
 func (a Advertisement) Timing() int { return int(a.AdvBase)<<8 | int(a.AdvSkew) }
 
 // IsBowOut reports whether a is an OpenBSD bow-out advert (advbase 255,

@@ -21,8 +21,8 @@ func unhex(t testing.TB, fragments ...string) []byte {
 	return b
 }
 
-// vectors are the test vectors of carp.md §2.7 (computed from the
-// algorithm) and one advert from a real ucarp 1.5.2 capture.
+// vectors are computed from the algorithm of docs/interop.md, "HMAC",
+// and one advert from a real ucarp 1.5.2 capture.
 var vectors = []struct {
 	name     string
 	password string

@@ -20,7 +20,7 @@ import (
 const MaxPasswordLen = 20
 
 // Authenticator computes and checks the HMAC-SHA1 digest of CARP adverts for
-// one group, exactly as OpenBSD, FreeBSD and ucarp do (carp.md §2):
+// one group, exactly as OpenBSD, FreeBSD and ucarp do (docs/interop.md, "HMAC"):
 //
 //	key     = password (zero-padded to 20 bytes, which HMAC does anyway)
 //	message = 0x02 0x01 vhid
@@ -129,7 +129,7 @@ func padState(key [sha1.BlockSize]byte, pad byte, msg []byte) ([]byte, error) {
 	return st, nil
 }
 
-// hmacPrefix returns the HMAC message without the counter (carp.md §2.2).
+// hmacPrefix returns the HMAC message without the counter (docs/interop.md, "HMAC").
 func hmacPrefix(vhid uint8, addrs []netip.Addr, linkLocal bool) []byte {
 	var v4, v6 [][]byte
 	for _, a := range addrs {
@@ -188,7 +188,7 @@ func (a *Authenticator) Digest(counter uint64) [DigestLen]byte {
 // cannot authenticate an advert that names another one (a copied digest
 // with the vhid byte rewritten). It does not allocate. The counter is not
 // checked for freshness: OpenBSD sends a constant cookie, and no BSD
-// enforces monotonicity (carp.md §2.5).
+// enforces monotonicity (docs/interop.md, "Counters").
 func (a *Authenticator) Verify(adv Advertisement) error {
 	if adv.VHID != a.vhid {
 		return ErrAuth

@@ -339,8 +339,8 @@ func TestTsharkDecodesOurAdverts(t *testing.T) {
 
 // rawStartKeepalived runs keepalived 2.2.7 (VRRP only, foreground,
 // logging to the console) in node n with the given vrrp_instance blocks.
-// Cleanup kills its whole process group: parent and VRRP child (peers.md
-// pitfall 9).
+// Cleanup kills its whole process group: parent and VRRP child (docs/interop.md,
+// "keepalived's two processes").
 func rawStartKeepalived(t *testing.T, n *rawNode, instances string) *netns.Process {
 	t.Helper()
 	netns.RequireBinary(t, "keepalived")
@@ -432,7 +432,8 @@ vrrp_instance v3six {
 	}
 }
 
-// TestMLDSnoopingQuerier reproduces peers.md pitfall 2: with multicast
+// TestMLDSnoopingQuerier reproduces a lab pitfall (docs/interop.md, "MLD
+// snooping"): with multicast
 // snooping and an active MLD querier on the bridge, a host that did not join
 // ff02::12 stops receiving IPv6 adverts, while the RawTransport, which joins
 // the group, keeps receiving all of them. Without the querier the same

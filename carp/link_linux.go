@@ -15,7 +15,7 @@ import (
 // LinkWatcher reports whether one network interface can carry adverts: it
 // is administratively up (IFF_UP) and has carrier (IFF_RUNNING). carp(4)
 // puts a group into INIT when its parent interface loses either, and back
-// to BACKUP when both return (carp.md §3.7); feed the reports to
+// to BACKUP when both return (docs/interop.md, "Link state"); feed the reports to
 // [Group.SetLinkState]:
 //
 //	w, err := carp.NewLinkWatcher("eth0", g.SetLinkState, logger)

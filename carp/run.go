@@ -754,8 +754,8 @@ func (r *run) leaveSequence(a Advertisement) {
 	g.log.Info("carp: another master continues our counter sequence; moving to a new one")
 }
 
-// process applies a valid advert (carp.md §3.3, OpenBSD rules with the
-// demote byte).
+// process applies a valid advert (OpenBSD rules with the demote
+// byte; docs/interop.md, "Receive rules").
 func (r *run) process(f Family, src netip.Addr, a Advertisement) {
 	g := r.g
 	tme, tpeer := r.timing(), a.Timing()

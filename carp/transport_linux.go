@@ -22,7 +22,7 @@ const (
 	// rawTOS is IPTOS_LOWDELAY, what OpenBSD and ucarp put in adverts.
 	rawTOS = 0x10
 	// rawTTL is the TTL / hop limit every CARP advert carries and every
-	// receiver expects (carp.md §1.1).
+	// receiver expects (docs/interop.md, "Encapsulation").
 	rawTTL = 255
 	// rawBufLen is larger than any IPv4/IPv6 packet on an Ethernet link;
 	// oversized protocol 112 packets must reach the codec intact to be

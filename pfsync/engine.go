@@ -596,7 +596,7 @@ func (e *Engine) Records() []record.Record {
 // committed. Call it when this node is about to become master, before the
 // CARP layer announces the addresses: the dataplane must know the flows
 // before their packets arrive (the ordering conntrackd plus keepalived get
-// wrong, §7.11 of the reference).
+// wrong, docs/interop.md, "Takeover ordering").
 //
 // Each record's Expire is reduced by the time it waited in the engine since
 // its lifetime was received (whole seconds, like conntrackd's commit); a

@@ -7,7 +7,8 @@ import (
 )
 
 // winSize is the receive window: sequence numbers up to winSize above the
-// lowest missing one are remembered individually (§7.7 of the reference);
+// lowest missing one are remembered individually (docs/interop.md,
+// "Gaps and acknowledgements");
 // a frame further ahead makes the receiver give up on the gap and ask for a
 // bulk sync.
 const winSize = 1024

@@ -27,7 +27,7 @@ const (
 
 // coalesce returns the slot of a record after op, given its current slot
 // and whether any peer may have heard of the record (announced). The rules
-// follow pfsync's queue transitions (§2.1 of the reference):
+// follow pfsync's queue transitions (docs/interop.md, "Queue transitions"):
 //
 //   - any change of a live record leaves one upsert in the queue: the
 //     element is encoded at flush time, so it carries the latest state;

@@ -89,7 +89,7 @@ type Stats struct {
 // that removes them behind its back (a network restart, UCarp#26), and in
 // every other state it keeps them off the interface, so a backup never
 // answers for a VIP. At start it removes VIPs left over from a crashed
-// run (peers.md pitfall 3).
+// run (docs/interop.md, "Stale addresses after a crash").
 //
 // Plug Handle into carp.Config.OnTransition. Handle never blocks: the work
 // runs on the Follower's own goroutine, and a newer transition supersedes

@@ -15,7 +15,7 @@ import (
 //   - Add installs p on the interface. Adding an address that is already
 //     there is not an error. IPv6 addresses are added without duplicate
 //     address detection (IFA_F_NODAD), so they are usable at once instead of
-//     "tentative" for a second (peers.md pitfall 13).
+//     "tentative" for a second (docs/interop.md, "Host sysctls").
 //   - Remove deletes p. Removing an address that is already gone is not an
 //     error.
 //   - List returns every address currently on the interface, of both

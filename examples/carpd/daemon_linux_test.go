@@ -457,7 +457,8 @@ func TestUcarpWrongPassword(t *testing.T) {
 }
 
 // TestRestartAfterKillClearsVIP: a MASTER killed with SIGKILL leaves its
-// VIP configured (peers.md pitfall 3). When it is restarted, carpd removes
+// VIP configured (docs/interop.md, "Stale addresses after a crash").
+// When it is restarted, carpd removes
 // it at start-up, through the downscript (ucarp's behaviour) or, with
 // --manage-vip, itself; with --neutral and scripts, nothing removes it,
 // which shows the check can fail.
@@ -551,7 +552,7 @@ vrrp_instance v {
 			}
 			pid, vrrpPid := filepath.Join(tb.dir, "keepalived.pid"), filepath.Join(tb.dir, "vrrp.pid")
 			p := tb.nodes["k"].ns.Start("keepalived", "-n", "-l", "-D", "-P", "-f", conf, "-p", pid, "-r", vrrpPid)
-			// Kill the parent and the VRRP child (peers.md pitfall 9); runs
+			// Kill the parent and the VRRP child (docs/interop.md, "keepalived's two processes"); runs
 			// before the namespace's cleanup kills the process group.
 			t.Cleanup(func() {
 				for _, f := range []string{vrrpPid, pid} {

@@ -63,7 +63,8 @@
 // "start-up") and CARPD_ADDRS (every --addr). The upscript runs on entering
 // MASTER, the downscript on leaving it (a faster master, SIGUSR2, carrier
 // loss), at start-up unless --neutral (it clears an address a crashed run
-// left behind, peers.md pitfall 3), and on exit as MASTER with --shutdown.
+// left behind, docs/interop.md, "Stale addresses after a crash"), and on
+// exit as MASTER with --shutdown.
 //
 // ucarp runs scripts synchronously in its protocol loop, so a slow upscript
 // stops its adverts and lets the backup take over too. carpd runs them from

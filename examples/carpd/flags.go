@@ -78,7 +78,7 @@ type flagSpec struct {
 	set   func(o *options, v string) error
 }
 
-// flagTable lists ucarp 1.5.2's options with their meaning (carp.md §4.1),
+// flagTable lists ucarp 1.5.2's options with their meaning (docs/interop.md, "ucarp options"),
 // then carpd's additions.
 var flagTable = []flagSpec{
 	{'i', "interface", "IF", "interface to run CARP on (required)", func(o *options, v string) error {

@@ -231,7 +231,7 @@ func (d *daemon) start(pass []byte, groupLog *slog.Logger) (err error) {
 // openVIP sets up --manage-vip: the addresses live on the interface, or on
 // a macvlan with the virtual MAC (--vmac), and a vip.Follower installs,
 // announces and withdraws them. The Follower removes any of them left by a
-// crashed run as soon as it starts (peers.md pitfall 3).
+// crashed run as soon as it starts (docs/interop.md, "Stale addresses after a crash").
 func (d *daemon) openVIP(parent *net.Interface) error {
 	ifi := parent
 	if d.o.VMAC {

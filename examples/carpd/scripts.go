@@ -127,7 +127,7 @@ func (s *scripts) handle(t carp.Transition) {
 
 // startup runs the downscript before the group starts, as ucarp does on its
 // first transition to BACKUP unless --neutral: it removes a virtual address
-// a crashed run left configured (peers.md pitfall 3).
+// a crashed run left configured (docs/interop.md, "Stale addresses after a crash").
 func (s *scripts) startup() {
 	if s.down == "" {
 		return

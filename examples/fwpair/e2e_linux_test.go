@@ -265,8 +265,8 @@ func checkFlows(t *testing.T, phase string, tr traffic) fwbench.Summary {
 	return s
 }
 
-// TestFailover is the acceptance test of the firewall pair (sync.md §7.15
-// items 5 and 6): 1000 long-lived TCP flows and 50 UDP flows over IPv4 and
+// TestFailover is the acceptance test of the firewall pair (docs/interop.md,
+// "The firewall-pair lab"): 1000 long-lived TCP flows and 50 UDP flows over IPv4 and
 // 200 TCP and 10 UDP flows over IPv6, source-NATed to the WAN group's
 // virtual address of their family (both groups carry an IPv4 and an IPv6
 // address), with nf_conntrack_tcp_loose=0, survive

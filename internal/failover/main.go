@@ -10,7 +10,7 @@
 // run in parallel. A trial starts the master (advskew 0), waits until it
 // advertises, starts the backup (advskew 100), lets it hear two adverts,
 // waits a random fraction of the advert interval (so the failure lands at a
-// random phase of the advert cycle, peers.md pitfall 7), then fails the
+// random phase of the advert cycle, docs/interop.md, "Detection jitter"), then fails the
 // master:
 //
 //   - kill: SIGKILL of the daemon;
@@ -293,7 +293,7 @@ func newTopology(prefix string) (*topology, error) {
 		return t, err
 	}
 	// Bridged frames must not traverse the switch namespace's netfilter
-	// (peers.md pitfall 14). The keys exist only while br_netfilter is
+	// (docs/interop.md, "br_netfilter"). The keys exist only while br_netfilter is
 	// loaded; without it there is nothing to switch off.
 	if _, err := os.Stat("/proc/sys/net/bridge"); err == nil {
 		for _, k := range []string{"bridge-nf-call-iptables", "bridge-nf-call-ip6tables", "bridge-nf-call-arptables"} {

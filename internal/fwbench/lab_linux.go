@@ -56,7 +56,7 @@ const (
 	SyncIf = "sync0"
 )
 
-// Lab is the firewall-pair topology of peers.md §5:
+// Lab is the firewall-pair topology of docs/interop.md, "The firewall-pair lab":
 //
 //	client ── LAN bridge ── fw1, fw2 ── WAN bridge ── server
 //	                         fw1 ══ sync0 ══ fw2
@@ -136,7 +136,7 @@ func NewLab(t testing.TB, tag string) *Lab {
 	for i := 1; i <= 2; i++ {
 		fw := l.FW[i]
 		fw.Run(nft, "-f", rules)
-		// Explicit, whatever the host's defaults (peers.md pitfalls 10-14).
+		// Explicit, whatever the host's defaults (docs/interop.md, "Host sysctls").
 		kv := map[string]string{
 			"net/ipv4/ip_forward":                  "1",
 			"net/ipv6/conf/all/forwarding":         "1",

@@ -140,7 +140,7 @@ func (g *Gocarp) Crash(i int) {
 // keepalived's notify scripts calling conntrackd's shipped
 // primary-backup.sh (primary: -c -f -R -B; backup: -t -n; fault: -t), as
 // conntrackd's documentation sets them up (doc/sync/keepalived.conf,
-// doc/sync/ftfw/conntrackd.conf, sync.md §3.5-3.6).
+// doc/sync/ftfw/conntrackd.conf, docs/interop.md, "The firewall-pair lab").
 type Conntrackd struct {
 	L    *Lab
 	dir  [3]string
@@ -347,7 +347,7 @@ func (c *Conntrackd) WaitBackup(i int, timeout time.Duration) {
 var activeRE = regexp.MustCompile(`active objects:\s+(\d+)`)
 
 // Replicated implements Stack: the external cache's "current active
-// connections" (conntrackd -s cache; peers.md §5).
+// connections" (conntrackd -s cache; docs/interop.md, "The firewall-pair lab").
 func (c *Conntrackd) Replicated(i int) int {
 	out, err := c.L.FW[i].Output("conntrackd", "-C", c.conf[i], "-s", "cache")
 	if err != nil {
@@ -379,7 +379,8 @@ func (c *Conntrackd) CPU() time.Duration {
 }
 
 // Crash implements Stack: keepalived (parent and VRRP child: the whole
-// process group, peers.md pitfall 9) and conntrackd SIGKILLed, links cut.
+// process group, docs/interop.md, "keepalived's two processes") and
+// conntrackd SIGKILLed, links cut.
 func (c *Conntrackd) Crash(i int) {
 	if err := c.kad[i].Stop(); err != nil {
 		c.L.T.Fatal(err)

@@ -7,7 +7,7 @@
 //
 //   - one "switch" namespace holding Linux bridges (the LAN segments), with
 //     br_netfilter switched off so bridged frames never hit the host's
-//     firewall rules (peers.md pitfall 14);
+//     firewall rules (docs/interop.md, "br_netfilter");
 //   - any number of node namespaces, each with loopback up and explicit
 //     sysctls (rp_filter 0, accept_dad 0, arp_ignore 1, arp_announce 2,
 //     send_redirects 0) so the CI host's defaults cannot make a test pass or

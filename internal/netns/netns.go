@@ -218,7 +218,7 @@ func (tp *Topology) Bridge(name string) string {
 // querier. With an active querier the bridge forwards snooped groups
 // (ff02::12 is one; 224.0.0.x never is) only to ports that reported
 // membership: a host that did not join ff02::12 stops receiving IPv6
-// adverts (peers.md pitfall 2). The bridge needs an IPv6 link-local address
+// adverts (docs/interop.md, "MLD snooping"). The bridge needs an IPv6 link-local address
 // to query, which it has because accept_dad is 0 in the switch namespace.
 func (tp *Topology) EnableQuerier(bridge string) {
 	tp.t.Helper()

@@ -177,7 +177,7 @@ func (p *Process) Signal(sig os.Signal) error {
 // Stop kills the process group with SIGKILL, waits for the process to be
 // reaped, and then until no other member of its group is alive (a member
 // that is a zombie counts as dead: kill -0 would still succeed on it, see
-// peers.md pitfall 8). It is idempotent.
+// docs/interop.md, "Zombies"). It is idempotent.
 func (p *Process) Stop() error {
 	var err error
 	p.stopOnce.Do(func() {

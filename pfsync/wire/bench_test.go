@@ -7,7 +7,7 @@ import (
 	"github.com/gocarp/gocarp/pfsync/record"
 )
 
-// pfsync's sizes, for comparison (reference sync.md §1.4-1.6): OpenBSD
+// pfsync's sizes, for comparison (docs/interop.md, "Sizes for comparison"): OpenBSD
 // pfsync_state 264 bytes, pfsync_upd_c 84 bytes.
 const (
 	pfsyncStateLen = 264
