@@ -4,6 +4,7 @@
 // connection table in the spirit of pfsync
 // ([github.com/gocarp/gocarp/pfsync]), so that established connections
 // survive when the master dies.
+// The design is in docs/design.md and the sync protocol in docs/protocol.md.
 //
 // This package has no code. It is the wiring guide: how a host program (a
 // firewall, NAT gateway, load balancer or VPN head-end that keeps its own

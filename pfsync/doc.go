@@ -9,6 +9,7 @@
 // the peers' flows to the embedder's Table (MemTable is an in-memory one).
 // Frames travel over a Transport (pfsync/udp for real links, pfsync/pfsynctest
 // in memory) and are authenticated by a Sealer (pfsync/seal).
+// The protocol on the wire is specified in docs/protocol.md.
 //
 // What the engine takes from pfsync:
 //   - one queue slot per record: changes before a flush coalesce, the record
