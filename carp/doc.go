@@ -85,7 +85,11 @@
 //     queued: it arms the timer again for as long as it was late (at most
 //     one advert interval) and reads what arrived first, instead of taking
 //     over at once on resume while the master is alive. Counted in
-//     Stats.LateTimers.
+//     Stats.LateTimers. A stop that ends just before or just after the
+//     timer falls due does not make it late, so a timer that expires while
+//     received packets wait unread (with the group's reader, or in a
+//     Transport that is a PendingReporter) gets the same second look, of
+//     50 ms. Counted in Stats.Unread.
 //
 // # Replays
 //

@@ -76,6 +76,7 @@ type Group struct {
 	kick      chan struct{} // control changed; capacity 1
 	done      chan struct{} // closed by Close
 	loopDone  chan struct{}
+	held      atomic.Int32 // packets read has received and the protocol loop not yet taken
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -290,6 +291,17 @@ func (g *Group) StepDown(d time.Duration) {
 	g.poke()
 }
 
+// pending reports whether received packets wait for the protocol loop:
+// held by the read goroutine, or not yet returned by a Transport that can
+// tell (PendingReporter).
+func (g *Group) pending() bool {
+	if g.held.Load() > 0 {
+		return true
+	}
+	pr, ok := g.cfg.Transport.(PendingReporter)
+	return ok && pr.Pending()
+}
+
 // poke wakes the protocol loop without blocking.
 func (g *Group) poke() {
 	select {
@@ -331,6 +343,7 @@ func (g *Group) read(pkts chan<- Packet) {
 			continue
 		}
 		p.Payload = append([]byte(nil), p.Payload...)
+		g.held.Add(1) // the protocol loop takes it off
 		select {
 		case pkts <- p:
 		case <-g.done:

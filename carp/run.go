@@ -289,6 +289,7 @@ func (r *run) loop(pkts <-chan Packet) {
 			r.shutdown()
 			return
 		case p := <-pkts:
+			g.held.Add(-1)
 			r.receive(p)
 		case <-r.adv.c():
 			r.adv.fired()
@@ -421,25 +422,39 @@ func (r *run) stepOver() {
 // (the process was stopped, as by SIGSTOP or a paused virtual machine, or
 // starved of CPU), and the master's adverts sent meanwhile may still wait
 // in the socket or with the reader goroutine: a select that sees the timer
-// and a queued advert at once picks either.
+// and a queued advert at once picks either. It is also how long a timer is
+// given when it expires on time while received packets wait unread.
 const lateLimit = 50 * time.Millisecond
 
-// downExpired handles the expiry of master-down timer i. A timer seen more
-// than lateLimit late is given a second look instead of taking over: it is
-// armed again for as long as it was late (at most one advert interval), so
-// the adverts that arrived while this loop was not running are read first
-// and, if the master is alive, restart it. The takeover of a node that was
-// stopped is delayed by at most an advert interval; a loop that runs on
-// time sees no difference.
+// downExpired handles the expiry of master-down timer i. Before a backup
+// takes over it gives the timer a second look, once, when the timer is
+// seen more than lateLimit late or when received packets wait unread
+// (Group.pending): the timer is armed again for as long as it was late
+// (at least lateLimit, at most one advert interval), so the adverts that
+// arrived while this loop was not running are read first and, if the
+// master is alive, restart it. Lateness alone misses a stop that ends just
+// before or just after the timer falls due; the unread packets do not.
+// The takeover of a node that was stopped, or that hears other traffic at
+// the instant its timer expires, is delayed by at most an advert interval;
+// a loop that runs on time with nothing unread sees no difference.
 func (r *run) downExpired(i int) {
 	t := &r.down[i]
 	t.fired()
-	late := time.Since(t.at)
-	if !r.downLate[i] && late > lateLimit && r.state == Backup {
+	if r.state == Backup && !r.downLate[i] {
+		late := time.Since(t.at)
+		switch {
+		case late > lateLimit:
+			r.g.st.lateTimers.Add(1)
+			r.g.log.Debug("carp: master-down timer seen late, reading what arrived meanwhile first", "late", late)
+		case r.g.pending():
+			r.g.st.unread.Add(1)
+			r.g.log.Debug("carp: master-down timer expired with packets unread, reading them first")
+		default:
+			r.masterDown()
+			return
+		}
 		r.downLate[i] = true
-		r.g.st.lateTimers.Add(1)
-		r.g.log.Debug("carp: master-down timer seen late, reading what arrived meanwhile first", "late", late)
-		t.start(min(late, r.g.advInt))
+		t.start(min(max(late, lateLimit), r.g.advInt))
 		return
 	}
 	r.masterDown()

@@ -35,13 +35,18 @@ type Stats struct {
 	// protocol loop was not running when they were due (a stopped process,
 	// CPU starvation): each was given a second look instead of a takeover.
 	LateTimers uint64
+	// Unread counts master-down timers that expired on time while received
+	// packets waited unread (a stop that ended just before or after the
+	// timer fell due): each was given a second look, to read them first,
+	// instead of a takeover.
+	Unread uint64
 }
 
 // stats holds the live counters; Group.Stats reads a snapshot.
 type stats struct {
 	ipackets, ipackets6, badif, badttl, hdrops, badsum, badver, badlen,
 	badauth, badvhid, badloop, vrrp, opackets, opackets6, oerrors,
-	preempt, replay, suppressed, lateTimers atomic.Uint64
+	preempt, replay, suppressed, lateTimers, unread atomic.Uint64
 }
 
 func (s *stats) snapshot() Stats {
@@ -65,5 +70,6 @@ func (s *stats) snapshot() Stats {
 		Replay:     s.replay.Load(),
 		Suppressed: s.suppressed.Load(),
 		LateTimers: s.lateTimers.Load(),
+		Unread:     s.unread.Load(),
 	}
 }

@@ -67,3 +67,15 @@ type Transport interface {
 	Families() []Family
 	Close() error
 }
+
+// A PendingReporter is a Transport that can tell whether it has received
+// packets that Receive has not returned yet (queued in a socket, or held
+// by a reader goroutine). A Group asks when its master-down timer expires:
+// if adverts wait unread, it reads them before it takes over, so a backup
+// that resumes from a stop (SIGSTOP, a paused virtual machine, CPU
+// starvation) does not take over from a master whose adverts queued up
+// meanwhile. Pending is called from the protocol loop and must not block.
+// RawTransport and carptest's Port implement it.
+type PendingReporter interface {
+	Pending() bool
+}

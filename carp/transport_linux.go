@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/jsimonetti/rtnetlink/v2"
 	"golang.org/x/net/ipv4"
@@ -61,6 +62,8 @@ type RawTransport struct {
 
 	v4     *ipv4.PacketConn
 	v6     *ipv6.PacketConn
+	rc     []syscall.RawConn // the sockets, for Pending
+	held   atomic.Int32      // packets read from a socket and not yet returned by Receive
 	src4   netip.Addr
 	src6   netip.Addr
 	dst4   netip.Addr
@@ -191,17 +194,21 @@ func NewRawTransport(ifname string, cfg *RawConfig) (*RawTransport, error) {
 	}
 
 	if has(IPv4) {
-		if t.v4, err = rawOpen4(ifi); err != nil {
+		var rc syscall.RawConn
+		if t.v4, rc, err = rawOpen4(ifi); err != nil {
 			return nil, err
 		}
+		t.rc = append(t.rc, rc)
 	}
 	if has(IPv6) {
-		if t.v6, err = rawOpen6(ifi); err != nil {
+		var rc syscall.RawConn
+		if t.v6, rc, err = rawOpen6(ifi); err != nil {
 			if t.v4 != nil {
 				t.v4.Close()
 			}
 			return nil, err
 		}
+		t.rc = append(t.rc, rc)
 	}
 	if t.v4 != nil {
 		t.wg.Add(1)
@@ -215,15 +222,15 @@ func NewRawTransport(ifname string, cfg *RawConfig) (*RawTransport, error) {
 }
 
 // rawOpen4 opens and configures the IPv4 socket.
-func rawOpen4(ifi *net.Interface) (*ipv4.PacketConn, error) {
+func rawOpen4(ifi *net.Interface) (*ipv4.PacketConn, syscall.RawConn, error) {
 	c, err := net.ListenPacket("ip4:112", "0.0.0.0")
 	if err != nil {
-		return nil, fmt.Errorf("carp: ipv4 raw socket: %w", err)
+		return nil, nil, fmt.Errorf("carp: ipv4 raw socket: %w", err)
 	}
 	p := ipv4.NewPacketConn(c)
-	fail := func(what string, err error) (*ipv4.PacketConn, error) {
+	fail := func(what string, err error) (*ipv4.PacketConn, syscall.RawConn, error) {
 		p.Close()
-		return nil, fmt.Errorf("carp: ipv4 socket on %s: %s: %w", ifi.Name, what, err)
+		return nil, nil, fmt.Errorf("carp: ipv4 socket on %s: %s: %w", ifi.Name, what, err)
 	}
 	rc, err := c.(*net.IPConn).SyscallConn()
 	if err != nil {
@@ -256,19 +263,19 @@ func rawOpen4(ifi *net.Interface) (*ipv4.PacketConn, error) {
 	if err := p.SetControlMessage(ipv4.FlagTTL|ipv4.FlagDst|ipv4.FlagInterface|ipv4.FlagSrc, true); err != nil {
 		return fail("control messages", err)
 	}
-	return p, nil
+	return p, rc, nil
 }
 
 // rawOpen6 opens and configures the IPv6 socket.
-func rawOpen6(ifi *net.Interface) (*ipv6.PacketConn, error) {
+func rawOpen6(ifi *net.Interface) (*ipv6.PacketConn, syscall.RawConn, error) {
 	c, err := net.ListenPacket("ip6:112", "::")
 	if err != nil {
-		return nil, fmt.Errorf("carp: ipv6 raw socket: %w", err)
+		return nil, nil, fmt.Errorf("carp: ipv6 raw socket: %w", err)
 	}
 	p := ipv6.NewPacketConn(c)
-	fail := func(what string, err error) (*ipv6.PacketConn, error) {
+	fail := func(what string, err error) (*ipv6.PacketConn, syscall.RawConn, error) {
 		p.Close()
-		return nil, fmt.Errorf("carp: ipv6 socket on %s: %s: %w", ifi.Name, what, err)
+		return nil, nil, fmt.Errorf("carp: ipv6 socket on %s: %s: %w", ifi.Name, what, err)
 	}
 	rc, err := c.(*net.IPConn).SyscallConn()
 	if err != nil {
@@ -298,7 +305,7 @@ func rawOpen6(ifi *net.Interface) (*ipv6.PacketConn, error) {
 	if err := p.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst|ipv6.FlagInterface, true); err != nil {
 		return fail("control messages", err)
 	}
-	return p, nil
+	return p, rc, nil
 }
 
 // rawGroup4 is INADDR_CARP_GROUP, 224.0.0.18 (shared with VRRP).
@@ -408,6 +415,7 @@ func (t *RawTransport) Send(f Family, payload []byte) error {
 func (t *RawTransport) Receive() (Packet, error) {
 	select {
 	case p := <-t.pkts:
+		t.held.Add(-1)
 		return p, nil
 	case err := <-t.errs:
 		return Packet{}, err
@@ -521,12 +529,29 @@ func (t *RawTransport) deliver(p Packet, payload []byte) bool {
 		return true
 	}
 	p.Payload = slices.Clone(payload)
+	t.held.Add(1) // Receive takes it off
 	select {
 	case t.pkts <- p:
 		return true
 	case <-t.closed:
+		t.held.Add(-1)
 		return false
 	}
+}
+
+// Pending reports whether packets have been received that Receive has not
+// returned yet: queued in a socket or held by a reader goroutine. It
+// implements [PendingReporter].
+func (t *RawTransport) Pending() bool {
+	if t.held.Load() > 0 {
+		return true
+	}
+	for _, rc := range t.rc {
+		if n, err := sockopt.Queued(rc); err == nil && n > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // rawAddrOf converts a source address from ReadFrom, dropping any zone.

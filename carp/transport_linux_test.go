@@ -367,6 +367,46 @@ func TestRawTransportClose(t *testing.T) {
 	}
 }
 
+// TestRawTransportPending: Pending reports adverts received but not yet
+// returned by Receive, and nothing once they have been.
+func TestRawTransportPending(t *testing.T) {
+	_, nodes := rawLAN(t, "a", "b")
+	a, b := nodes[0], nodes[1]
+	ta := rawOpen(t, a.ns, a.ifname, nil)
+	var tb *carp.RawTransport
+	if err := b.ns.Do(func() error {
+		var err error
+		tb, err = carp.NewRawTransport(b.ifname, &carp.RawConfig{Families: []carp.Family{carp.IPv4}})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tb.Close() })
+	if tb.Pending() {
+		t.Fatal("Pending before anything was sent")
+	}
+	for c := range uint64(2) {
+		if err := ta.Send(carp.IPv4, rawPayload(t, 7, 0, c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := tb.Receive(); err != nil {
+		t.Fatal(err)
+	}
+	// The second advert was sent after the first, which has arrived; the
+	// bridge delivers within the sender's system call, so it waits in the
+	// socket or with the reader goroutine.
+	if !tb.Pending() {
+		t.Fatal("Pending false with a second advert sent and not yet received")
+	}
+	if _, err := tb.Receive(); err != nil {
+		t.Fatal(err)
+	}
+	if tb.Pending() {
+		t.Error("Pending true after both adverts were received")
+	}
+}
+
 // TestRawTransportErrors: configuration mistakes are reported by name.
 func TestRawTransportErrors(t *testing.T) {
 	_, nodes := rawLAN(t, "a")

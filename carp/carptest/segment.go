@@ -257,6 +257,10 @@ func (p *Port) Receive() (carp.Packet, error) {
 	}
 }
 
+// Pending implements carp.PendingReporter: it reports whether packets
+// delivered to the port wait for Receive.
+func (p *Port) Pending() bool { return len(p.in) > 0 }
+
 // Close implements carp.Transport. It is idempotent.
 func (p *Port) Close() error {
 	p.mu.Lock()

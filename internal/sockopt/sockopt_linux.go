@@ -56,6 +56,25 @@ func GetInt(c syscall.RawConn, level, opt int) (int, error) {
 	return v, nil
 }
 
+// Queued returns how many bytes wait in the socket's receive queue (for a
+// datagram or raw socket, the length of the next datagram; 0 when empty).
+func Queued(c syscall.RawConn) (int, error) {
+	var (
+		n    int
+		serr error
+	)
+	err := c.Control(func(fd uintptr) {
+		n, serr = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sockopt: SIOCINQ: %w", err)
+	}
+	if serr != nil {
+		return 0, fmt.Errorf("sockopt: SIOCINQ: %w", serr)
+	}
+	return n, nil
+}
+
 func setInt(c syscall.RawConn, level, opt, v int, name string) error {
 	var serr error
 	err := c.Control(func(fd uintptr) {

@@ -83,3 +83,26 @@ func TestErrorsAfterClose(t *testing.T) {
 		t.Error("GetInt on a closed socket returned nil")
 	}
 }
+
+// TestQueued: Queued reports the next datagram's length while one waits,
+// and 0 once it is read.
+func TestQueued(t *testing.T) {
+	c, rc := rawConn(t, "udp4", "127.0.0.1:0")
+	if n, err := sockopt.Queued(rc); err != nil || n != 0 {
+		t.Fatalf("Queued on an empty socket = %d, %v; want 0, nil", n, err)
+	}
+	if _, err := c.WriteTo([]byte("seven b"), c.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	// Loopback delivers inside WriteTo, so the datagram is queued now.
+	if n, err := sockopt.Queued(rc); err != nil || n != 7 {
+		t.Fatalf("Queued with a 7-byte datagram waiting = %d, %v; want 7, nil", n, err)
+	}
+	buf := make([]byte, 16)
+	if _, _, err := c.ReadFrom(buf); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := sockopt.Queued(rc); err != nil || n != 0 {
+		t.Fatalf("Queued after reading = %d, %v; want 0, nil", n, err)
+	}
+}

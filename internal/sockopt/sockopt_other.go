@@ -27,3 +27,8 @@ func GetInt(c syscall.RawConn, level, opt int) (int, error) {
 func SetReceiveBuffer(c syscall.RawConn, n int) error {
 	return fmt.Errorf("sockopt: SO_RCVBUF: %w", errors.ErrUnsupported)
 }
+
+// Queued returns errors.ErrUnsupported outside Linux.
+func Queued(c syscall.RawConn) (int, error) {
+	return 0, fmt.Errorf("sockopt: SIOCINQ: %w", errors.ErrUnsupported)
+}
