@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/gocarp/gocarp/carp"
-	"github.com/gocarp/gocarp/internal/netns"
+	"github.com/gocarp/gocarp/internal/lab/netns"
 )
 
 // linkOpen starts a LinkWatcher on ifname inside ns whose reports go to

@@ -13,7 +13,7 @@ import (
 	"unsafe"
 
 	"github.com/gocarp/gocarp/carp"
-	"github.com/gocarp/gocarp/internal/netns"
+	"github.com/gocarp/gocarp/internal/lab/netns"
 	"github.com/gocarp/gocarp/vip"
 	"golang.org/x/sys/unix"
 )

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/gocarp/gocarp/carp"
-	"github.com/gocarp/gocarp/internal/netns"
+	"github.com/gocarp/gocarp/internal/lab/netns"
 	"github.com/gocarp/gocarp/vip"
 	"github.com/jsimonetti/rtnetlink/v2"
 	"github.com/mdlayher/arp"

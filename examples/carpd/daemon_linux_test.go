@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/gocarp/gocarp/carp"
-	"github.com/gocarp/gocarp/internal/netns"
+	"github.com/gocarp/gocarp/internal/lab/netns"
 )
 
 // carpdBin is the carpd binary built once by TestMain (empty when not root:

@@ -196,7 +196,7 @@
 // # Firewall rules
 //
 // fwpair does not touch nftables. The rules it is tested with (see
-// internal/fwbench.Ruleset, used by e2e_linux_test.go): forward policy drop, "ct state established,related
+// internal/lab/fwbench.Ruleset, used by e2e_linux_test.go): forward policy drop, "ct state established,related
 // accept", "ct state invalid drop", new flows LAN->WAN only with a SYN,
 // "snat ip to <WAN VIP>" and "snat ip6 to <WAN IPv6 VIP>" (not masquerade:
 // masquerade flushes its entries when the WAN link goes down and those

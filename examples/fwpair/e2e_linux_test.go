@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gocarp/gocarp/internal/fwbench"
-	"github.com/gocarp/gocarp/internal/netns"
+	"github.com/gocarp/gocarp/internal/lab/fwbench"
+	"github.com/gocarp/gocarp/internal/lab/netns"
 )
 
 // fwpairBin is the daemon under test, built on first use by the

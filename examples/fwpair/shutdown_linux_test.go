@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gocarp/gocarp/internal/fwbench"
+	"github.com/gocarp/gocarp/internal/lab/fwbench"
 )
 
 // setStartWait rewrites carp.start_wait in the configuration file of

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gocarp/gocarp/internal/fwbench"
+	"github.com/gocarp/gocarp/internal/lab/fwbench"
 )
 
 // TestSplit is the chaos soak's split (fwpair, seed 3): fw1's adverts of

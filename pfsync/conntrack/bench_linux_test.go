@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gocarp/gocarp/internal/netns"
+	"github.com/gocarp/gocarp/internal/lab/netns"
 	"github.com/gocarp/gocarp/pfsync"
 	"github.com/gocarp/gocarp/pfsync/pfsynctest"
 	"github.com/gocarp/gocarp/pfsync/record"

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gocarp/gocarp/internal/netns"
+	"github.com/gocarp/gocarp/internal/lab/netns"
 	"github.com/gocarp/gocarp/pfsync/record"
 	ct "github.com/ti-mo/conntrack"
 )

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gocarp/gocarp/internal/netns"
+	"github.com/gocarp/gocarp/internal/lab/netns"
 	"github.com/gocarp/gocarp/pfsync/record"
 	"github.com/google/go-cmp/cmp"
 	ct "github.com/ti-mo/conntrack"

@@ -130,6 +130,10 @@ type Sealer struct {
 	nextRun   int
 	blk       [16]byte // scratch for epoch tags
 
+	// afterDecrypt, when set by a test, runs in Open between decrypting a
+	// frame and recording its run, with s.mu not held.
+	afterDecrypt func()
+
 	stats counters
 	// limiter: one line per second and kind of rejection, with the
 	// number of frames it stands for.
@@ -422,11 +426,8 @@ func (s *Sealer) Open(dst, frame []byte) (pfsync.NodeID, []byte, error) {
 	var aead cipher.AEAD
 	fresh, derive := false, false
 	switch {
-	case p != nil && (boot < p.boot || boot == p.boot && epoch != p.epoch):
-		pb, pe := p.boot, p.epoch
-		s.mu.Unlock()
-		return 0, nil, s.reject(kindStale, sender, fmt.Errorf("seal: frame from node %d boot %d epoch %016x; newest is boot %d epoch %016x: %w",
-			sender, boot, epoch, pb, pe, pfsync.ErrStaleEpoch))
+	case p.supersedes(boot, epoch):
+		return 0, nil, s.rejectStale(p, sender, boot, epoch)
 	case p != nil && boot == p.boot:
 		if !p.win.check(seq) {
 			s.mu.Unlock()
@@ -492,15 +493,16 @@ func (s *Sealer) Open(dst, frame []byte) (pfsync.NodeID, []byte, error) {
 		return 0, nil, s.reject(kindBadAuth, sender, fmt.Errorf("seal: frame from node %d boot %d sequence %d: %w", sender, boot, seq, pfsync.ErrBadAuth))
 	}
 
+	if s.afterDecrypt != nil {
+		s.afterDecrypt()
+	}
+
 	s.mu.Lock()
 	p = s.peers[sender]
 	switch {
-	case p != nil && (boot < p.boot || boot == p.boot && epoch != p.epoch):
+	case p.supersedes(boot, epoch):
 		// Superseded by a frame opened concurrently.
-		pb, pe := p.boot, p.epoch
-		s.mu.Unlock()
-		return 0, nil, s.reject(kindStale, sender, fmt.Errorf("seal: frame from node %d boot %d epoch %016x; newest is boot %d epoch %016x: %w",
-			sender, boot, epoch, pb, pe, pfsync.ErrStaleEpoch))
+		return 0, nil, s.rejectStale(p, sender, boot, epoch)
 	case p == nil || boot > p.boot:
 		if p == nil {
 			if len(s.peers) >= s.maxPeers {
@@ -524,6 +526,25 @@ func (s *Sealer) Open(dst, frame []byte) (pfsync.NodeID, []byte, error) {
 	s.mu.Unlock()
 	s.stats.opened.Add(1)
 	return sender, out, nil
+}
+
+// supersedes reports whether p, the newest authenticated run of a sender
+// (nil: none yet), supersedes the run (boot, epoch) of a frame: p has a later
+// boot, or the same boot under another epoch. Open asks twice, with s.mu
+// held both times: before decrypting, to reject a stale frame without the
+// work, and after, because a concurrent Open may have authenticated a newer
+// run in between.
+func (p *peer) supersedes(boot uint32, epoch uint64) bool {
+	return p != nil && (boot < p.boot || boot == p.boot && epoch != p.epoch)
+}
+
+// rejectStale rejects a frame of the run (boot, epoch) that p supersedes. It
+// is called with s.mu held and releases it before counting and logging.
+func (s *Sealer) rejectStale(p *peer, sender pfsync.NodeID, boot uint32, epoch uint64) error {
+	pb, pe := p.boot, p.epoch
+	s.mu.Unlock()
+	return s.reject(kindStale, sender, fmt.Errorf("seal: frame from node %d boot %d epoch %016x; newest is boot %d epoch %016x: %w",
+		sender, boot, epoch, pb, pe, pfsync.ErrStaleEpoch))
 }
 
 // Stats returns a snapshot of the counters.

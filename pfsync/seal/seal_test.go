@@ -361,6 +361,67 @@ func TestOpenRejects(t *testing.T) {
 	}
 }
 
+// TestStaleEpochCountedOnce: a frame of a superseded run is rejected with
+// ErrStaleEpoch and counted once, whether Open finds the newer run before
+// decrypting the frame or only after, because a concurrent Open
+// authenticated it in between.
+func TestStaleEpochCountedOnce(t *testing.T) {
+	tests := []struct {
+		name string
+		boot uint32 // of the stale run; the live run has boot 5
+		// concurrent: the live run is authenticated while the stale frame
+		// is being decrypted, instead of before it arrives.
+		concurrent bool
+	}{
+		{"other epoch, known before", 5, false},
+		{"other epoch, authenticated meanwhile", 5, true},
+		{"older boot, known before", 4, false},
+		{"older boot, authenticated meanwhile", 4, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			live := newSealer(t, 1, 5, oneKey(1, 1), 1)
+			stale := newSealer(t, 1, tt.boot, oneKey(1, 1), 1) // same node, another run
+			if stale.Epoch() == live.Epoch() {
+				t.Fatal("two runs drew the same epoch")
+			}
+			rcv := newSealer(t, 2, 1, oneKey(1, 1), 1)
+			liveFrame, staleFrame := seal(t, live, "live"), seal(t, stale, "stale")
+			var hooked int
+			if tt.concurrent {
+				rcv.afterDecrypt = func() {
+					hooked++
+					if hooked == 1 {
+						mustOpen(t, rcv, liveFrame, 1, "live")
+					}
+				}
+			} else {
+				mustOpen(t, rcv, liveFrame, 1, "live")
+			}
+			before := rcv.Stats()
+			from, got, err := rcv.Open(nil, staleFrame)
+			if !errors.Is(err, pfsync.ErrStaleEpoch) {
+				t.Fatalf("Open(stale run) = %v, want ErrStaleEpoch", err)
+			}
+			if from != 0 || got != nil {
+				t.Errorf("rejected Open returned (%d, %q)", from, got)
+			}
+			if tt.concurrent && hooked != 2 {
+				t.Errorf("the stale frame was not decrypted before its run was found superseded (hook ran %d times)", hooked)
+			}
+			if diff := cmp.Diff(Stats{Opened: 1, StaleEpoch: 1}, rcv.Stats(), ignoreDerived); diff != "" {
+				t.Errorf("stats (-want +got):\n%s", diff)
+			}
+			if !tt.concurrent && rcv.Stats().Derived != before.Derived {
+				t.Errorf("a frame of a known superseded run derived a key (%d, then %d)", before.Derived, rcv.Stats().Derived)
+			}
+			// The live run goes on.
+			rcv.afterDecrypt = nil
+			mustOpen(t, rcv, seal(t, live, "after"), 1, "after")
+		})
+	}
+}
+
 // TestNewBootReplacesWindow: a sender that restarts (new boot, sequence back
 // at 1) is accepted, and its old run is refused from then on.
 func TestNewBootReplacesWindow(t *testing.T) {

@@ -22,7 +22,7 @@ import (
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 
-	"github.com/gocarp/gocarp/internal/netns"
+	"github.com/gocarp/gocarp/internal/lab/netns"
 	"github.com/gocarp/gocarp/pfsync"
 	"github.com/gocarp/gocarp/pfsync/record"
 	"github.com/gocarp/gocarp/pfsync/seal"

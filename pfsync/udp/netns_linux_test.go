@@ -11,7 +11,7 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 
-	"github.com/gocarp/gocarp/internal/netns"
+	"github.com/gocarp/gocarp/internal/lab/netns"
 	"github.com/gocarp/gocarp/pfsync"
 	"github.com/gocarp/gocarp/pfsync/seal"
 )

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"fmt"
+	"reflect"
 
 	"github.com/gocarp/gocarp/pfsync/record"
 )
@@ -293,68 +294,18 @@ func (b *Builder) AddDigest(d *Digest) error {
 	return b.commit(from, size)
 }
 
-// Add adds any Element; it is the generic form of the typed Add methods
-// (which avoid the interface conversion).
+// Add adds e, given as a value or as a pointer (Add(BulkMark{...}) and
+// Add(&BulkMark{...}) are the same), through the encoder its kind shares
+// with the typed Add method; the typed methods avoid the interface
+// conversion. A nil Element or nil pointer is an error wrapping ErrInvalid.
 func (b *Builder) Add(e Element) error {
-	switch e := e.(type) {
-	case Insert:
-		return b.AddInsert(&e.Record)
-	case Update:
-		return b.AddUpdate(&e.Record)
-	case UpdateC:
-		return b.AddDelta(&e.Delta)
-	case Delete:
-		return b.AddDelete(e)
-	case Clear:
-		return b.AddClear(e)
-	case Request:
-		return b.AddRequest(e)
-	case InsertAck:
-		return b.AddInsertAck(e)
-	case BulkRequest:
-		return b.AddBulkRequest(e)
-	case BulkStart:
-		return b.AddBulkStart(e)
-	case BulkMark:
-		return b.AddBulkMark(e)
-	case BulkEnd:
-		return b.AddBulkEnd(e)
-	case Hello:
-		return b.AddHello(e)
-	case Heartbeat:
-		return b.AddHeartbeat(e)
-	case Ack:
-		return b.AddAck(&e)
-	case Digest:
-		return b.AddDigest(&e)
-	case *Insert:
-		return b.AddInsert(&e.Record)
-	case *Update:
-		return b.AddUpdate(&e.Record)
-	case *UpdateC:
-		return b.AddDelta(&e.Delta)
-	case *Delete:
-		return b.AddDelete(*e)
-	case *Clear:
-		return b.AddClear(*e)
-	case *Request:
-		return b.AddRequest(*e)
-	case *InsertAck:
-		return b.AddInsertAck(*e)
-	case *BulkRequest:
-		return b.AddBulkRequest(*e)
-	case *BulkStart:
-		return b.AddBulkStart(*e)
-	case *BulkEnd:
-		return b.AddBulkEnd(*e)
-	case *Hello:
-		return b.AddHello(*e)
-	case *Heartbeat:
-		return b.AddHeartbeat(*e)
-	case *Ack:
-		return b.AddAck(e)
-	case *Digest:
-		return b.AddDigest(e)
+	if e == nil {
+		return fmt.Errorf("%w: nil element", ErrInvalid)
 	}
-	return fmt.Errorf("%w: unsupported element type %T", ErrInvalid, e)
+	// The element methods have value receivers, so calling one through a
+	// nil pointer would panic.
+	if v := reflect.ValueOf(e); v.Kind() == reflect.Pointer && v.IsNil() {
+		return fmt.Errorf("%w: nil %T element", ErrInvalid, e)
+	}
+	return e.addTo(b)
 }

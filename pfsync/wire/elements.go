@@ -35,6 +35,8 @@ type Delete struct {
 // Kind returns KindDelete.
 func (Delete) Kind() Kind { return KindDelete }
 
+func (d Delete) addTo(b *Builder) error { return addFixed(b, d) }
+
 // AppendBinary appends the 20-byte element body.
 func (d Delete) AppendBinary(b []byte) ([]byte, error) {
 	if d.ID.Creator == 0 {
@@ -70,6 +72,8 @@ type Clear struct {
 
 // Kind returns KindClear.
 func (Clear) Kind() Kind { return KindClear }
+
+func (c Clear) addTo(b *Builder) error { return addFixed(b, c) }
 
 // AppendBinary appends the 8-byte element body.
 func (c Clear) AppendBinary(b []byte) ([]byte, error) {
@@ -109,6 +113,8 @@ type Request struct {
 // Kind returns KindRequest.
 func (Request) Kind() Kind { return KindRequest }
 
+func (r Request) addTo(b *Builder) error { return addFixed(b, r) }
+
 // AppendBinary appends the 12-byte element body.
 func (r Request) AppendBinary(b []byte) ([]byte, error) { return appendID(b, r.ID, KindRequest) }
 
@@ -116,10 +122,10 @@ func (r Request) AppendBinary(b []byte) ([]byte, error) { return appendID(b, r.I
 func (r *Request) UnmarshalBinary(b []byte) error { return parseID(b, &r.ID, KindRequest) }
 
 // InsertAck acknowledges an insert that carried the deferral request, so the
-// creator releases the held first packet (pfsync INS_ACK, §2.7 of the
-// reference). The engine does not send it: a deferred change travels in a
-// frame with FlagAckRequested, and the receiver's cumulative Ack of that
-// frame releases it (pfsync.Engine.UpsertSync). Receivers skip it.
+// creator releases the held first packet (pfsync INS_ACK). The engine does
+// not send it: a deferred change travels in a frame with FlagAckRequested,
+// and the receiver's cumulative Ack of that frame releases it
+// (pfsync.Engine.UpsertSync). Receivers skip it.
 //
 // Wire (12 bytes): creator u32 | num u64.
 type InsertAck struct {
@@ -128,6 +134,8 @@ type InsertAck struct {
 
 // Kind returns KindInsertAck.
 func (InsertAck) Kind() Kind { return KindInsertAck }
+
+func (a InsertAck) addTo(b *Builder) error { return addFixed(b, a) }
 
 // AppendBinary appends the 12-byte element body.
 func (a InsertAck) AppendBinary(b []byte) ([]byte, error) { return appendID(b, a.ID, KindInsertAck) }
@@ -176,6 +184,8 @@ const bulkRequestMinLen = 12
 // Kind returns KindBulkRequest.
 func (BulkRequest) Kind() Kind { return KindBulkRequest }
 
+func (r BulkRequest) addTo(b *Builder) error { return addFixed(b, r) }
+
 // AppendBinary appends the 44-byte element body.
 func (r BulkRequest) AppendBinary(b []byte) ([]byte, error) {
 	b = be.AppendUint64(b, r.Generation)
@@ -213,6 +223,8 @@ type BulkStart struct {
 // Kind returns KindBulkStart.
 func (BulkStart) Kind() Kind { return KindBulkStart }
 
+func (s BulkStart) addTo(b *Builder) error { return addFixed(b, s) }
+
 // AppendBinary appends the 16-byte element body.
 func (s BulkStart) AppendBinary(b []byte) ([]byte, error) {
 	b = be.AppendUint64(b, s.Generation)
@@ -241,6 +253,8 @@ type BulkEnd struct {
 
 // Kind returns KindBulkEnd.
 func (BulkEnd) Kind() Kind { return KindBulkEnd }
+
+func (e BulkEnd) addTo(b *Builder) error { return addFixed(b, e) }
 
 // AppendBinary appends the 24-byte element body.
 func (e BulkEnd) AppendBinary(b []byte) ([]byte, error) {
@@ -279,6 +293,8 @@ type BulkMark struct {
 
 // Kind returns KindBulkMark.
 func (BulkMark) Kind() Kind { return KindBulkMark }
+
+func (m BulkMark) addTo(b *Builder) error { return addFixed(b, m) }
 
 // AppendBinary appends the 36-byte element body.
 func (m BulkMark) AppendBinary(b []byte) ([]byte, error) {
@@ -342,6 +358,8 @@ type Ack struct {
 
 // Kind returns KindAck.
 func (Ack) Kind() Kind { return KindAck }
+
+func (a Ack) addTo(b *Builder) error { return b.AddAck(&a) }
 
 func (a *Ack) size() int { return 22 + 16*len(a.Nacks) }
 
@@ -450,6 +468,8 @@ type Hello struct {
 // Kind returns KindHello.
 func (Hello) Kind() Kind { return KindHello }
 
+func (h Hello) addTo(b *Builder) error { return addFixed(b, h) }
+
 // AppendBinary appends the 36-byte element body.
 func (h Hello) AppendBinary(b []byte) ([]byte, error) {
 	if h.Node == 0 {
@@ -491,6 +511,8 @@ type Heartbeat struct {
 
 // Kind returns KindHeartbeat.
 func (Heartbeat) Kind() Kind { return KindHeartbeat }
+
+func (h Heartbeat) addTo(b *Builder) error { return addFixed(b, h) }
 
 // AppendBinary appends the 12-byte element body. Sub-millisecond parts of
 // Interval are truncated.
@@ -542,6 +564,8 @@ type Digest struct {
 
 // Kind returns KindDigest.
 func (Digest) Kind() Kind { return KindDigest }
+
+func (d Digest) addTo(b *Builder) error { return b.AddDigest(&d) }
 
 func (d *Digest) size() int { return 11 + 8*len(d.Sums) }
 

@@ -6,11 +6,18 @@ import (
 	"github.com/gocarp/gocarp/pfsync/record"
 )
 
-// Element is one decoded element of a frame: Insert, Update, UpdateC,
-// Delete, Clear, Request, InsertAck, BulkRequest, BulkStart, BulkEnd, Ack,
-// Hello, Heartbeat or Digest (as values; Builder.Add also takes pointers).
+// Element is one element of a frame: Insert, Update, UpdateC, Delete,
+// Clear, Request, InsertAck, BulkRequest, BulkStart, BulkMark, BulkEnd, Ack,
+// Hello, Heartbeat or Digest. Only this package's element types implement
+// it, each with value-receiver methods, so a value and a pointer to it are
+// both Elements and encode the same way (Builder.Add); Reader.Element and
+// Decode return values.
 type Element interface {
+	// Kind returns the element's wire kind.
 	Kind() Kind
+	// addTo adds the element to b: the one encoding path of its kind, which
+	// Builder.Add and the typed Add method share.
+	addTo(b *Builder) error
 }
 
 // Insert is a full record the sender has just created (KindInsert).
@@ -21,6 +28,8 @@ type Insert struct {
 // Kind returns KindInsert.
 func (Insert) Kind() Kind { return KindInsert }
 
+func (i Insert) addTo(b *Builder) error { return b.AddInsert(&i.Record) }
+
 // Update is a full record (KindUpdate).
 type Update struct {
 	Record record.Record
@@ -29,6 +38,8 @@ type Update struct {
 // Kind returns KindUpdate.
 func (Update) Kind() Kind { return KindUpdate }
 
+func (u Update) addTo(b *Builder) error { return b.AddUpdate(&u.Record) }
+
 // UpdateC is a compressed update (KindUpdateC).
 type UpdateC struct {
 	Delta record.Delta
@@ -36,6 +47,8 @@ type UpdateC struct {
 
 // Kind returns KindUpdateC.
 func (UpdateC) Kind() Kind { return KindUpdateC }
+
+func (u UpdateC) addTo(b *Builder) error { return b.AddDelta(&u.Delta) }
 
 // Frame is a whole decoded frame, for tests, tools and fuzzing. The engine
 // uses Builder and Reader instead.

@@ -70,59 +70,63 @@ const (
 	BulkMarkLen    = 36
 )
 
-var kindNames = [...]string{
-	KindInsert:      "insert",
-	KindUpdate:      "update",
-	KindUpdateC:     "update-c",
-	KindDelete:      "delete",
-	KindClear:       "clear",
-	KindRequest:     "request",
-	KindInsertAck:   "insert-ack",
-	KindBulkRequest: "bulk-request",
-	KindBulkStart:   "bulk-start",
-	KindBulkEnd:     "bulk-end",
-	KindAck:         "ack",
-	KindHello:       "hello",
-	KindHeartbeat:   "heartbeat",
-	KindDigest:      "digest",
-	KindBulkMark:    "bulk-mark",
+// kindSpec is what the package knows about one element kind, in the table
+// kinds: the decoding direction, from the kind byte of a section to a type.
+// The encoding direction, from a type to its kind, is the Element interface.
+type kindSpec struct {
+	name string
+	// fixed is the element length a version-1 sender writes, 0 for
+	// variable-size, length-prefixed elements.
+	fixed int
+	// decode decodes the Reader's current element, known to be of this
+	// kind, into a new value that does not alias the frame.
+	decode func(r *Reader) (Element, error)
+}
+
+// kinds is indexed by Kind; a kind without an entry is unknown and skipped.
+var kinds = [...]kindSpec{
+	KindInsert:      {"insert", 0, decodeRecordElement},
+	KindUpdate:      {"update", 0, decodeRecordElement},
+	KindUpdateC:     {"update-c", 0, decodeDeltaElement},
+	KindDelete:      {"delete", DeleteLen, decodeAs((*Reader).Delete)},
+	KindClear:       {"clear", ClearLen, decodeAs((*Reader).Clear)},
+	KindRequest:     {"request", RequestLen, decodeAs((*Reader).Request)},
+	KindInsertAck:   {"insert-ack", InsertAckLen, decodeAs((*Reader).InsertAck)},
+	KindBulkRequest: {"bulk-request", BulkRequestLen, decodeAs((*Reader).BulkRequest)},
+	KindBulkStart:   {"bulk-start", BulkStartLen, decodeAs((*Reader).BulkStart)},
+	KindBulkEnd:     {"bulk-end", BulkEndLen, decodeAs((*Reader).BulkEnd)},
+	KindAck:         {"ack", 0, decodeAckElement},
+	KindHello:       {"hello", HelloLen, decodeAs((*Reader).Hello)},
+	KindHeartbeat:   {"heartbeat", HeartbeatLen, decodeAs((*Reader).Heartbeat)},
+	KindDigest:      {"digest", 0, decodeDigestElement},
+	KindBulkMark:    {"bulk-mark", BulkMarkLen, decodeAs((*Reader).BulkMark)},
 }
 
 // String returns the kind's name, e.g. "update-c", or "kind(N)".
 func (k Kind) String() string {
-	if int(k) < len(kindNames) && kindNames[k] != "" {
-		return kindNames[k]
+	if k.Known() {
+		return kinds[k].name
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
 
 // Known reports whether this package understands k.
-func (k Kind) Known() bool { return k >= KindInsert && k <= KindBulkMark }
+func (k Kind) Known() bool { return int(k) < len(kinds) && kinds[k].decode != nil }
 
 // fixedLen returns the element size a version-1 sender writes for k, or 0 for
 // variable-size kinds.
 func (k Kind) fixedLen() int {
-	switch k {
-	case KindDelete:
-		return DeleteLen
-	case KindClear:
-		return ClearLen
-	case KindRequest:
-		return RequestLen
-	case KindInsertAck:
-		return InsertAckLen
-	case KindBulkRequest:
-		return BulkRequestLen
-	case KindBulkStart:
-		return BulkStartLen
-	case KindBulkEnd:
-		return BulkEndLen
-	case KindHello:
-		return HelloLen
-	case KindHeartbeat:
-		return HeartbeatLen
-	case KindBulkMark:
-		return BulkMarkLen
+	if k.Known() {
+		return kinds[k].fixed
 	}
 	return 0
+}
+
+// decodeAs turns a typed Reader accessor of a fixed-size kind into the
+// decode function of its kinds entry.
+func decodeAs[T Element](get func(*Reader) (T, error)) func(*Reader) (Element, error) {
+	return func(r *Reader) (Element, error) {
+		v, err := get(r)
+		return v, err
+	}
 }

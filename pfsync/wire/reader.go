@@ -243,57 +243,46 @@ func (r *Reader) Digest(d *Digest) error {
 // alias the frame. It allocates; the typed accessors do not. On error the
 // Element is nil.
 func (r *Reader) Element() (Element, error) {
-	e, err := r.element()
+	if r.elem == nil || !r.kind.Known() {
+		return nil, fmt.Errorf("%w: %v element", ErrKind, r.kind)
+	}
+	e, err := kinds[r.kind].decode(r)
 	if err != nil {
 		return nil, err
 	}
 	return e, nil
 }
 
-func (r *Reader) element() (Element, error) {
-	switch r.kind {
-	case KindInsert, KindUpdate:
-		var rec record.Record
-		if err := r.Record(&rec); err != nil {
-			return nil, err
-		}
-		rec = rec.Clone()
-		if r.kind == KindInsert {
-			return Insert{Record: rec}, nil
-		}
-		return Update{Record: rec}, nil
-	case KindUpdateC:
-		var d record.Delta
-		err := r.Delta(&d)
-		return UpdateC{Delta: d}, err
-	case KindDelete:
-		return r.Delete()
-	case KindClear:
-		return r.Clear()
-	case KindRequest:
-		return r.Request()
-	case KindInsertAck:
-		return r.InsertAck()
-	case KindBulkRequest:
-		return r.BulkRequest()
-	case KindBulkStart:
-		return r.BulkStart()
-	case KindBulkEnd:
-		return r.BulkEnd()
-	case KindBulkMark:
-		return r.BulkMark()
-	case KindHello:
-		return r.Hello()
-	case KindHeartbeat:
-		return r.Heartbeat()
-	case KindAck:
-		var a Ack
-		err := r.Ack(&a)
-		return a, err
-	case KindDigest:
-		var d Digest
-		err := r.Digest(&d)
-		return d, err
+// decodeRecordElement is the decode function of KindInsert and KindUpdate.
+func decodeRecordElement(r *Reader) (Element, error) {
+	var rec record.Record
+	if err := r.Record(&rec); err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("%w: %v element", ErrKind, r.kind)
+	rec = rec.Clone()
+	if r.kind == KindInsert {
+		return Insert{Record: rec}, nil
+	}
+	return Update{Record: rec}, nil
+}
+
+// decodeDeltaElement is the decode function of KindUpdateC.
+func decodeDeltaElement(r *Reader) (Element, error) {
+	var d record.Delta
+	err := r.Delta(&d)
+	return UpdateC{Delta: d}, err
+}
+
+// decodeAckElement is the decode function of KindAck.
+func decodeAckElement(r *Reader) (Element, error) {
+	var a Ack
+	err := r.Ack(&a)
+	return a, err
+}
+
+// decodeDigestElement is the decode function of KindDigest.
+func decodeDigestElement(r *Reader) (Element, error) {
+	var d Digest
+	err := r.Digest(&d)
+	return d, err
 }

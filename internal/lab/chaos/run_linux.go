@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gocarp/gocarp/internal/fwbench"
-	"github.com/gocarp/gocarp/internal/netns"
+	"github.com/gocarp/gocarp/internal/lab/fwbench"
+	"github.com/gocarp/gocarp/internal/lab/netns"
 )
 
 // Run builds the daemons and the two labs, starts the carpd group and the

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gocarp/gocarp/internal/fwbench"
-	"github.com/gocarp/gocarp/internal/netns"
+	"github.com/gocarp/gocarp/internal/lab/fwbench"
+	"github.com/gocarp/gocarp/internal/lab/netns"
 )
 
 // Timing of every group in the soak: advbase 1 s, the worst advskew 100,
@@ -121,7 +121,7 @@ func newCarpd(t testing.TB, bin string) *system {
 	return sys
 }
 
-// newFwpair builds the firewall lab of internal/fwbench with fwpair on
+// newFwpair builds the firewall lab of internal/lab/fwbench with fwpair on
 // both firewalls. The follow rule's hold is shortened (1 s, at most 10 s)
 // so that a hand-over settles within the soak's bounds.
 func newFwpair(t testing.TB, bin string) *system {

@@ -1,6 +1,8 @@
-// Package netns builds throw-away network topologies out of Linux network
-// namespaces for integration tests that need real sockets, real bridges and
-// real peer daemons (ucarp, keepalived, conntrackd, tcpdump, tshark).
+// Package netns is a test lab, not part of the library: it builds throw-away
+// network topologies out of Linux network namespaces for integration tests
+// (and the measuring tools under internal/measure) that need real sockets,
+// real bridges and real peer daemons (ucarp, keepalived, conntrackd, tcpdump,
+// tshark). It takes a testing.TB and reports failures through it.
 //
 // Everything lives in namespaces the test creates; the root namespace is
 // never touched (no bridge, no veth, no sysctl there). A topology has:
@@ -11,7 +13,7 @@
 //   - any number of node namespaces, each with loopback up and explicit
 //     sysctls (rp_filter 0, accept_dad 0, arp_ignore 1, arp_announce 2,
 //     send_redirects 0) so the CI host's defaults cannot make a test pass or
-//     fail by accident (pitfalls 10-13);
+//     fail by accident (docs/interop.md, "Host sysctls");
 //   - veth pairs from a node into a bridge (Topology.Attach) and
 //     point-to-point veths between two nodes (Topology.Link), created
 //     directly inside their namespaces.

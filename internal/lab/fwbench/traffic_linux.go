@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gocarp/gocarp/internal/netns"
+	"github.com/gocarp/gocarp/internal/lab/netns"
 )
 
 // EchoPort is the TCP and UDP port of the echo server.

@@ -2,8 +2,8 @@
 // network namespaces. It is a measuring tool, not a test: it needs root,
 // takes about a minute, and prints figures for BENCHMARKS.md.
 //
-//	go run ./internal/failover            # 3 runs of every scenario
-//	go run ./internal/failover -runs 5 -scenarios carpd-kill,ucarp-kill
+//	go run ./internal/measure/failover            # 3 runs of every scenario
+//	go run ./internal/measure/failover -runs 5 -scenarios carpd-kill,ucarp-kill
 //
 // Each scenario gets its own throw-away topology (a bridge in a "switch"
 // namespace and two nodes, names prefixed "gcf-<pid>-"), and the scenarios

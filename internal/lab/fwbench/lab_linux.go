@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gocarp/gocarp/internal/netns"
+	"github.com/gocarp/gocarp/internal/lab/netns"
 	ct "github.com/ti-mo/conntrack"
 )
 

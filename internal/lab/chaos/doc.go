@@ -1,20 +1,21 @@
-// Package chaos is the chaos soak of carpd and fwpair: a three-node carpd
-// group and a firewall pair with flows running, in network namespaces,
-// under random faults, with invariants checked all along.
+// Package chaos is a test lab, not part of the library: the chaos soak of
+// carpd and fwpair, a three-node carpd group and a firewall pair with flows
+// running, in network namespaces, under random faults, with invariants
+// checked all along.
 //
 // # Running it
 //
 // The soak is TestSoak. It needs root (it skips otherwise, and fails under
-// CI=true, through internal/netns.Require), nft and tc. By default it
+// CI=true, through internal/lab/netns.Require), nft and tc. By default it
 // injects events for 30 s, which with start-up and the settling of the
 // last event takes about a minute, so it runs in every `go test ./...`:
 //
-//	go test -count=1 -v -run TestSoak ./internal/chaos
+//	go test -count=1 -v -run TestSoak ./internal/lab/chaos
 //
 // A long soak, with a fixed seed and the daemons built with the race
 // detector:
 //
-//	go test -count=1 -v -timeout 45m -run TestSoak ./internal/chaos \
+//	go test -count=1 -v -timeout 45m -run TestSoak ./internal/lab/chaos \
 //	    -args -chaos.duration=30m -chaos.seed=42 -chaos.race
 //
 // CHAOS_DURATION=30m in the environment does the same as -chaos.duration
@@ -33,7 +34,7 @@
 //   - carpd: nodes c1, c2, c3 on one bridge, vhid 7, advbase 1, advskew 0,
 //     50 and 100, preemption, --manage-vip with an IPv4 and an IPv6
 //     address. c1 is the preferred master.
-//   - fwpair: the lab of internal/fwbench (client, LAN bridge, fw1 and fw2,
+//   - fwpair: the lab of internal/lab/fwbench (client, LAN bridge, fw1 and fw2,
 //     WAN bridge, server, a sync link between the firewalls), LAN group
 //     vhid 1 and WAN group vhid 2 with an IPv4 and an IPv6 address each,
 //     advskew 0 and 100, preemption, sync.commit direct, the follow rule's

@@ -24,7 +24,7 @@
 // It needs root, ip(8), tcpdump, ping, ucarp and arping (Thomas Habets'
 // arping, as in Debian). Usage, from the module root:
 //
-//	go run ./internal/vipbench [-runs 3] [-impl gocarp,ucarp] [-v]
+//	go run ./internal/measure/vipbench [-runs 3] [-impl gocarp,ucarp] [-v]
 //
 // It is a measurement tool, not a test: nothing is asserted, and the figures
 // depend on the host.
@@ -45,7 +45,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gocarp/gocarp/internal/netns"
+	"github.com/gocarp/gocarp/internal/lab/netns"
 )
 
 // Addresses of the topology.

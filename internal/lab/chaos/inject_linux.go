@@ -11,8 +11,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gocarp/gocarp/internal/fwbench"
-	"github.com/gocarp/gocarp/internal/netns"
+	"github.com/gocarp/gocarp/internal/lab/fwbench"
+	"github.com/gocarp/gocarp/internal/lab/netns"
 )
 
 // kinds are the event kinds of each system with their weights.

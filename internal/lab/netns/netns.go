@@ -336,7 +336,7 @@ func checkIfName(t testing.TB, name string) {
 }
 
 // AddAddr adds an address to ifname. IPv6 addresses get nodad so they are
-// usable at once (pitfall 13).
+// usable at once (docs/interop.md, "Host sysctls").
 func (n *NS) AddAddr(ifname string, p netip.Prefix) {
 	n.t.Helper()
 	args := []string{"addr", "add", p.String(), "dev", ifname}

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gocarp/gocarp/internal/netns"
+	"github.com/gocarp/gocarp/internal/lab/netns"
 )
 
 // Stack is one HA implementation running on the lab's two firewalls.
