@@ -71,7 +71,7 @@ func garpFrame(op arp.Operation, mac net.HardwareAddr, addr netip.Addr) ([]byte,
 // naFrame returns a complete Ethernet/IPv6/ICMPv6 frame carrying an
 // unsolicited Neighbor Advertisement for target (RFC 4861 §7.2.6): to
 // ff02::1 (33:33:00:00:00:01), hop limit 255 (receivers drop anything else,
-// §7.1.2), Solicited clear, Override set so receivers replace the cached
+// RFC 4861 §7.1.2), Solicited clear, Override set so receivers replace the cached
 // link-layer address, Router set when router is true (OpenBSD sets it when
 // forwarding), and a Target Link-Layer Address option carrying mac.
 //
