@@ -69,9 +69,9 @@ type Config struct {
 	// Sealer authenticates and encrypts frames (pfsync/seal). New refuses a
 	// nil Sealer unless Insecure is set.
 	Sealer Sealer
-	// Insecure allows running without a Sealer: frames travel as plaintext
-	// with a minimal envelope naming the sender, and anyone on the sync link
-	// can inject state — pfsync's own exposure. New logs a warning.
+	// Insecure allows running without a Sealer: each datagram is the bare
+	// plaintext frame (its header names the sender), and anyone on the sync
+	// link can inject state — pfsync's own exposure. New logs a warning.
 	Insecure bool
 
 	// Table receives the records of other nodes; nil means the engine only

@@ -27,8 +27,8 @@
 //     unicast on the sync link (pfsync/udp, bound to sync.interface). Its
 //     Table is the conntrack backend (pfsync/conntrack), which also watches
 //     the kernel's events and reports this node's flows. The engine holds
-//     every group demoted (by 32) until its first bulk sync is complete,
-//     and by 1 while the peer is silent.
+//     every group demoted (by 32) until its first bulk sync is complete.
+//     A silent peer does not demote: see docs/sync-demotion.md.
 //
 //   - the follow rule (follow.go) keeps the groups together; see below.
 //
