@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
@@ -106,7 +107,32 @@ func (c *GroupCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *GroupCollector) Collect(ch chan<- prometheus.Metric) {
 	s := groupSnapshot{state: c.g.State(), demotion: c.g.Demotion(), stats: c.g.Stats()}
 	c.t.collect(&s, ch)
-	for _, tc := range c.g.Transitions() {
+	counts := c.g.Transitions()
+	for _, k := range knownTransitions {
+		if !slices.ContainsFunc(counts, func(tc carp.TransitionCount) bool { return tc.To == k.To && tc.Reason == k.Reason }) {
+			counts = append(counts, k)
+		}
+	}
+	for _, tc := range counts {
 		ch <- prometheus.MustNewConstMetric(c.transitions, prometheus.CounterValue, float64(tc.N), stateLabel(tc.To), tc.Reason)
 	}
+}
+
+// knownTransitions are the changes a Group makes, by state entered and
+// reason. They are exported at 0 until they first happen, so that a
+// query's rate or increase sees the first one (a series that appears
+// already at 1 shows no increase).
+var knownTransitions = []carp.TransitionCount{
+	{To: carp.Init, Reason: string(carp.ReasonLinkDown)},
+	{To: carp.Init, Reason: string(carp.ReasonClosed)},
+	{To: carp.Backup, Reason: string(carp.ReasonInit)},
+	{To: carp.Backup, Reason: string(carp.ReasonLinkUp)},
+	{To: carp.Backup, Reason: string(carp.ReasonMoreFrequent)},
+	{To: carp.Backup, Reason: string(carp.ReasonUser)},
+	{To: carp.Master, Reason: string(carp.ReasonMasterTimedOut)},
+	{To: carp.Master, Reason: string(carp.ReasonPreempt)},
+	{To: carp.Master, Reason: string(carp.ReasonDemotedMaster)},
+	{To: carp.Master, Reason: string(carp.ReasonWillTimeOut)},
+	{To: carp.Master, Reason: string(carp.ReasonBowOut)},
+	{To: carp.Master, Reason: string(carp.ReasonStartAsMaster)},
 }

@@ -1,7 +1,6 @@
 package metrics_test
 
 import (
-	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -81,7 +80,7 @@ gocarp_carp_state{state="master",vhid="3"} 0
 			t.Fatal(err)
 		}
 		synctest.Wait()
-		compare(t, c, fmt.Sprintf(`
+		compare(t, c, `
 # HELP gocarp_carp_state 1 for the state the group is in (init, backup or master), 0 for the others.
 # TYPE gocarp_carp_state gauge
 gocarp_carp_state{state="backup",vhid="3"} 0
@@ -92,8 +91,18 @@ gocarp_carp_state{state="master",vhid="3"} 1
 gocarp_carp_demotion{vhid="3"} 5
 # HELP gocarp_carp_transitions_total State changes, by the state entered and the reason carp gives.
 # TYPE gocarp_carp_transitions_total counter
-gocarp_carp_transitions_total{reason=%q,state="backup",vhid="3"} 1
-gocarp_carp_transitions_total{reason=%q,state="master",vhid="3"} 1
+gocarp_carp_transitions_total{reason="bow-out received",state="master",vhid="3"} 1
+gocarp_carp_transitions_total{reason="configured to start as master",state="master",vhid="3"} 0
+gocarp_carp_transitions_total{reason="group closed",state="init",vhid="3"} 0
+gocarp_carp_transitions_total{reason="initialization complete",state="backup",vhid="3"} 1
+gocarp_carp_transitions_total{reason="link down",state="init",vhid="3"} 0
+gocarp_carp_transitions_total{reason="link up",state="backup",vhid="3"} 0
+gocarp_carp_transitions_total{reason="master timed out",state="master",vhid="3"} 0
+gocarp_carp_transitions_total{reason="master will time out",state="master",vhid="3"} 0
+gocarp_carp_transitions_total{reason="more frequent advertisement received",state="backup",vhid="3"} 0
+gocarp_carp_transitions_total{reason="preempting a more demoted master",state="master",vhid="3"} 0
+gocarp_carp_transitions_total{reason="preempting a slower master",state="master",vhid="3"} 0
+gocarp_carp_transitions_total{reason="user requested",state="backup",vhid="3"} 0
 # HELP gocarp_carp_adverts_sent_total Adverts sent (carpstats opackets, opackets6).
 # TYPE gocarp_carp_adverts_sent_total counter
 gocarp_carp_adverts_sent_total{family="ipv4",vhid="3"} 1
@@ -117,7 +126,7 @@ gocarp_carp_rejected_total{reason="replay",vhid="3"} 0
 # HELP gocarp_carp_preemptions_total Changes to master, whatever the reason (carpstats preempt).
 # TYPE gocarp_carp_preemptions_total counter
 gocarp_carp_preemptions_total{vhid="3"} 1
-`, carp.ReasonInit, carp.ReasonBowOut),
+`,
 			"gocarp_carp_state", "gocarp_carp_demotion", "gocarp_carp_transitions_total",
 			"gocarp_carp_adverts_sent_total", "gocarp_carp_packets_received_total",
 			"gocarp_carp_rejected_total", "gocarp_carp_preemptions_total")
