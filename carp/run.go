@@ -543,12 +543,12 @@ func (r *run) transition(from State, reason string) {
 		return
 	}
 	g := r.g
+	g.trans.add(r.state, string(reason))
 	level := slog.LevelInfo
 	if reason == ReasonLinkDown || r.state == Init {
 		level = slog.LevelWarn
 	}
 	g.log.Log(context.Background(), level, "carp: state changed", "from", from, "state", r.state, "reason", reason)
-	g.trans.add(r.state, string(reason))
 	if g.ntf != nil {
 		g.ntf.push(Transition{VHID: g.cfg.VHID, From: from, To: r.state, Reason: reason, At: time.Now()})
 	}
