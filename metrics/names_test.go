@@ -33,6 +33,7 @@ func collectors(t *testing.T, reg *prometheus.Registry) []prometheus.Collector {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
+	startFollower(t, f)
 	psk, err := seal.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
