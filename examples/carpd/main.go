@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gocarp/gocarp/carp"
+	"github.com/gocarp/gocarp/internal/httpmetrics"
 	"github.com/gocarp/gocarp/vip"
 )
 
@@ -134,7 +135,7 @@ type daemon struct {
 	ann      *vip.PacketAnnouncer
 	follower *vip.Follower
 
-	metrics *metricsServer // --metrics
+	metrics *httpmetrics.Server // --metrics
 }
 
 // newDaemon returns a daemon that start opens. Its scripts exist from the
