@@ -64,6 +64,9 @@ type FwpairOptions struct {
 	CommitTimeout time.Duration
 	// StartAsMaster is carp.start_as_master.
 	StartAsMaster bool
+	// Metrics is metrics.listen (in the firewall's namespace); empty is
+	// off.
+	Metrics string
 }
 
 // KeyFile returns the path of the lab's sync key, creating it on first use.
@@ -133,6 +136,9 @@ func (l *Lab) FwpairConfig(i int, o FwpairOptions) (cfgPath, socket string) {
 	}
 	if o.Commit != "" {
 		cfg["sync"].(map[string]any)["commit"] = o.Commit
+	}
+	if o.Metrics != "" {
+		cfg["metrics"] = map[string]any{"listen": o.Metrics}
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
