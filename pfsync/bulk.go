@@ -555,3 +555,11 @@ func (e *Engine) sendBulkFrame(j *bulkJob, now time.Time) bool {
 	e.trimRing()
 	return done
 }
+
+// changed notes that the encoding of id changed or that it was removed,
+// while bulk transfers read their snapshots (bulkJob.entry).
+func (e *Engine) changed(id record.ID) {
+	if e.bulkDirty != nil {
+		e.bulkDirty[id] = struct{}{}
+	}
+}

@@ -50,17 +50,13 @@ type Engine struct {
 	// always applied later. Lock order: demMu, then mu; never demMu under mu.
 	demMu     sync.Mutex
 	demBulk   int                     // last value given to the Demoter
-	t0        time.Time               // New: origin of the entries' coarse clock (entry.at)
 	startedAt time.Time               // Start: origin of the discovery window
 	tableLogs ratelog.Limiter[string] // "table refused" lines, by operation
 
-	mu           sync.Mutex
-	started      bool
-	closed       bool
-	store        map[record.ID]entry
-	arena        arena
-	local        int // live records created by this node
-	tombs        map[record.ID]tomb
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	records
 	q            queue
 	ctlq         []ctl
 	requested    map[record.ID]struct{} // IDs of the Requests in ctlq
@@ -72,8 +68,6 @@ type Engine struct {
 	gen          uint64 // last bulk generation this node requested
 	bulks        []*bulkJob
 	bulkDirty    map[record.ID]struct{} // records whose encoding changed since the oldest running bulk's snapshot
-	compactions  uint64                 // arena compactions (they move every encoding)
-	external     int                    // entries flagged fDirty (Stats.External)
 	batch        BatchTable             // Config.Table, if it takes batches
 	commitq      []record.ID            // CommitDirect with a BatchTable: the changes of the frame being read
 	batchRecs    []record.Record        // commitBatch's buffers
@@ -98,58 +92,9 @@ type Engine struct {
 	sealed  []byte
 	opened  []byte
 	scratch record.Record
-	enc     []byte
 	in      record.Record
 	ack     wire.Ack
 	dig     wire.Digest
-}
-
-// entry is a record held by the engine, stored in its wire encoding (the
-// full-record element body) to keep memory per record small.
-type entry struct {
-	ref   uint64 // the encoding in the arena
-	ver   uint64
-	n     uint32 // its length
-	at    uint32 // when the stored Expire was current: Engine.clock seconds
-	peer  uint16 // when a peer's change was last applied (fPeer): Engine.clock seconds, low 16 bits
-	flags eflag
-}
-
-type eflag uint8
-
-const (
-	fAnnounced eflag = 1 << iota // peers may know the record
-	fCommitted                   // the Table holds some version of it
-	fDirty                       // the Table's copy is older than data, or the last Table call failed
-	fLocal                       // upserted by the embedder in this life (the dataplane is its home)
-	fFull                        // creator-owned fields changed since the last send: no compressed update
-	fPeer                        // entry.peer is set
-)
-
-// peerRecent is how long after a peer's change the embedder's next change
-// of the same record leaves at once instead of after FlushDelay: both nodes
-// are seeing the flow (active/active, or just after a takeover), and the
-// sooner each hears the other the sooner they agree (pfsync flushes a
-// state updated less than 2 seconds after it applied a peer's update).
-const peerRecent = 2 // seconds
-
-// peerChanged notes that a peer's change of ent was applied now.
-func (e *Engine) peerChanged(ent *entry, now time.Time) {
-	ent.peer = uint16(e.clock(now))
-	ent.flags |= fPeer
-}
-
-// peerRecently reports whether a peer's change of ent was applied less
-// than peerRecent seconds ago (to within the clock's second).
-func (e *Engine) peerRecently(ent entry, now time.Time) bool {
-	return ent.flags&fPeer != 0 && uint16(e.clock(now))-ent.peer < peerRecent
-}
-
-// tomb remembers a delete (record.Tombstones without the ID and time.Time,
-// and with iteration, which bulk transfers need).
-type tomb struct {
-	ver     uint64
-	expires int64 // unix nanoseconds
 }
 
 // ctl is a queued control element sent in the reliable stream.
@@ -159,50 +104,6 @@ type ctl struct {
 	gen     uint64
 	creator uint32
 	buckets wire.BucketSet
-}
-
-// clock returns the engine's coarse clock: whole seconds since New. An
-// entry remembers when its lifetime (Expire, the remaining seconds as
-// reported or received) was current in 4 bytes; the lifetime is aged by
-// the clock's difference when the record is committed to the Table or
-// sent, so a record that waited in the engine leaves with what remains of
-// its life. Whole seconds make the age exact to within one second.
-func (e *Engine) clock(now time.Time) uint32 {
-	d := now.Sub(e.t0)
-	if d <= 0 {
-		return 0
-	}
-	return uint32(d / time.Second)
-}
-
-// elapsed returns the whole seconds since ent's lifetime was current.
-func (e *Engine) elapsed(ent entry, now time.Time) uint32 {
-	c := e.clock(now)
-	if c <= ent.at {
-		return 0
-	}
-	return c - ent.at
-}
-
-// aged returns expire reduced by elapsed seconds, not below 1; 0 (no
-// lifetime) stays 0.
-func aged(expire, elapsed uint32) uint32 {
-	switch {
-	case expire == 0 || elapsed == 0:
-		return expire
-	case expire > elapsed:
-		return expire - elapsed
-	}
-	return 1
-}
-
-// lifeFrom sets ent.at to now when the stored lifetime changed from old's
-// (a newer version, or another Expire or Timeout won the merge), and keeps
-// it when the same lifetime was merely confirmed.
-func (e *Engine) lifeFrom(ent *entry, old, merged *record.Record, now time.Time) {
-	if old == nil || merged.Version != old.Version || merged.Expire != old.Expire || merged.Timeout != old.Timeout {
-		ent.at = e.clock(now)
-	}
 }
 
 // New validates cfg and returns an engine; Start starts it. The engine
@@ -229,20 +130,19 @@ func New(cfg Config) (*Engine, error) {
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return nil, fmt.Errorf("pfsync: drawing the epoch: %w", err)
 	}
+	log := c.Logger.With("node", uint32(c.Node))
 	e := &Engine{
 		cfg:     c,
-		log:     c.Logger.With("node", uint32(c.Node)),
+		log:     log,
 		tr:      c.Transport,
 		sealer:  c.Sealer,
 		ids:     ids,
-		t0:      now,
+		records: newRecords(uint32(c.Node), now, c.TombstoneTTL, log),
 		epoch:   binary.BigEndian.Uint64(rnd[:]) | 1,
 		boot:    uint64(now.UnixNano()),
 		mtu:     mtu,
 		kick:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
-		store:   make(map[record.ID]entry),
-		tombs:   make(map[record.ID]tomb),
 		q:       newQueue(),
 		nextSeq: 1,
 		peers:   make(map[NodeID]*peer),
@@ -445,9 +345,7 @@ func (e *Engine) Upsert(rec record.Record) error {
 		}
 		ent.ver, ent.at = rec.Version, e.clock(now)
 		e.setData(&ent, e.encode(&rec))
-		if own {
-			e.local++
-		}
+		e.created(rec.ID)
 	}
 	if !ok || own {
 		// The dataplane holds its own records: nothing to commit.
@@ -479,24 +377,19 @@ func (e *Engine) Delete(id record.ID) error {
 	if e.closed {
 		return ErrClosed
 	}
-	e.deleteLocked(id, time.Now(), true)
+	e.deleteLocked(id, time.Now())
 	return nil
 }
 
-// deleteLocked removes id from the store; bump raises the version when this
-// node created the record (a delete is a change by the owner).
-func (e *Engine) deleteLocked(id record.ID, now time.Time, queue bool) {
+// deleteLocked removes id from the store, remembers the delete if peers
+// may know the record (a delete by this node, the creator, is a change:
+// it raises the version) and queues it.
+func (e *Engine) deleteLocked(id record.ID, now time.Time) {
 	ent, ok := e.store[id]
 	if !ok {
 		return
 	}
-	delete(e.store, id)
-	e.changed(id)
-	e.dirtied(ent.flags, 0)
-	e.freeData(ent)
-	if id.Creator == uint32(e.cfg.Node) {
-		e.local--
-	}
+	e.forget(id, ent)
 	announced := ent.flags&fAnnounced != 0
 	if announced {
 		v := ent.ver
@@ -505,18 +398,14 @@ func (e *Engine) deleteLocked(id record.ID, now time.Time, queue bool) {
 		}
 		e.addTomb(id, v, now)
 	}
-	if queue {
-		e.enqueue(id, opDelete, announced, wire.DeleteLen, now)
-	}
+	e.enqueue(id, opDelete, announced, wire.DeleteLen, now)
 }
 
-func (e *Engine) addTomb(id record.ID, ver uint64, now time.Time) {
-	exp := now.Add(e.cfg.TombstoneTTL).UnixNano()
-	if t, ok := e.tombs[id]; ok {
-		ver = max(ver, t.ver)
-		exp = max(exp, t.expires)
-	}
-	e.tombs[id] = tomb{ver: ver, expires: exp}
+// forget removes ent, the entry of id, from the store, and notes the change
+// for the bulk transfers reading a snapshot.
+func (e *Engine) forget(id record.ID, ent entry) {
+	e.records.remove(id, ent)
+	e.changed(id)
 }
 
 // enqueue applies op to id's slot and arranges the flush: at once when a
@@ -549,8 +438,6 @@ func (e *Engine) scheduleFlush(at time.Time) {
 	}
 	e.wakeBy(e.flushAt)
 }
-
-func appendRecord(b []byte, r *record.Record) ([]byte, error) { return wire.AppendRecord(b, r) }
 
 // Get returns the engine's copy of record id. Its Expire is the lifetime as
 // last reported or received, not aged by the time since.
@@ -654,17 +541,6 @@ func (e *Engine) PrepareTakeover(ctx context.Context) (int, error) {
 	}
 	e.log.Info("pfsync: takeover commit", "records", n)
 	return n, nil
-}
-
-// dirtied keeps the count of dirty entries (Stats.External) as an entry's
-// flags change from was to now (0 for an entry added or removed).
-func (e *Engine) dirtied(was, now eflag) {
-	switch {
-	case was&fDirty == 0 && now&fDirty != 0:
-		e.external++
-	case was&fDirty != 0 && now&fDirty == 0:
-		e.external--
-	}
 }
 
 // tableRefused counts a write the Table refused and logs it, at most once

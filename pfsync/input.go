@@ -396,9 +396,7 @@ func (e *Engine) remoteRecord(r *record.Record, raw []byte, now time.Time) {
 		ent = entry{ver: r.Version, at: e.clock(now), flags: fAnnounced}
 		e.peerChanged(&ent, now)
 		e.setData(&ent, raw)
-		if own {
-			e.local++
-		}
+		e.created(id)
 		e.applyTable(id, &ent, r, own, now)
 		e.dirtied(0, ent.flags)
 		e.store[id] = ent
@@ -501,16 +499,10 @@ func (e *Engine) remoteDelete(d wire.Delete, now time.Time) {
 	}
 }
 
-// dropRecord removes a record from the store and the Table (if the Table
-// holds it).
+// dropRecord removes a record a peer deleted from the store and the Table
+// (if the Table holds it).
 func (e *Engine) dropRecord(id record.ID, ent entry) {
-	delete(e.store, id)
-	e.changed(id)
-	e.dirtied(ent.flags, 0)
-	e.freeData(ent)
-	if id.Creator == uint32(e.cfg.Node) {
-		e.local--
-	}
+	e.forget(id, ent)
 	if e.cfg.Table != nil && ent.flags&fCommitted != 0 {
 		if err := e.cfg.Table.Delete(id); err != nil {
 			e.tableRefused("delete", id, err)

@@ -229,11 +229,11 @@ func (e *Engine) addElem(id record.ID, s slot, now time.Time) error {
 func (e *Engine) addStored(ent entry, now time.Time) error {
 	body := e.data(ent)
 	if el := e.elapsed(ent, now); el > 0 {
-		b, err := wire.AppendAgedRecord(e.enc[:0], body, el)
+		b, err := wire.AppendAgedRecord(e.records.enc[:0], body, el)
 		if err != nil {
 			return err
 		}
-		e.enc, body = b, b
+		e.records.enc, body = b, b
 	}
 	return e.b.AddRecordBody(wire.KindUpdate, body)
 }

@@ -152,12 +152,3 @@ func (e *Engine) antiEntropyReady() bool {
 	}
 	return true
 }
-
-func (e *Engine) expireTombs(now time.Time) {
-	n := now.UnixNano()
-	for id, t := range e.tombs {
-		if t.expires <= n {
-			delete(e.tombs, id)
-		}
-	}
-}
