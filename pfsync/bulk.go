@@ -435,8 +435,7 @@ func (j *bulkJob) entry(e *Engine, i int) (entry, bool) {
 // the next token is due (zero when no bulk is left).
 func (e *Engine) sendBulks(now time.Time) time.Time {
 	rate := float64(e.cfg.BulkRate)
-	e.tokens = min(float64(e.cfg.BulkBurst), e.tokens+now.Sub(e.tokenAt).Seconds()*rate)
-	e.tokenAt = now
+	e.refill(now, rate, e.cfg.BulkBurst)
 	for len(e.bulks) > 0 && e.tokens >= 1 {
 		j := e.bulks[0]
 		if p := e.peers[j.peer]; p == nil || !p.up {
@@ -463,8 +462,7 @@ func (e *Engine) sendBulks(now time.Time) time.Time {
 		e.bulks, e.bulkDirty = nil, nil
 		return time.Time{}
 	}
-	wait := time.Duration((1 - e.tokens) / rate * float64(time.Second))
-	return now.Add(max(wait, time.Microsecond))
+	return e.tokenDue(now, rate)
 }
 
 // bulkTrailer is the room a bulk frame keeps for its BulkMark and BulkEnd.
@@ -549,9 +547,8 @@ func (e *Engine) sendBulkFrame(j *bulkJob, now time.Time) bool {
 			e.b.SetFlags(wire.FlagAckRequested)
 		}
 	}
-	e.nextSeq++
 	e.sendFrame(Broadcast, e.b.Frame(), now)
-	e.ring.push(f)
+	e.sequenced(f)
 	e.trimRing()
 	return done
 }

@@ -41,10 +41,10 @@ func (e *Engine) UpsertSync(ctx context.Context, rec record.Record) error {
 	for {
 		e.mu.Lock()
 		waiting := e.unacked(seq)
-		if waiting > 0 && e.ackSignal == nil {
-			e.ackSignal = make(chan struct{})
+		var signal <-chan struct{}
+		if waiting > 0 {
+			signal = e.ackWait()
 		}
-		signal := e.ackSignal
 		e.mu.Unlock()
 		if waiting == 0 {
 			return nil
@@ -69,13 +69,4 @@ func (e *Engine) unacked(seq uint64) int {
 		}
 	}
 	return n
-}
-
-// ackProgress wakes the UpsertSync calls waiting for acknowledgements: a
-// peer acknowledged more of our stream, or went down. e.mu must be held.
-func (e *Engine) ackProgress() {
-	if e.ackSignal != nil {
-		close(e.ackSignal)
-		e.ackSignal = nil
-	}
 }

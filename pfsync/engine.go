@@ -57,13 +57,8 @@ type Engine struct {
 	started bool
 	closed  bool
 	records
-	q            queue
-	ctlq         []ctl
-	requested    map[record.ID]struct{} // IDs of the Requests in ctlq
-	flushAt      time.Time              // zero: nothing queued
-	wake         time.Time              // when the loop goroutine plans to wake
-	nextSeq      uint64
-	ring         ring
+	sender
+	wake         time.Time // when the loop goroutine plans to wake
 	peers        map[NodeID]*peer
 	gen          uint64 // last bulk generation this node requested
 	bulks        []*bulkJob
@@ -73,37 +68,19 @@ type Engine struct {
 	batchRecs    []record.Record        // commitBatch's buffers
 	batchIDs     []record.ID
 	batchErrs    []error
-	tokens       float64
-	tokenAt      time.Time
 	inSync       bool // see syncCheck; once set it stays set
 	bulkGaveUp   bool // in sync only because some peer's bulk failed every retry
-	lastSent     time.Time
-	ackRequested bool          // the frames being flushed ask for an acknowledgement at once (UpsertSync)
-	ackSignal    chan struct{} // closed when acknowledgements progress, if an UpsertSync waits
 	nextDigest   time.Time
 	nextTombScan time.Time
 	stats        Stats
-	nackSteps    uint64 // resend-queue slots visited for nacks: the work an Ack cost (tests bound it)
 
 	// Scratch space, used under mu.
-	b       wire.Builder
 	rd      wire.Reader
-	frame   []byte
-	sealed  []byte
 	opened  []byte
 	scratch record.Record
 	in      record.Record
 	ack     wire.Ack
 	dig     wire.Digest
-}
-
-// ctl is a queued control element sent in the reliable stream.
-type ctl struct {
-	kind    wire.Kind
-	id      record.ID
-	gen     uint64
-	creator uint32
-	buckets wire.BucketSet
 }
 
 // New validates cfg and returns an engine; Start starts it. The engine
@@ -143,10 +120,8 @@ func New(cfg Config) (*Engine, error) {
 		mtu:     mtu,
 		kick:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
-		q:       newQueue(),
-		nextSeq: 1,
+		sender:  newSender(mtu),
 		peers:   make(map[NodeID]*peer),
-		frame:   make([]byte, 0, mtu),
 	}
 	if bt, ok := c.Table.(BatchTable); ok {
 		e.batch = bt
@@ -180,15 +155,14 @@ func (e *Engine) Start() error {
 	e.started = true
 	now := time.Now()
 	e.startedAt = now
-	e.tokenAt = now
-	e.tokens = float64(e.cfg.BulkBurst)
+	e.startTokens(now, e.cfg.BulkBurst)
 	if e.cfg.AntiEntropy > 0 {
 		e.nextDigest = now.Add(e.cfg.AntiEntropy)
 	}
 	e.nextTombScan = now.Add(e.cfg.TombstoneTTL / 2)
 	e.sendHello(Broadcast, false, now)
 	if e.q.len() > 0 {
-		e.flushAt = now
+		e.flushBy(now)
 	}
 	e.wg.Add(2)
 	go e.receiveLoop()
@@ -411,18 +385,11 @@ func (e *Engine) forget(id record.ID, ent entry) {
 // enqueue applies op to id's slot and arranges the flush: at once when a
 // frame's worth is queued, else after FlushDelay.
 func (e *Engine) enqueue(id record.ID, o op, announced bool, size int, now time.Time) {
-	s := coalesce(e.q.pend[id], o, announced)
-	if s != slotNone && e.q.len() >= e.cfg.MaxPending {
-		if _, queued := e.q.pend[id]; !queued {
-			e.stats.QueueDrops++
-			return
-		}
-	}
-	e.q.set(id, s, size+2)
-	if e.q.len() == 0 {
+	if !e.sender.enqueue(id, o, announced, size+2, e.cfg.MaxPending) {
+		e.stats.QueueDrops++
 		return
 	}
-	if !e.started {
+	if e.q.len() == 0 || !e.started {
 		return
 	}
 	if e.q.bytes >= e.mtu-wire.HeaderLen-wire.SectionHeaderLen {
@@ -432,12 +399,8 @@ func (e *Engine) enqueue(id record.ID, o op, announced bool, size int, now time.
 	e.scheduleFlush(now.Add(e.cfg.FlushDelay))
 }
 
-func (e *Engine) scheduleFlush(at time.Time) {
-	if e.flushAt.IsZero() || at.Before(e.flushAt) {
-		e.flushAt = at
-	}
-	e.wakeBy(e.flushAt)
-}
+// scheduleFlush makes the queued elements leave no later than at.
+func (e *Engine) scheduleFlush(at time.Time) { e.wakeBy(e.flushBy(at)) }
 
 // Get returns the engine's copy of record id. Its Expire is the lifetime as
 // last reported or received, not aged by the time since.

@@ -494,9 +494,7 @@ func (e *Engine) remoteDelete(d wire.Delete, now time.Time) {
 		e.dropRecord(d.ID, ent)
 	}
 	e.addTomb(d.ID, d.Version, now)
-	if s := e.q.pend[d.ID]; s == slotUpsert {
-		e.q.set(d.ID, slotNone, 0)
-	}
+	e.unqueueUpsert(d.ID)
 }
 
 // dropRecord removes a record a peer deleted from the store and the Table
@@ -557,19 +555,14 @@ func (e *Engine) answerRequest(id record.ID, now time.Time) {
 // or a few: FreeBSD's pfsync dedups the same way), or MaxPending requests
 // are (counted in QueueDrops; anti-entropy repairs what they would have).
 func (e *Engine) request(id record.ID, now time.Time) {
-	if _, queued := e.requested[id]; queued {
-		return
-	}
-	if len(e.requested) >= e.cfg.MaxPending {
+	queued, dropped := e.sender.request(id, e.cfg.MaxPending)
+	if dropped {
 		e.stats.QueueDrops++
+	}
+	if !queued {
 		return
 	}
-	if e.requested == nil {
-		e.requested = make(map[record.ID]struct{})
-	}
-	e.requested[id] = struct{}{}
 	e.stats.RequestsSent++
-	e.ctlq = append(e.ctlq, ctl{kind: wire.KindRequest, id: id})
 	e.scheduleFlush(now)
 }
 
@@ -619,23 +612,6 @@ func (e *Engine) acked(p *peer, a *wire.Ack, now time.Time) {
 	if len(a.Nacks) > 0 {
 		e.stats.NacksReceived++
 	}
-	// Only the frames held for resending can be sent again: each range is
-	// cut to them before it is walked. The ranges come from the network
-	// and may span 2^62 numbers; the decoder checked that they ascend
-	// without overlapping, so the walk visits each held frame at most
-	// once, whatever the ack claims.
-	if held := e.ring.len(); held > 0 && len(a.Nacks) > 0 {
-		first := e.ring.frames[e.ring.off].seq
-		last := first + uint64(held) - 1
-		for _, r := range a.Nacks {
-			lo, hi := max(r.First, first), min(r.Last, last)
-			for s := lo; s <= hi; s++ {
-				e.nackSteps++
-				if f := e.ring.at(s); f != nil {
-					e.retransmit(p, f, now)
-				}
-			}
-		}
-	}
+	e.nacked(a.Nacks, func(f *sentFrame) { e.retransmit(p, f, now) })
 	e.trimRing()
 }
