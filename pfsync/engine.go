@@ -58,21 +58,18 @@ type Engine struct {
 	closed  bool
 	records
 	sender
-	wake         time.Time // when the loop goroutine plans to wake
-	peers        map[NodeID]*peer
-	gen          uint64 // last bulk generation this node requested
-	bulks        []*bulkJob
-	bulkDirty    map[record.ID]struct{} // records whose encoding changed since the oldest running bulk's snapshot
-	batch        BatchTable             // Config.Table, if it takes batches
-	commitq      []record.ID            // CommitDirect with a BatchTable: the changes of the frame being read
-	batchRecs    []record.Record        // commitBatch's buffers
-	batchIDs     []record.ID
-	batchErrs    []error
-	inSync       bool // see syncCheck; once set it stays set
-	bulkGaveUp   bool // in sync only because some peer's bulk failed every retry
-	nextDigest   time.Time
-	nextTombScan time.Time
-	stats        Stats
+	wake       time.Time // when the loop goroutine plans to wake
+	peers      map[NodeID]*peer
+	bulk       bulkOut
+	batch      BatchTable      // Config.Table, if it takes batches
+	commitq    []record.ID     // CommitDirect with a BatchTable: the changes of the frame being read
+	batchRecs  []record.Record // commitBatch's buffers
+	batchIDs   []record.ID
+	batchErrs  []error
+	inSync     bool // see syncCheck; once set it stays set
+	bulkGaveUp bool // in sync only because some peer's bulk failed every retry
+	ae         antiEntropy
+	stats      Stats
 
 	// Scratch space, used under mu.
 	rd      wire.Reader
@@ -121,6 +118,7 @@ func New(cfg Config) (*Engine, error) {
 		kick:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		sender:  newSender(mtu),
+		ae:      antiEntropy{interval: c.AntiEntropy, tombScan: c.TombstoneTTL / 2},
 		peers:   make(map[NodeID]*peer),
 	}
 	if bt, ok := c.Table.(BatchTable); ok {
@@ -156,10 +154,7 @@ func (e *Engine) Start() error {
 	now := time.Now()
 	e.startedAt = now
 	e.startTokens(now, e.cfg.BulkBurst)
-	if e.cfg.AntiEntropy > 0 {
-		e.nextDigest = now.Add(e.cfg.AntiEntropy)
-	}
-	e.nextTombScan = now.Add(e.cfg.TombstoneTTL / 2)
+	e.ae.start(now)
 	e.sendHello(Broadcast, false, now)
 	if e.q.len() > 0 {
 		e.flushBy(now)

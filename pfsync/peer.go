@@ -44,25 +44,117 @@ type peer struct {
 	// Our stream as the peer acknowledged it.
 	acked uint64
 
-	// A resynchronisation by digest (Engine.resync): the deadline for p's
-	// whole-table digest (zero: none awaited), the bucket sums of it
-	// compared so far and the buckets found different.
-	resyncAt     time.Time
-	resyncGot    int
-	resyncRepair wire.BucketSet
-	resyncSeen   wire.BucketSet // the buckets of p's digest compared so far
-
-	// Digests p sent: the anti-entropy buckets compared in the current
-	// round (one round per Heartbeat), and when we last answered p's
-	// request for our whole-table digest.
-	aeRound        time.Time
-	aeSeen         wire.BucketSet
-	digestAnswered time.Time
+	digests // comparisons of p's digests with our table
 
 	bulk       bulkRecv
 	synced     bool // a full bulk sync from this epoch of the peer completed
 	bulkFailed bool // a full bulk sync from this epoch failed every retry
 	stats      PeerStats
+}
+
+// peerTimers are the intervals a peer's tick works with.
+type peerTimers struct {
+	dead time.Duration // silence after which the peer is down
+	gap  time.Duration // how long a gap may wait for retransmissions
+}
+
+// peerEvents are what a peer's tick asks the engine to do: the peer keeps
+// its own state, the engine owns the frames, the store and the logs.
+type peerEvents interface {
+	// peerDown: p just went silent for too long (p.up is false).
+	peerDown(p *peer, now time.Time)
+	// askEcho: p is not confirmed and its Hello is due.
+	askEcho(p *peer, now time.Time)
+	// gapGivenUp: p could not fill the gap in its stream in time.
+	gapGivenUp(p *peer, now time.Time)
+	// resyncTimedOut: p did not answer a resync's digest request in time.
+	resyncTimedOut(p *peer, now time.Time)
+	// completeBulk: every range of the bulk from p settled; only the end
+	// marker is missing, and there is nothing left to ask for.
+	completeBulk(p *peer, now time.Time)
+	// bulkTimedOut: the bulk from p made no progress in time.
+	bulkTimedOut(p *peer, now time.Time)
+}
+
+// tick runs p's timers at now: it tells ev what is due, adds to w when p
+// must be looked at next, and reports whether an ack of p's stream is due
+// and whether p must be forgotten.
+func (p *peer) tick(now time.Time, t peerTimers, ev peerEvents, w *wakeup) (ackDue, forget bool) {
+	if p.up && now.Sub(p.lastHeard) >= t.dead {
+		p.up = false
+		if p.bulk.active() {
+			p.bulk = bulkRecv{}
+		}
+		p.resyncAt = time.Time{}
+		ev.peerDown(p, now)
+	}
+	if !p.up {
+		// A peer that never proved it is live (a recording, or forged in
+		// Insecure mode) is forgotten: it holds no state of ours, and a
+		// real node says hello again.
+		return false, !p.confirmed
+	}
+	w.at(p.lastHeard.Add(t.dead))
+	if !p.confirmed {
+		if !now.Before(p.helloAt) {
+			ev.askEcho(p, now)
+		}
+		w.at(p.helloAt)
+		return false, false
+	}
+	if p.hasGap() && !p.gapSince.IsZero() && now.Sub(p.gapSince) >= t.gap {
+		ev.gapGivenUp(p, now)
+	}
+	if p.hasGap() {
+		if !now.Before(p.nackAt) {
+			p.ackDue, p.ackAt = true, now
+		} else {
+			w.at(p.nackAt)
+		}
+		w.at(p.gapSince.Add(t.gap))
+	}
+	if p.ackDue {
+		if !now.Before(p.ackAt) {
+			ackDue = true
+		} else {
+			w.at(p.ackAt)
+		}
+	}
+	if !p.resyncAt.IsZero() {
+		if !now.Before(p.resyncAt) {
+			ev.resyncTimedOut(p, now)
+		} else {
+			w.at(p.resyncAt)
+		}
+	}
+	if p.bulk.active() {
+		if !now.Before(p.bulk.deadline) {
+			switch {
+			case p.bulk.left().Empty():
+				ev.completeBulk(p, now)
+			case p.hasGap() && !p.gapSince.IsZero() && len(p.bulk.marks) > 0:
+				// Marks wait behind frames being recovered: the gap is
+				// filled or given up within t.gap, and they settle then.
+				p.bulk.deadline = p.gapSince.Add(t.gap)
+			default:
+				ev.bulkTimedOut(p, now)
+			}
+		}
+		if p.bulk.active() {
+			w.at(p.bulk.deadline)
+		}
+	}
+	return ackDue, false
+}
+
+// wakeup collects the earliest of the times something is due.
+type wakeup struct{ next time.Time }
+
+// at makes the wakeup no later than t (zero: nothing due).
+func (w *wakeup) at(t time.Time) {
+	if !t.IsZero() && t.Before(w.next) {
+		w.next = t
+	}
 }
 
 func (p *peer) bit(seq uint64) (int, uint64) {
