@@ -345,14 +345,6 @@ func (e *Engine) bulkFrame(p *peer, s wire.BulkStart, now time.Time) bool {
 // maxPresize bounds the store a joining node allocates ahead of a bulk.
 const maxPresize = 1 << 20
 
-// bulkMark notes a mark of the bulk this node expects from p, to be
-// checked once the frames before it arrived.
-func (e *Engine) bulkMark(p *peer, seq uint64, m wire.BulkMark) {
-	if !p.bulk.mark(seq, m) {
-		e.stats.BadValue++
-	}
-}
-
 // checkBulk settles the marks of p's bulk whose frames all arrived, and
 // ends the attempt once every frame up to its BulkEnd arrived: the session
 // is complete, or it asks again for what is not settled.

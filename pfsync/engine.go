@@ -49,9 +49,10 @@ type Engine struct {
 	// (under mu) and handed to the Demoter, so a value computed later is
 	// always applied later. Lock order: demMu, then mu; never demMu under mu.
 	demMu     sync.Mutex
-	demBulk   int                     // last value given to the Demoter
-	startedAt time.Time               // Start: origin of the discovery window
-	tableLogs ratelog.Limiter[string] // "table refused" lines, by operation
+	demBulk   int                        // last value given to the Demoter
+	startedAt time.Time                  // Start: origin of the discovery window
+	tableLogs ratelog.Limiter[string]    // "table refused" lines, by operation
+	inputLogs ratelog.Limiter[wire.Kind] // "bad element" lines, by kind
 
 	mu      sync.Mutex
 	started bool
