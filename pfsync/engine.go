@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/gocarp/gocarp/internal/ratelog"
+	"github.com/gocarp/gocarp/internal/recvloop"
 	"github.com/gocarp/gocarp/pfsync/record"
 	"github.com/gocarp/gocarp/pfsync/wire"
 )
@@ -192,38 +192,28 @@ func (e *Engine) Close() error {
 
 func (e *Engine) receiveLoop() {
 	defer e.wg.Done()
-	for {
-		d, err := e.tr.Receive()
-		if err != nil {
-			select {
-			case <-e.done:
-				return
-			default:
-			}
-			if errors.Is(err, net.ErrClosed) {
-				e.log.Error("pfsync: transport closed under the engine", "err", err)
-				return
-			}
-			e.log.Warn("pfsync: receive failed", "err", err)
-			// Do not spin on a transport that keeps failing.
-			t := time.NewTimer(10 * time.Millisecond)
-			select {
-			case <-e.done:
-				t.Stop()
-				return
-			case <-t.C:
-			}
-			continue
-		}
-		e.mu.Lock()
-		if e.closed {
-			e.mu.Unlock()
-			return
-		}
-		e.input(d, time.Now())
+	recvloop.Loop[Datagram]{
+		Done:    e.done,
+		Receive: e.tr.Receive,
+		Handle:  e.received,
+		Retry:   10 * time.Millisecond, // do not spin on a transport that keeps failing
+		Failed:  func(err error) { e.log.Warn("pfsync: receive failed", "err", err) },
+		Closed:  func(err error) { e.log.Error("pfsync: transport closed under the engine", "err", err) },
+	}.Run()
+}
+
+// received handles a datagram the receive loop read; false once the
+// engine is closed.
+func (e *Engine) received(d Datagram) bool {
+	e.mu.Lock()
+	if e.closed {
 		e.mu.Unlock()
-		e.updateDemotion()
+		return false
 	}
+	e.input(d, time.Now())
+	e.mu.Unlock()
+	e.updateDemotion()
+	return true
 }
 
 func (e *Engine) timerLoop() {
