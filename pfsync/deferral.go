@@ -40,7 +40,7 @@ func (e *Engine) UpsertSync(ctx context.Context, rec record.Record) error {
 	e.mu.Unlock()
 	for {
 		e.mu.Lock()
-		waiting := e.unacked(seq)
+		waiting := e.peers.unacked(seq)
 		var signal <-chan struct{}
 		if waiting > 0 {
 			signal = e.ackWait()
@@ -57,16 +57,4 @@ func (e *Engine) UpsertSync(ctx context.Context, rec record.Record) error {
 			return ErrClosed
 		}
 	}
-}
-
-// unacked returns how many confirmed peers that are up have not
-// acknowledged our stream up to seq. e.mu must be held.
-func (e *Engine) unacked(seq uint64) int {
-	n := 0
-	for _, p := range e.peers {
-		if p.up && p.confirmed && p.acked < seq {
-			n++
-		}
-	}
-	return n
 }

@@ -206,7 +206,7 @@ func (e *Engine) remoteDigest(p *peer, h wire.Header, d *wire.Digest, now time.T
 		e.wholeDigest(p, h, d, now)
 		return
 	}
-	if d.Creator != uint32(p.id) || !e.comparable(p, h) || p.bulk.active() {
+	if d.Creator != uint32(p.id) || !p.comparable(h) || p.bulk.active() {
 		return
 	}
 	var sums [antiEntropyBuckets]uint64
@@ -237,13 +237,6 @@ func (e *Engine) remoteDigest(p *peer, h wire.Header, d *wire.Digest, now time.T
 		e.log.Info("pfsync: anti-entropy mismatch, repairing", "peer", uint32(p.id), "buckets", repair.Len())
 		e.startBulk(p, d.Creator, repair, now)
 	}
-}
-
-// comparable reports whether we hold p's whole stream up to the frame with
-// header h, so that our copy of what p sent can be compared with a digest
-// p made when it sent that frame.
-func (e *Engine) comparable(p *peer, h wire.Header) bool {
-	return p.next != 0 && p.next > h.Seq && !p.hasGap()
 }
 
 // resync resynchronises with p after frames of its stream were lost for
@@ -301,7 +294,7 @@ func (e *Engine) wholeDigest(p *peer, h wire.Header, d *wire.Digest, now time.Ti
 		e.sendSums(p.id, 0, wire.DigestReply, e.tableSums(), now)
 		return
 	}
-	if p.resyncAt.IsZero() || !e.comparable(p, h) {
+	if p.resyncAt.IsZero() || !p.comparable(h) {
 		// Not asked for, or our copy is incomplete: the deadline falls
 		// back to a whole-table bulk.
 		return

@@ -42,21 +42,21 @@ type elementHandler struct {
 // reads, keyed by wire kind; a kind without a handler is skipped. Adding
 // a kind: see the checklist in the documentation of package pfsync/wire.
 var elementHandlers = [...]elementHandler{
-	wire.KindInsert:      {handle: (*Engine).onRecord},
-	wire.KindUpdate:      {handle: (*Engine).onRecord},
-	wire.KindUpdateC:     {handle: (*Engine).onDelta},
-	wire.KindDelete:      {handle: (*Engine).onDelete},
-	wire.KindClear:       {handle: (*Engine).onClear},
-	wire.KindRequest:     {handle: (*Engine).onRequest, unconfirmed: true},
+	wire.KindInsert:      {handle: onRecord},
+	wire.KindUpdate:      {handle: onRecord},
+	wire.KindUpdateC:     {handle: onDelta},
+	wire.KindDelete:      {handle: onDelete},
+	wire.KindClear:       {handle: onClear},
+	wire.KindRequest:     {handle: onRequest, unconfirmed: true},
 	wire.KindInsertAck:   {handle: ignoreElement},
-	wire.KindBulkRequest: {handle: (*Engine).onBulkRequest, unconfirmed: true},
-	wire.KindBulkStart:   {handle: (*Engine).onBulkStart},
-	wire.KindBulkEnd:     {handle: (*Engine).onBulkEnd},
-	wire.KindAck:         {handle: (*Engine).onAck},
-	wire.KindHello:       {handle: (*Engine).onHello, unconfirmed: true},
+	wire.KindBulkRequest: {handle: onBulkRequest, unconfirmed: true},
+	wire.KindBulkStart:   {handle: onBulkStart},
+	wire.KindBulkEnd:     {handle: onBulkEnd},
+	wire.KindAck:         {handle: onAck},
+	wire.KindHello:       {handle: onHello, unconfirmed: true},
 	wire.KindHeartbeat:   {handle: ignoreElement},
-	wire.KindDigest:      {handle: (*Engine).onDigest},
-	wire.KindBulkMark:    {handle: (*Engine).onBulkMark},
+	wire.KindDigest:      {handle: onDigest},
+	wire.KindBulkMark:    {handle: onBulkMark},
 }
 
 // elements processes the elements of the frame in e.rd, from p.
@@ -99,7 +99,7 @@ func (e *Engine) badValue(p *peer, k wire.Kind, err error) {
 // acknowledged by frame (UpsertSync), not by InsertAck.
 func ignoreElement(*Engine, *frameIn) error { return nil }
 
-func (e *Engine) onRecord(f *frameIn) error {
+func onRecord(e *Engine, f *frameIn) error {
 	if err := e.rd.Record(&e.in); err != nil {
 		return err
 	}
@@ -113,7 +113,7 @@ func (e *Engine) onRecord(f *frameIn) error {
 	return nil
 }
 
-func (e *Engine) onDelta(f *frameIn) error {
+func onDelta(e *Engine, f *frameIn) error {
 	var d record.Delta
 	if err := e.rd.Delta(&d); err != nil {
 		return err
@@ -122,7 +122,7 @@ func (e *Engine) onDelta(f *frameIn) error {
 	return nil
 }
 
-func (e *Engine) onDelete(f *frameIn) error {
+func onDelete(e *Engine, f *frameIn) error {
 	d, err := e.rd.Delete()
 	if err != nil {
 		return err
@@ -137,7 +137,7 @@ func (e *Engine) onDelete(f *frameIn) error {
 // errNotCreator refuses a Clear of records the sender did not create.
 var errNotCreator = errors.New("pfsync: clear of another node's records")
 
-func (e *Engine) onClear(f *frameIn) error {
+func onClear(e *Engine, f *frameIn) error {
 	c, err := e.rd.Clear()
 	if err != nil {
 		return err
@@ -152,7 +152,7 @@ func (e *Engine) onClear(f *frameIn) error {
 	return nil
 }
 
-func (e *Engine) onRequest(f *frameIn) error {
+func onRequest(e *Engine, f *frameIn) error {
 	r, err := e.rd.Request()
 	if err != nil {
 		return err
@@ -161,7 +161,7 @@ func (e *Engine) onRequest(f *frameIn) error {
 	return nil
 }
 
-func (e *Engine) onBulkRequest(f *frameIn) error {
+func onBulkRequest(e *Engine, f *frameIn) error {
 	r, err := e.rd.BulkRequest()
 	if err != nil {
 		return err
@@ -170,7 +170,7 @@ func (e *Engine) onBulkRequest(f *frameIn) error {
 	return nil
 }
 
-func (e *Engine) onBulkStart(f *frameIn) error {
+func onBulkStart(e *Engine, f *frameIn) error {
 	s, err := e.rd.BulkStart()
 	if err != nil {
 		return err
@@ -179,7 +179,7 @@ func (e *Engine) onBulkStart(f *frameIn) error {
 	return nil
 }
 
-func (e *Engine) onBulkEnd(f *frameIn) error {
+func onBulkEnd(e *Engine, f *frameIn) error {
 	be, err := e.rd.BulkEnd()
 	if err != nil {
 		return err
@@ -192,7 +192,7 @@ func (e *Engine) onBulkEnd(f *frameIn) error {
 // bucket at least, so an attempt has no more marks than buckets.
 var errTooManyMarks = errors.New("pfsync: more bulk marks than buckets")
 
-func (e *Engine) onBulkMark(f *frameIn) error {
+func onBulkMark(e *Engine, f *frameIn) error {
 	m, err := e.rd.BulkMark()
 	if err != nil {
 		return err
@@ -203,7 +203,7 @@ func (e *Engine) onBulkMark(f *frameIn) error {
 	return nil
 }
 
-func (e *Engine) onAck(f *frameIn) error {
+func onAck(e *Engine, f *frameIn) error {
 	if err := e.rd.Ack(&e.ack); err != nil {
 		return err
 	}
@@ -213,7 +213,7 @@ func (e *Engine) onAck(f *frameIn) error {
 	return nil
 }
 
-func (e *Engine) onHello(f *frameIn) error {
+func onHello(e *Engine, f *frameIn) error {
 	hl, err := e.rd.Hello()
 	if err != nil {
 		return err
@@ -222,7 +222,7 @@ func (e *Engine) onHello(f *frameIn) error {
 	return nil
 }
 
-func (e *Engine) onDigest(f *frameIn) error {
+func onDigest(e *Engine, f *frameIn) error {
 	if err := e.rd.Digest(&e.dig); err != nil {
 		return err
 	}

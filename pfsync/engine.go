@@ -40,45 +40,52 @@ type Engine struct {
 	epoch  uint64
 	boot   uint64
 	mtu    int // plaintext frame budget: Transport.MTU() minus the Sealer's overhead
+	lifecycle
 
-	kick chan struct{}
-	done chan struct{}
-	wg   sync.WaitGroup
-	stop sync.Once
-	// demMu orders the demotion: it is held while the value is computed
-	// (under mu) and handed to the Demoter, so a value computed later is
-	// always applied later. Lock order: demMu, then mu; never demMu under mu.
-	demMu     sync.Mutex
-	demBulk   int                        // last value given to the Demoter
-	startedAt time.Time                  // Start: origin of the discovery window
-	tableLogs ratelog.Limiter[string]    // "table refused" lines, by operation
-	inputLogs ratelog.Limiter[wire.Kind] // "bad element" lines, by kind
-
-	mu      sync.Mutex
-	started bool
-	closed  bool
+	// mu guards everything below, and started and closed. Each owner
+	// keeps its own state; the engine coordinates them.
+	mu sync.Mutex
 	records
 	sender
-	wake       time.Time // when the loop goroutine plans to wake
-	peers      map[NodeID]*peer
-	bulk       bulkOut
-	batch      BatchTable      // Config.Table, if it takes batches
-	commitq    []record.ID     // CommitDirect with a BatchTable: the changes of the frame being read
-	batchRecs  []record.Record // commitBatch's buffers
-	batchIDs   []record.ID
-	batchErrs  []error
-	inSync     bool // see syncCheck; once set it stays set
-	bulkGaveUp bool // in sync only because some peer's bulk failed every retry
-	ae         antiEntropy
-	stats      Stats
+	peers peerSet
+	bulk  bulkOut
+	ae    antiEntropy
+	syncState
+	tableWriter
+	stats Stats
+	inputBufs
+}
 
-	// Scratch space, used under mu.
-	rd      wire.Reader
-	opened  []byte
-	scratch record.Record
-	in      record.Record
-	ack     wire.Ack
-	dig     wire.Digest
+// lifecycle is the engine's goroutines and their signals.
+type lifecycle struct {
+	kick    chan struct{} // wakes the timer loop
+	done    chan struct{} // closed by Close
+	wg      sync.WaitGroup
+	stop    sync.Once
+	wake    time.Time // when the timer loop plans to wake (under mu)
+	started bool      // under mu
+	closed  bool      // under mu
+}
+
+// tableWriter is what the engine keeps to write to the Table.
+type tableWriter struct {
+	batch     BatchTable              // Config.Table, if it takes batches
+	commitq   []record.ID             // CommitDirect with a BatchTable: the changes of the frame being read
+	batchRecs []record.Record         // commitBatch's buffers
+	batchIDs  []record.ID             //
+	batchErrs []error                 //
+	tableLogs ratelog.Limiter[string] // "table refused" lines, by operation
+}
+
+// inputBufs is the scratch space of received frames, used under mu.
+type inputBufs struct {
+	rd        wire.Reader
+	opened    []byte
+	scratch   record.Record
+	in        record.Record
+	ack       wire.Ack
+	dig       wire.Digest
+	inputLogs ratelog.Limiter[wire.Kind] // "bad element" lines, by kind
 }
 
 // New validates cfg and returns an engine; Start starts it. The engine
@@ -107,20 +114,19 @@ func New(cfg Config) (*Engine, error) {
 	}
 	log := c.Logger.With("node", uint32(c.Node))
 	e := &Engine{
-		cfg:     c,
-		log:     log,
-		tr:      c.Transport,
-		sealer:  c.Sealer,
-		ids:     ids,
-		records: newRecords(uint32(c.Node), now, c.TombstoneTTL, log),
-		epoch:   binary.BigEndian.Uint64(rnd[:]) | 1,
-		boot:    uint64(now.UnixNano()),
-		mtu:     mtu,
-		kick:    make(chan struct{}, 1),
-		done:    make(chan struct{}),
-		sender:  newSender(mtu),
-		ae:      antiEntropy{interval: c.AntiEntropy, tombScan: c.TombstoneTTL / 2},
-		peers:   make(map[NodeID]*peer),
+		cfg:       c,
+		log:       log,
+		tr:        c.Transport,
+		sealer:    c.Sealer,
+		ids:       ids,
+		records:   newRecords(uint32(c.Node), now, c.TombstoneTTL, log),
+		epoch:     binary.BigEndian.Uint64(rnd[:]) | 1,
+		boot:      uint64(now.UnixNano()),
+		mtu:       mtu,
+		lifecycle: lifecycle{kick: make(chan struct{}, 1), done: make(chan struct{})},
+		sender:    newSender(mtu),
+		ae:        antiEntropy{interval: c.AntiEntropy, tombScan: c.TombstoneTTL / 2},
+		peers:     make(map[NodeID]*peer),
 	}
 	if bt, ok := c.Table.(BatchTable); ok {
 		e.batch = bt
@@ -620,13 +626,7 @@ func (e *Engine) Demotion() int {
 }
 
 func (e *Engine) demotionLocked() int {
-	switch {
-	case !e.inSync:
-		return e.cfg.DemoteInit
-	case e.bulkGaveUp:
-		return e.cfg.DemoteDegraded
-	}
-	return 0
+	return e.demotion(e.cfg.DemoteInit, e.cfg.DemoteDegraded)
 }
 
 // updateDemotion reports changed demotion values to the Demoter. The value
@@ -656,7 +656,7 @@ func (e *Engine) Stats() Stats {
 	s := e.stats
 	s.Pending = e.q.len()
 	s.ResendQueue = e.ring.refs
-	s.PeersUp = e.peersUp()
+	s.PeersUp = e.peers.up()
 	s.Records = len(e.store)
 	s.LocalRecords = e.local
 	s.Tombstones = len(e.tombs)

@@ -140,12 +140,7 @@ const (
 // admit reports whether a frame from sender, a node not heard before, may
 // create its peer state. It logs the first refusal of a run of them.
 func (e *Engine) admit(sender NodeID) bool {
-	unconfirmed := 0
-	for _, p := range e.peers {
-		if !p.confirmed {
-			unconfirmed++
-		}
-	}
+	unconfirmed := e.peers.unconfirmed()
 	if len(e.peers) < maxPeers && unconfirmed < maxUnconfirmed {
 		return true
 	}

@@ -313,11 +313,5 @@ func (e *Engine) retransmit(p *peer, f *sentFrame, now time.Time) {
 // beyond ResendLimit (their loss is repaired by the peers' gap handling:
 // they fall back to a bulk sync).
 func (e *Engine) trimRing() {
-	minAck := e.last()
-	for _, p := range e.peers {
-		if p.up && p.acked < minAck {
-			minAck = p.acked
-		}
-	}
-	e.stats.ResendDrops += e.trim(minAck, e.cfg.ResendLimit)
+	e.stats.ResendDrops += e.trim(e.peers.minAcked(e.last()), e.cfg.ResendLimit)
 }

@@ -277,83 +277,57 @@ func (p *peer) isRetired(epoch uint64) bool {
 	return false
 }
 
-// syncCheck decides whether this node is in sync, the condition that clears
-// DemoteSourceBulk. It is in sync once, for every peer it currently knows to
-// be up, a full bulk sync from that peer completed and passed its digest
-// check (or failed every retry: then in sync but degraded, with
-// DemoteDegraded). A peer that goes down stops being required. With no peer
-// up, the node must also have waited Config.Discovery since Start: a node
-// that heard nobody in that window is the founder of the cluster, with
-// nothing to fetch (OpenBSD's pfsync likewise gives up waiting and
-// undemotes); but a node that heard a live peer and got no table from any
-// keeps waiting (midBulk). A bulk from one peer is never enough while
-// another up peer — possibly the one holding the records — has not sent its
-// own: a node that booted with an empty table must not look ready to CARP
-// because a peer as empty as itself answered first.
-//
-// Once in sync the node stays in sync: a newcomer must not demote a running
-// master.
-func (e *Engine) syncCheck(now time.Time) {
-	if e.inSync {
-		return
-	}
-	anyUp, failed := false, false
-	for _, p := range e.peers {
-		if !p.up {
-			continue
-		}
-		anyUp = true
-		switch {
-		case p.synced:
-		case p.bulkFailed:
-			failed = true
-		default:
-			return
-		}
-	}
-	if !anyUp && now.Sub(e.startedAt) < e.cfg.Discovery {
-		return
-	}
-	if !anyUp && e.midBulk() {
-		// Every peer went silent before one sent us its table: the sync
-		// link failed during our bulk, or the peers died. A dead peer
-		// leaves us master anyway, demoted or not; a live one behind a
-		// failed link is still master, and must stay so (a preempting
-		// backup with half a table would drop the other half of the
-		// flows). The bulk resumes when the link does.
-		return
-	}
-	e.inSync, e.bulkGaveUp = true, failed
-	switch {
-	case !anyUp && len(e.peers) == 0:
-		e.log.Info("pfsync: no peer heard within the discovery window: founder, in sync", "window", e.cfg.Discovery, "records", len(e.store))
-	case failed:
-		e.log.Warn("pfsync: in sync but degraded: the bulk sync from some peer failed every retry", "records", len(e.store))
-	default:
-		e.log.Info("pfsync: in sync: bulk syncs from every peer up complete", "peers", e.peersUp(), "records", len(e.store))
-	}
-}
+// peerSet is the peers this node knows, by node ID.
+type peerSet map[NodeID]*peer
 
-// midBulk reports whether this node heard a live peer (one that echoed our
-// epoch) in this life but holds no peer's table: no full bulk sync
-// completed or was given up.
-func (e *Engine) midBulk() bool {
-	confirmed := false
-	for _, p := range e.peers {
-		if p.synced || p.bulkFailed {
-			return false
-		}
-		confirmed = confirmed || p.confirmed
-	}
-	return confirmed
-}
-
-func (e *Engine) peersUp() int {
+// up returns how many peers are up.
+func (ps peerSet) up() int {
 	n := 0
-	for _, p := range e.peers {
+	for _, p := range ps {
 		if p.up {
 			n++
 		}
 	}
 	return n
+}
+
+// unconfirmed returns how many peers did not echo our epoch yet.
+func (ps peerSet) unconfirmed() int {
+	n := 0
+	for _, p := range ps {
+		if !p.confirmed {
+			n++
+		}
+	}
+	return n
+}
+
+// unacked returns how many confirmed peers that are up have not
+// acknowledged our stream up to seq.
+func (ps peerSet) unacked(seq uint64) int {
+	n := 0
+	for _, p := range ps {
+		if p.up && p.confirmed && p.acked < seq {
+			n++
+		}
+	}
+	return n
+}
+
+// minAcked returns the lowest sequence number every peer that is up
+// acknowledged, at most last.
+func (ps peerSet) minAcked(last uint64) uint64 {
+	for _, p := range ps {
+		if p.up && p.acked < last {
+			last = p.acked
+		}
+	}
+	return last
+}
+
+// comparable reports whether we hold p's whole stream up to the frame with
+// header h, so that our copy of what p sent can be compared with a digest
+// p made when it sent that frame.
+func (p *peer) comparable(h wire.Header) bool {
+	return p.next != 0 && p.next > h.Seq && !p.hasGap()
 }

@@ -87,7 +87,7 @@ func (e *Engine) bulkTimedOut(p *peer, now time.Time) {
 // complete enough to be the reference: a restarted node first collects its
 // previous life's records from the peers' bulk syncs.
 func (e *Engine) antiEntropyReady() bool {
-	if !e.inSync || e.peersUp() == 0 {
+	if !e.inSync || e.peers.up() == 0 {
 		return false
 	}
 	for _, p := range e.peers {
