@@ -12,7 +12,7 @@ import (
 // The requester opens a session for a set of buckets (wire.Buckets of them,
 // by record ID: every bucket when it joins, the mismatching ones for an
 // anti-entropy repair) and sends a BulkRequest with a fresh generation,
-// addressed to one peer (bulkGen), in its reliable stream. The peer
+// addressed to one peer (bulkOut.nextGen), in its reliable stream. The peer
 // snapshots the IDs it holds in those buckets, orders them by bucket and
 // sends them, paced by a token bucket, as full UPDATE (or DELETE) elements
 // in frames that each begin with a BulkStart naming the generation — so the
@@ -209,7 +209,7 @@ type bulkJob struct {
 	started bool
 	ids     []record.ID       // snapshot taken when the job starts, ordered by bucket
 	ents    []entry           // ents[i]: ids[i]'s entry then (n == 0: a tombstone)
-	compact uint64            // Engine.compactions then
+	compact uint64            // records.compactions then
 	ends    [wire.Buckets]int // ends[k]: index in ids past bucket k's IDs
 	pos     int
 	bucket  int           // bucket of ids[pos] (wire.Buckets once every ID is sent)
@@ -469,7 +469,7 @@ func (e *Engine) bulkRequested(p *peer, r wire.BulkRequest, now time.Time) {
 // Reading the store in bucket order would be reading a million-entry map
 // at random, a cache miss per record that made a large bulk a third
 // slower; the entries taken here are read in order instead, and only a
-// record whose encoding changed since (Engine.changed) is looked up again.
+// record whose encoding changed since (bulkOut.changed) is looked up again.
 func (j *bulkJob) snapshot(s *records, o *bulkOut) {
 	type item struct {
 		id  record.ID

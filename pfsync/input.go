@@ -184,7 +184,7 @@ func (e *Engine) peerFor(sender NodeID, epoch uint64, now time.Time) *peer {
 	switch {
 	case fresh:
 		// Tell the new epoch who we are, and ask it to echo our epoch
-		// before anything it sends counts (Engine.elements, Engine.hello).
+		// before anything it sends counts (elementHandlers, Engine.hello).
 		p.confirmed = false
 		e.askEcho(p, now)
 	case !wasUp && !p.confirmed:

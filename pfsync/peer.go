@@ -25,7 +25,7 @@ type peer struct {
 	lastHeard time.Time
 	// confirmed: this epoch of the peer echoed our epoch in a Hello. Until
 	// then its frames may be a recording replayed to us after our restart:
-	// only its Hellos and requests are read (Engine.elements), and its
+	// only its Hellos and requests are read (elementHandlers), and its
 	// stream and our bulk request wait.
 	confirmed bool
 	helloAt   time.Time // next Hello asking an unconfirmed peer for the echo
