@@ -61,7 +61,10 @@ var elementHandlers = [...]elementHandler{
 
 // elements processes the elements of the frame in e.rd, from p.
 func (e *Engine) elements(p *peer, h wire.Header, now time.Time) {
-	f := frameIn{p: p, h: h, now: now}
+	// The handlers are called through the table: a frameIn of their own
+	// would escape to the heap, one allocation per frame.
+	f := &e.fin
+	*f = frameIn{p: p, h: h, now: now}
 	dropped := false
 	for e.rd.Next() {
 		k := e.rd.Kind()
@@ -76,13 +79,14 @@ func (e *Engine) elements(p *peer, h wire.Header, now time.Time) {
 		if eh.handle == nil {
 			continue
 		}
-		if err := eh.handle(e, &f); err != nil {
+		if err := eh.handle(e, f); err != nil {
 			e.badValue(p, k, err)
 		}
 	}
 	if dropped {
 		e.stats.Unconfirmed++
 	}
+	*f = frameIn{} // hold no peer
 }
 
 // badValue counts an element that does not decode or may not be applied,

@@ -85,6 +85,7 @@ type inputBufs struct {
 	in        record.Record
 	ack       wire.Ack
 	dig       wire.Digest
+	fin       frameIn                    // the frame whose elements are being read
 	inputLogs ratelog.Limiter[wire.Kind] // "bad element" lines, by kind
 }
 

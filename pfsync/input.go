@@ -478,6 +478,20 @@ func (e *Engine) acked(p *peer, a *wire.Ack, now time.Time) {
 	if len(a.Nacks) > 0 {
 		e.stats.NacksReceived++
 	}
-	e.nacked(a.Nacks, func(f *sentFrame) { e.retransmit(p, f, now) })
+	// Only the frames held for resending can be sent again: each range is
+	// cut to them before it is walked. The ranges come from the network
+	// and may span 2^62 numbers; the decoder checked that they ascend
+	// without overlapping, so the walk visits each held frame at most
+	// once, whatever the ack claims.
+	if first, last, ok := e.held(); ok {
+		for _, r := range a.Nacks {
+			for seq := max(r.First, first); seq <= min(r.Last, last); seq++ {
+				e.nackSteps++
+				if f := e.ring.at(seq); f != nil {
+					e.retransmit(p, f, now)
+				}
+			}
+		}
+	}
 	e.trimRing()
 }

@@ -156,28 +156,15 @@ func (s *sender) trim(minAck uint64, limit int) (dropped uint64) {
 	return dropped
 }
 
-// nacked calls resend for every held frame that a range of nacks names.
-// Only the frames held for resending can be sent again: each range is cut
-// to them before it is walked. The ranges come from the network and may
-// span 2^62 numbers; the decoder checked that they ascend without
-// overlapping, so the walk visits each held frame at most once, whatever
-// the ack claims.
-func (s *sender) nacked(nacks []wire.SeqRange, resend func(*sentFrame)) {
-	held := s.ring.len()
-	if held == 0 || len(nacks) == 0 {
-		return
+// held returns the sequence numbers of the first and last frames held for
+// resending; ok is false when none is held.
+func (s *sender) held() (first, last uint64, ok bool) {
+	n := s.ring.len()
+	if n == 0 {
+		return 0, 0, false
 	}
-	first := s.ring.frames[s.ring.off].seq
-	last := first + uint64(held) - 1
-	for _, r := range nacks {
-		lo, hi := max(r.First, first), min(r.Last, last)
-		for seq := lo; seq <= hi; seq++ {
-			s.nackSteps++
-			if f := s.ring.at(seq); f != nil {
-				resend(f)
-			}
-		}
-	}
+	first = s.ring.frames[s.ring.off].seq
+	return first, first + uint64(n) - 1, true
 }
 
 // startTokens fills the token bucket: burst frames may leave at once.

@@ -75,7 +75,7 @@ func TestSenderFlushTiming(t *testing.T) {
 }
 
 // TestSenderRing: frames leave the resend queue once acknowledged, the
-// oldest first beyond the limit; nacks visit only held frames.
+// oldest first beyond the limit.
 func TestSenderRing(t *testing.T) {
 	s := newSender(1500)
 	for i := range 5 {
@@ -84,16 +84,18 @@ func TestSenderRing(t *testing.T) {
 	if s.last() != 5 || s.ring.len() != 5 || s.ring.refs != 12 {
 		t.Fatalf("after 5 frames: last %d, held %d, refs %d", s.last(), s.ring.len(), s.ring.refs)
 	}
-	var resent []uint64
-	s.nacked([]wire.SeqRange{{First: 0, Last: 2}, {First: 4, Last: 1 << 62}}, func(f *sentFrame) { resent = append(resent, f.seq) })
-	if len(resent) != 4 || s.nackSteps != 4 {
-		t.Errorf("nacks resent %v in %d steps, want [1 2 4 5] in 4", resent, s.nackSteps)
+	if first, last, ok := s.held(); !ok || first != 1 || last != 5 {
+		t.Errorf("held: %d-%d %v, want 1-5", first, last, ok)
 	}
 	if d := s.trim(2, 100); d != 0 || s.ring.len() != 3 || s.ring.at(3) == nil || s.ring.at(2) != nil {
 		t.Errorf("trim(2): dropped %d, held %d", d, s.ring.len())
 	}
 	if d := s.trim(0, 3); d != 5 || s.ring.len() != 1 || s.ring.at(5) == nil {
 		t.Errorf("trim beyond 3 refs: dropped %d refs, held %d frames (want 5, 1)", d, s.ring.len())
+	}
+	s.trim(5, 3)
+	if _, _, ok := s.held(); ok {
+		t.Error("held with every frame acknowledged")
 	}
 }
 
