@@ -42,8 +42,10 @@ type Engine struct {
 	mtu    int // plaintext frame budget: Transport.MTU() minus the Sealer's overhead
 	lifecycle
 
-	// mu guards everything below, and started and closed. Each owner
-	// keeps its own state; the engine coordinates them.
+	// mu guards everything below (but syncState.demMu, taken before it),
+	// and lifecycle's started, closed and wake. Each owner keeps its own
+	// state and is tested on its own; the engine coordinates them (see
+	// "Inside the engine" in the package documentation).
 	mu sync.Mutex
 	records
 	sender
