@@ -7,7 +7,8 @@ import (
 	"github.com/gocarp/gocarp/pfsync/wire"
 )
 
-// Bulk sync (pfsync §2.5, reference §7.8), verified range by range.
+// Bulk sync, verified range by range (pfsync sends a joining node its
+// whole table between a start and an end marker, and trusts it).
 //
 // The requester opens a session for a set of buckets (wire.Buckets of them,
 // by record ID: every bucket when it joins, the mismatching ones for an
