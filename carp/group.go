@@ -10,23 +10,6 @@ import (
 	"time"
 )
 
-// Reasons of state changes, in carp(4)'s words where carp(4) has them
-// (FreeBSD logs these strings at net.inet.carp.log=1).
-const (
-	ReasonMasterTimedOut = "master timed out"
-	ReasonPreempt        = "preempting a slower master"
-	ReasonDemotedMaster  = "preempting a more demoted master"
-	ReasonMoreFrequent   = "more frequent advertisement received"
-	ReasonWillTimeOut    = "master will time out"
-	ReasonBowOut         = "bow-out received"
-	ReasonLinkDown       = "link down"
-	ReasonLinkUp         = "link up"
-	ReasonUser           = "user requested"
-	ReasonInit           = "initialization complete"
-	ReasonStartAsMaster  = "configured to start as master"
-	ReasonClosed         = "group closed"
-)
-
 // Demotion sources the Group sets itself.
 const (
 	// DemoteLink is raised (by 1) while the link is down (SetLinkState).

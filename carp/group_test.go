@@ -96,7 +96,7 @@ func (n *node) last() carp.Transition {
 // step is a transition without VHID and time, for cmp.Diff.
 type step struct {
 	From, To carp.State
-	Reason   string
+	Reason   carp.Reason
 }
 
 func (n *node) steps() []step {

@@ -458,7 +458,7 @@ func (r *run) masterDown() {
 
 // becomeMaster sends an advert at once and only then notifies the embedder,
 // so peers learn of the new master before any hook runs (carp(4)).
-func (r *run) becomeMaster(reason string) {
+func (r *run) becomeMaster(reason Reason) {
 	g := r.g
 	from := r.state
 	r.startWait = false
@@ -475,7 +475,7 @@ func (r *run) becomeMaster(reason string) {
 	r.transition(from, reason)
 }
 
-func (r *run) becomeBackup(reason string) {
+func (r *run) becomeBackup(reason Reason) {
 	g := r.g
 	from := r.state
 	r.adv.stop()
@@ -488,7 +488,7 @@ func (r *run) becomeBackup(reason string) {
 	r.transition(from, reason)
 }
 
-func (r *run) toInit(reason string) {
+func (r *run) toInit(reason Reason) {
 	from := r.state
 	r.adv.stop()
 	r.stopDown()
@@ -523,7 +523,7 @@ func (r *run) stopTimers() {
 	r.recover.stop()
 }
 
-func (r *run) transition(from State, reason string) {
+func (r *run) transition(from State, reason Reason) {
 	if from == r.state {
 		return
 	}

@@ -282,7 +282,7 @@ func (f *Follower) run() {
 func (f *Follower) apply(t carp.Transition) bool {
 	if t.To != carp.Master {
 		f.timer.Stop()
-		if err := f.withdrawInstalled(t.To.String() + ": " + t.Reason); err != nil {
+		if err := f.withdrawInstalled(t.To.String() + ": " + t.Reason.String()); err != nil {
 			f.fail("withdrawal failed", netip.Addr{}, err)
 		}
 		f.setState(t.To)

@@ -20,7 +20,7 @@ var (
 	vip6 = netip.MustParseAddr("2001:db8::10")
 )
 
-func tr(to carp.State, reason string) carp.Transition {
+func tr(to carp.State, reason carp.Reason) carp.Transition {
 	return carp.Transition{VHID: 10, To: to, Reason: reason, At: time.Now()}
 }
 

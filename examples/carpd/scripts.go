@@ -19,7 +19,7 @@ import (
 
 // reasonStartup is the reason given to the downscript carpd runs before
 // the group starts (ucarp runs it on its first INIT→BACKUP transition).
-const reasonStartup = "start-up"
+const reasonStartup carp.Reason = "start-up"
 
 // scripts runs ucarp's up and down scripts.
 //
@@ -209,7 +209,7 @@ func (s *scripts) run(kind, path string, t carp.Transition) error {
 		fmt.Sprintf("CARPD_VHID=%d", t.VHID),
 		"CARPD_FROM="+t.From.String(),
 		"CARPD_STATE="+t.To.String(),
-		"CARPD_REASON="+t.Reason,
+		"CARPD_REASON="+t.Reason.String(),
 		"CARPD_ADDRS="+strings.Join(s.addrs, " "),
 	)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // process group id = the script's pid

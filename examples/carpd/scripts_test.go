@@ -16,7 +16,7 @@ import (
 )
 
 func TestScriptForTransition(t *testing.T) {
-	tr := func(from, to carp.State, reason string) carp.Transition {
+	tr := func(from, to carp.State, reason carp.Reason) carp.Transition {
 		return carp.Transition{VHID: 1, From: from, To: to, Reason: reason}
 	}
 	tests := []struct {
