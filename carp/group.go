@@ -55,6 +55,7 @@ type Group struct {
 	stepFor time.Duration
 	started bool
 	closed  bool
+	follow  *FollowGroup // set by FollowGroup.Add before Start, then fixed
 
 	kick      chan struct{} // control changed; capacity 1
 	done      chan struct{} // closed by Close
@@ -248,7 +249,8 @@ func (g *Group) demoteSumLocked() int {
 // the group in INIT (timers stopped, adverts ignored; a MASTER leaves
 // without a bow-out, the link being gone) and raises the demotion source
 // "link" by 1; up returns to BACKUP with a fresh master-down timer and
-// clears it (carp(4) on parent link changes).
+// clears it (carp(4) on parent link changes). A FollowGroup the group
+// belongs to learns of the change too (its link rule).
 func (g *Group) SetLinkState(up bool) {
 	g.mu.Lock()
 	g.linkUp = up
@@ -257,8 +259,12 @@ func (g *Group) SetLinkState(up bool) {
 	} else {
 		g.demote[DemoteLink] = 1
 	}
+	f := g.follow
 	g.mu.Unlock()
 	g.poke()
+	if f != nil {
+		f.link(g, up) // without g.mu: the FollowGroup locks its members
+	}
 }
 
 // StepDown makes a MASTER become BACKUP and keeps the group from taking over

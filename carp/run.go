@@ -533,6 +533,11 @@ func (r *run) transition(from State, reason Reason) {
 		level = slog.LevelWarn
 	}
 	g.log.Log(context.Background(), level, "carp: state changed", "from", from, "state", r.state, "reason", reason)
+	if g.follow != nil {
+		// Before the embedder hears of it: the rule's demotion is then
+		// in the next advert of every member.
+		g.follow.transition(g, from, r.state)
+	}
 	if g.ntf != nil {
 		g.ntf.push(Transition{VHID: g.cfg.VHID, From: from, To: r.state, Reason: reason, At: time.Now()})
 	}

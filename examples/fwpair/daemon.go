@@ -48,8 +48,7 @@ type daemon struct {
 	tr      *udp.Unicast
 	backend *conntrack.Backend
 	engine  *pfsync.Engine
-	fan     *fanout
-	follow  *follow
+	follow  *carp.FollowGroup // the engine's Demoter, and the groups' follow rule
 	groups  []*groupRun
 	control *controlServer
 
@@ -73,50 +72,23 @@ type groupRun struct {
 	link  *carp.LinkWatcher
 }
 
-// fanout is the engine's Demoter: it repeats every demotion on every
-// group, including groups attached later (the engine starts before the
-// groups exist, so that start_as_master can ask it whether a peer is up).
-type fanout struct {
-	mu      sync.Mutex
-	sources map[string]int
-	groups  []demoter
-}
-
-// SetDemotion implements pfsync.Demoter.
-func (f *fanout) SetDemotion(source string, n int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.sources == nil {
-		f.sources = map[string]int{}
-	}
-	f.sources[source] = n
-	for _, g := range f.groups {
-		g.SetDemotion(source, n)
-	}
-}
-
-// attach adds a group and gives it the current demotions.
-func (f *fanout) attach(g demoter) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.groups = append(f.groups, g)
-	for s, n := range f.sources {
-		g.SetDemotion(s, n)
-	}
-}
-
 // newDaemon opens and starts everything. On error it closes what it
 // opened. When ctx ends (a terminating signal) it stops waiting for a sync
 // peer and returns errAborted before starting the groups.
 func newDaemon(ctx context.Context, cfg *Config, log *slog.Logger) (_ *daemon, err error) {
-	d := &daemon{cfg: cfg, log: log, started: time.Now(), fan: &fanout{},
-		follow:      newFollow(cfg.Follow.Hold.Duration, cfg.Follow.MaxHold.Duration, log),
-		takeoverSem: make(chan struct{}, 1)}
+	d := &daemon{cfg: cfg, log: log, started: time.Now(), takeoverSem: make(chan struct{}, 1)}
 	defer func() {
 		if err != nil {
 			d.close()
 		}
 	}()
+	// The follow group exists before the engine: the engine demotes the
+	// whole node through it, the groups (attached later) included.
+	if d.follow, err = carp.NewFollowGroup(&carp.FollowConfig{
+		Hold: cfg.Follow.Hold.Duration, MaxHold: cfg.Follow.MaxHold.Duration, Logger: log,
+	}); err != nil {
+		return nil, err
+	}
 	if err := d.openSync(); err != nil {
 		return nil, err
 	}
@@ -214,7 +186,7 @@ func (d *daemon) openSync() error {
 		Sealer:     d.sealer,
 		Table:      d.backend,
 		Commit:     mode,
-		Demoter:    d.fan,
+		Demoter:    d.follow,
 		Logger:     d.log,
 		FlushDelay: cfg.Sync.FlushDelay.Duration,
 		Heartbeat:  cfg.Sync.Heartbeat.Duration,
@@ -329,21 +301,19 @@ func (d *daemon) openGroup(gc GroupConfig, startAsMaster bool) (*groupRun, error
 	}); err != nil {
 		return gr, err
 	}
-	d.fan.attach(gr.group)
-	d.follow.add(gc.VHID, gr.group)
-	vhid, g := gc.VHID, gr.group
-	if gr.link, err = carp.NewLinkWatcher(gc.Interface, func(up bool) {
-		g.SetLinkState(up)
-		d.follow.link(vhid, up)
-	}, log); err != nil {
+	if err := d.follow.Add(gr.group); err != nil {
+		return gr, fmt.Errorf("group %s: %w", gc.Name, err)
+	}
+	// The follow group learns of the link through the group.
+	if gr.link, err = carp.NewLinkWatcher(gc.Interface, gr.group.SetLinkState, log); err != nil {
 		return gr, err
 	}
 	return gr, nil
 }
 
 // onTransition is every group's OnTransition: the address follower of the
-// group (which commits state, then installs and announces), then the
-// follow rule.
+// group (which commits state, then installs and announces). The follow
+// group has seen the transition already.
 func (d *daemon) onTransition(t carp.Transition) {
 	d.log.Info("carp transition", "vhid", t.VHID, "from", t.From, "to", t.To, "reason", t.Reason)
 	for _, gr := range d.groups {
@@ -351,7 +321,6 @@ func (d *daemon) onTransition(t carp.Transition) {
 			gr.fol.Handle(t)
 		}
 	}
-	d.follow.transition(t)
 }
 
 // commit is every Follower's BeforeInstall: the replicated flows go into
@@ -501,7 +470,9 @@ func (d *daemon) close() {
 	}
 	step("link watchers", links)
 	step("groups", groups)
-	d.follow.close()
+	if d.follow != nil {
+		d.follow.Close()
+	}
 	step("address followers", fols)
 	step("announcers and address managers", addrs)
 	if d.backend != nil {
