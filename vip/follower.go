@@ -91,9 +91,9 @@ type Stats struct {
 // answers for a VIP. At start it removes VIPs left over from a crashed
 // run (docs/interop.md, "Stale addresses after a crash").
 //
-// Plug Handle into carp.Config.OnTransition. Handle never blocks: the work
-// runs on the Follower's own goroutine, and a newer transition supersedes
-// one not yet applied.
+// Plug Handle into carp.Config.OnTransition and call Start before starting
+// the group. Handle never blocks: the work runs on the Follower's own
+// goroutine, and a newer transition supersedes one not yet applied.
 type Follower struct {
 	cfg  Config
 	plan plan
@@ -112,6 +112,8 @@ type Follower struct {
 	lastErr      error
 	closeOnce    sync.Once
 	closeErr     error
+	started      bool
+	closed       bool
 
 	// Owned by the run goroutine.
 	state     carp.State
@@ -122,9 +124,8 @@ type Follower struct {
 	timer     *time.Timer
 }
 
-// NewFollower validates cfg and starts the Follower's goroutine, which first
-// removes any of the VIPs found on the interface (the Follower starts in
-// INIT). Close it when done.
+// NewFollower validates cfg and returns a Follower in INIT. It starts
+// nothing: Start does. Close it when done.
 func NewFollower(cfg Config) (*Follower, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -148,8 +149,25 @@ func NewFollower(cfg Config) (*Follower, error) {
 		installed: make(map[netip.Addr]netip.Prefix),
 	}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
-	go f.run()
 	return f, nil
+}
+
+// Start starts the Follower's goroutine, which first removes any of the
+// VIPs found on the interface (the Follower starts in INIT), then applies
+// the latest transition handed to Handle, if any. It fails if the Follower
+// was started or closed before.
+func (f *Follower) Start() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case f.closed:
+		return errors.New("vip: Follower.Start: follower closed")
+	case f.started:
+		return errors.New("vip: Follower.Start: follower already started")
+	}
+	f.started = true
+	go f.run()
+	return nil
 }
 
 func (c *Config) validate() error {
@@ -181,8 +199,8 @@ func (c *Config) validate() error {
 
 // Handle applies transition t (asynchronously; it returns at once). It has
 // the signature of carp.Config.OnTransition. A transition that leaves
-// MASTER cancels a BeforeInstall still running. After Close it does
-// nothing.
+// MASTER cancels a BeforeInstall still running. Before Start the latest
+// transition waits for Start; after Close it does nothing.
 func (f *Follower) Handle(t carp.Transition) {
 	if f.cfg.VHID != 0 && t.VHID != f.cfg.VHID {
 		return
@@ -232,11 +250,17 @@ func (f *Follower) Stats() Stats {
 // Close stops the Follower: it withdraws the addresses it installed, waits
 // for its goroutine and returns the errors of that withdrawal. It does not
 // close the Manager or the Announcer, which the caller created. It is
-// idempotent.
+// idempotent, and a Follower never started has nothing to stop.
 func (f *Follower) Close() error {
 	f.closeOnce.Do(func() {
+		f.mu.Lock()
+		f.closed = true
+		started := f.started
+		f.mu.Unlock()
 		f.cancel()
-		<-f.done
+		if started {
+			<-f.done
+		}
 	})
 	return f.closeErr
 }

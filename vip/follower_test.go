@@ -51,6 +51,9 @@ func newFixture(t *testing.T, cfg vip.Config, initial ...netip.Prefix) *fixture 
 		t.Fatal(err)
 	}
 	fx.f = f
+	if err := f.Start(); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		if err := f.Close(); err != nil {
 			t.Errorf("Close: %v", err)
@@ -330,6 +333,9 @@ func TestFollowerClose(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if err := f.Start(); err != nil {
+			t.Fatal(err)
+		}
 		f.Handle(tr(carp.Master, "test"))
 		synctest.Wait()
 		mgr.SetError(viptest.OpRemove, errors.New("vip: remove: no such device"))
@@ -353,6 +359,9 @@ func TestFollowerClose(t *testing.T) {
 		mgr2 := viptest.NewAddrManager(rec2)
 		f2, err := vip.NewFollower(vip.Config{Addrs: vip.Host(vip4), Manager: mgr2})
 		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f2.Start(); err != nil {
 			t.Fatal(err)
 		}
 		f2.Handle(tr(carp.Master, "test"))
@@ -424,4 +433,67 @@ func TestNewFollowerValidation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFollowerStartsNothingBeforeStart checks that NewFollower starts no
+// goroutine and touches no address: a synctest bubble fails if a goroutine
+// of its own is left when the test function returns, and this one returns
+// without Close. A transition handed over before Start is applied at
+// Start; Close without Start is fine and forbids a later Start.
+func TestFollowerStartsNothingBeforeStart(t *testing.T) {
+	t.Run("no goroutine, no call", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			rec := &viptest.Recorder{}
+			mgr := viptest.NewAddrManager(rec, netip.PrefixFrom(vip4, 24))
+			f, err := vip.NewFollower(vip.Config{Addrs: vip.Host(vip4), Manager: mgr})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Handle(tr(carp.Master, "test"))
+			synctest.Wait()
+			if calls := rec.Strings(); len(calls) > 0 {
+				t.Errorf("calls before Start: %q, want none", calls)
+			}
+		})
+	})
+	t.Run("a transition before Start is applied at Start", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			rec := &viptest.Recorder{}
+			f, err := vip.NewFollower(vip.Config{Addrs: vip.Host(vip4), Manager: viptest.NewAddrManager(rec)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Handle(tr(carp.Master, "test"))
+			if err := f.Start(); err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait()
+			if err := f.Start(); err == nil {
+				t.Error("second Start succeeded, want an error")
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff([]string{"list", "add 192.0.2.10/32", "remove 192.0.2.10/32"}, rec.Strings()); diff != "" {
+				t.Errorf("calls (-want +got):\n%s", diff)
+			}
+		})
+	})
+	t.Run("Close without Start", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			f, err := vip.NewFollower(vip.Config{Addrs: vip.Host(vip4), Manager: viptest.NewAddrManager(nil)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+			if err := f.Close(); err != nil {
+				t.Errorf("second Close: %v", err)
+			}
+			if err := f.Start(); err == nil {
+				t.Error("Start after Close succeeded, want an error")
+			}
+		})
+	})
 }

@@ -258,7 +258,10 @@ func (d *daemon) openVIP(parent *net.Interface) error {
 		AdvertInterval: d.group.AdvertInterval(),
 		Logger:         d.log,
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	return d.follower.Start()
 }
 
 // checkARPSysctls warns when the parent of a virtual-MAC link would answer

@@ -301,6 +301,9 @@ func (d *daemon) openGroup(gc GroupConfig, startAsMaster bool) (*groupRun, error
 	}); err != nil {
 		return gr, err
 	}
+	if err := gr.fol.Start(); err != nil {
+		return gr, err
+	}
 	if err := d.follow.Add(gr.group); err != nil {
 		return gr, fmt.Errorf("group %s: %w", gc.Name, err)
 	}

@@ -95,6 +95,9 @@ func testShutdownBounded(t *testing.T, hang string, maxTaken time.Duration) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := fol.Start(); err != nil {
+		t.Fatal(err)
+	}
 	d.groups = []*groupRun{{cfg: GroupConfig{Name: "lan", VHID: 1}, group: g, fol: fol}}
 	if err := d.follow.Add(g); err != nil {
 		t.Fatal(err)
