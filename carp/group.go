@@ -90,7 +90,7 @@ func NewGroup(cfg Config) (*Group, error) {
 				continue
 			}
 			if !have[f] {
-				return nil, fmt.Errorf("carp: address %v needs %v, which the transport does not carry", a, f)
+				return nil, fmt.Errorf("carp: Config.Addrs: %v needs %v, which Config.Transport does not carry", a, f)
 			}
 			families = append(families, f)
 			break

@@ -172,27 +172,28 @@ func (f *Follower) Start() error {
 
 func (c *Config) validate() error {
 	if len(c.Addrs) == 0 {
-		return errors.New("vip: Addrs is empty; need at least one address")
+		return errors.New("vip: Config.Addrs is empty, want at least one address")
 	}
 	seen := make(map[netip.Addr]bool, len(c.Addrs))
-	for _, v := range c.Addrs {
-		if err := v.validate(); err != nil {
+	for i, v := range c.Addrs {
+		field := fmt.Sprintf("Config.Addrs[%d]", i)
+		if err := v.validate(field); err != nil {
 			return err
 		}
 		if seen[v.Addr] {
-			return fmt.Errorf("vip: address %v listed twice in Addrs", v.Addr)
+			return fmt.Errorf("vip: %s.Addr %v listed twice", field, v.Addr)
 		}
 		seen[v.Addr] = true
 	}
 	switch {
 	case c.Manager == nil:
-		return errors.New("vip: Manager is nil")
+		return errors.New("vip: Config.Manager is nil, want an AddrManager")
 	case c.AdvertInterval < 0 || c.AdvertInterval > 255*time.Second:
-		return fmt.Errorf("vip: AdvertInterval %v out of range 0-255s", c.AdvertInterval)
+		return fmt.Errorf("vip: Config.AdvertInterval %v out of range 0-255s", c.AdvertInterval)
 	case c.BeforeInstallTimeout < 0:
-		return fmt.Errorf("vip: BeforeInstallTimeout %v is negative", c.BeforeInstallTimeout)
+		return fmt.Errorf("vip: Config.BeforeInstallTimeout %v out of range (0 or more)", c.BeforeInstallTimeout)
 	case c.ReconcileInterval < 0 || (c.ReconcileInterval > 0 && c.ReconcileInterval < 100*time.Millisecond):
-		return fmt.Errorf("vip: ReconcileInterval %v out of range (0 or at least 100ms)", c.ReconcileInterval)
+		return fmt.Errorf("vip: Config.ReconcileInterval %v out of range (0 or at least 100ms)", c.ReconcileInterval)
 	}
 	return c.Schedule.validate()
 }
@@ -307,7 +308,7 @@ func (f *Follower) apply(t carp.Transition) bool {
 	if t.To != carp.Master {
 		f.timer.Stop()
 		if err := f.withdrawInstalled(t.To.String() + ": " + t.Reason.String()); err != nil {
-			f.fail("withdrawal failed", netip.Addr{}, err)
+			f.fail("vip: withdrawal failed", netip.Addr{}, err)
 		}
 		f.setState(t.To)
 		return false
@@ -323,7 +324,7 @@ func (f *Follower) apply(t carp.Transition) bool {
 	for _, v := range f.cfg.Addrs {
 		p := v.resolve(f.onIf)
 		if err := f.cfg.Manager.Add(p); err != nil {
-			f.fail("install failed", v.Addr, err)
+			f.fail("vip: install failed", v.Addr, err)
 			continue
 		}
 		f.installed[v.Addr] = p
@@ -331,7 +332,7 @@ func (f *Follower) apply(t carp.Transition) bool {
 		f.count(func(s *Stats) { s.Installs++ })
 	}
 	f.startAnnouncing(addrs)
-	f.log.Info("installed addresses", "reason", t.Reason, "count", len(addrs))
+	f.log.Info("vip: installed addresses", "reason", t.Reason, "count", len(addrs))
 	return true
 }
 
@@ -356,7 +357,7 @@ func (f *Follower) beforeInstall(t carp.Transition) bool {
 		return false
 	}
 	if err != nil {
-		f.fail("BeforeInstall failed; installing anyway", netip.Addr{}, fmt.Errorf("vip: BeforeInstall: %w", err))
+		f.fail("vip: BeforeInstall failed; installing anyway", netip.Addr{}, fmt.Errorf("vip: BeforeInstall: %w", err))
 	}
 	return true
 }
@@ -366,7 +367,7 @@ func (f *Follower) reconcile() {
 	onIf, err := f.cfg.Manager.List()
 	f.count(func(s *Stats) { s.Reconciles++ })
 	if err != nil {
-		f.fail("listing addresses failed", netip.Addr{}, err)
+		f.fail("vip: listing addresses failed", netip.Addr{}, err)
 		return
 	}
 	f.onIf = onIf
@@ -377,7 +378,7 @@ func (f *Follower) reconcile() {
 	if f.state != carp.Master {
 		for _, v := range f.cfg.Addrs {
 			if p, ok := present[v.Addr]; ok {
-				f.log.Warn("removing a VIP found while not MASTER", "vip", p.String(), "state", f.state.String())
+				f.log.Warn("vip: removing a VIP found while not MASTER", "vip", p.String(), "state", f.state.String())
 				f.remove(p)
 			}
 		}
@@ -393,12 +394,12 @@ func (f *Follower) reconcile() {
 			p = v.resolve(onIf)
 		}
 		if err := f.cfg.Manager.Add(p); err != nil {
-			f.fail("re-adding a missing VIP failed", v.Addr, err)
+			f.fail("vip: re-adding a missing VIP failed", v.Addr, err)
 			continue
 		}
 		f.installed[v.Addr] = p
 		repaired = append(repaired, v.Addr)
-		f.log.Warn("re-added a VIP removed behind our back", "vip", p.String())
+		f.log.Warn("vip: re-added a VIP removed behind our back", "vip", p.String())
 		f.count(func(s *Stats) { s.Repairs++ })
 	}
 	if len(repaired) > 0 {
@@ -410,7 +411,7 @@ func (f *Follower) reconcile() {
 // remove deletes p and counts it.
 func (f *Follower) remove(p netip.Prefix) {
 	if err := f.cfg.Manager.Remove(p); err != nil {
-		f.fail("withdrawal failed", p.Addr(), err)
+		f.fail("vip: withdrawal failed", p.Addr(), err)
 		return
 	}
 	f.count(func(s *Stats) { s.Withdrawals++ })
@@ -432,7 +433,7 @@ func (f *Follower) withdrawInstalled(why string) error {
 		f.count(func(s *Stats) { s.Withdrawals++ })
 	}
 	if f.state == carp.Master {
-		f.log.Info("withdrew addresses", "why", why, "errors", len(errs))
+		f.log.Info("vip: withdrew addresses", "why", why, "errors", len(errs))
 	}
 	return errors.Join(errs...)
 }
@@ -465,7 +466,7 @@ func (f *Follower) announceDue() {
 		return
 	}
 	if err := f.cfg.Announcer.Announce(addrs); err != nil {
-		f.fail("announcement failed", netip.Addr{}, err)
+		f.fail("vip: announcement failed", netip.Addr{}, err)
 	}
 	f.count(func(s *Stats) { s.Announcements++ })
 	f.round++

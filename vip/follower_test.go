@@ -405,15 +405,15 @@ func TestNewFollowerValidation(t *testing.T) {
 		edit func(*vip.Config)
 		want string
 	}{
-		{"no addrs", func(c *vip.Config) { c.Addrs = nil }, "Addrs is empty"},
+		{"no addrs", func(c *vip.Config) { c.Addrs = nil }, "vip: Config.Addrs is empty"},
 		{"invalid addr", func(c *vip.Config) { c.Addrs = []vip.VIP{{}} }, "not a valid IP address"},
-		{"duplicate", func(c *vip.Config) { c.Addrs = vip.Host(vip4, vip4) }, "192.0.2.10 listed twice"},
-		{"multicast", func(c *vip.Config) { c.Addrs = vip.Host(netip.MustParseAddr("224.0.0.18")) }, "not a unicast"},
+		{"duplicate", func(c *vip.Config) { c.Addrs = vip.Host(vip4, vip4) }, "vip: Config.Addrs[1].Addr 192.0.2.10 listed twice"},
+		{"multicast", func(c *vip.Config) { c.Addrs = vip.Host(netip.MustParseAddr("224.0.0.18")) }, "vip: Config.Addrs[0].Addr 224.0.0.18 is not a unicast address"},
 		{"mapped", func(c *vip.Config) { c.Addrs = vip.Host(netip.MustParseAddr("::ffff:192.0.2.1")) }, "IPv4-mapped"},
-		{"bits", func(c *vip.Config) { c.Addrs = []vip.VIP{{Addr: vip4, Bits: 33}} }, "prefix length 33 of 192.0.2.10 out of range 0-32"},
-		{"no manager", func(c *vip.Config) { c.Manager = nil }, "Manager is nil"},
-		{"advert", func(c *vip.Config) { c.AdvertInterval = -time.Second }, "AdvertInterval -1s out of range"},
-		{"reconcile", func(c *vip.Config) { c.ReconcileInterval = time.Millisecond }, "ReconcileInterval 1ms out of range"},
+		{"bits", func(c *vip.Config) { c.Addrs = []vip.VIP{{Addr: vip4, Bits: 33}} }, "vip: Config.Addrs[0].Bits 33 out of range 0-32"},
+		{"no manager", func(c *vip.Config) { c.Manager = nil }, "vip: Config.Manager is nil"},
+		{"advert", func(c *vip.Config) { c.AdvertInterval = -time.Second }, "vip: Config.AdvertInterval -1s out of range"},
+		{"reconcile", func(c *vip.Config) { c.ReconcileInterval = time.Millisecond }, "vip: Config.ReconcileInterval 1ms out of range"},
 		{"timeout", func(c *vip.Config) { c.BeforeInstallTimeout = -1 }, "BeforeInstallTimeout"},
 		{"interval", func(c *vip.Config) { c.Schedule.Interval = time.Millisecond }, "Schedule.Interval 1ms out of range"},
 		{"repeats", func(c *vip.Config) { c.Schedule.Repeats = -2 }, "Schedule.Repeats -2 out of range -1-1000"},
