@@ -2,6 +2,7 @@ package carp_test
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"sync"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/gocarp/gocarp/carp"
 	"github.com/gocarp/gocarp/carp/carptest"
+	"github.com/gocarp/gocarp/internal/lab/logcheck"
 )
 
 // A pair of nodes, each with a LAN group (vhid 1) and a WAN group (vhid 2)
@@ -64,10 +66,17 @@ func newPair(t *testing.T, hold, maxHold time.Duration) *pair {
 // newPairSkew is newPair with each node's advskew per group (LAN, WAN).
 func newPairSkew(t *testing.T, hold, maxHold time.Duration, skewA, skewB [2]uint8) *pair {
 	t.Helper()
+	return newPairLog(t, hold, maxHold, skewA, skewB, nil)
+}
+
+// newPairLog is newPairSkew with a logger for every group and FollowGroup,
+// passed as an embedder would: without the attributes carp adds itself.
+func newPairLog(t *testing.T, hold, maxHold time.Duration, skewA, skewB [2]uint8, log *slog.Logger) *pair {
+	t.Helper()
 	p := &pair{segs: [2]*carptest.Segment{carptest.NewSegment(1), carptest.NewSegment(2)}}
 	mk := func(name string, skew [2]uint8) *pairNode {
 		n := &pairNode{name: name}
-		f, err := carp.NewFollowGroup(&carp.FollowConfig{Hold: hold, MaxHold: maxHold})
+		f, err := carp.NewFollowGroup(&carp.FollowConfig{Hold: hold, MaxHold: maxHold, Logger: log})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -76,7 +85,7 @@ func newPairSkew(t *testing.T, hold, maxHold time.Duration, skewA, skewB [2]uint
 			n.ports[i] = p.segs[i].Join(carp.IPv4)
 			g, err := carp.NewGroup(carp.Config{
 				VHID: uint8(i + 1), AdvSkew: skew[i], Preempt: true, Addrs: pairVIPs[i],
-				Password: []byte("secret"), Transport: n.ports[i],
+				Password: []byte("secret"), Transport: n.ports[i], Logger: log,
 				OnTransition: func(tr carp.Transition) {
 					p.mu.Lock()
 					defer p.mu.Unlock()
@@ -267,4 +276,34 @@ func TestFollowGroupBothDemoted(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestLogKeysOnce runs the groups and their FollowGroup through
+// elections, a link loss, a hand-over, send errors and dropped packets,
+// and checks that no log record carries a key twice: carp adds vhid to a
+// Group's lines itself, and nothing else may add it again.
+func TestLogKeysOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := logcheck.New()
+		p := newPairLog(t, 10*time.Second, time.Minute, [2]uint8{0, 0}, [2]uint8{100, 100}, h.Logger())
+		p.run(10 * time.Second)
+		p.a.setLink(lan, false)
+		p.run(10 * time.Second)
+		p.a.setLink(lan, true)
+		p.run(30 * time.Second)
+		p.a.groups[wan].StepDown(time.Second)
+		p.run(30 * time.Second)
+		p.a.ports[wan].SetSendError(carptest.ErrSend)
+		p.run(30 * time.Second)
+		p.a.ports[wan].SetSendError(nil)
+		p.b.ports[lan].Inject(carp.Packet{Family: carp.IPv4, Payload: []byte{1, 2, 3}, TTL: 255, IfIndex: 0})
+		p.b.ports[lan].Inject(carp.Packet{Family: carp.IPv4, Payload: make([]byte, carp.AdvertisementLen), TTL: 1})
+		p.run(30 * time.Second)
+		if h.Records() < 20 {
+			t.Fatalf("only %d records logged; the scenario did not run", h.Records())
+		}
+		for _, d := range h.Duplicates() {
+			t.Error(d)
+		}
+	})
 }

@@ -102,13 +102,13 @@ func newDaemon(ctx context.Context, cfg *Config, log *slog.Logger) (_ *daemon, e
 
 	startAsMaster := false
 	if cfg.CARP.StartAsMaster {
-		log.Info("start_as_master: waiting for a sync peer", "start_wait", cfg.CARP.StartWait.Duration)
+		log.Info("fwpair: start_as_master: waiting for a sync peer", "start_wait", cfg.CARP.StartWait.Duration)
 		startAsMaster = !d.waitForPeer(ctx, cfg.CARP.StartWait.Duration)
 		if ctx.Err() != nil {
 			return nil, errAborted
 		}
 		if !startAsMaster {
-			log.Info("start_as_master ignored: a sync peer is up, so the pair is running; joining as BACKUP")
+			log.Info("fwpair: start_as_master ignored: a sync peer is up, so the pair is running; joining as BACKUP")
 		}
 	}
 	d.startedAsMaster = startAsMaster
@@ -132,7 +132,7 @@ func newDaemon(ctx context.Context, cfg *Config, log *slog.Logger) (_ *daemon, e
 			return nil, fmt.Errorf("group %s: %w", gr.cfg.Name, err)
 		}
 	}
-	log.Info("fwpair started", "node", cfg.Node, "groups", len(d.groups), "start_as_master", startAsMaster,
+	log.Info("fwpair: started", "node", cfg.Node, "groups", len(d.groups), "start_as_master", startAsMaster,
 		"commit", cfg.Sync.Commit, "control", cfg.ControlSocket)
 	return d, nil
 }
@@ -243,7 +243,7 @@ func (d *daemon) waitForPeer(ctx context.Context, wait time.Duration) bool {
 // openGroup creates one group, its address follower and its link watcher.
 // The group is not started.
 func (d *daemon) openGroup(gc GroupConfig, startAsMaster bool) (*groupRun, error) {
-	log := d.log.With("group", gc.Name, "vhid", gc.VHID, "iface", gc.Interface)
+	log := d.groupLog(gc)
 	ifi, err := net.InterfaceByName(gc.Interface)
 	if err != nil {
 		return nil, fmt.Errorf("group %s: interface %s: %w", gc.Name, gc.Interface, err)
@@ -314,11 +314,19 @@ func (d *daemon) openGroup(gc GroupConfig, startAsMaster bool) (*groupRun, error
 	return gr, nil
 }
 
+// groupLog is the logger of one group's parts: the group, its transport,
+// link watcher, address follower, manager and announcer. It names the
+// group; each part adds what it knows itself (vhid, iface), so those are
+// not added here.
+func (d *daemon) groupLog(gc GroupConfig) *slog.Logger {
+	return d.log.With("group", gc.Name)
+}
+
 // onTransition is every group's OnTransition: the address follower of the
 // group (which commits state, then installs and announces). The follow
 // group has seen the transition already.
 func (d *daemon) onTransition(t carp.Transition) {
-	d.log.Info("carp transition", "vhid", t.VHID, "from", t.From, "to", t.To, "reason", t.Reason)
+	d.log.Info("fwpair: carp transition", "vhid", t.VHID, "from", t.From, "to", t.To, "reason", t.Reason)
 	for _, gr := range d.groups {
 		if gr.cfg.VHID == t.VHID && gr.fol != nil {
 			gr.fol.Handle(t)
@@ -364,10 +372,10 @@ func (d *daemon) commit(ctx context.Context, t carp.Transition) error {
 	}
 	d.mu.Unlock()
 	if err != nil {
-		d.log.Warn("commit before takeover incomplete", "vhid", t.VHID, "records", n, "liberalized", lib, "took", took, "err", err)
+		d.log.Warn("fwpair: commit before takeover incomplete", "vhid", t.VHID, "records", n, "liberalized", lib, "took", took, "err", err)
 		return err
 	}
-	d.log.Info("committed replicated state before installing the addresses", "vhid", t.VHID, "records", n,
+	d.log.Info("fwpair: committed replicated state before installing the addresses", "vhid", t.VHID, "records", n,
 		"liberalized", lib, "took", took)
 	return nil
 }
@@ -449,7 +457,7 @@ func (d *daemon) close() {
 		e, pending := closeAll(shutdownStep, cs)
 		errs = append(errs, e...)
 		if len(pending) > 0 {
-			d.log.Error("shutdown step not finished; going on without it", "step", what, "pending", pending, "waited", shutdownStep)
+			d.log.Error("fwpair: shutdown step not finished; going on without it", "step", what, "pending", pending, "waited", shutdownStep)
 		}
 	}
 	var links, groups, fols, addrs []closer
@@ -490,6 +498,6 @@ func (d *daemon) close() {
 		step("control socket", []closer{{"control socket", d.control.Close}})
 	}
 	if err := errors.Join(errs...); err != nil {
-		d.log.Warn("shutting down", "err", err)
+		d.log.Warn("fwpair: shutting down", "err", err)
 	}
 }

@@ -223,7 +223,7 @@ func (s *controlServer) serve() {
 		c, err := s.ln.Accept()
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
-				s.log.Warn("control socket", "err", err)
+				s.log.Warn("fwpair: control socket", "err", err)
 			}
 			return
 		}
@@ -235,7 +235,7 @@ func (s *controlServer) serve() {
 				return
 			}
 			if err := json.NewEncoder(c).Encode(s.get()); err != nil {
-				s.log.Debug("control socket: writing status", "err", err)
+				s.log.Debug("fwpair: control socket: writing status", "err", err)
 			}
 		}()
 	}
