@@ -4,27 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
-)
 
-// Reasons of state changes, in carp(4)'s words where carp(4) has them
-// (FreeBSD logs these strings at net.inet.carp.log=1).
-const (
-	ReasonMasterTimedOut = "master timed out"
-	ReasonPreempt        = "preempting a slower master"
-	ReasonDemotedMaster  = "preempting a more demoted master"
-	ReasonMoreFrequent   = "more frequent advertisement received"
-	ReasonWillTimeOut    = "master will time out"
-	ReasonBowOut         = "bow-out received"
-	ReasonLinkDown       = "link down"
-	ReasonLinkUp         = "link up"
-	ReasonUser           = "user requested"
-	ReasonInit           = "initialization complete"
-	ReasonStartAsMaster  = "configured to start as master"
-	ReasonClosed         = "group closed"
+	"github.com/gocarp/gocarp/internal/recvloop"
 )
 
 // Demotion sources the Group sets itself.
@@ -73,6 +57,7 @@ type Group struct {
 	stepFor time.Duration
 	started bool
 	closed  bool
+	follow  *FollowGroup // set by FollowGroup.Add before Start, then fixed
 
 	kick      chan struct{} // control changed; capacity 1
 	done      chan struct{} // closed by Close
@@ -108,7 +93,7 @@ func NewGroup(cfg Config) (*Group, error) {
 				continue
 			}
 			if !have[f] {
-				return nil, fmt.Errorf("carp: address %v needs %v, which the transport does not carry", a, f)
+				return nil, fmt.Errorf("carp: Config.Addrs: %v needs %v, which Config.Transport does not carry", a, f)
 			}
 			families = append(families, f)
 			break
@@ -270,7 +255,8 @@ func (g *Group) demoteSumLocked() int {
 // the group in INIT (timers stopped, adverts ignored; a MASTER leaves
 // without a bow-out, the link being gone) and raises the demotion source
 // "link" by 1; up returns to BACKUP with a fresh master-down timer and
-// clears it (carp(4) on parent link changes).
+// clears it (carp(4) on parent link changes). A FollowGroup the group
+// belongs to learns of the change too (its link rule).
 func (g *Group) SetLinkState(up bool) {
 	g.mu.Lock()
 	g.linkUp = up
@@ -279,8 +265,12 @@ func (g *Group) SetLinkState(up bool) {
 	} else {
 		g.demote[DemoteLink] = 1
 	}
+	f := g.follow
 	g.mu.Unlock()
 	g.poke()
+	if f != nil {
+		f.link(g, up) // without g.mu: the FollowGroup locks its members
+	}
 }
 
 // StepDown makes a MASTER become BACKUP and keeps the group from taking over
@@ -319,41 +309,25 @@ func (g *Group) poke() {
 // Receive.
 func (g *Group) read(pkts chan<- Packet) {
 	defer g.wg.Done()
-	var retry *time.Timer
-	for {
-		p, err := g.cfg.Transport.Receive()
-		if err != nil {
+	recvloop.Loop[Packet]{
+		Done:    g.done,
+		Receive: g.cfg.Transport.Receive,
+		Handle: func(p Packet) bool {
+			p.Payload = append([]byte(nil), p.Payload...)
+			g.held.Add(1) // the protocol loop takes it off
 			select {
+			case pkts <- p:
+				return true
 			case <-g.done:
-				return
-			default:
+				return false
 			}
-			if errors.Is(err, net.ErrClosed) {
-				g.log.Error("carp: transport closed under the group; no more adverts received", "err", err)
-				return
-			}
-			g.log.Debug("carp: receive failed", "err", err)
-			if retry == nil {
-				retry = time.NewTimer(readRetry)
-			} else {
-				retry.Reset(readRetry)
-			}
-			select {
-			case <-retry.C:
-			case <-g.done:
-				retry.Stop()
-				return
-			}
-			continue
-		}
-		p.Payload = append([]byte(nil), p.Payload...)
-		g.held.Add(1) // the protocol loop takes it off
-		select {
-		case pkts <- p:
-		case <-g.done:
-			return
-		}
-	}
+		},
+		Retry:  readRetry,
+		Failed: func(err error) { g.log.Debug("carp: receive failed", "err", err) },
+		Closed: func(err error) {
+			g.log.Error("carp: transport closed under the group; no more adverts received", "err", err)
+		},
+	}.Run()
 }
 
 // notifier delivers transitions to OnTransition serially, in order, on its

@@ -33,7 +33,9 @@ func collectors(t *testing.T, reg *prometheus.Registry) []prometheus.Collector {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	startFollower(t, f)
+	if err := f.Start(); err != nil {
+		t.Fatal(err)
+	}
 	psk, err := seal.GenerateKey()
 	if err != nil {
 		t.Fatal(err)

@@ -26,7 +26,9 @@ func TestFollower(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer f.Close()
-		startFollower(t, f)
+		if err := f.Start(); err != nil {
+			t.Fatal(err)
+		}
 		c := metrics.NewFollower(4, f)
 		f.Handle(carp.Transition{VHID: 4, From: carp.Backup, To: carp.Master, Reason: carp.ReasonMasterTimedOut})
 		synctest.Wait()
@@ -54,15 +56,4 @@ gocarp_vip_errors_total{vhid="4"} 0
 `, "gocarp_vip_state", "gocarp_vip_installs_total", "gocarp_vip_withdrawals_total", "gocarp_vip_repairs_total",
 			"gocarp_vip_announcement_rounds_total", "gocarp_vip_errors_total")
 	})
-}
-
-// startFollower starts f if Followers have a Start method (they are
-// moving from starting in NewFollower to an explicit Start).
-func startFollower(t *testing.T, f *vip.Follower) {
-	t.Helper()
-	if s, ok := any(f).(interface{ Start() error }); ok {
-		if err := s.Start(); err != nil {
-			t.Fatal(err)
-		}
-	}
 }

@@ -23,7 +23,7 @@ func (d *daemon) openMetrics() error {
 	if d.metrics, err = httpmetrics.Listen(d.o.Metrics, reg); err != nil {
 		return err
 	}
-	d.log.Info("serving metrics", "addr", d.metrics.Addr().String())
+	d.log.Info("carpd: serving metrics", "addr", d.metrics.Addr().String())
 	return nil
 }
 
@@ -40,6 +40,6 @@ func (d *daemon) closeMetrics() {
 		return
 	}
 	if err := d.metrics.Close(); err != nil {
-		d.log.Warn("closing the metrics server", "err", err)
+		d.log.Warn("carpd: closing the metrics server", "err", err)
 	}
 }

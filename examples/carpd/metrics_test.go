@@ -25,7 +25,7 @@ func TestMetricsFlag(t *testing.T) {
 	for _, v := range []string{"9310", ":9310", "localhost:9310", "127.0.0.1"} {
 		_, err := parseArgs(append(base, "--metrics", v))
 		var ue *usageError
-		want := "--metrics " + v + ": must be an IP address and port, e.g. 127.0.0.1:9310 or [::1]:9310"
+		want := "--metrics " + v + " is not an IP address and port (e.g. 127.0.0.1:9310 or [::1]:9310)"
 		if !errors.As(err, &ue) || err.Error() != want {
 			t.Errorf("--metrics %s: %v, want %q", v, err, want)
 		}

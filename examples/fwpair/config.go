@@ -78,8 +78,8 @@ type ConntrackConfig struct {
 	Resync      Duration       `json:"resync"`
 }
 
-// FollowConfig tunes the rule that keeps the groups together (see
-// follow.go).
+// FollowConfig tunes the rule that keeps the groups together
+// (carp.FollowConfig).
 type FollowConfig struct {
 	Hold    Duration `json:"hold"`
 	MaxHold Duration `json:"max_hold"`
@@ -319,7 +319,7 @@ func (c *Config) setDefaultsAndValidate() error {
 	// metrics
 	if l := c.Metrics.Listen; l != "" {
 		if _, err := netip.ParseAddrPort(l); err != nil {
-			return fmt.Errorf("metrics.listen %q not an IP address and port, e.g. \"127.0.0.1:9310\"", l)
+			return fmt.Errorf("metrics.listen %q is not an IP address and port (e.g. \"127.0.0.1:9310\")", l)
 		}
 	}
 

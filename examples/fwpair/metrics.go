@@ -27,7 +27,7 @@ func (d *daemon) openMetrics() error {
 		return err
 	}
 	d.prepare = ec.PrepareTakeover
-	d.log.Info("serving metrics", "addr", d.metrics.Addr().String())
+	d.log.Info("fwpair: serving metrics", "addr", d.metrics.Addr().String())
 	return nil
 }
 

@@ -27,7 +27,7 @@ func TestMetricsConfig(t *testing.T) {
 	for _, v := range []string{"9310", ":9310", "localhost:9310", "10.0.0.1"} {
 		bad := edit(t, func(m map[string]any) { m["metrics"] = map[string]any{"listen": v} })
 		_, err := ParseConfig(strings.NewReader(bad))
-		want := `metrics.listen "` + v + `" not an IP address and port, e.g. "127.0.0.1:9310"`
+		want := `metrics.listen "` + v + `" is not an IP address and port (e.g. "127.0.0.1:9310")`
 		if err == nil || err.Error() != want {
 			t.Errorf("metrics.listen %q: %v, want %q", v, err, want)
 		}

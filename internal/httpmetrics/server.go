@@ -41,7 +41,7 @@ func Listen(addr string, reg *prometheus.Registry) (*Server, error) {
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
+		return nil, fmt.Errorf("httpmetrics: %w", err)
 	}
 	s.addr = ln.Addr()
 	go func() { s.served <- s.srv.Serve(ln) }()
@@ -73,7 +73,7 @@ func (s *Server) Close() error {
 		err = errors.Join(err, serr)
 	}
 	if err != nil {
-		return fmt.Errorf("metrics: %w", err)
+		return fmt.Errorf("httpmetrics: %w", err)
 	}
 	return nil
 }

@@ -71,7 +71,7 @@ func TestListenError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := Listen(s.Addr().String(), prometheus.NewRegistry()); err == nil || !strings.HasPrefix(err.Error(), "metrics: ") {
-		t.Errorf("Listen on a used address: %v, want an error starting with \"metrics: \"", err)
+	if _, err := Listen(s.Addr().String(), prometheus.NewRegistry()); err == nil || !strings.HasPrefix(err.Error(), "httpmetrics: ") {
+		t.Errorf("Listen on a used address: %v, want an error starting with \"httpmetrics: \"", err)
 	}
 }
