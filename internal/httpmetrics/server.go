@@ -36,7 +36,10 @@ func Listen(addr string, reg *prometheus.Registry) (*Server, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s := &Server{served: make(chan error, 1)}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	// At most two scrapes at once (two Prometheus servers of an HA pair):
+	// a scrape costs about 0.5 ms of CPU, and a flood of them competes
+	// with the protocol loops for the CPUs (BENCHMARKS.md); more get 503.
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{MaxRequestsInFlight: 2}))
 	mux.HandleFunc("GET /healthz", s.healthz)
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	ln, err := net.Listen("tcp", addr)
