@@ -52,6 +52,7 @@ type daemon struct {
 	follow  *follow
 	groups  []*groupRun
 	control *controlServer
+	gate    *gate // nil when forwarding.gate is false
 
 	// The work of a takeover commit: the engine's PrepareTakeover and the
 	// backend's Takeover (fields, so that a test can make them hang).
@@ -117,6 +118,14 @@ func newDaemon(ctx context.Context, cfg *Config, log *slog.Logger) (_ *daemon, e
 			d.close()
 		}
 	}()
+	if cfg.Forwarding.gateOn() {
+		if d.gate, err = newGate(cfg.groupInterfaces(), log); err != nil {
+			return nil, err
+		}
+		if err := d.gate.Close(); err != nil {
+			return nil, err
+		}
+	}
 	if err := d.openSync(); err != nil {
 		return nil, err
 	}
@@ -214,7 +223,7 @@ func (d *daemon) openSync() error {
 		Sealer:     d.sealer,
 		Table:      d.backend,
 		Commit:     mode,
-		Demoter:    d.fan,
+		Demoter:    syncDemoter{next: d.fan, d: d}, // opens the forwarding gate when in sync
 		Logger:     d.log,
 		FlushDelay: cfg.Sync.FlushDelay.Duration,
 		Heartbeat:  cfg.Sync.Heartbeat.Duration,
@@ -369,6 +378,7 @@ func (d *daemon) onTransition(t carp.Transition) {
 // does not (a kernel call that never returns): the Follower, and fwpair's
 // shutdown behind it, wait for this hook.
 func (d *daemon) commit(ctx context.Context, t carp.Transition) error {
+	defer d.openGateAsMaster() // a MASTER forwards, whatever the commit did
 	start := time.Now()
 	n, err := runBounded(ctx, d.prepare, nil)
 	var lib int
@@ -511,6 +521,9 @@ func (d *daemon) close() {
 		step("sync engine", []closer{{"sync engine", d.engine.Close}})
 	} else if d.tr != nil {
 		step("sync transport", []closer{{"sync transport", d.tr.Close}})
+	}
+	if d.gate != nil { // stops retrying; the gate stays as it is
+		step("forwarding gate", []closer{{"forwarding gate", d.gate.Stop}})
 	}
 	if d.control != nil {
 		step("control socket", []closer{{"control socket", d.control.Close}})
