@@ -119,6 +119,9 @@ func newDaemon(ctx context.Context, cfg *Config, log *slog.Logger) (_ *daemon, e
 		}
 	}()
 	if cfg.Forwarding.gateOn() {
+		if err := checkNotRunning(cfg.ControlSocket); err != nil {
+			return nil, err
+		}
 		if d.gate, err = newGate(cfg.groupInterfaces(), log); err != nil {
 			return nil, err
 		}

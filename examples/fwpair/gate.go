@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -147,22 +148,25 @@ func runNft(ctx context.Context, nft, script string) error {
 	return nil
 }
 
-// nft runs one script, bounded by gateTimeout.
-func (g *gate) nftRun(script string) error {
-	g.runMu.Lock()
-	defer g.runMu.Unlock()
+// nftRunLocked runs one script, bounded by gateTimeout (not by the
+// caller's context: a takeover whose commit used up its time must still
+// open the gate). Called with runMu held.
+func (g *gate) nftRunLocked(script string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), gateTimeout)
 	defer cancel()
 	return g.run(ctx, g.nft, script)
 }
 
 // Close closes the gate: fwpair calls it when it starts, before anything
-// else, whatever state the boot ruleset or an earlier run left.
+// else, whatever state the boot ruleset or an earlier run left (but not
+// when another fwpair runs: see checkNotRunning).
 func (g *gate) Close() error {
 	if g == nil {
 		return nil
 	}
-	if err := g.nftRun(GateRuleset(g.ifaces)); err != nil {
+	g.runMu.Lock()
+	defer g.runMu.Unlock()
+	if err := g.nftRunLocked(GateRuleset(g.ifaces)); err != nil {
 		return fmt.Errorf("forwarding gate: closing on %s: %w", strings.Join(g.ifaces, ", "), err)
 	}
 	g.log.Info("fwpair: forwarding gate closed until this node is in sync or MASTER", "ifaces", g.ifaces)
@@ -174,22 +178,21 @@ func (g *gate) Open(reason string) error {
 	if g == nil {
 		return nil
 	}
+	g.runMu.Lock() // an opening in parallel finishes first
+	defer g.runMu.Unlock()
 	g.mu.Lock()
 	open := g.open
 	g.mu.Unlock()
 	if open {
 		return nil
 	}
-	err := g.nftRun(gateOpenRuleset())
+	err := g.nftRunLocked(gateOpenRuleset())
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if err != nil {
 		err = fmt.Errorf("forwarding gate: opening (%s): %w", reason, err)
 		g.err = err
 		return err
-	}
-	if g.open {
-		return nil // an opening in parallel won
 	}
 	g.open, g.openedAt, g.reason, g.err = true, time.Now(), reason, nil
 	g.log.Info("fwpair: forwarding gate open", "reason", reason)
@@ -293,4 +296,17 @@ func (d *daemon) openGateAsMaster() {
 		d.log.Error("fwpair: forwarding gate: MASTER and still closed; retrying", "err", err)
 		d.gate.OpenAsync(gateReasonMaster)
 	}
+}
+
+// checkNotRunning fails if a daemon answers on the control socket at path:
+// a second fwpair started by mistake must not close the gate of the node
+// the first one runs (listenControl would refuse it, but only after the
+// gate is closed).
+func checkNotRunning(path string) error {
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err != nil {
+		return nil // no socket, a stale one, or not a socket: listenControl decides
+	}
+	c.Close()
+	return fmt.Errorf("control socket %s: another fwpair is running", path)
 }

@@ -4,9 +4,15 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/gocarp/gocarp/pfsync"
 	"github.com/google/go-cmp/cmp"
@@ -103,25 +109,32 @@ func TestGateErrorsNamed(t *testing.T) {
 	}
 }
 
-// OpenAsync retries a failing nft until it succeeds, once at a time.
+// OpenAsync retries a failing nft every gateRetry until it succeeds, one
+// attempt at a time.
 func TestGateOpenAsyncRetries(t *testing.T) {
-	f := &fakeNft{fail: errors.New("busy"), ran: make(chan struct{})}
-	g := testGate(f)
-	g.OpenAsync(gateReasonFounder)
-	g.OpenAsync(gateReasonBulk) // one attempt at a time: ignored
-	<-f.ran                     // first attempt failed
-	f.setFail(nil)
-	<-f.ran // the retry
-	if err := g.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	st := g.Status()
-	if st.State != "open" || st.Reason != gateReasonFounder || st.Err != "" {
-		t.Errorf("after the retry: %+v", st)
-	}
-	if n := len(f.runs()); n != 2 {
-		t.Errorf("%d nft runs, want 2", n)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeNft{fail: errors.New("busy"), ran: make(chan struct{})}
+		g := testGate(f)
+		start := time.Now()
+		g.OpenAsync(gateReasonFounder)
+		g.OpenAsync(gateReasonBulk) // one attempt at a time: ignored
+		<-f.ran                     // first attempt failed
+		f.setFail(nil)
+		<-f.ran // the retry
+		if err := g.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d != gateRetry {
+			t.Errorf("retried after %v, want %v", d, gateRetry)
+		}
+		st := g.Status()
+		if st.State != "open" || st.Reason != gateReasonFounder || st.Err != "" {
+			t.Errorf("after the retry: %+v", st)
+		}
+		if n := len(f.runs()); n != 2 {
+			t.Errorf("%d nft runs, want 2", n)
+		}
+	})
 }
 
 // Stop ends the retries of a gate that cannot open.
@@ -180,5 +193,59 @@ func TestConfigForwardingGate(t *testing.T) {
 		if diff := cmp.Diff([]string{"lan0"}, c.groupInterfaces()); diff != "" {
 			t.Errorf("data interfaces (-want +got):\n%s", diff)
 		}
+	}
+}
+
+// A second fwpair must not close the gate of a running one: it finds the
+// first one's control socket answering before it touches the gate.
+func TestCheckNotRunning(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fwpair.sock")
+	if err := checkNotRunning(path); err != nil {
+		t.Errorf("no socket: %v", err)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Skip(err)
+	}
+	defer ln.Close()
+	if err := checkNotRunning(path); err == nil || !strings.Contains(err.Error(), "another fwpair is running") {
+		t.Errorf("socket answering: %v", err)
+	}
+}
+
+// fakeNftBinary writes an executable shell script standing in for nft.
+func fakeNftBinary(t *testing.T, body string) string {
+	t.Helper()
+	if _, err := exec.LookPath("sh"); err != nil {
+		t.Skip("no sh")
+	}
+	p := filepath.Join(t.TempDir(), "nft")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// runNft feeds the script on stdin and quotes nft's complaint.
+func TestRunNft(t *testing.T) {
+	ok := fakeNftBinary(t, `test "$1 $2" = "-f -" && grep -q fwpair_gate`)
+	if err := runNft(context.Background(), ok, gateOpenRuleset()); err != nil {
+		t.Errorf("script on stdin: %v", err)
+	}
+	bad := fakeNftBinary(t, `cat >/dev/null; echo "Error: syntax error" >&2; exit 1`)
+	err := runNft(context.Background(), bad, gateOpenRuleset())
+	if err == nil || !strings.HasPrefix(err.Error(), "nft: exit status 1: Error: syntax error") {
+		t.Errorf("failing nft: %v", err)
+	}
+}
+
+// A hung nft is killed at the context's end: the gate never hangs fwpair.
+func TestRunNftHungIsKilled(t *testing.T) {
+	hung := fakeNftBinary(t, `exec sleep 3600`)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	err := runNft(ctx, hung, gateOpenRuleset()) // returns: else the test times out
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("hung nft: %v, want the context's error", err)
 	}
 }
