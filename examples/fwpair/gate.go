@@ -118,7 +118,7 @@ type gate struct {
 func newGate(ifaces []string, log *slog.Logger) (*gate, error) {
 	nft, err := exec.LookPath("nft")
 	if err != nil {
-		return nil, fmt.Errorf("forwarding gate: forwarding.gate is true and nft is not installed: %w", err)
+		return nil, fmt.Errorf("forwarding.gate true needs the nft binary: %w", err)
 	}
 	return &gate{nft: nft, ifaces: append([]string(nil), ifaces...), log: log, run: runNft,
 		stop: make(chan struct{})}, nil
@@ -205,6 +205,11 @@ func (g *gate) Open(reason string) error {
 func (g *gate) OpenAsync(reason string) {
 	if g == nil {
 		return
+	}
+	select {
+	case <-g.stop:
+		return // shut down
+	default:
 	}
 	g.mu.Lock()
 	if g.open || g.retrying {
