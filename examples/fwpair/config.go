@@ -19,15 +19,16 @@ import (
 // Config is the fwpair configuration file (JSON). Every field is
 // documented in doc.go; fwpair.example.json is a complete example.
 type Config struct {
-	Node          uint32           `json:"node"`
-	ControlSocket string           `json:"control_socket"`
-	LogLevel      string           `json:"log_level"`
-	CARP          CARPConfig       `json:"carp"`
-	Groups        []GroupConfig    `json:"groups"`
-	Sync          SyncConfig       `json:"sync"`
-	Conntrack     ConntrackConfig  `json:"conntrack"`
-	Follow        FollowConfig     `json:"follow"`
-	Forwarding    ForwardingConfig `json:"forwarding"`
+	Node          uint32          `json:"node"`
+	ControlSocket string          `json:"control_socket"`
+	LogLevel      string          `json:"log_level"`
+	CARP          CARPConfig      `json:"carp"`
+	Groups        []GroupConfig   `json:"groups"`
+	Sync          SyncConfig      `json:"sync"`
+	Conntrack     ConntrackConfig `json:"conntrack"`
+	Follow        FollowConfig    `json:"follow"`
+
+	Forwarding ForwardingConfig `json:"forwarding"` // the forwarding gate (gate.go)
 }
 
 // CARPConfig holds the settings shared by every group.
@@ -84,27 +85,6 @@ type FollowConfig struct {
 	Hold    Duration `json:"hold"`
 	MaxHold Duration `json:"max_hold"`
 }
-
-// ForwardingConfig configures the forwarding gate (gate.go).
-type ForwardingConfig struct {
-	// Gate, when true, keeps forwarding on the groups' interfaces closed
-	// from start until the node is in sync or MASTER. Absent (nil) means
-	// true.
-	Gate *bool `json:"gate,omitempty"`
-}
-
-// groupInterfaces returns the interfaces of the groups, in order: the
-// data interfaces the forwarding gate closes.
-func (c *Config) groupInterfaces() []string {
-	var out []string
-	for _, g := range c.Groups {
-		out = append(out, g.Interface)
-	}
-	return out
-}
-
-// gateOn reports whether the forwarding gate is enabled.
-func (f *ForwardingConfig) gateOn() bool { return f.Gate == nil || *f.Gate }
 
 // Duration is a time.Duration written as a Go duration string ("1.5s",
 // "200ms") in the configuration file.

@@ -50,6 +50,28 @@ const (
 	gateReasonMaster  = "became MASTER"
 )
 
+// ForwardingConfig is the "forwarding" section of the configuration
+// file.
+type ForwardingConfig struct {
+	// Gate, when true, keeps forwarding on the groups' interfaces closed
+	// from start until the node is in sync or MASTER. Absent (nil) means
+	// true.
+	Gate *bool `json:"gate,omitempty"`
+}
+
+// gateOn reports whether the forwarding gate is enabled.
+func (f *ForwardingConfig) gateOn() bool { return f.Gate == nil || *f.Gate }
+
+// groupInterfaces returns the interfaces of the groups, in order: the
+// data interfaces the forwarding gate closes.
+func (c *Config) groupInterfaces() []string {
+	var out []string
+	for _, g := range c.Groups {
+		out = append(out, g.Interface)
+	}
+	return out
+}
+
 // GateRuleset returns the nftables text of the closed gate for the data
 // interfaces ifaces: the table fwpair creates when it starts, and the one
 // the appliance's boot ruleset must load before the links come up. It
