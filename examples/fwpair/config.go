@@ -28,6 +28,8 @@ type Config struct {
 	Conntrack     ConntrackConfig `json:"conntrack"`
 	Follow        FollowConfig    `json:"follow"`
 	Metrics       MetricsConfig   `json:"metrics,omitzero"`
+
+	Forwarding ForwardingConfig `json:"forwarding"` // the forwarding gate (gate.go)
 }
 
 // CARPConfig holds the settings shared by every group.

@@ -67,6 +67,9 @@ type FwpairOptions struct {
 	// Metrics is metrics.listen (in the firewall's namespace); empty is
 	// off.
 	Metrics string
+	// BulkRate is sync.bulk_rate (frames per second of the bulk syncs this
+	// node sends); zero means fwpair's default.
+	BulkRate int
 }
 
 // KeyFile returns the path of the lab's sync key, creating it on first use.
@@ -139,6 +142,9 @@ func (l *Lab) FwpairConfig(i int, o FwpairOptions) (cfgPath, socket string) {
 	}
 	if o.Metrics != "" {
 		cfg["metrics"] = map[string]any{"listen": o.Metrics}
+	}
+	if o.BulkRate != 0 {
+		cfg["sync"].(map[string]any)["bulk_rate"] = o.BulkRate
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
