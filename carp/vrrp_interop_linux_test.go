@@ -234,3 +234,53 @@ func TestKeepalivedVRRPv3EqualPriority(t *testing.T) {
 		})
 	}
 }
+
+// TestKeepalivedVRRPv3Unicast: keepalived with unicast_peer and a Group
+// with RawConfig.Peer4 exchange unicast VRRPv3 adverts (the checksum then
+// covers the unicast destination): keepalived's graceful stop hands over,
+// and the Group's in turn.
+func TestKeepalivedVRRPv3Unicast(t *testing.T) {
+	t.Parallel()
+	_, nodes := rawLAN(t, "ka", "go")
+	kn, gnode := nodes[0], nodes[1]
+	conf := strings.Replace(kaConf("MASTER", 200, carp.IPv4), "  virtual_ipaddress {",
+		fmt.Sprintf("  unicast_src_ip %v\n  unicast_peer {\n    %v\n  }\n  virtual_ipaddress {", kn.v4, gnode.v4), 1)
+	k := rawStartKeepalived(t, kn, conf)
+	kaWait(t, k, 0, "Entering MASTER STATE", "four")
+	g := grpStart(t, gnode, carp.Config{
+		VHID: kaVRID, Protocol: carp.ProtocolVRRPv3, Priority: 100, AdvertInterval: kaInterval,
+		Addrs: []netip.Addr{grpVIP4}, Preempt: true, Password: []byte{},
+	}, &carp.RawConfig{Families: []carp.Family{carp.IPv4}, Peer4: kn.v4})
+	g.await(t, 0, carp.Backup)
+	grpHeard(t, g, carp.IPv4, 6)
+	if n := g.count(0, carp.Master); n != 0 {
+		t.Fatalf("the group became MASTER under keepalived at priority 200: %s", g.describe())
+	}
+	kaClean(t, g)
+	mark := g.mark()
+	kmark := k.Len()
+	if err := k.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	g.await(t, mark, carp.Master, carp.ReasonBowOut)
+	select {
+	case <-k.Done():
+	case <-time.After(grpWait):
+		t.Fatalf("keepalived did not exit after SIGTERM:\n%s", strings.Join(k.Output()[kmark:], "\n"))
+	}
+
+	// keepalived back as a backup of lower priority: it follows our
+	// unicast adverts, and takes over when the Group closes.
+	k = rawStartKeepalived(t, kn, strings.NewReplacer("priority 200", "priority 50", "state MASTER", "state BACKUP").Replace(conf))
+	kaWait(t, k, 0, "Entering BACKUP STATE", "four")
+	kaSent(t, g, 6)
+	if n := k.Count(0, "Entering MASTER STATE"); n != 0 {
+		t.Fatalf("keepalived became MASTER while we advertised priority 100 to it:\n%s", strings.Join(k.Output(), "\n"))
+	}
+	mark = k.Len()
+	if err := g.g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	kaWait(t, k, mark, "Backup received priority 0 advertisement", "four")
+	kaWait(t, k, mark, "Entering MASTER STATE", "four")
+}
