@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -74,11 +75,17 @@ func TestTsharkDecodesOurVRRP(t *testing.T) {
 // (IPv4 and IPv6, two addresses each, a sub-second interval) reach a
 // RawTransport, decode with the source and destination the transport
 // reports, carry keepalived's configuration, and re-encode byte for byte.
+//
+// The bridge is captured meanwhile; with GOCARP_WRITE_TESTDATA=1 the
+// capture replaces testdata/keepalived-vrrp3-two-addrs.pcap, which
+// TestVRRPCaptures and the fuzz target read.
 func TestKeepalivedVRRPv3RoundTrip(t *testing.T) {
 	t.Parallel()
-	_, nodes := rawLAN(t, "ka", "go")
+	tp, nodes := rawLAN(t, "ka", "go")
 	k, g := nodes[0], nodes[1]
 	tr := rawOpen(t, g.ns, g.ifname, nil)
+	const captured = 8
+	c := tp.Switch().StartCapture("lan", captured, "ip proto 112 or ip6 proto 112")
 	rawStartKeepalived(t, k, `vrrp_instance four {
   version 3
   state MASTER
@@ -134,5 +141,27 @@ vrrp_instance six {
 			t.Errorf("re-encoded %v advert\n got % x\nwant % x", p.Family, b, p.Payload)
 		}
 		seen[p.Family]++
+	}
+	if err := c.Wait(rawWait); err != nil {
+		t.Fatal(err)
+	}
+	pkts := carp.ReadPcap(t, c.Path)
+	if len(pkts) != captured {
+		t.Fatalf("%d packets captured, want %d", len(pkts), captured)
+	}
+	for _, p := range pkts {
+		var adv carp.VRRPAdvertisement
+		if err := adv.Unmarshal(p.Payload, p.Src, p.Dst); err != nil {
+			t.Errorf("frame %d: %v", p.Frame, err)
+		}
+	}
+	if os.Getenv("GOCARP_WRITE_TESTDATA") == "1" {
+		b, err := os.ReadFile(c.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile("testdata/keepalived-vrrp3-two-addrs.pcap", b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -193,6 +193,7 @@ func TestVRRPCaptures(t *testing.T) {
 	}{
 		{file: "keepalived-vrrp3-v4v6.pcap", nV3: 28, prios: []uint8{200, 0, 100, 200}},
 		{file: "keepalived-vrrp3-adv10cs.pcap", nV3: 20, prios: []uint8{100}},
+		{file: "keepalived-vrrp3-two-addrs.pcap", nV3: 8, prios: []uint8{150}},
 		{file: "vrrp3-bad-checksum.pcap", nV3: 2, nChecksum: 2, prios: []uint8{200}},
 		{file: "mixed-ucarp-vhid1-keepalived-vrrp3-vrid1.pcap", nV3: 9, nCARP: 9, prios: []uint8{200}},
 		{file: "mixed-ucarp-vhid1-keepalived-vrrp2-vrid1.pcap", nV2: 9, nCARP: 9},
@@ -246,7 +247,7 @@ func TestVRRPCaptures(t *testing.T) {
 // decodes with zero reserved bits re-encodes to the same bytes, and that the
 // checksum is verified: a decoded message fails once any byte of it changes.
 func FuzzVRRPUnmarshal(f *testing.F) {
-	for _, file := range []string{"keepalived-vrrp3-v4v6.pcap", "keepalived-vrrp3-adv10cs.pcap", "vrrp3-bad-checksum.pcap", "mixed-ucarp-vhid1-keepalived-vrrp2-vrid1.pcap"} {
+	for _, file := range []string{"keepalived-vrrp3-v4v6.pcap", "keepalived-vrrp3-adv10cs.pcap", "keepalived-vrrp3-two-addrs.pcap", "vrrp3-bad-checksum.pcap", "mixed-ucarp-vhid1-keepalived-vrrp2-vrid1.pcap"} {
 		for _, p := range readPcap(f, "testdata/"+file) {
 			f.Add(p.Payload, p.Src.AsSlice(), p.Dst.AsSlice())
 		}
