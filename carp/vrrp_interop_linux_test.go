@@ -284,3 +284,47 @@ func TestKeepalivedVRRPv3Unicast(t *testing.T) {
 	kaWait(t, k, mark, "Backup received priority 0 advertisement", "four")
 	kaWait(t, k, mark, "Entering MASTER STATE", "four")
 }
+
+// TestKeepalivedVRRPv3ThreeNodes: two keepalived (priorities 254 and 10)
+// and a Group at 240 in one virtual router, as when an operator replaces
+// one node of a keepalived pair by gocarp. When the keepalived master stops
+// (priority 0), the Group, of the higher backup priority and so the
+// shorter skew time, takes over and the other keepalived stays backup;
+// when the Group closes, that keepalived takes over. The priorities are far
+// apart so that the skew times differ by much more than scheduling delays
+// (31 ms against 480 ms at 500 ms adverts).
+func TestKeepalivedVRRPv3ThreeNodes(t *testing.T) {
+	t.Parallel()
+	_, nodes := rawLAN(t, "ka1", "ka2", "go")
+	k1 := rawStartKeepalived(t, nodes[0], kaConf("MASTER", 254))
+	kaWait(t, k1, 0, "Entering MASTER STATE", "four", "six")
+	k2 := rawStartKeepalived(t, nodes[1], kaConf("BACKUP", 10))
+	kaWait(t, k2, 0, "Entering BACKUP STATE", "four", "six")
+	g := kaGroup(t, nodes[2], 240, false)
+	g.await(t, 0, carp.Backup)
+	grpHeard(t, g, carp.IPv4, 6)
+	if n := g.count(0, carp.Master); n != 0 {
+		t.Fatalf("the group became MASTER under keepalived at priority 254: %s", g.describe())
+	}
+	kaClean(t, g)
+
+	mark, k2mark := g.mark(), k2.Len()
+	if err := k1.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	g.await(t, mark, carp.Master, carp.ReasonBowOut)
+	kaWait(t, k2, k2mark, "Backup received priority 0 advertisement", "four", "six")
+	kaSent(t, g, 6)
+	if n := k2.Count(k2mark, "Entering MASTER STATE"); n != 0 {
+		t.Fatalf("keepalived at priority 10 became MASTER beside the group at 240:\n%s", strings.Join(k2.Output(), "\n"))
+	}
+	if n := g.count(mark, carp.Backup); n != 0 {
+		t.Fatalf("the group left MASTER: %s", g.describe())
+	}
+
+	k2mark = k2.Len()
+	if err := g.g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	kaWait(t, k2, k2mark, "Entering MASTER STATE", "four", "six")
+}
