@@ -184,7 +184,11 @@ func (r *run) sameAddrs(i int, addrs []netip.Addr) bool {
 	if len(addrs) != len(want) {
 		return false
 	}
-	got := slices.Clone(addrs)
+	var buf [8]netip.Addr // no allocation for the usual few addresses
+	got := append(buf[:0], addrs...)
+	for i := range got {
+		got[i] = got[i].WithZone("")
+	}
 	slices.SortFunc(got, netip.Addr.Compare)
 	return slices.Equal(got, want)
 }
