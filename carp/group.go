@@ -4,10 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gocarp/gocarp/internal/recvloop"
 )
 
 // Reasons of state changes, in carp(4)'s words where carp(4) has them
@@ -325,41 +326,25 @@ func (g *Group) poke() {
 // Receive.
 func (g *Group) read(pkts chan<- Packet) {
 	defer g.wg.Done()
-	var retry *time.Timer
-	for {
-		p, err := g.cfg.Transport.Receive()
-		if err != nil {
+	recvloop.Loop[Packet]{
+		Done:    g.done,
+		Receive: g.cfg.Transport.Receive,
+		Handle: func(p Packet) bool {
+			p.Payload = append([]byte(nil), p.Payload...)
+			g.held.Add(1) // the protocol loop takes it off
 			select {
+			case pkts <- p:
+				return true
 			case <-g.done:
-				return
-			default:
+				return false
 			}
-			if errors.Is(err, net.ErrClosed) {
-				g.log.Error("carp: transport closed under the group; no more adverts received", "err", err)
-				return
-			}
-			g.log.Debug("carp: receive failed", "err", err)
-			if retry == nil {
-				retry = time.NewTimer(readRetry)
-			} else {
-				retry.Reset(readRetry)
-			}
-			select {
-			case <-retry.C:
-			case <-g.done:
-				retry.Stop()
-				return
-			}
-			continue
-		}
-		p.Payload = append([]byte(nil), p.Payload...)
-		g.held.Add(1) // the protocol loop takes it off
-		select {
-		case pkts <- p:
-		case <-g.done:
-			return
-		}
-	}
+		},
+		Retry:  readRetry,
+		Failed: func(err error) { g.log.Debug("carp: receive failed", "err", err) },
+		Closed: func(err error) {
+			g.log.Error("carp: transport closed under the group; no more adverts received", "err", err)
+		},
+	}.Run()
 }
 
 // notifier delivers transitions to OnTransition serially, in order, on its

@@ -7,12 +7,13 @@ import (
 	"github.com/gocarp/gocarp/pfsync/wire"
 )
 
-// Bulk sync (pfsync §2.5, reference §7.8), verified range by range.
+// Bulk sync, verified range by range (pfsync sends a joining node its
+// whole table between a start and an end marker, and trusts it).
 //
 // The requester opens a session for a set of buckets (wire.Buckets of them,
 // by record ID: every bucket when it joins, the mismatching ones for an
 // anti-entropy repair) and sends a BulkRequest with a fresh generation,
-// addressed to one peer (bulkGen), in its reliable stream. The peer
+// addressed to one peer (bulkOut.nextGen), in its reliable stream. The peer
 // snapshots the IDs it holds in those buckets, orders them by bucket and
 // sends them, paced by a token bucket, as full UPDATE (or DELETE) elements
 // in frames that each begin with a BulkStart naming the generation — so the
@@ -100,6 +101,106 @@ func (b *bulkRecv) received() record.Digest {
 
 func (b *bulkRecv) active() bool { return b.state == bulkRequested || b.state == bulkReceiving }
 
+// attempt starts an attempt of generation gen for the buckets not settled.
+func (b *bulkRecv) attempt(gen uint64, deadline time.Time) {
+	b.state, b.gen = bulkRequested, gen
+	b.want = b.session.Without(b.done)
+	b.progress, b.expected, b.haveEnd = false, 0, false
+	b.deadline = deadline
+	*b.got = [wire.Buckets]record.Digest{}
+	b.marks = b.marks[:0]
+}
+
+// start handles the BulkStart of a frame of generation gen, expected
+// records in all: it reports whether the frame belongs to the attempt
+// (its deadline moves on to next) and whether it is the first one.
+func (b *bulkRecv) start(s wire.BulkStart, next time.Time) (ours, first bool) {
+	if b.gen != s.Generation || !b.active() {
+		return false, false
+	}
+	if b.state == bulkRequested {
+		b.state, b.expected, first = bulkReceiving, s.Expected, true
+	}
+	b.deadline = next
+	return true, first
+}
+
+// ended notes the BulkEnd of the attempt, in the frame seq.
+func (b *bulkRecv) ended(be wire.BulkEnd, seq uint64) {
+	if b.gen == be.Generation && b.state == bulkReceiving {
+		b.haveEnd, b.endSeq, b.end = true, seq, be.Digest
+	}
+}
+
+// mark notes a mark of the attempt in frame seq, to be checked once the
+// frames before it arrived. It reports false for a mark beyond the
+// possible: a mark covers a bucket at least, so an attempt has no more
+// marks than buckets.
+func (b *bulkRecv) mark(seq uint64, m wire.BulkMark) bool {
+	if b.state != bulkReceiving || b.gen != m.Generation {
+		return true
+	}
+	if len(b.marks) >= wire.Buckets {
+		return false
+	}
+	b.marks = append(b.marks, pendingMark{seq: seq, m: m})
+	return true
+}
+
+// settleArrived settles the marks whose frames all arrived (the peer's
+// stream is complete below next) and returns how many failed their check.
+func (b *bulkRecv) settleArrived(next uint64) (failed int) {
+	kept := b.marks[:0]
+	for _, pm := range b.marks {
+		if next <= pm.seq {
+			kept = append(kept, pm)
+			continue
+		}
+		if !b.settle(pm.m) {
+			failed++
+		}
+	}
+	b.marks = kept
+	return failed
+}
+
+// settle checks mark m against the bulk elements received and settles its
+// buckets if they match; it reports whether they did.
+func (b *bulkRecv) settle(m wire.BulkMark) bool {
+	var d record.Digest
+	for k := m.First; k <= m.Last; k++ {
+		d.Combine(b.got[k])
+	}
+	if d != m.Digest {
+		return false
+	}
+	for k := int(m.First); k <= int(m.Last); k++ {
+		if b.want.Has(k) && !b.done.Has(k) {
+			b.done.Add(k)
+			b.progress = true
+		}
+	}
+	return true
+}
+
+// left is the set of the session's buckets not settled.
+func (b *bulkRecv) left() wire.BucketSet { return b.session.Without(b.done) }
+
+// endArrived reports whether every frame up to the BulkEnd arrived.
+func (b *bulkRecv) endArrived(next uint64) bool { return b.haveEnd && next > b.endSeq }
+
+// failedAttempt counts an attempt that ends with buckets left and reports
+// whether the session must be given up: retries attempts in a row settled
+// nothing.
+func (b *bulkRecv) failedAttempt(retries int) bool {
+	if b.progress {
+		b.attempts = 0
+	} else {
+		b.attempts++
+	}
+	return b.attempts >= retries
+}
+
 // bulkJob is a bulk transfer this node sends.
 type bulkJob struct {
 	peer    NodeID
@@ -109,7 +210,7 @@ type bulkJob struct {
 	started bool
 	ids     []record.ID       // snapshot taken when the job starts, ordered by bucket
 	ents    []entry           // ents[i]: ids[i]'s entry then (n == 0: a tombstone)
-	compact uint64            // Engine.compactions then
+	compact uint64            // records.compactions then
 	ends    [wire.Buckets]int // ends[k]: index in ids past bucket k's IDs
 	pos     int
 	bucket  int           // bucket of ids[pos] (wire.Buckets once every ID is sent)
@@ -118,6 +219,86 @@ type bulkJob struct {
 	marked  int           // first bucket no mark covered yet
 	since   uint64        // first frame that may carry IDs of the next mark
 	dig     record.Digest // IDs of every mark sent
+}
+
+// bulkOut is the sending side of bulk sync: the transfers this node runs
+// for its peers, served round robin, and the records whose encoding
+// changed since the oldest running transfer took its snapshot. It also
+// counts the generations of this node's own requests. Used under
+// Engine.mu.
+type bulkOut struct {
+	jobs  []*bulkJob
+	dirty map[record.ID]struct{} // nil while no transfer runs
+	gen   uint64                 // last bulk generation this node requested
+}
+
+// changed notes that the encoding of id changed or that it was removed,
+// while transfers read their snapshots (bulkJob.entry).
+func (o *bulkOut) changed(id record.ID) {
+	if o.dirty != nil {
+		o.dirty[id] = struct{}{}
+	}
+}
+
+// running reports whether a transfer is queued or running.
+func (o *bulkOut) running() bool { return len(o.jobs) > 0 }
+
+// add queues job, the answer to a BulkRequest, and reports whether it is
+// new: the same request again (a retransmission) changes nothing; a new
+// one from the same peer restarts its transfer.
+func (o *bulkOut) add(job bulkJob) bool {
+	for _, j := range o.jobs {
+		if j.peer == job.peer && j.gen == job.gen {
+			return false
+		}
+		if j.peer == job.peer {
+			*j = job
+			return true
+		}
+	}
+	o.jobs = append(o.jobs, &job)
+	return true
+}
+
+// current returns the transfer to serve next.
+func (o *bulkOut) current() *bulkJob { return o.jobs[0] }
+
+// finished drops the current transfer.
+func (o *bulkOut) finished() {
+	o.jobs = o.jobs[1:]
+	if len(o.jobs) == 0 {
+		o.jobs, o.dirty = nil, nil
+	}
+}
+
+// rotate moves the current transfer behind the others: round robin
+// between the transfers lets every requester see progress within its
+// BulkTimeout. Served one after the other, a second joiner of a big table
+// waited for the whole first transfer, timed out and retried until it
+// gave up.
+func (o *bulkOut) rotate() {
+	if len(o.jobs) > 1 {
+		o.jobs = append(o.jobs[1:], o.jobs[0])
+	}
+}
+
+// nextGen returns a fresh bulk generation addressed to peer to. A
+// BulkRequest travels in the sender's reliable stream, a broadcast, and the
+// element names no receiver: the generation does, in its high 32 bits
+// (0 would mean every receiver). Its low 32 bits start from the epoch and
+// count the requests of this life, so a late answer to a request of an
+// earlier life or attempt does not match. Without the address, every peer
+// would answer (and restart its transfer for) every request: with three or
+// more nodes the bulks cancelled each other until they timed out.
+func (o *bulkOut) nextGen(to NodeID, epoch uint64) uint64 {
+	o.gen++
+	return uint64(to)<<32 | uint64(uint32(epoch)+uint32(o.gen))
+}
+
+// bulkForUs reports whether a BulkRequest's generation addresses node.
+func bulkForUs(gen uint64, node NodeID) bool {
+	to := NodeID(gen >> 32)
+	return to == 0 || to == node
 }
 
 // requestBulk opens a full bulk sync session with p: every record it
@@ -136,35 +317,11 @@ func (e *Engine) startBulk(p *peer, creator uint32, buckets wire.BucketSet, now 
 	e.sendBulkRequest(p, now)
 }
 
-// bulkGen returns a fresh bulk generation addressed to peer to. A
-// BulkRequest travels in the sender's reliable stream, a broadcast, and the
-// element names no receiver: the generation does, in its high 32 bits
-// (0 would mean every receiver). Its low 32 bits start from the epoch and
-// count the requests of this life, so a late answer to a request of an
-// earlier life or attempt does not match. Without the address, every peer
-// would answer (and restart its transfer for) every request: with three or
-// more nodes the bulks cancelled each other until they timed out.
-func (e *Engine) bulkGen(to NodeID) uint64 {
-	e.gen++
-	return uint64(to)<<32 | uint64(uint32(e.epoch)+uint32(e.gen))
-}
-
-// bulkForUs reports whether a BulkRequest's generation addresses this node.
-func (e *Engine) bulkForUs(gen uint64) bool {
-	to := NodeID(gen >> 32)
-	return to == 0 || to == e.cfg.Node
-}
-
 // sendBulkRequest starts an attempt of p's session: it asks for the
 // buckets not settled yet.
 func (e *Engine) sendBulkRequest(p *peer, now time.Time) {
 	b := &p.bulk
-	b.state, b.gen = bulkRequested, e.bulkGen(p.id)
-	b.want = b.session.Without(b.done)
-	b.progress, b.expected, b.haveEnd = false, 0, false
-	b.deadline = now.Add(e.cfg.BulkTimeout)
-	*b.got = [wire.Buckets]record.Digest{}
-	b.marks = b.marks[:0]
+	b.attempt(e.bulk.nextGen(p.id, e.epoch), now.Add(e.cfg.BulkTimeout))
 	e.ctlq = append(e.ctlq, ctl{kind: wire.KindBulkRequest, gen: b.gen, creator: b.creator, buckets: b.want})
 	e.scheduleFlush(now)
 }
@@ -172,12 +329,8 @@ func (e *Engine) sendBulkRequest(p *peer, now time.Time) {
 // bulkFrame handles the BulkStart that opens a bulk frame and reports
 // whether the frame belongs to the bulk this node expects from p.
 func (e *Engine) bulkFrame(p *peer, s wire.BulkStart, now time.Time) bool {
-	if p.bulk.gen != s.Generation || !p.bulk.active() {
-		return false
-	}
-	if p.bulk.state == bulkRequested {
-		p.bulk.state = bulkReceiving
-		p.bulk.expected = s.Expected
+	ours, first := p.bulk.start(s, now.Add(e.cfg.BulkTimeout))
+	if first {
 		e.stats.BulkStarted++
 		if len(e.store) == 0 && s.Expected > 1024 {
 			// A joining node: size the store once instead of growing it
@@ -187,27 +340,11 @@ func (e *Engine) bulkFrame(p *peer, s wire.BulkStart, now time.Time) bool {
 			e.store = make(map[record.ID]entry, min(s.Expected, maxPresize))
 		}
 	}
-	p.bulk.deadline = now.Add(e.cfg.BulkTimeout)
-	return true
+	return ours
 }
 
 // maxPresize bounds the store a joining node allocates ahead of a bulk.
 const maxPresize = 1 << 20
-
-// bulkMark notes a mark of the bulk this node expects from p, to be
-// checked once the frames before it arrived.
-func (e *Engine) bulkMark(p *peer, seq uint64, m wire.BulkMark) {
-	if p.bulk.state != bulkReceiving || p.bulk.gen != m.Generation {
-		return
-	}
-	if len(p.bulk.marks) >= wire.Buckets {
-		// A mark covers a bucket at least: an attempt has no more marks
-		// than buckets.
-		e.stats.BadValue++
-		return
-	}
-	p.bulk.marks = append(p.bulk.marks, pendingMark{seq: seq, m: m})
-}
 
 // checkBulk settles the marks of p's bulk whose frames all arrived, and
 // ends the attempt once every frame up to its BulkEnd arrived: the session
@@ -217,20 +354,12 @@ func (e *Engine) checkBulk(p *peer, now time.Time) {
 	if b.state != bulkReceiving {
 		return
 	}
-	kept := b.marks[:0]
-	for _, pm := range b.marks {
-		if p.next <= pm.seq {
-			kept = append(kept, pm)
-			continue
-		}
-		e.settle(b, pm.m)
-	}
-	b.marks = kept
-	if !b.haveEnd || p.next <= b.endSeq {
+	e.stats.BulkRangesFailed += uint64(b.settleArrived(p.next))
+	if !b.endArrived(p.next) {
 		return
 	}
 	got := b.received()
-	if left := b.session.Without(b.done); !left.Empty() {
+	if left := b.left(); !left.Empty() {
 		e.stats.BulkFailed++
 		e.log.Warn("pfsync: bulk sync incomplete, asking again for the failed ranges", "peer", uint32(p.id),
 			"expected", b.end.Count, "received", got.Count, "buckets_left", left.Len(), "attempt", b.attempts+1)
@@ -244,25 +373,6 @@ func (e *Engine) checkBulk(p *peer, now time.Time) {
 			"expected", b.end.Count, "received", got.Count)
 	}
 	e.completeBulk(p, now)
-}
-
-// settle checks mark m against the bulk elements received and settles its
-// buckets if they match.
-func (e *Engine) settle(b *bulkRecv, m wire.BulkMark) {
-	var d record.Digest
-	for k := m.First; k <= m.Last; k++ {
-		d.Combine(b.got[k])
-	}
-	if d != m.Digest {
-		e.stats.BulkRangesFailed++
-		return
-	}
-	for k := int(m.First); k <= int(m.Last); k++ {
-		if b.want.Has(k) && !b.done.Has(k) {
-			b.done.Add(k)
-			b.progress = true
-		}
-	}
 }
 
 // completeBulk ends p's session: every bucket is settled.
@@ -301,12 +411,7 @@ func (e *Engine) completeBulk(p *peer, now time.Time) {
 // nothing.
 func (e *Engine) retryBulk(p *peer, now time.Time) {
 	b := &p.bulk
-	if b.progress {
-		b.attempts = 0
-	} else {
-		b.attempts++
-	}
-	if b.attempts >= e.cfg.BulkRetries {
+	if b.failedAttempt(e.cfg.BulkRetries) {
 		e.stats.BulkGaveUp++
 		if b.creator == 0 && !p.synced {
 			p.bulkFailed = true
@@ -316,7 +421,7 @@ func (e *Engine) retryBulk(p *peer, now time.Time) {
 		p.bulk = bulkRecv{state: bulkIdle}
 		return
 	}
-	left := b.session.Without(b.done)
+	left := b.left()
 	if left.Empty() {
 		// Never ask for nothing: an empty set on the wire means every
 		// bucket.
@@ -348,26 +453,16 @@ func (e *Engine) streamLost(p *peer, seq uint64, now time.Time) {
 
 // bulkRequested queues (or restarts) the bulk transfer to p.
 func (e *Engine) bulkRequested(p *peer, r wire.BulkRequest, now time.Time) {
-	if !e.bulkForUs(r.Generation) {
+	if !bulkForUs(r.Generation, e.cfg.Node) {
 		return // addressed to another peer of the requester
 	}
 	buckets := r.Buckets
 	if buckets.Empty() {
 		buckets = wire.AllBuckets()
 	}
-	job := bulkJob{peer: p.id, gen: r.Generation, creator: r.Creator, buckets: buckets}
-	for _, j := range e.bulks {
-		if j.peer == p.id && j.gen == job.gen {
-			return // the same request again (a retransmission)
-		}
-		if j.peer == p.id {
-			*j = job
-			e.wakeBy(now)
-			return
-		}
+	if e.bulk.add(bulkJob{peer: p.id, gen: r.Generation, creator: r.Creator, buckets: buckets}) {
+		e.wakeBy(now)
 	}
-	e.bulks = append(e.bulks, &job)
-	e.wakeBy(now)
 }
 
 // snapshot takes the IDs j sends — records and tombstones of its creator
@@ -375,13 +470,13 @@ func (e *Engine) bulkRequested(p *peer, r wire.BulkRequest, now time.Time) {
 // Reading the store in bucket order would be reading a million-entry map
 // at random, a cache miss per record that made a large bulk a third
 // slower; the entries taken here are read in order instead, and only a
-// record whose encoding changed since (Engine.changed) is looked up again.
-func (j *bulkJob) snapshot(e *Engine) {
+// record whose encoding changed since (bulkOut.changed) is looked up again.
+func (j *bulkJob) snapshot(s *records, o *bulkOut) {
 	type item struct {
 		id  record.ID
 		ent entry
 	}
-	items := make([]item, 0, len(e.store)+len(e.tombs))
+	items := make([]item, 0, len(s.store)+len(s.tombs))
 	bks := make([]uint8, 0, cap(items))
 	var start [wire.Buckets]int
 	add := func(id record.ID, ent entry) {
@@ -396,10 +491,10 @@ func (j *bulkJob) snapshot(e *Engine) {
 		bks = append(bks, uint8(k))
 		start[k]++
 	}
-	for id, ent := range e.store {
+	for id, ent := range s.store {
 		add(id, ent)
 	}
-	for id := range e.tombs {
+	for id := range s.tombs {
 		add(id, entry{})
 	}
 	n := 0
@@ -414,20 +509,20 @@ func (j *bulkJob) snapshot(e *Engine) {
 		j.ids[start[k]], j.ents[start[k]] = it.id, it.ent
 		start[k]++
 	}
-	j.compact, j.started = e.compactions, true
-	if e.bulkDirty == nil {
-		e.bulkDirty = make(map[record.ID]struct{})
+	j.compact, j.started = s.compactions, true
+	if o.dirty == nil {
+		o.dirty = make(map[record.ID]struct{})
 	}
 }
 
 // entry returns the current entry of the i-th ID of j's snapshot, and
 // whether the record is live.
-func (j *bulkJob) entry(e *Engine, i int) (entry, bool) {
+func (j *bulkJob) entry(s *records, o *bulkOut, i int) (entry, bool) {
 	id := j.ids[i]
-	if _, changed := e.bulkDirty[id]; !changed && j.compact == e.compactions {
+	if _, changed := o.dirty[id]; !changed && j.compact == s.compactions {
 		return j.ents[i], j.ents[i].n != 0
 	}
-	ent, live := e.store[id]
+	ent, live := s.store[id]
 	return ent, live
 }
 
@@ -435,36 +530,28 @@ func (j *bulkJob) entry(e *Engine, i int) (entry, bool) {
 // the next token is due (zero when no bulk is left).
 func (e *Engine) sendBulks(now time.Time) time.Time {
 	rate := float64(e.cfg.BulkRate)
-	e.tokens = min(float64(e.cfg.BulkBurst), e.tokens+now.Sub(e.tokenAt).Seconds()*rate)
-	e.tokenAt = now
-	for len(e.bulks) > 0 && e.tokens >= 1 {
-		j := e.bulks[0]
+	e.refill(now, rate, e.cfg.BulkBurst)
+	for e.bulk.running() && e.tokens >= 1 {
+		j := e.bulk.current()
 		if p := e.peers[j.peer]; p == nil || !p.up {
-			e.bulks = e.bulks[1:]
+			e.bulk.finished()
 			continue
 		}
 		if !j.started {
-			j.snapshot(e)
+			j.snapshot(&e.records, &e.bulk)
 		}
 		if e.sendBulkFrame(j, now) {
-			e.bulks = e.bulks[1:]
+			e.bulk.finished()
 			e.stats.BulkSent++
-		} else if len(e.bulks) > 1 {
-			// Round robin between the transfers: every requester sees
-			// progress within its BulkTimeout. Served one after the
-			// other, a second joiner of a big table waited for the
-			// whole first transfer, timed out and retried until it
-			// gave up.
-			e.bulks = append(e.bulks[1:], j)
+		} else {
+			e.bulk.rotate()
 		}
 		e.tokens--
 	}
-	if len(e.bulks) == 0 {
-		e.bulks, e.bulkDirty = nil, nil
+	if !e.bulk.running() {
 		return time.Time{}
 	}
-	wait := time.Duration((1 - e.tokens) / rate * float64(time.Second))
-	return now.Add(max(wait, time.Microsecond))
+	return e.tokenDue(now, rate)
 }
 
 // bulkTrailer is the room a bulk frame keeps for its BulkMark and BulkEnd.
@@ -502,7 +589,7 @@ func (e *Engine) sendBulkFrame(j *bulkJob, now time.Time) bool {
 		j.advance()
 		id := j.ids[j.pos]
 		var err error
-		ent, live := j.entry(e, j.pos)
+		ent, live := j.entry(&e.records, &e.bulk, j.pos)
 		if live {
 			err = e.addStored(ent, now)
 		} else if t, ok := e.tombs[id]; ok {
@@ -549,9 +636,11 @@ func (e *Engine) sendBulkFrame(j *bulkJob, now time.Time) bool {
 			e.b.SetFlags(wire.FlagAckRequested)
 		}
 	}
-	e.nextSeq++
 	e.sendFrame(Broadcast, e.b.Frame(), now)
-	e.ring.push(f)
+	e.sequenced(f)
 	e.trimRing()
 	return done
 }
+
+// changed notes that the encoding of id changed or that it was removed.
+func (e *Engine) changed(id record.ID) { e.bulk.changed(id) }

@@ -40,11 +40,11 @@ func (e *Engine) UpsertSync(ctx context.Context, rec record.Record) error {
 	e.mu.Unlock()
 	for {
 		e.mu.Lock()
-		waiting := e.unacked(seq)
-		if waiting > 0 && e.ackSignal == nil {
-			e.ackSignal = make(chan struct{})
+		waiting := e.peers.unacked(seq)
+		var signal <-chan struct{}
+		if waiting > 0 {
+			signal = e.ackWait()
 		}
-		signal := e.ackSignal
 		e.mu.Unlock()
 		if waiting == 0 {
 			return nil
@@ -56,26 +56,5 @@ func (e *Engine) UpsertSync(ctx context.Context, rec record.Record) error {
 		case <-e.done:
 			return ErrClosed
 		}
-	}
-}
-
-// unacked returns how many confirmed peers that are up have not
-// acknowledged our stream up to seq. e.mu must be held.
-func (e *Engine) unacked(seq uint64) int {
-	n := 0
-	for _, p := range e.peers {
-		if p.up && p.confirmed && p.acked < seq {
-			n++
-		}
-	}
-	return n
-}
-
-// ackProgress wakes the UpsertSync calls waiting for acknowledgements: a
-// peer acknowledged more of our stream, or went down. e.mu must be held.
-func (e *Engine) ackProgress() {
-	if e.ackSignal != nil {
-		close(e.ackSignal)
-		e.ackSignal = nil
 	}
 }

@@ -3,7 +3,6 @@ package pfsync
 import (
 	"time"
 
-	"github.com/gocarp/gocarp/pfsync/record"
 	"github.com/gocarp/gocarp/pfsync/wire"
 )
 
@@ -19,6 +18,117 @@ import (
 //     peer holds, in wire.Buckets buckets, and fetches only the buckets that
 //     differ instead of the whole table (pfsync and conntrackd both send the
 //     whole table again).
+
+// antiEntropy is the node's schedule of anti-entropy digests and of the
+// tombstone scan. Used under Engine.mu.
+type antiEntropy struct {
+	interval     time.Duration // Config.AntiEntropy; 0: no digests
+	tombScan     time.Duration // between two scans of the tombstones
+	nextDigest   time.Time
+	nextTombScan time.Time
+}
+
+// start schedules the first digest and scan from now.
+func (a *antiEntropy) start(now time.Time) {
+	if a.interval > 0 {
+		a.nextDigest = now.Add(a.interval)
+	}
+	a.nextTombScan = now.Add(a.tombScan)
+}
+
+// due reports whether a digest and a tombstone scan are due at now,
+// schedules the next ones, and adds them to w.
+func (a *antiEntropy) due(now time.Time, w *wakeup) (digest, tombs bool) {
+	if a.interval > 0 {
+		if !now.Before(a.nextDigest) {
+			a.nextDigest, digest = now.Add(a.interval), true
+		}
+		w.at(a.nextDigest)
+	}
+	if !now.Before(a.nextTombScan) {
+		a.nextTombScan, tombs = now.Add(a.tombScan), true
+	}
+	w.at(a.nextTombScan)
+	return digest, tombs
+}
+
+// digests is what a node compares of one peer's digests: a resync by
+// digest in progress (Engine.resync), and the anti-entropy and whole-table
+// digests the peer sent, whose parts each cost a pass over the table and
+// are therefore bounded.
+type digests struct {
+	// A resynchronisation by digest: the deadline for p's whole-table
+	// digest (zero: none awaited), the bucket sums of it compared so far
+	// and the buckets found different.
+	resyncAt     time.Time
+	resyncGot    int
+	resyncRepair wire.BucketSet
+	resyncSeen   wire.BucketSet // the buckets of p's digest compared so far
+
+	// Digests p sent: the anti-entropy buckets compared in the current
+	// round (one round per Heartbeat), and when we last answered p's
+	// request for our whole-table digest.
+	aeRound        time.Time
+	aeSeen         wire.BucketSet
+	digestAnswered time.Time
+}
+
+// startResync starts waiting for the peer's whole-table digest until
+// deadline.
+func (d *digests) startResync(deadline time.Time) {
+	d.resyncAt, d.resyncGot, d.resyncRepair, d.resyncSeen = deadline, 0, wire.BucketSet{}, wire.BucketSet{}
+}
+
+// aePart reports whether an anti-entropy part covering part may be
+// compared at now: one round per round interval, and a part naming buckets
+// already compared in this round is a repeat.
+func (d *digests) aePart(part wire.BucketSet, now time.Time, round time.Duration) bool {
+	if now.Sub(d.aeRound) >= round {
+		d.aeRound, d.aeSeen = now, wire.BucketSet{}
+	}
+	if part.Without(d.aeSeen) != part {
+		return false
+	}
+	d.aeSeen = d.aeSeen.Union(part)
+	return true
+}
+
+// mayAnswer reports whether a request for our whole-table digest may be
+// answered at now: at most once per interval.
+func (d *digests) mayAnswer(now time.Time, interval time.Duration) bool {
+	if !d.digestAnswered.IsZero() && now.Sub(d.digestAnswered) < interval {
+		return false
+	}
+	d.digestAnswered = now
+	return true
+}
+
+// resyncPart reports whether a part of the peer's whole-table digest
+// covering part is new to this resync (not a repeat), and notes it.
+func (d *digests) resyncPart(part wire.BucketSet) bool {
+	if part.Without(d.resyncSeen) != part {
+		return false
+	}
+	d.resyncSeen = d.resyncSeen.Union(part)
+	return true
+}
+
+// resyncCompare compares the sums of a part of the peer's whole-table
+// digest, from bucket first, with ours; once every bucket was compared it
+// ends the resync and reports done with the buckets that differ.
+func (d *digests) resyncCompare(first int, theirs, ours []uint64) (done bool, repair wire.BucketSet) {
+	for i, s := range theirs {
+		if b := first + i; ours[b] != s {
+			d.resyncRepair.Add(b)
+		}
+	}
+	if d.resyncGot += len(theirs); d.resyncGot < wire.Buckets {
+		return false, repair
+	}
+	repair = d.resyncRepair
+	d.resyncAt, d.resyncRepair = time.Time{}, wire.BucketSet{}
+	return true, repair
+}
 
 // antiEntropyBuckets is how many buckets a digest splits a creator's
 // records into.
@@ -58,11 +168,7 @@ func (e *Engine) sendDigest(now time.Time) {
 	e.flushLocked(now)
 	sums := make([]uint64, antiEntropyBuckets)
 	self := uint32(e.cfg.Node)
-	for id, ent := range e.store {
-		if id.Creator == self {
-			sums[record.Bucket(id, antiEntropyBuckets)] += record.Hash(id, ent.ver)
-		}
-	}
+	e.creatorSums(self, sums)
 	if e.sendSums(Broadcast, self, 0, sums, now) {
 		e.stats.DigestsSent++
 	}
@@ -100,7 +206,7 @@ func (e *Engine) remoteDigest(p *peer, h wire.Header, d *wire.Digest, now time.T
 		e.wholeDigest(p, h, d, now)
 		return
 	}
-	if d.Creator != uint32(p.id) || !e.comparable(p, h) || p.bulk.active() {
+	if d.Creator != uint32(p.id) || !p.comparable(h) || p.bulk.active() {
 		return
 	}
 	var sums [antiEntropyBuckets]uint64
@@ -115,20 +221,11 @@ func (e *Engine) remoteDigest(p *peer, h wire.Header, d *wire.Digest, now time.T
 	// pass over the table, and a part naming buckets already compared in
 	// this round is a repeat (a peer configured with a shorter interval
 	// than our heartbeat loses some rounds, which only delays a repair).
-	if now.Sub(p.aeRound) >= e.cfg.Heartbeat {
-		p.aeRound, p.aeSeen = now, wire.BucketSet{}
-	}
-	part := digestBuckets(d)
-	if part.Without(p.aeSeen) != part {
+	if !p.aePart(digestBuckets(d), now, e.cfg.Heartbeat) {
 		e.stats.DigestsRefused++
 		return
 	}
-	p.aeSeen = p.aeSeen.Union(part)
-	for id, ent := range e.store {
-		if id.Creator == d.Creator {
-			sums[record.Bucket(id, antiEntropyBuckets)] += record.Hash(id, ent.ver)
-		}
-	}
+	e.creatorSums(d.Creator, sums[:])
 	var repair wire.BucketSet
 	for i, s := range d.Sums {
 		if b := int(d.First) + i; sums[b] != s {
@@ -140,13 +237,6 @@ func (e *Engine) remoteDigest(p *peer, h wire.Header, d *wire.Digest, now time.T
 		e.log.Info("pfsync: anti-entropy mismatch, repairing", "peer", uint32(p.id), "buckets", repair.Len())
 		e.startBulk(p, d.Creator, repair, now)
 	}
-}
-
-// comparable reports whether we hold p's whole stream up to the frame with
-// header h, so that our copy of what p sent can be compared with a digest
-// p made when it sent that frame.
-func (e *Engine) comparable(p *peer, h wire.Header) bool {
-	return p.next != 0 && p.next > h.Seq && !p.hasGap()
 }
 
 // resync resynchronises with p after frames of its stream were lost for
@@ -161,7 +251,7 @@ func (e *Engine) resync(p *peer, now time.Time) {
 	}
 	e.stats.Resyncs++
 	e.log.Info("pfsync: resynchronising by digest", "peer", uint32(p.id))
-	p.resyncAt, p.resyncGot, p.resyncRepair, p.resyncSeen = now.Add(e.cfg.BulkTimeout), 0, wire.BucketSet{}, wire.BucketSet{}
+	p.startResync(now.Add(e.cfg.BulkTimeout))
 	// Our own digest asks for p's: p may compare it with its view too.
 	e.sendSums(p.id, 0, 0, e.tableSums(), now)
 }
@@ -174,16 +264,6 @@ func (e *Engine) resyncTimedOut(p *peer, now time.Time) {
 		"buckets_compared", p.resyncGot)
 	p.resyncAt = time.Time{}
 	e.requestBulk(p, now)
-}
-
-// tableSums returns the sums of every record held, in wire.Buckets
-// buckets.
-func (e *Engine) tableSums() []uint64 {
-	sums := make([]uint64, wire.Buckets)
-	for id, ent := range e.store {
-		sums[wire.BucketOf(id)] += record.Hash(id, ent.ver)
-	}
-	return sums
 }
 
 // wholeDigest handles a part of p's whole-table digest. A request (no
@@ -207,39 +287,26 @@ func (e *Engine) wholeDigest(p *peer, h wire.Header, d *wire.Digest, now time.Ti
 		// Answering costs a pass over the table and a few frames: at
 		// most once per heartbeat for each peer (a resync asks once; a
 		// request left unanswered falls back to a bulk).
-		if !p.digestAnswered.IsZero() && now.Sub(p.digestAnswered) < e.cfg.Heartbeat {
+		if !p.mayAnswer(now, e.cfg.Heartbeat) {
 			e.stats.DigestsRefused++
 			return
 		}
-		p.digestAnswered = now
 		e.sendSums(p.id, 0, wire.DigestReply, e.tableSums(), now)
 		return
 	}
-	if p.resyncAt.IsZero() || !e.comparable(p, h) {
+	if p.resyncAt.IsZero() || !p.comparable(h) {
 		// Not asked for, or our copy is incomplete: the deadline falls
 		// back to a whole-table bulk.
 		return
 	}
-	part := digestBuckets(d)
-	if part.Without(p.resyncSeen) != part {
+	if !p.resyncPart(digestBuckets(d)) {
 		// Buckets of this resync compared already: a repeat.
 		e.stats.DigestsRefused++
 		return
 	}
-	p.resyncSeen = p.resyncSeen.Union(part)
-	sums := e.tableSums()
-	for i, s := range d.Sums {
-		if b := int(d.First) + i; sums[b] != s {
-			p.resyncRepair.Add(b)
-		}
-	}
-	if p.resyncGot += len(d.Sums); p.resyncGot < wire.Buckets {
-		return // more parts to come
-	}
-	repair := p.resyncRepair
-	p.resyncAt, p.resyncRepair = time.Time{}, wire.BucketSet{}
-	if repair.Empty() {
-		return
+	done, repair := p.resyncCompare(int(d.First), d.Sums, e.tableSums())
+	if !done || repair.Empty() {
+		return // more parts to come, or nothing differs
 	}
 	e.stats.ResyncBuckets += uint64(repair.Len())
 	e.log.Info("pfsync: resync digest differs, fetching those buckets", "peer", uint32(p.id), "buckets", repair.Len())

@@ -111,6 +111,9 @@
 // (Stats.PeersRefused), so senders invented in Insecure mode cost nothing
 // lasting; a missing record is asked for once however many updates of it
 // arrive, and the requests held for resending count against ResendLimit.
+// An element that does not decode, or that its sender may not send (a
+// Clear of another node's records), is counted in Stats.BadValue and
+// logged at most once per 10 s and element kind.
 //
 // # Commit modes
 //
@@ -138,6 +141,31 @@
 // and counted (Stats.RequestsIgnored), never answered with a delete; only
 // a record created in this life and no longer held is known to be gone.
 // Likewise a Clear is obeyed only from the creator of the records it names.
+//
+// # Inside the engine
+//
+// One lock (Engine.mu) guards the engine; under it each responsibility is a
+// type that owns its state, and Engine coordinates them:
+//   - records (store.go): the record store — encodings in an arena,
+//     indexed by ID, entry flags, tombstones, the local and external
+//     counts;
+//   - sender (sender.go, queue.go): the outgoing stream — the coalescing
+//     queue, control elements, sequence numbers, the resend queue, flush
+//     timing, the token bucket that paces bulk frames; output.go builds the
+//     frames from it;
+//   - bulkRecv and bulkOut (bulk.go): bulk sync as receiver (per peer:
+//     session, ranges, marks, retries) and as sender (running transfers,
+//     their snapshots and the records changed since);
+//   - antiEntropy and digests (digest.go): when digests and tombstone scans
+//     are due, and per peer what was compared of its digests;
+//   - peer and peerSet (peer.go): the per-peer state machine — the stream
+//     received, acks, gaps, and its timers (peer.tick, which tells the
+//     engine what is due through peerEvents);
+//   - syncState (insync.go): whether the node is in sync, and the demotion.
+//
+// Received elements are dispatched by one table keyed by wire kind
+// (elementHandlers, elements.go); the documentation of package pfsync/wire
+// lists the places a new element kind touches.
 //
 // # Statistics
 //

@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/gocarp/gocarp/internal/ratelog"
+	"github.com/gocarp/gocarp/internal/recvloop"
 	"github.com/gocarp/gocarp/pfsync/record"
 	"github.com/gocarp/gocarp/pfsync/wire"
 )
@@ -40,169 +40,55 @@ type Engine struct {
 	epoch  uint64
 	boot   uint64
 	mtu    int // plaintext frame budget: Transport.MTU() minus the Sealer's overhead
+	lifecycle
 
-	kick chan struct{}
-	done chan struct{}
-	wg   sync.WaitGroup
-	stop sync.Once
-	// demMu orders the demotion: it is held while the value is computed
-	// (under mu) and handed to the Demoter, so a value computed later is
-	// always applied later. Lock order: demMu, then mu; never demMu under mu.
-	demMu     sync.Mutex
-	demBulk   int                     // last value given to the Demoter
-	t0        time.Time               // New: origin of the entries' coarse clock (entry.at)
-	startedAt time.Time               // Start: origin of the discovery window
+	// mu guards everything below (but syncState.demMu, taken before it),
+	// and lifecycle's started, closed and wake. Each owner keeps its own
+	// state and is tested on its own; the engine coordinates them (see
+	// "Inside the engine" in the package documentation).
+	mu sync.Mutex
+	records
+	sender
+	peers peerSet
+	bulk  bulkOut
+	ae    antiEntropy
+	syncState
+	tableWriter
+	stats Stats
+	inputBufs
+}
+
+// lifecycle is the engine's goroutines and their signals.
+type lifecycle struct {
+	kick    chan struct{} // wakes the timer loop
+	done    chan struct{} // closed by Close
+	wg      sync.WaitGroup
+	stop    sync.Once
+	wake    time.Time // when the timer loop plans to wake (under mu)
+	started bool      // under mu
+	closed  bool      // under mu
+}
+
+// tableWriter is what the engine keeps to write to the Table.
+type tableWriter struct {
+	batch     BatchTable              // Config.Table, if it takes batches
+	commitq   []record.ID             // CommitDirect with a BatchTable: the changes of the frame being read
+	batchRecs []record.Record         // commitBatch's buffers
+	batchIDs  []record.ID             //
+	batchErrs []error                 //
 	tableLogs ratelog.Limiter[string] // "table refused" lines, by operation
-
-	mu           sync.Mutex
-	started      bool
-	closed       bool
-	store        map[record.ID]entry
-	arena        arena
-	local        int // live records created by this node
-	tombs        map[record.ID]tomb
-	q            queue
-	ctlq         []ctl
-	requested    map[record.ID]struct{} // IDs of the Requests in ctlq
-	flushAt      time.Time              // zero: nothing queued
-	wake         time.Time              // when the loop goroutine plans to wake
-	nextSeq      uint64
-	ring         ring
-	peers        map[NodeID]*peer
-	gen          uint64 // last bulk generation this node requested
-	bulks        []*bulkJob
-	bulkDirty    map[record.ID]struct{} // records whose encoding changed since the oldest running bulk's snapshot
-	compactions  uint64                 // arena compactions (they move every encoding)
-	external     int                    // entries flagged fDirty (Stats.External)
-	batch        BatchTable             // Config.Table, if it takes batches
-	commitq      []record.ID            // CommitDirect with a BatchTable: the changes of the frame being read
-	batchRecs    []record.Record        // commitBatch's buffers
-	batchIDs     []record.ID
-	batchErrs    []error
-	tokens       float64
-	tokenAt      time.Time
-	inSync       bool // see syncCheck; once set it stays set
-	bulkGaveUp   bool // in sync only because some peer's bulk failed every retry
-	lastSent     time.Time
-	ackRequested bool          // the frames being flushed ask for an acknowledgement at once (UpsertSync)
-	ackSignal    chan struct{} // closed when acknowledgements progress, if an UpsertSync waits
-	nextDigest   time.Time
-	nextTombScan time.Time
-	stats        Stats
-	nackSteps    uint64 // resend-queue slots visited for nacks: the work an Ack cost (tests bound it)
-
-	// Scratch space, used under mu.
-	b       wire.Builder
-	rd      wire.Reader
-	frame   []byte
-	sealed  []byte
-	opened  []byte
-	scratch record.Record
-	enc     []byte
-	in      record.Record
-	ack     wire.Ack
-	dig     wire.Digest
 }
 
-// entry is a record held by the engine, stored in its wire encoding (the
-// full-record element body) to keep memory per record small.
-type entry struct {
-	ref   uint64 // the encoding in the arena
-	ver   uint64
-	n     uint32 // its length
-	at    uint32 // when the stored Expire was current: Engine.clock seconds
-	peer  uint16 // when a peer's change was last applied (fPeer): Engine.clock seconds, low 16 bits
-	flags eflag
-}
-
-type eflag uint8
-
-const (
-	fAnnounced eflag = 1 << iota // peers may know the record
-	fCommitted                   // the Table holds some version of it
-	fDirty                       // the Table's copy is older than data, or the last Table call failed
-	fLocal                       // upserted by the embedder in this life (the dataplane is its home)
-	fFull                        // creator-owned fields changed since the last send: no compressed update
-	fPeer                        // entry.peer is set
-)
-
-// peerRecent is how long after a peer's change the embedder's next change
-// of the same record leaves at once instead of after FlushDelay: both nodes
-// are seeing the flow (active/active, or just after a takeover), and the
-// sooner each hears the other the sooner they agree (pfsync flushes a
-// state updated less than 2 seconds after it applied a peer's update).
-const peerRecent = 2 // seconds
-
-// peerChanged notes that a peer's change of ent was applied now.
-func (e *Engine) peerChanged(ent *entry, now time.Time) {
-	ent.peer = uint16(e.clock(now))
-	ent.flags |= fPeer
-}
-
-// peerRecently reports whether a peer's change of ent was applied less
-// than peerRecent seconds ago (to within the clock's second).
-func (e *Engine) peerRecently(ent entry, now time.Time) bool {
-	return ent.flags&fPeer != 0 && uint16(e.clock(now))-ent.peer < peerRecent
-}
-
-// tomb remembers a delete (record.Tombstones without the ID and time.Time,
-// and with iteration, which bulk transfers need).
-type tomb struct {
-	ver     uint64
-	expires int64 // unix nanoseconds
-}
-
-// ctl is a queued control element sent in the reliable stream.
-type ctl struct {
-	kind    wire.Kind
-	id      record.ID
-	gen     uint64
-	creator uint32
-	buckets wire.BucketSet
-}
-
-// clock returns the engine's coarse clock: whole seconds since New. An
-// entry remembers when its lifetime (Expire, the remaining seconds as
-// reported or received) was current in 4 bytes; the lifetime is aged by
-// the clock's difference when the record is committed to the Table or
-// sent, so a record that waited in the engine leaves with what remains of
-// its life. Whole seconds make the age exact to within one second.
-func (e *Engine) clock(now time.Time) uint32 {
-	d := now.Sub(e.t0)
-	if d <= 0 {
-		return 0
-	}
-	return uint32(d / time.Second)
-}
-
-// elapsed returns the whole seconds since ent's lifetime was current.
-func (e *Engine) elapsed(ent entry, now time.Time) uint32 {
-	c := e.clock(now)
-	if c <= ent.at {
-		return 0
-	}
-	return c - ent.at
-}
-
-// aged returns expire reduced by elapsed seconds, not below 1; 0 (no
-// lifetime) stays 0.
-func aged(expire, elapsed uint32) uint32 {
-	switch {
-	case expire == 0 || elapsed == 0:
-		return expire
-	case expire > elapsed:
-		return expire - elapsed
-	}
-	return 1
-}
-
-// lifeFrom sets ent.at to now when the stored lifetime changed from old's
-// (a newer version, or another Expire or Timeout won the merge), and keeps
-// it when the same lifetime was merely confirmed.
-func (e *Engine) lifeFrom(ent *entry, old, merged *record.Record, now time.Time) {
-	if old == nil || merged.Version != old.Version || merged.Expire != old.Expire || merged.Timeout != old.Timeout {
-		ent.at = e.clock(now)
-	}
+// inputBufs is the scratch space of received frames, used under mu.
+type inputBufs struct {
+	rd        wire.Reader
+	opened    []byte
+	scratch   record.Record
+	in        record.Record
+	ack       wire.Ack
+	dig       wire.Digest
+	fin       frameIn                    // the frame whose elements are being read
+	inputLogs ratelog.Limiter[wire.Kind] // "bad element" lines, by kind
 }
 
 // New validates cfg and returns an engine; Start starts it. The engine
@@ -229,24 +115,21 @@ func New(cfg Config) (*Engine, error) {
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return nil, fmt.Errorf("pfsync: drawing the epoch: %w", err)
 	}
+	log := c.Logger.With("node", uint32(c.Node))
 	e := &Engine{
-		cfg:     c,
-		log:     c.Logger.With("node", uint32(c.Node)),
-		tr:      c.Transport,
-		sealer:  c.Sealer,
-		ids:     ids,
-		t0:      now,
-		epoch:   binary.BigEndian.Uint64(rnd[:]) | 1,
-		boot:    uint64(now.UnixNano()),
-		mtu:     mtu,
-		kick:    make(chan struct{}, 1),
-		done:    make(chan struct{}),
-		store:   make(map[record.ID]entry),
-		tombs:   make(map[record.ID]tomb),
-		q:       newQueue(),
-		nextSeq: 1,
-		peers:   make(map[NodeID]*peer),
-		frame:   make([]byte, 0, mtu),
+		cfg:       c,
+		log:       log,
+		tr:        c.Transport,
+		sealer:    c.Sealer,
+		ids:       ids,
+		records:   newRecords(uint32(c.Node), now, c.TombstoneTTL, log),
+		epoch:     binary.BigEndian.Uint64(rnd[:]) | 1,
+		boot:      uint64(now.UnixNano()),
+		mtu:       mtu,
+		lifecycle: lifecycle{kick: make(chan struct{}, 1), done: make(chan struct{})},
+		sender:    newSender(mtu),
+		ae:        antiEntropy{interval: c.AntiEntropy, tombScan: c.TombstoneTTL / 2},
+		peers:     make(map[NodeID]*peer),
 	}
 	if bt, ok := c.Table.(BatchTable); ok {
 		e.batch = bt
@@ -280,15 +163,11 @@ func (e *Engine) Start() error {
 	e.started = true
 	now := time.Now()
 	e.startedAt = now
-	e.tokenAt = now
-	e.tokens = float64(e.cfg.BulkBurst)
-	if e.cfg.AntiEntropy > 0 {
-		e.nextDigest = now.Add(e.cfg.AntiEntropy)
-	}
-	e.nextTombScan = now.Add(e.cfg.TombstoneTTL / 2)
+	e.startTokens(now, e.cfg.BulkBurst)
+	e.ae.start(now)
 	e.sendHello(Broadcast, false, now)
 	if e.q.len() > 0 {
-		e.flushAt = now
+		e.flushBy(now)
 	}
 	e.wg.Add(2)
 	go e.receiveLoop()
@@ -322,38 +201,28 @@ func (e *Engine) Close() error {
 
 func (e *Engine) receiveLoop() {
 	defer e.wg.Done()
-	for {
-		d, err := e.tr.Receive()
-		if err != nil {
-			select {
-			case <-e.done:
-				return
-			default:
-			}
-			if errors.Is(err, net.ErrClosed) {
-				e.log.Error("pfsync: transport closed under the engine", "err", err)
-				return
-			}
-			e.log.Warn("pfsync: receive failed", "err", err)
-			// Do not spin on a transport that keeps failing.
-			t := time.NewTimer(10 * time.Millisecond)
-			select {
-			case <-e.done:
-				t.Stop()
-				return
-			case <-t.C:
-			}
-			continue
-		}
-		e.mu.Lock()
-		if e.closed {
-			e.mu.Unlock()
-			return
-		}
-		e.input(d, time.Now())
+	recvloop.Loop[Datagram]{
+		Done:    e.done,
+		Receive: e.tr.Receive,
+		Handle:  e.received,
+		Retry:   10 * time.Millisecond, // do not spin on a transport that keeps failing
+		Failed:  func(err error) { e.log.Warn("pfsync: receive failed", "err", err) },
+		Closed:  func(err error) { e.log.Error("pfsync: transport closed under the engine", "err", err) },
+	}.Run()
+}
+
+// received handles a datagram the receive loop read; false once the
+// engine is closed.
+func (e *Engine) received(d Datagram) bool {
+	e.mu.Lock()
+	if e.closed {
 		e.mu.Unlock()
-		e.updateDemotion()
+		return false
 	}
+	e.input(d, time.Now())
+	e.mu.Unlock()
+	e.updateDemotion()
+	return true
 }
 
 func (e *Engine) timerLoop() {
@@ -445,9 +314,7 @@ func (e *Engine) Upsert(rec record.Record) error {
 		}
 		ent.ver, ent.at = rec.Version, e.clock(now)
 		e.setData(&ent, e.encode(&rec))
-		if own {
-			e.local++
-		}
+		e.created(rec.ID)
 	}
 	if !ok || own {
 		// The dataplane holds its own records: nothing to commit.
@@ -479,24 +346,19 @@ func (e *Engine) Delete(id record.ID) error {
 	if e.closed {
 		return ErrClosed
 	}
-	e.deleteLocked(id, time.Now(), true)
+	e.deleteLocked(id, time.Now())
 	return nil
 }
 
-// deleteLocked removes id from the store; bump raises the version when this
-// node created the record (a delete is a change by the owner).
-func (e *Engine) deleteLocked(id record.ID, now time.Time, queue bool) {
+// deleteLocked removes id from the store, remembers the delete if peers
+// may know the record (a delete by this node, the creator, is a change:
+// it raises the version) and queues it.
+func (e *Engine) deleteLocked(id record.ID, now time.Time) {
 	ent, ok := e.store[id]
 	if !ok {
 		return
 	}
-	delete(e.store, id)
-	e.changed(id)
-	e.dirtied(ent.flags, 0)
-	e.freeData(ent)
-	if id.Creator == uint32(e.cfg.Node) {
-		e.local--
-	}
+	e.forget(id, ent)
 	announced := ent.flags&fAnnounced != 0
 	if announced {
 		v := ent.ver
@@ -505,35 +367,24 @@ func (e *Engine) deleteLocked(id record.ID, now time.Time, queue bool) {
 		}
 		e.addTomb(id, v, now)
 	}
-	if queue {
-		e.enqueue(id, opDelete, announced, wire.DeleteLen, now)
-	}
+	e.enqueue(id, opDelete, announced, wire.DeleteLen, now)
 }
 
-func (e *Engine) addTomb(id record.ID, ver uint64, now time.Time) {
-	exp := now.Add(e.cfg.TombstoneTTL).UnixNano()
-	if t, ok := e.tombs[id]; ok {
-		ver = max(ver, t.ver)
-		exp = max(exp, t.expires)
-	}
-	e.tombs[id] = tomb{ver: ver, expires: exp}
+// forget removes ent, the entry of id, from the store, and notes the change
+// for the bulk transfers reading a snapshot.
+func (e *Engine) forget(id record.ID, ent entry) {
+	e.records.remove(id, ent)
+	e.changed(id)
 }
 
 // enqueue applies op to id's slot and arranges the flush: at once when a
 // frame's worth is queued, else after FlushDelay.
 func (e *Engine) enqueue(id record.ID, o op, announced bool, size int, now time.Time) {
-	s := coalesce(e.q.pend[id], o, announced)
-	if s != slotNone && e.q.len() >= e.cfg.MaxPending {
-		if _, queued := e.q.pend[id]; !queued {
-			e.stats.QueueDrops++
-			return
-		}
-	}
-	e.q.set(id, s, size+2)
-	if e.q.len() == 0 {
+	if !e.sender.enqueue(id, o, announced, size+2, e.cfg.MaxPending) {
+		e.stats.QueueDrops++
 		return
 	}
-	if !e.started {
+	if e.q.len() == 0 || !e.started {
 		return
 	}
 	if e.q.bytes >= e.mtu-wire.HeaderLen-wire.SectionHeaderLen {
@@ -543,14 +394,8 @@ func (e *Engine) enqueue(id record.ID, o op, announced bool, size int, now time.
 	e.scheduleFlush(now.Add(e.cfg.FlushDelay))
 }
 
-func (e *Engine) scheduleFlush(at time.Time) {
-	if e.flushAt.IsZero() || at.Before(e.flushAt) {
-		e.flushAt = at
-	}
-	e.wakeBy(e.flushAt)
-}
-
-func appendRecord(b []byte, r *record.Record) ([]byte, error) { return wire.AppendRecord(b, r) }
+// scheduleFlush makes the queued elements leave no later than at.
+func (e *Engine) scheduleFlush(at time.Time) { e.wakeBy(e.flushBy(at)) }
 
 // Get returns the engine's copy of record id. Its Expire is the lifetime as
 // last reported or received, not aged by the time since.
@@ -654,17 +499,6 @@ func (e *Engine) PrepareTakeover(ctx context.Context) (int, error) {
 	}
 	e.log.Info("pfsync: takeover commit", "records", n)
 	return n, nil
-}
-
-// dirtied keeps the count of dirty entries (Stats.External) as an entry's
-// flags change from was to now (0 for an entry added or removed).
-func (e *Engine) dirtied(was, now eflag) {
-	switch {
-	case was&fDirty == 0 && now&fDirty != 0:
-		e.external++
-	case was&fDirty != 0 && now&fDirty == 0:
-		e.external--
-	}
 }
 
 // tableRefused counts a write the Table refused and logs it, at most once
@@ -795,13 +629,7 @@ func (e *Engine) Demotion() int {
 }
 
 func (e *Engine) demotionLocked() int {
-	switch {
-	case !e.inSync:
-		return e.cfg.DemoteInit
-	case e.bulkGaveUp:
-		return e.cfg.DemoteDegraded
-	}
-	return 0
+	return e.demotion(e.cfg.DemoteInit, e.cfg.DemoteDegraded)
 }
 
 // updateDemotion reports changed demotion values to the Demoter. The value
@@ -831,7 +659,7 @@ func (e *Engine) Stats() Stats {
 	s := e.stats
 	s.Pending = e.q.len()
 	s.ResendQueue = e.ring.refs
-	s.PeersUp = e.peersUp()
+	s.PeersUp = e.peers.up()
 	s.Records = len(e.store)
 	s.LocalRecords = e.local
 	s.Tombstones = len(e.tombs)

@@ -129,7 +129,7 @@ func confirm(t *testing.T, e *Engine, node NodeID, epoch uint64, now time.Time) 
 }
 
 // fuzzBulkGen is the generation of the first bulk request an engine of
-// epoch 0 addresses to node 2 (Engine.bulkGen).
+// epoch 0 addresses to node 2 (bulkOut.nextGen).
 const fuzzBulkGen = 2<<32 | 1
 
 func mustAP(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }

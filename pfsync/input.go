@@ -140,12 +140,7 @@ const (
 // admit reports whether a frame from sender, a node not heard before, may
 // create its peer state. It logs the first refusal of a run of them.
 func (e *Engine) admit(sender NodeID) bool {
-	unconfirmed := 0
-	for _, p := range e.peers {
-		if !p.confirmed {
-			unconfirmed++
-		}
-	}
+	unconfirmed := e.peers.unconfirmed()
 	if len(e.peers) < maxPeers && unconfirmed < maxUnconfirmed {
 		return true
 	}
@@ -189,7 +184,7 @@ func (e *Engine) peerFor(sender NodeID, epoch uint64, now time.Time) *peer {
 	switch {
 	case fresh:
 		// Tell the new epoch who we are, and ask it to echo our epoch
-		// before anything it sends counts (Engine.elements, Engine.hello).
+		// before anything it sends counts (elementHandlers, Engine.hello).
 		p.confirmed = false
 		e.askEcho(p, now)
 	case !wasUp && !p.confirmed:
@@ -238,135 +233,6 @@ func (e *Engine) askEcho(p *peer, now time.Time) {
 	p.helloAt = now.Add(e.cfg.Heartbeat)
 }
 
-// elements processes the elements of the frame in e.rd. From a peer not
-// confirmed yet it reads only Hellos and requests for our records (a
-// Request or BulkRequest makes us send what we hold, whoever asked): a
-// recording replayed to us could otherwise bring back records deleted
-// since. The bulk sync that follows the confirmation brings everything the
-// peer holds.
-func (e *Engine) elements(p *peer, h wire.Header, now time.Time) {
-	inBulk, dropped := false, false
-	for e.rd.Next() {
-		k := e.rd.Kind()
-		if !p.confirmed && k != wire.KindHello && k != wire.KindRequest && k != wire.KindBulkRequest {
-			dropped = true
-			continue
-		}
-		switch k {
-		case wire.KindInsert, wire.KindUpdate:
-			if err := e.rd.Record(&e.in); err != nil {
-				e.stats.BadValue++
-				continue
-			}
-			if err := e.in.Validate(); err != nil {
-				e.stats.BadValue++
-				continue
-			}
-			if inBulk {
-				p.bulk.add(e.in.ID)
-			}
-			e.remoteRecord(&e.in, e.rd.Raw(), now)
-		case wire.KindUpdateC:
-			var d record.Delta
-			if err := e.rd.Delta(&d); err != nil {
-				e.stats.BadValue++
-				continue
-			}
-			e.remoteDelta(p, &d, now)
-		case wire.KindDelete:
-			d, err := e.rd.Delete()
-			if err != nil {
-				e.stats.BadValue++
-				continue
-			}
-			if inBulk {
-				p.bulk.add(d.ID)
-			}
-			e.remoteDelete(d, now)
-		case wire.KindClear:
-			c, err := e.rd.Clear()
-			if err != nil {
-				e.stats.BadValue++
-				continue
-			}
-			if c.Creator != uint32(p.id) {
-				// Only a record's creator may clear its records: a peer
-				// clearing ours (or a third node's) would wipe live
-				// flows — from our own dataplane's table too.
-				e.stats.BadValue++
-				continue
-			}
-			e.remoteClear(c, now)
-		case wire.KindRequest:
-			r, err := e.rd.Request()
-			if err != nil {
-				e.stats.BadValue++
-				continue
-			}
-			e.answerRequest(r.ID, now)
-		case wire.KindBulkRequest:
-			r, err := e.rd.BulkRequest()
-			if err != nil {
-				e.stats.BadValue++
-				continue
-			}
-			e.bulkRequested(p, r, now)
-		case wire.KindBulkStart:
-			s, err := e.rd.BulkStart()
-			if err != nil {
-				e.stats.BadValue++
-				continue
-			}
-			inBulk = e.bulkFrame(p, s, now)
-		case wire.KindBulkEnd:
-			be, err := e.rd.BulkEnd()
-			if err != nil {
-				e.stats.BadValue++
-				continue
-			}
-			if p.bulk.gen == be.Generation && p.bulk.state == bulkReceiving {
-				p.bulk.haveEnd, p.bulk.endSeq, p.bulk.end = true, h.Seq, be.Digest
-			}
-		case wire.KindBulkMark:
-			m, err := e.rd.BulkMark()
-			if err != nil {
-				e.stats.BadValue++
-				continue
-			}
-			if sequenced := h.Flags&wire.FlagUnsequenced == 0; sequenced {
-				e.bulkMark(p, h.Seq, m)
-			}
-		case wire.KindAck:
-			if err := e.rd.Ack(&e.ack); err != nil {
-				e.stats.BadValue++
-				continue
-			}
-			if NodeID(e.ack.Peer) == e.cfg.Node && e.ack.Epoch == e.epoch {
-				e.acked(p, &e.ack, now)
-			}
-		case wire.KindHello:
-			hl, err := e.rd.Hello()
-			if err != nil {
-				e.stats.BadValue++
-				continue
-			}
-			e.hello(p, hl, h.Seq, now)
-		case wire.KindDigest:
-			if err := e.rd.Digest(&e.dig); err != nil {
-				e.stats.BadValue++
-				continue
-			}
-			e.remoteDigest(p, h, &e.dig, now)
-		case wire.KindHeartbeat, wire.KindInsertAck:
-			// Liveness is any frame; deferral is acknowledged by
-			// frame (UpsertSync), not by InsertAck.
-		}
-	}
-	if dropped {
-		e.stats.Unconfirmed++
-	}
-}
-
 // remoteRecord merges a full record received from a peer. raw is its
 // encoding, stored as is when the record is new.
 func (e *Engine) remoteRecord(r *record.Record, raw []byte, now time.Time) {
@@ -396,9 +262,7 @@ func (e *Engine) remoteRecord(r *record.Record, raw []byte, now time.Time) {
 		ent = entry{ver: r.Version, at: e.clock(now), flags: fAnnounced}
 		e.peerChanged(&ent, now)
 		e.setData(&ent, raw)
-		if own {
-			e.local++
-		}
+		e.created(id)
 		e.applyTable(id, &ent, r, own, now)
 		e.dirtied(0, ent.flags)
 		e.store[id] = ent
@@ -496,21 +360,13 @@ func (e *Engine) remoteDelete(d wire.Delete, now time.Time) {
 		e.dropRecord(d.ID, ent)
 	}
 	e.addTomb(d.ID, d.Version, now)
-	if s := e.q.pend[d.ID]; s == slotUpsert {
-		e.q.set(d.ID, slotNone, 0)
-	}
+	e.unqueueUpsert(d.ID)
 }
 
-// dropRecord removes a record from the store and the Table (if the Table
-// holds it).
+// dropRecord removes a record a peer deleted from the store and the Table
+// (if the Table holds it).
 func (e *Engine) dropRecord(id record.ID, ent entry) {
-	delete(e.store, id)
-	e.changed(id)
-	e.dirtied(ent.flags, 0)
-	e.freeData(ent)
-	if id.Creator == uint32(e.cfg.Node) {
-		e.local--
-	}
+	e.forget(id, ent)
 	if e.cfg.Table != nil && ent.flags&fCommitted != 0 {
 		if err := e.cfg.Table.Delete(id); err != nil {
 			e.tableRefused("delete", id, err)
@@ -565,19 +421,14 @@ func (e *Engine) answerRequest(id record.ID, now time.Time) {
 // or a few: FreeBSD's pfsync dedups the same way), or MaxPending requests
 // are (counted in QueueDrops; anti-entropy repairs what they would have).
 func (e *Engine) request(id record.ID, now time.Time) {
-	if _, queued := e.requested[id]; queued {
-		return
-	}
-	if len(e.requested) >= e.cfg.MaxPending {
+	queued, dropped := e.sender.request(id, e.cfg.MaxPending)
+	if dropped {
 		e.stats.QueueDrops++
+	}
+	if !queued {
 		return
 	}
-	if e.requested == nil {
-		e.requested = make(map[record.ID]struct{})
-	}
-	e.requested[id] = struct{}{}
 	e.stats.RequestsSent++
-	e.ctlq = append(e.ctlq, ctl{kind: wire.KindRequest, id: id})
 	e.scheduleFlush(now)
 }
 
@@ -632,14 +483,11 @@ func (e *Engine) acked(p *peer, a *wire.Ack, now time.Time) {
 	// and may span 2^62 numbers; the decoder checked that they ascend
 	// without overlapping, so the walk visits each held frame at most
 	// once, whatever the ack claims.
-	if held := e.ring.len(); held > 0 && len(a.Nacks) > 0 {
-		first := e.ring.frames[e.ring.off].seq
-		last := first + uint64(held) - 1
+	if first, last, ok := e.held(); ok {
 		for _, r := range a.Nacks {
-			lo, hi := max(r.First, first), min(r.Last, last)
-			for s := lo; s <= hi; s++ {
+			for seq := max(r.First, first); seq <= min(r.Last, last); seq++ {
 				e.nackSteps++
-				if f := e.ring.at(s); f != nil {
+				if f := e.ring.at(seq); f != nil {
 					e.retransmit(p, f, now)
 				}
 			}

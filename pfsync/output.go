@@ -8,83 +8,6 @@ import (
 	"github.com/gocarp/gocarp/pfsync/wire"
 )
 
-// sentFrame is a sequenced frame kept until every peer acknowledged it. It
-// holds references to the records it carried, not its bytes: a
-// retransmission re-encodes their current state under the same sequence
-// number (conntrackd FT-FW's resend queue holds cache objects for the same
-// reason: a retransmission is never stale).
-type sentFrame struct {
-	seq      uint64
-	ids      []record.ID
-	ctl      []ctl
-	pooled   bool // ids came from the pool (bulk frames alias the job's snapshot)
-	bulk     bool // the frame is part of a bulk transfer: it starts with BulkStart
-	bulkGen  uint64
-	bulkExp  uint64
-	hasMark  bool // it carries mark
-	mark     wire.BulkMark
-	end      bool // it carries the BulkEnd
-	endDig   record.Digest
-	resentAt time.Time
-}
-
-// ring is the resend queue: frames[i].seq == frames[0].seq + i.
-type ring struct {
-	frames []sentFrame
-	off    int
-	refs   int // record references and control elements held (ResendLimit bounds them)
-	pool   [][]record.ID
-}
-
-func (r *ring) len() int { return len(r.frames) - r.off }
-
-func (r *ring) at(seq uint64) *sentFrame {
-	if r.len() == 0 {
-		return nil
-	}
-	first := r.frames[r.off].seq
-	if seq < first || seq-first >= uint64(r.len()) {
-		return nil
-	}
-	return &r.frames[r.off+int(seq-first)]
-}
-
-func (r *ring) push(f sentFrame) {
-	r.frames = append(r.frames, f)
-	r.refs += len(f.ids) + len(f.ctl)
-}
-
-// pop drops the oldest frame and returns how many references it held.
-// Control elements count: frames of requests alone, which a peer's input
-// can make us send, must not pile up without bound while a peer that is
-// up does not acknowledge them.
-func (r *ring) pop() int {
-	f := &r.frames[r.off]
-	n := len(f.ids) + len(f.ctl)
-	r.refs -= n
-	if f.pooled && len(r.pool) < 256 {
-		r.pool = append(r.pool, f.ids[:0])
-	}
-	*f = sentFrame{}
-	r.off++
-	if r.off == len(r.frames) {
-		r.frames, r.off = r.frames[:0], 0
-	} else if r.off > 1024 && r.off > len(r.frames)/2 {
-		r.frames = append(r.frames[:0], r.frames[r.off:]...)
-		r.off = 0
-	}
-	return n
-}
-
-func (r *ring) getIDs() []record.ID {
-	if n := len(r.pool); n > 0 {
-		ids := r.pool[n-1]
-		r.pool = r.pool[:n-1]
-		return ids
-	}
-	return make([]record.ID, 0, 64)
-}
-
 // errSkip means an element was not added and should not be retried.
 var errSkip = errors.New("skip")
 
@@ -95,14 +18,12 @@ func (e *Engine) header(seq uint64) wire.Header {
 // flushLocked sends everything queued, in as many frames as needed.
 func (e *Engine) flushLocked(now time.Time) {
 	e.flushAt = time.Time{}
-	for e.q.len() > 0 || len(e.ctlq) > 0 {
+	for e.pending() {
 		if !e.sendSequenced(now) {
 			break
 		}
 	}
-	if e.q.len() == 0 {
-		e.q.order, e.q.pos, e.q.bytes = e.q.order[:0], 0, 0
-	}
+	e.flushed()
 }
 
 // sendSequenced builds and sends one frame of queued elements. It reports
@@ -115,24 +36,17 @@ func (e *Engine) sendSequenced(now time.Time) bool {
 	}
 	e.addAcks(now, false)
 	f := sentFrame{seq: seq, pooled: true, ids: e.ring.getIDs()}
-	for len(e.ctlq) > 0 {
-		c := e.ctlq[0]
+	for c, ok := e.nextCtl(); ok; c, ok = e.nextCtl() {
 		err := e.addCtl(c)
 		if err == wire.ErrFull {
 			break
 		}
-		e.ctlq = e.ctlq[1:]
-		if c.kind == wire.KindRequest {
-			delete(e.requested, c.id) // a new miss may ask again
-		}
+		e.ctlTaken()
 		if err != nil {
 			e.log.Error("pfsync: control element dropped", "kind", c.kind.String(), "err", err)
 			continue
 		}
 		f.ctl = append(f.ctl, c)
-	}
-	if len(e.ctlq) == 0 {
-		e.ctlq = nil
 	}
 	for e.q.pos < len(e.q.order) {
 		id := e.q.order[e.q.pos]
@@ -168,9 +82,8 @@ func (e *Engine) sendSequenced(now time.Time) bool {
 	if e.ackRequested {
 		e.b.SetFlags(wire.FlagAckRequested)
 	}
-	e.nextSeq++
 	e.sendFrame(Broadcast, e.b.Frame(), now)
-	e.ring.push(f)
+	e.sequenced(f)
 	e.trimRing()
 	return true
 }
@@ -229,11 +142,11 @@ func (e *Engine) addElem(id record.ID, s slot, now time.Time) error {
 func (e *Engine) addStored(ent entry, now time.Time) error {
 	body := e.data(ent)
 	if el := e.elapsed(ent, now); el > 0 {
-		b, err := wire.AppendAgedRecord(e.enc[:0], body, el)
+		b, err := wire.AppendAgedRecord(e.records.enc[:0], body, el)
 		if err != nil {
 			return err
 		}
-		e.enc, body = b, b
+		e.records.enc, body = b, b
 	}
 	return e.b.AddRecordBody(wire.KindUpdate, body)
 }
@@ -400,16 +313,5 @@ func (e *Engine) retransmit(p *peer, f *sentFrame, now time.Time) {
 // beyond ResendLimit (their loss is repaired by the peers' gap handling:
 // they fall back to a bulk sync).
 func (e *Engine) trimRing() {
-	minAck := e.nextSeq - 1
-	for _, p := range e.peers {
-		if p.up && p.acked < minAck {
-			minAck = p.acked
-		}
-	}
-	for e.ring.len() > 0 && e.ring.frames[e.ring.off].seq <= minAck {
-		e.ring.pop()
-	}
-	for e.ring.refs > e.cfg.ResendLimit && e.ring.len() > 0 {
-		e.stats.ResendDrops += uint64(e.ring.pop())
-	}
+	e.stats.ResendDrops += e.trim(e.peers.minAcked(e.last()), e.cfg.ResendLimit)
 }

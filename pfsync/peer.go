@@ -25,7 +25,7 @@ type peer struct {
 	lastHeard time.Time
 	// confirmed: this epoch of the peer echoed our epoch in a Hello. Until
 	// then its frames may be a recording replayed to us after our restart:
-	// only its Hellos and requests are read (Engine.elements), and its
+	// only its Hellos and requests are read (elementHandlers), and its
 	// stream and our bulk request wait.
 	confirmed bool
 	helloAt   time.Time // next Hello asking an unconfirmed peer for the echo
@@ -44,25 +44,117 @@ type peer struct {
 	// Our stream as the peer acknowledged it.
 	acked uint64
 
-	// A resynchronisation by digest (Engine.resync): the deadline for p's
-	// whole-table digest (zero: none awaited), the bucket sums of it
-	// compared so far and the buckets found different.
-	resyncAt     time.Time
-	resyncGot    int
-	resyncRepair wire.BucketSet
-	resyncSeen   wire.BucketSet // the buckets of p's digest compared so far
-
-	// Digests p sent: the anti-entropy buckets compared in the current
-	// round (one round per Heartbeat), and when we last answered p's
-	// request for our whole-table digest.
-	aeRound        time.Time
-	aeSeen         wire.BucketSet
-	digestAnswered time.Time
+	digests // comparisons of p's digests with our table
 
 	bulk       bulkRecv
 	synced     bool // a full bulk sync from this epoch of the peer completed
 	bulkFailed bool // a full bulk sync from this epoch failed every retry
 	stats      PeerStats
+}
+
+// peerTimers are the intervals a peer's tick works with.
+type peerTimers struct {
+	dead time.Duration // silence after which the peer is down
+	gap  time.Duration // how long a gap may wait for retransmissions
+}
+
+// peerEvents are what a peer's tick asks the engine to do: the peer keeps
+// its own state, the engine owns the frames, the store and the logs.
+type peerEvents interface {
+	// peerDown: p just went silent for too long (p.up is false).
+	peerDown(p *peer, now time.Time)
+	// askEcho: p is not confirmed and its Hello is due.
+	askEcho(p *peer, now time.Time)
+	// gapGivenUp: p could not fill the gap in its stream in time.
+	gapGivenUp(p *peer, now time.Time)
+	// resyncTimedOut: p did not answer a resync's digest request in time.
+	resyncTimedOut(p *peer, now time.Time)
+	// completeBulk: every range of the bulk from p settled; only the end
+	// marker is missing, and there is nothing left to ask for.
+	completeBulk(p *peer, now time.Time)
+	// bulkTimedOut: the bulk from p made no progress in time.
+	bulkTimedOut(p *peer, now time.Time)
+}
+
+// tick runs p's timers at now: it tells ev what is due, adds to w when p
+// must be looked at next, and reports whether an ack of p's stream is due
+// and whether p must be forgotten.
+func (p *peer) tick(now time.Time, t peerTimers, ev peerEvents, w *wakeup) (ackDue, forget bool) {
+	if p.up && now.Sub(p.lastHeard) >= t.dead {
+		p.up = false
+		if p.bulk.active() {
+			p.bulk = bulkRecv{}
+		}
+		p.resyncAt = time.Time{}
+		ev.peerDown(p, now)
+	}
+	if !p.up {
+		// A peer that never proved it is live (a recording, or forged in
+		// Insecure mode) is forgotten: it holds no state of ours, and a
+		// real node says hello again.
+		return false, !p.confirmed
+	}
+	w.at(p.lastHeard.Add(t.dead))
+	if !p.confirmed {
+		if !now.Before(p.helloAt) {
+			ev.askEcho(p, now)
+		}
+		w.at(p.helloAt)
+		return false, false
+	}
+	if p.hasGap() && !p.gapSince.IsZero() && now.Sub(p.gapSince) >= t.gap {
+		ev.gapGivenUp(p, now)
+	}
+	if p.hasGap() {
+		if !now.Before(p.nackAt) {
+			p.ackDue, p.ackAt = true, now
+		} else {
+			w.at(p.nackAt)
+		}
+		w.at(p.gapSince.Add(t.gap))
+	}
+	if p.ackDue {
+		if !now.Before(p.ackAt) {
+			ackDue = true
+		} else {
+			w.at(p.ackAt)
+		}
+	}
+	if !p.resyncAt.IsZero() {
+		if !now.Before(p.resyncAt) {
+			ev.resyncTimedOut(p, now)
+		} else {
+			w.at(p.resyncAt)
+		}
+	}
+	if p.bulk.active() {
+		if !now.Before(p.bulk.deadline) {
+			switch {
+			case p.bulk.left().Empty():
+				ev.completeBulk(p, now)
+			case p.hasGap() && !p.gapSince.IsZero() && len(p.bulk.marks) > 0:
+				// Marks wait behind frames being recovered: the gap is
+				// filled or given up within t.gap, and they settle then.
+				p.bulk.deadline = p.gapSince.Add(t.gap)
+			default:
+				ev.bulkTimedOut(p, now)
+			}
+		}
+		if p.bulk.active() {
+			w.at(p.bulk.deadline)
+		}
+	}
+	return ackDue, false
+}
+
+// wakeup collects the earliest of the times something is due.
+type wakeup struct{ next time.Time }
+
+// at makes the wakeup no later than t (zero: nothing due).
+func (w *wakeup) at(t time.Time) {
+	if !t.IsZero() && t.Before(w.next) {
+		w.next = t
+	}
 }
 
 func (p *peer) bit(seq uint64) (int, uint64) {
@@ -185,83 +277,57 @@ func (p *peer) isRetired(epoch uint64) bool {
 	return false
 }
 
-// syncCheck decides whether this node is in sync, the condition that clears
-// DemoteSourceBulk. It is in sync once, for every peer it currently knows to
-// be up, a full bulk sync from that peer completed and passed its digest
-// check (or failed every retry: then in sync but degraded, with
-// DemoteDegraded). A peer that goes down stops being required. With no peer
-// up, the node must also have waited Config.Discovery since Start: a node
-// that heard nobody in that window is the founder of the cluster, with
-// nothing to fetch (OpenBSD's pfsync likewise gives up waiting and
-// undemotes); but a node that heard a live peer and got no table from any
-// keeps waiting (midBulk). A bulk from one peer is never enough while
-// another up peer — possibly the one holding the records — has not sent its
-// own: a node that booted with an empty table must not look ready to CARP
-// because a peer as empty as itself answered first.
-//
-// Once in sync the node stays in sync: a newcomer must not demote a running
-// master.
-func (e *Engine) syncCheck(now time.Time) {
-	if e.inSync {
-		return
-	}
-	anyUp, failed := false, false
-	for _, p := range e.peers {
-		if !p.up {
-			continue
-		}
-		anyUp = true
-		switch {
-		case p.synced:
-		case p.bulkFailed:
-			failed = true
-		default:
-			return
-		}
-	}
-	if !anyUp && now.Sub(e.startedAt) < e.cfg.Discovery {
-		return
-	}
-	if !anyUp && e.midBulk() {
-		// Every peer went silent before one sent us its table: the sync
-		// link failed during our bulk, or the peers died. A dead peer
-		// leaves us master anyway, demoted or not; a live one behind a
-		// failed link is still master, and must stay so (a preempting
-		// backup with half a table would drop the other half of the
-		// flows). The bulk resumes when the link does.
-		return
-	}
-	e.inSync, e.bulkGaveUp = true, failed
-	switch {
-	case !anyUp && len(e.peers) == 0:
-		e.log.Info("pfsync: no peer heard within the discovery window: founder, in sync", "window", e.cfg.Discovery, "records", len(e.store))
-	case failed:
-		e.log.Warn("pfsync: in sync but degraded: the bulk sync from some peer failed every retry", "records", len(e.store))
-	default:
-		e.log.Info("pfsync: in sync: bulk syncs from every peer up complete", "peers", e.peersUp(), "records", len(e.store))
-	}
-}
+// peerSet is the peers this node knows, by node ID.
+type peerSet map[NodeID]*peer
 
-// midBulk reports whether this node heard a live peer (one that echoed our
-// epoch) in this life but holds no peer's table: no full bulk sync
-// completed or was given up.
-func (e *Engine) midBulk() bool {
-	confirmed := false
-	for _, p := range e.peers {
-		if p.synced || p.bulkFailed {
-			return false
-		}
-		confirmed = confirmed || p.confirmed
-	}
-	return confirmed
-}
-
-func (e *Engine) peersUp() int {
+// up returns how many peers are up.
+func (ps peerSet) up() int {
 	n := 0
-	for _, p := range e.peers {
+	for _, p := range ps {
 		if p.up {
 			n++
 		}
 	}
 	return n
+}
+
+// unconfirmed returns how many peers did not echo our epoch yet.
+func (ps peerSet) unconfirmed() int {
+	n := 0
+	for _, p := range ps {
+		if !p.confirmed {
+			n++
+		}
+	}
+	return n
+}
+
+// unacked returns how many confirmed peers that are up have not
+// acknowledged our stream up to seq.
+func (ps peerSet) unacked(seq uint64) int {
+	n := 0
+	for _, p := range ps {
+		if p.up && p.confirmed && p.acked < seq {
+			n++
+		}
+	}
+	return n
+}
+
+// minAcked returns the lowest sequence number every peer that is up
+// acknowledged, at most last.
+func (ps peerSet) minAcked(last uint64) uint64 {
+	for _, p := range ps {
+		if p.up && p.acked < last {
+			last = p.acked
+		}
+	}
+	return last
+}
+
+// comparable reports whether we hold p's whole stream up to the frame with
+// header h, so that our copy of what p sent can be compared with a digest
+// p made when it sent that frame.
+func (p *peer) comparable(h wire.Header) bool {
+	return p.next != 0 && p.next > h.Seq && !p.hasGap()
 }

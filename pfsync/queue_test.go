@@ -6,8 +6,9 @@ import (
 	"testing"
 )
 
-// TestCoalesceTable lists pfsync's queue transitions (§2.1 of the
-// reference) as the engine implements them.
+// TestCoalesceTable lists the queue transitions (what a pending change
+// becomes when another change of the same record follows it;
+// docs/protocol.md, "What a sender sends") as the engine implements them.
 func TestCoalesceTable(t *testing.T) {
 	tests := []struct {
 		from      slot

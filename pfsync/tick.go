@@ -3,146 +3,91 @@ package pfsync
 import "time"
 
 // tick runs everything that is due at now and returns when it must run
-// again. It is called by the timer goroutine with e.mu held.
+// again. It is called by the timer goroutine with e.mu held. Each owner
+// keeps its own timers: the sender its flush and heartbeat, every peer its
+// liveness, acks, gap, resync and bulk deadlines (peer.tick), the bulk
+// transfers their token bucket, anti-entropy its digest and tombstone
+// scan.
 func (e *Engine) tick(now time.Time) time.Time {
-	next := now.Add(e.cfg.Heartbeat)
-	earlier := func(t time.Time) {
-		if !t.IsZero() && t.Before(next) {
-			next = t
-		}
-	}
-	if !e.flushAt.IsZero() && !now.Before(e.flushAt) {
+	w := wakeup{next: now.Add(e.cfg.Heartbeat)}
+	if e.flushDue(now) {
 		e.flushLocked(now)
 	}
-
-	dead := e.cfg.Heartbeat * time.Duration(e.cfg.DeadAfter)
-	gapTimeout := 2 * e.cfg.Heartbeat
-	acksDue := false
-	for _, p := range e.peers {
-		if p.up && now.Sub(p.lastHeard) >= dead {
-			p.up = false
-			e.log.Warn("pfsync: peer down", "peer", uint32(p.id), "silent", now.Sub(p.lastHeard))
-			if p.bulk.active() {
-				p.bulk = bulkRecv{}
-			}
-			p.resyncAt = time.Time{}
-			e.ackProgress() // UpsertSync no longer waits for it
-		}
-		if !p.up {
-			if !p.confirmed {
-				// It never proved it is live (a recording, or forged
-				// in Insecure mode): forget it, it holds no state
-				// of ours. A real node says hello again.
-				delete(e.peers, p.id)
-			}
-			continue
-		}
-		earlier(p.lastHeard.Add(dead))
-		if !p.confirmed {
-			if !now.Before(p.helloAt) {
-				e.askEcho(p, now)
-			}
-			earlier(p.helloAt)
-			continue
-		}
-		if p.hasGap() && !p.gapSince.IsZero() && now.Sub(p.gapSince) >= gapTimeout {
-			// The peer could not fill the gap (its resend queue dropped
-			// the frames): move on and resynchronise.
-			e.log.Info("pfsync: giving up on lost frames, resynchronising", "peer", uint32(p.id), "from", p.next)
-			p.skipGap(p.gapHigh, now)
-			e.streamLost(p, p.next-1, now)
-			// Bulk marks that waited for the lost frames can settle now.
-			e.checkBulk(p, now)
-		}
-		if p.hasGap() {
-			if !now.Before(p.nackAt) {
-				p.ackDue, p.ackAt = true, now
-			} else {
-				earlier(p.nackAt)
-			}
-			earlier(p.gapSince.Add(gapTimeout))
-		}
-		if p.ackDue {
-			if !now.Before(p.ackAt) {
-				acksDue = true
-			} else {
-				earlier(p.ackAt)
-			}
-		}
-		if !p.resyncAt.IsZero() {
-			if !now.Before(p.resyncAt) {
-				e.resyncTimedOut(p, now)
-			} else {
-				earlier(p.resyncAt)
-			}
-		}
-		if p.bulk.active() {
-			if !now.Before(p.bulk.deadline) {
-				switch {
-				case p.bulk.session.Without(p.bulk.done).Empty():
-					// Every range settled; only the end marker is
-					// missing, and there is nothing left to ask for.
-					e.completeBulk(p, now)
-				case p.hasGap() && !p.gapSince.IsZero() && len(p.bulk.marks) > 0:
-					// Marks wait behind frames being recovered: the
-					// gap is filled or given up within gapTimeout,
-					// and they settle then.
-					p.bulk.deadline = p.gapSince.Add(gapTimeout)
-				default:
-					e.stats.BulkFailed++
-					e.log.Warn("pfsync: bulk sync timed out", "peer", uint32(p.id), "attempt", p.bulk.attempts+1)
-					e.retryBulk(p, now)
-				}
-			}
-			if p.bulk.active() {
-				earlier(p.bulk.deadline)
-			}
-		}
-	}
+	acksDue := e.tickPeers(now, &w)
 	e.syncCheck(now)
 	if d := e.startedAt.Add(e.cfg.Discovery); !e.inSync && d.After(now) {
 		// Once past, the window must not be scheduled again: it would wake
 		// the loop at once, every time, until the node is in sync.
-		earlier(d)
+		w.at(d)
 	}
 	if acksDue || len(e.ctlq) > 0 {
 		e.flushLocked(now) // acks ride along, or leave in an ack-only frame
 		e.sendUnsequenced(Broadcast, false, now)
 	}
-	if len(e.bulks) > 0 {
-		earlier(e.sendBulks(now))
+	if e.bulk.running() {
+		w.at(e.sendBulks(now))
 	}
-	if e.cfg.AntiEntropy > 0 {
-		if !now.Before(e.nextDigest) {
-			e.nextDigest = now.Add(e.cfg.AntiEntropy)
-			if e.antiEntropyReady() {
-				e.sendDigest(now)
-			}
-		}
-		earlier(e.nextDigest)
+	digest, tombs := e.ae.due(now, &w)
+	if digest && e.antiEntropyReady() {
+		e.sendDigest(now)
 	}
-	if !now.Before(e.nextTombScan) {
+	if tombs {
 		e.expireTombs(now)
-		e.nextTombScan = now.Add(e.cfg.TombstoneTTL / 2)
 	}
-	earlier(e.nextTombScan)
-	if now.Sub(e.lastSent) >= e.cfg.Heartbeat {
+	if e.heartbeatDue(now, e.cfg.Heartbeat) {
 		e.sendUnsequenced(Broadcast, true, now)
 	}
-	earlier(e.lastSent.Add(e.cfg.Heartbeat))
-	earlier(e.flushAt)
+	w.at(e.lastSent.Add(e.cfg.Heartbeat))
+	w.at(e.flushAt)
 	e.trimRing()
-	if !next.After(now) {
-		next = now.Add(time.Microsecond)
+	if !w.next.After(now) {
+		return now.Add(time.Microsecond)
 	}
-	return next
+	return w.next
+}
+
+// tickPeers runs every peer's timers and reports whether an ack is due.
+func (e *Engine) tickPeers(now time.Time, w *wakeup) (acksDue bool) {
+	t := peerTimers{dead: e.cfg.Heartbeat * time.Duration(e.cfg.DeadAfter), gap: 2 * e.cfg.Heartbeat}
+	for _, p := range e.peers {
+		due, forget := p.tick(now, t, e, w)
+		if forget {
+			delete(e.peers, p.id)
+		}
+		acksDue = acksDue || due
+	}
+	return acksDue
+}
+
+// The engine's side of peer.tick (peerEvents).
+var _ peerEvents = (*Engine)(nil)
+
+func (e *Engine) peerDown(p *peer, now time.Time) {
+	e.log.Warn("pfsync: peer down", "peer", uint32(p.id), "silent", now.Sub(p.lastHeard))
+	e.ackProgress() // UpsertSync no longer waits for it
+}
+
+func (e *Engine) gapGivenUp(p *peer, now time.Time) {
+	// The peer could not fill the gap (its resend queue dropped the
+	// frames): move on and resynchronise.
+	e.log.Info("pfsync: giving up on lost frames, resynchronising", "peer", uint32(p.id), "from", p.next)
+	p.skipGap(p.gapHigh, now)
+	e.streamLost(p, p.next-1, now)
+	// Bulk marks that waited for the lost frames can settle now.
+	e.checkBulk(p, now)
+}
+
+func (e *Engine) bulkTimedOut(p *peer, now time.Time) {
+	e.stats.BulkFailed++
+	e.log.Warn("pfsync: bulk sync timed out", "peer", uint32(p.id), "attempt", p.bulk.attempts+1)
+	e.retryBulk(p, now)
 }
 
 // antiEntropyReady reports whether this node's view of its own records is
 // complete enough to be the reference: a restarted node first collects its
 // previous life's records from the peers' bulk syncs.
 func (e *Engine) antiEntropyReady() bool {
-	if !e.inSync || e.peersUp() == 0 {
+	if !e.inSync || e.peers.up() == 0 {
 		return false
 	}
 	for _, p := range e.peers {
@@ -151,13 +96,4 @@ func (e *Engine) antiEntropyReady() bool {
 		}
 	}
 	return true
-}
-
-func (e *Engine) expireTombs(now time.Time) {
-	n := now.UnixNano()
-	for id, t := range e.tombs {
-		if t.expires <= n {
-			delete(e.tombs, id)
-		}
-	}
 }

@@ -10,8 +10,9 @@
 // max window, window scale) merged monotonically per direction, and
 // lifetimes sent as remaining seconds so clock skew never matters
 // (pfsync's "expire"). It adds what pfsync lacks: an owner-maintained
-// Version, tombstones so a late update cannot resurrect a deleted record,
-// and typed extension blocks that receivers preserve even when they do not
+// Version, against which the engine's tombstones check a late update so it
+// cannot resurrect a deleted record (a delete at version v beats every copy
+// at v or below), and typed extension blocks that receivers preserve even when they do not
 // understand them.
 //
 // Everything here is a pure value: no I/O, no clock (callers pass the time),

@@ -3,7 +3,6 @@ package record_test
 import (
 	"fmt"
 	"net/netip"
-	"time"
 
 	"github.com/gocarp/gocarp/pfsync/record"
 )
@@ -29,13 +28,6 @@ func ExampleMerge() {
 	}
 	merged, out := record.Merge(&local, &remote)
 	fmt.Println(merged.Peers[record.Orig].SeqLo, merged.Peers[record.Reply].SeqLo, out, out.Stale())
-
-	// A delete at version 3 suppresses a late update of version 3.
-	tombs := record.NewTombstones(30 * time.Second)
-	now := time.Unix(1_700_000_000, 0)
-	tombs.Add(local.ID, 3, now)
-	fmt.Println(tombs.Suppresses(local.ID, 3, now.Add(time.Second)), tombs.Suppresses(local.ID, 4, now.Add(time.Second)))
 	// Output:
 	// 5000 9000 changed|stale-reply true
-	// true false
 }

@@ -197,8 +197,8 @@ func laterLife(av uint64, ae uint32, at uint8, bv uint64, be uint32, bt uint8) b
 //
 // The result is therefore independent of the order in which copies arrive:
 // Merge is idempotent, commutative and associative on every field when equal
-// versions carry equal creator-owned fields. Deletes are not records: check
-// Tombstones before merging.
+// versions carry equal creator-owned fields. Deletes are not records: the
+// caller keeps its own tombstones and checks them before merging.
 //
 // StaleOrig/StaleReply report that local was ahead in that direction (the
 // caller echoes its copy back), Older that remote had a lower Version,

@@ -35,4 +35,32 @@
 // length, with overflow-safe arithmetic) and then iterates elements without
 // allocating; Decode is the convenient allocating form. Decoders never panic
 // on any input.
+//
+// # Adding an element kind
+//
+// A receiver skips kinds it does not know (the section header carries the
+// element length), so a new kind needs no new protocol version as long as
+// a peer that ignores it stays correct; if it does not, announce the kind
+// with a new Caps bit in the Hello and send it only to peers that set it.
+// The places to touch, and nothing else:
+//
+//  1. kind.go: the Kind constant (the next free number: numbers are never
+//     reused), its name in kindNames, its size in the fixed-length list
+//     and fixedLen (or none: a variable-size element), and the upper bound
+//     of Kind.Known.
+//  2. elements.go: the element type, with its Kind method and its
+//     encoding and decoding; the Builder's Add method for it and the
+//     Reader's accessor (builder.go, reader.go), so that Builder.Add,
+//     Reader.Element and Decode handle it; a seed in the fuzz targets
+//     (fuzz_test.go) and a round-trip case in the tests.
+//  3. package pfsync, elements.go: one entry in elementHandlers, the
+//     table keyed by kind, with its handler and whether a peer not yet
+//     confirmed may send it (only elements that cannot change our state).
+//     TestElementTableCoversWire fails until the entry exists.
+//  4. Sending it from the engine: an element of the reliable stream that
+//     is not a record goes through the sender's control queue (ctl and
+//     addCtl in package pfsync, output.go), which also retransmits it;
+//     anything else is added where its frame is built.
+//  5. docs/protocol.md: the element's layout and rules, for other
+//     implementations.
 package wire

@@ -24,7 +24,7 @@ func needLen(b []byte, n int, k Kind) error {
 
 // Delete says that a record was deleted by its owner or expired on the
 // sender at Version. Receivers drop their copy if it is not newer and keep a
-// tombstone (record.Tombstones).
+// tombstone (docs/protocol.md, "Deletes and tombstones").
 //
 // Wire (20 bytes): creator u32 | num u64 | version u64.
 type Delete struct {
