@@ -175,6 +175,12 @@
 //     ignored. There is no counter, so the replay checks above do not
 //     apply; anyone on the LAN can send VRRPv3 adverts.
 //
+// Since the demotion travels only inside the priority, a demoted VRRP
+// master is taken over only by backups with Preempt (CARP backups take
+// over from a more demoted master even without it): enable Preempt on
+// every node when something demotes (a sync engine, a group that follows
+// others, a health check).
+//
 // One deliberate difference: a BACKUP with Preempt takes over at the first
 // advert of a lower priority, as CARP does, where RFC 5798 lets it ignore
 // such adverts until its master-down timer fires. The outcome is the same,
