@@ -414,3 +414,23 @@ func TestVRRPBadPackets(t *testing.T) {
 		}
 	})
 }
+
+// TestVRRPDemotionWithoutPreempt: VRRP carries demotion only in the
+// priority, so a demoted master stays master when the backups do not
+// preempt (unlike CARP, where a less demoted backup always takes over).
+func TestVRRPDemotionWithoutPreempt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		seg := carptest.NewSegment(1)
+		a := newVRRPNode(t, seg, "a", carp.Config{Priority: 200}).start(t)
+		b := newVRRPNode(t, seg, "b", carp.Config{Priority: 150}).start(t)
+		sleep(10 * time.Second)
+		wantState(t, a, carp.Master)
+		a.g.SetDemotion("sync", 100)
+		sleep(10 * time.Second)
+		wantState(t, a, carp.Master)
+		wantState(t, b, carp.Backup)
+		if got := lastVRRP(t, a, carp.IPv4).Priority; got != 100 {
+			t.Errorf("priority %d, want 100", got)
+		}
+	})
+}
