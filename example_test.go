@@ -88,6 +88,9 @@ func Example() {
 			return err
 		},
 	})
+	if err == nil {
+		err = follower.Start()
+	}
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -237,7 +237,7 @@ const DefaultCloseTimeout = 5 * time.Second
 // validate checks c and returns a normalised copy.
 func (c Config) validate() (Config, error) {
 	if c.VHID == 0 {
-		return c, fmt.Errorf("carp: vhid %d out of range 1-255", c.VHID)
+		return c, fmt.Errorf("carp: Config.VHID %d out of range 1-255", c.VHID)
 	}
 	switch c.Protocol {
 	case ProtocolCARP:
@@ -267,24 +267,24 @@ func (c Config) validate() (Config, error) {
 		c.AdvBase = 1
 	}
 	if c.AdvSkew == 255 {
-		return c, fmt.Errorf("carp: advskew %d out of range 0-254", c.AdvSkew)
+		return c, fmt.Errorf("carp: Config.AdvSkew %d out of range 0-254", c.AdvSkew)
 	}
 	if len(c.Password) > MaxPasswordLen {
-		return c, fmt.Errorf("carp: password length %d out of range 0-%d", len(c.Password), MaxPasswordLen)
+		return c, fmt.Errorf("carp: Config.Password length %d out of range 0-%d", len(c.Password), MaxPasswordLen)
 	}
 	if len(c.Addrs) == 0 {
-		return c, errors.New("carp: addrs is empty, want at least one virtual address")
+		return c, errors.New("carp: Config.Addrs is empty, want at least one virtual address")
 	}
 	addrs := make([]netip.Addr, 0, len(c.Addrs))
 	seen := make(map[netip.Addr]bool, len(c.Addrs))
-	for _, a := range c.Addrs {
+	for i, a := range c.Addrs {
 		if !a.IsValid() || a.Unmap().IsUnspecified() || a.IsMulticast() {
-			return c, fmt.Errorf("carp: address %v is not a unicast address", a)
+			return c, fmt.Errorf("carp: Config.Addrs[%d] %v is not a unicast address", i, a)
 		}
 		a = a.Unmap()
 		key := a.WithZone("")
 		if seen[key] {
-			return c, fmt.Errorf("carp: address %v listed twice", a)
+			return c, fmt.Errorf("carp: Config.Addrs[%d] %v listed twice", i, a)
 		}
 		seen[key] = true
 		addrs = append(addrs, a)
@@ -292,31 +292,31 @@ func (c Config) validate() (Config, error) {
 	c.Addrs = addrs
 	c.Password = slices.Clone(c.Password)
 	if c.Profile > ProfileOpenBSD {
-		return c, fmt.Errorf("carp: profile %d out of range 0-%d", c.Profile, ProfileOpenBSD)
+		return c, fmt.Errorf("carp: Config.Profile %d out of range 0-%d", c.Profile, ProfileOpenBSD)
 	}
 	if c.DeadRatio == 0 {
 		c.DeadRatio = 3
 	}
 	if c.DeadRatio < 1 || c.DeadRatio > 255 {
-		return c, fmt.Errorf("carp: deadratio %d out of range 1-255", c.DeadRatio)
+		return c, fmt.Errorf("carp: Config.DeadRatio %d out of range 0-255 (0 means 3)", c.DeadRatio)
 	}
 	if c.CounterMode > CounterCookie {
-		return c, fmt.Errorf("carp: countermode %d out of range 0-%d", c.CounterMode, CounterCookie)
+		return c, fmt.Errorf("carp: Config.CounterMode %d out of range 0-%d", c.CounterMode, CounterCookie)
 	}
 	if c.HoldDown < 0 {
-		return c, fmt.Errorf("carp: holddown %v out of range >= 0", c.HoldDown)
+		return c, fmt.Errorf("carp: Config.HoldDown %v out of range (0 or more)", c.HoldDown)
 	}
 	if c.CloseTimeout < 0 {
-		return c, fmt.Errorf("carp: closetimeout %v out of range >= 0", c.CloseTimeout)
+		return c, fmt.Errorf("carp: Config.CloseTimeout %v out of range (0 or more)", c.CloseTimeout)
 	}
 	if c.CloseTimeout == 0 {
 		c.CloseTimeout = DefaultCloseTimeout
 	}
 	if c.IfIndex < 0 {
-		return c, fmt.Errorf("carp: ifindex %d out of range >= 0", c.IfIndex)
+		return c, fmt.Errorf("carp: Config.IfIndex %d out of range (0 or more)", c.IfIndex)
 	}
 	if c.Transport == nil {
-		return c, errors.New("carp: transport is nil, want a Transport")
+		return c, errors.New("carp: Config.Transport is nil, want a Transport")
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -149,6 +149,16 @@
 // Preempt take over from it. A group configured with StartAsMaster waits
 // as BACKUP while demoted.
 //
+// # Groups that fail over together
+//
+// A node with several groups (a firewall's LAN and WAN) usually needs them
+// on the same node. [FollowGroup] keeps them together: it demotes every
+// group of the node when one of their links is down, or when one group
+// lost mastership while another is still MASTER, for a hold time that
+// doubles on repeats. Its documentation gives the reasons it can neither
+// deadlock nor flap. It is also the node-wide demotion counter (OpenBSD's
+// interface group "carp"): a demotion set on it reaches every group.
+//
 // # VRRPv3
 //
 // With Config.Protocol set to [ProtocolVRRPv3] a group sends and accepts

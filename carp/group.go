@@ -11,23 +11,6 @@ import (
 	"github.com/gocarp/gocarp/internal/recvloop"
 )
 
-// Reasons of state changes, in carp(4)'s words where carp(4) has them
-// (FreeBSD logs these strings at net.inet.carp.log=1).
-const (
-	ReasonMasterTimedOut = "master timed out"
-	ReasonPreempt        = "preempting a slower master"
-	ReasonDemotedMaster  = "preempting a more demoted master"
-	ReasonMoreFrequent   = "more frequent advertisement received"
-	ReasonWillTimeOut    = "master will time out"
-	ReasonBowOut         = "bow-out received"
-	ReasonLinkDown       = "link down"
-	ReasonLinkUp         = "link up"
-	ReasonUser           = "user requested"
-	ReasonInit           = "initialization complete"
-	ReasonStartAsMaster  = "configured to start as master"
-	ReasonClosed         = "group closed"
-)
-
 // Demotion sources the Group sets itself.
 const (
 	// DemoteLink is raised (by 1) while the link is down (SetLinkState).
@@ -74,6 +57,7 @@ type Group struct {
 	stepFor time.Duration
 	started bool
 	closed  bool
+	follow  *FollowGroup // set by FollowGroup.Add before Start, then fixed
 
 	kick      chan struct{} // control changed; capacity 1
 	done      chan struct{} // closed by Close
@@ -109,7 +93,7 @@ func NewGroup(cfg Config) (*Group, error) {
 				continue
 			}
 			if !have[f] {
-				return nil, fmt.Errorf("carp: address %v needs %v, which the transport does not carry", a, f)
+				return nil, fmt.Errorf("carp: Config.Addrs: %v needs %v, which Config.Transport does not carry", a, f)
 			}
 			families = append(families, f)
 			break
@@ -277,7 +261,8 @@ func (g *Group) demoteSumLocked() int {
 // the group in INIT (timers stopped, adverts ignored; a MASTER leaves
 // without a bow-out, the link being gone) and raises the demotion source
 // "link" by 1; up returns to BACKUP with a fresh master-down timer and
-// clears it (carp(4) on parent link changes).
+// clears it (carp(4) on parent link changes). A FollowGroup the group
+// belongs to learns of the change too (its link rule).
 func (g *Group) SetLinkState(up bool) {
 	g.mu.Lock()
 	g.linkUp = up
@@ -286,8 +271,12 @@ func (g *Group) SetLinkState(up bool) {
 	} else {
 		g.demote[DemoteLink] = 1
 	}
+	f := g.follow
 	g.mu.Unlock()
 	g.poke()
+	if f != nil {
+		f.link(g, up) // without g.mu: the FollowGroup locks its members
+	}
 }
 
 // StepDown makes a MASTER become BACKUP and keeps the group from taking over

@@ -99,7 +99,7 @@ func (gn *grpNode) mark() int {
 
 // await waits for a transition with index >= from to state to and returns
 // it. If reasons are given, its reason must be one of them.
-func (gn *grpNode) await(t *testing.T, from int, to carp.State, reasons ...string) carp.Transition {
+func (gn *grpNode) await(t *testing.T, from int, to carp.State, reasons ...carp.Reason) carp.Transition {
 	t.Helper()
 	timeout := time.After(grpWait)
 	for {

@@ -96,7 +96,7 @@ func (n *node) last() carp.Transition {
 // step is a transition without VHID and time, for cmp.Diff.
 type step struct {
 	From, To carp.State
-	Reason   string
+	Reason   carp.Reason
 }
 
 func (n *node) steps() []step {
@@ -165,23 +165,23 @@ func TestConfigValidation(t *testing.T) {
 		mod  func(c *carp.Config)
 		want string
 	}{
-		{"vhid 0", func(c *carp.Config) { c.VHID = 0 }, "carp: vhid 0 out of range 1-255"},
-		{"advskew 255", func(c *carp.Config) { c.AdvSkew = 255 }, "carp: advskew 255 out of range 0-254"},
-		{"password 21", func(c *carp.Config) { c.Password = make([]byte, 21) }, "carp: password length 21 out of range 0-20"},
-		{"no addrs", func(c *carp.Config) { c.Addrs = nil }, "carp: addrs is empty, want at least one virtual address"},
+		{"vhid 0", func(c *carp.Config) { c.VHID = 0 }, "carp: Config.VHID 0 out of range 1-255"},
+		{"advskew 255", func(c *carp.Config) { c.AdvSkew = 255 }, "carp: Config.AdvSkew 255 out of range 0-254"},
+		{"password 21", func(c *carp.Config) { c.Password = make([]byte, 21) }, "carp: Config.Password length 21 out of range 0-20"},
+		{"no addrs", func(c *carp.Config) { c.Addrs = nil }, "carp: Config.Addrs is empty, want at least one virtual address"},
 		{"duplicate", func(c *carp.Config) {
 			c.Addrs = []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("::ffff:10.0.0.1")}
-		}, "carp: address 10.0.0.1 listed twice"},
-		{"zero addr", func(c *carp.Config) { c.Addrs = []netip.Addr{{}} }, "carp: address invalid IP is not a unicast address"},
-		{"multicast", func(c *carp.Config) { c.Addrs = []netip.Addr{netip.MustParseAddr("224.0.0.18")} }, "carp: address 224.0.0.18 is not a unicast address"},
-		{"deadratio", func(c *carp.Config) { c.DeadRatio = -1 }, "carp: deadratio -1 out of range 1-255"},
-		{"profile", func(c *carp.Config) { c.Profile = 7 }, "carp: profile 7 out of range 0-1"},
-		{"countermode", func(c *carp.Config) { c.CounterMode = 2 }, "carp: countermode 2 out of range 0-1"},
-		{"holddown", func(c *carp.Config) { c.HoldDown = -time.Second }, "carp: holddown -1s out of range >= 0"},
-		{"ifindex", func(c *carp.Config) { c.IfIndex = -1 }, "carp: ifindex -1 out of range >= 0"},
-		{"closetimeout", func(c *carp.Config) { c.CloseTimeout = -time.Second }, "carp: closetimeout -1s out of range >= 0"},
-		{"transport", func(c *carp.Config) { c.Transport = nil }, "carp: transport is nil, want a Transport"},
-		{"family", func(c *carp.Config) { c.Addrs = []netip.Addr{netip.MustParseAddr("2001:db8::1")} }, "carp: address 2001:db8::1 needs ipv6, which the transport does not carry"},
+		}, "carp: Config.Addrs[1] 10.0.0.1 listed twice"},
+		{"zero addr", func(c *carp.Config) { c.Addrs = []netip.Addr{{}} }, "carp: Config.Addrs[0] invalid IP is not a unicast address"},
+		{"multicast", func(c *carp.Config) { c.Addrs = []netip.Addr{netip.MustParseAddr("224.0.0.18")} }, "carp: Config.Addrs[0] 224.0.0.18 is not a unicast address"},
+		{"deadratio", func(c *carp.Config) { c.DeadRatio = -1 }, "carp: Config.DeadRatio -1 out of range 0-255 (0 means 3)"},
+		{"profile", func(c *carp.Config) { c.Profile = 7 }, "carp: Config.Profile 7 out of range 0-1"},
+		{"countermode", func(c *carp.Config) { c.CounterMode = 2 }, "carp: Config.CounterMode 2 out of range 0-1"},
+		{"holddown", func(c *carp.Config) { c.HoldDown = -time.Second }, "carp: Config.HoldDown -1s out of range (0 or more)"},
+		{"ifindex", func(c *carp.Config) { c.IfIndex = -1 }, "carp: Config.IfIndex -1 out of range (0 or more)"},
+		{"closetimeout", func(c *carp.Config) { c.CloseTimeout = -time.Second }, "carp: Config.CloseTimeout -1s out of range (0 or more)"},
+		{"transport", func(c *carp.Config) { c.Transport = nil }, "carp: Config.Transport is nil, want a Transport"},
+		{"family", func(c *carp.Config) { c.Addrs = []netip.Addr{netip.MustParseAddr("2001:db8::1")} }, "carp: Config.Addrs: 2001:db8::1 needs ipv6, which Config.Transport does not carry"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

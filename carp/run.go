@@ -479,7 +479,7 @@ func (r *run) masterDown() {
 
 // becomeMaster sends an advert at once and only then notifies the embedder,
 // so peers learn of the new master before any hook runs (carp(4)).
-func (r *run) becomeMaster(reason string) {
+func (r *run) becomeMaster(reason Reason) {
 	g := r.g
 	from := r.state
 	r.startWait = false
@@ -497,7 +497,7 @@ func (r *run) becomeMaster(reason string) {
 	r.transition(from, reason)
 }
 
-func (r *run) becomeBackup(reason string) {
+func (r *run) becomeBackup(reason Reason) {
 	g := r.g
 	from := r.state
 	r.adv.stop()
@@ -510,7 +510,7 @@ func (r *run) becomeBackup(reason string) {
 	r.transition(from, reason)
 }
 
-func (r *run) toInit(reason string) {
+func (r *run) toInit(reason Reason) {
 	from := r.state
 	r.adv.stop()
 	r.stopDown()
@@ -545,7 +545,7 @@ func (r *run) stopTimers() {
 	r.recover.stop()
 }
 
-func (r *run) transition(from State, reason string) {
+func (r *run) transition(from State, reason Reason) {
 	if from == r.state {
 		return
 	}
@@ -555,6 +555,11 @@ func (r *run) transition(from State, reason string) {
 		level = slog.LevelWarn
 	}
 	g.log.Log(context.Background(), level, "carp: state changed", "from", from, "state", r.state, "reason", reason)
+	if g.follow != nil {
+		// Before the embedder hears of it: the rule's demotion is then
+		// in the next advert of every member.
+		g.follow.transition(g, from, r.state)
+	}
 	if g.ntf != nil {
 		g.ntf.push(Transition{VHID: g.cfg.VHID, From: from, To: r.state, Reason: reason, At: time.Now()})
 	}

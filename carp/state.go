@@ -36,6 +36,32 @@ type Transition struct {
 	VHID   uint8     // the group's virtual host id
 	From   State     // the state left
 	To     State     // the state entered
-	Reason string    // why, in carp(4)'s words: "master timed out", "preempting a slower master", ...
+	Reason Reason    // why: ReasonMasterTimedOut, ReasonPreempt, ...
 	At     time.Time // when the protocol loop made the change
 }
+
+// Reason says why a group changed state. Its value is the sentence carp(4)
+// uses for the change where carp(4) has one (FreeBSD logs these at
+// net.inet.carp.log=1), so it can be logged or handed to a script as it
+// is. A Group only reports the Reasons declared here; an embedder may make
+// up others for transitions it synthesises (a Reason is a string).
+type Reason string
+
+// Reasons of state changes.
+const (
+	ReasonMasterTimedOut Reason = "master timed out"
+	ReasonPreempt        Reason = "preempting a slower master"
+	ReasonDemotedMaster  Reason = "preempting a more demoted master"
+	ReasonMoreFrequent   Reason = "more frequent advertisement received"
+	ReasonWillTimeOut    Reason = "master will time out"
+	ReasonBowOut         Reason = "bow-out received"
+	ReasonLinkDown       Reason = "link down"
+	ReasonLinkUp         Reason = "link up"
+	ReasonUser           Reason = "user requested"
+	ReasonInit           Reason = "initialization complete"
+	ReasonStartAsMaster  Reason = "configured to start as master"
+	ReasonClosed         Reason = "group closed"
+)
+
+// String returns the reason's sentence.
+func (r Reason) String() string { return string(r) }

@@ -96,22 +96,22 @@ func NewRawTransport(ifname string, cfg *RawConfig) (*RawTransport, error) {
 	if len(fams) == 0 {
 		fams = []Family{IPv4, IPv6}
 	}
-	for _, f := range fams {
+	for i, f := range fams {
 		if f != IPv4 && f != IPv6 {
-			return nil, fmt.Errorf("carp: family %v out of range (ipv4, ipv6)", f)
+			return nil, fmt.Errorf("carp: RawConfig.Families[%d] %v out of range (ipv4, ipv6)", i, f)
 		}
 	}
 	slices.Sort(fams)
 	fams = slices.Compact(fams)
 	has := func(f Family) bool { return slices.Contains(fams, f) }
 	if cfg.Peer4.IsValid() && (!cfg.Peer4.Unmap().Is4() || cfg.Peer4.Unmap().IsMulticast()) {
-		return nil, fmt.Errorf("carp: peer4 %v is not an IPv4 unicast address", cfg.Peer4)
+		return nil, fmt.Errorf("carp: RawConfig.Peer4 %v is not an IPv4 unicast address", cfg.Peer4)
 	}
 	if cfg.Peer6.IsValid() && (!cfg.Peer6.Is6() || cfg.Peer6.Is4In6() || cfg.Peer6.IsMulticast()) {
-		return nil, fmt.Errorf("carp: peer6 %v is not an IPv6 unicast address", cfg.Peer6)
+		return nil, fmt.Errorf("carp: RawConfig.Peer6 %v is not an IPv6 unicast address", cfg.Peer6)
 	}
 	if cfg.Src4.IsValid() && !cfg.Src4.Unmap().Is4() {
-		return nil, fmt.Errorf("carp: src4 %v is not an IPv4 address", cfg.Src4)
+		return nil, fmt.Errorf("carp: RawConfig.Src4 %v is not an IPv4 address", cfg.Src4)
 	}
 
 	ifi, err := net.InterfaceByName(ifname)
@@ -149,7 +149,7 @@ func NewRawTransport(ifname string, cfg *RawConfig) (*RawTransport, error) {
 	if has(IPv4) {
 		t.src4 = cfg.Src4.Unmap()
 		if t.src4.IsValid() && !slices.ContainsFunc(all, func(a rawAddr) bool { return a.addr == t.src4 }) {
-			return nil, fmt.Errorf("carp: src4 %v is not an address of this host; the kernel would refuse to send from it", t.src4)
+			return nil, fmt.Errorf("carp: RawConfig.Src4 %v is not an address of this host; the kernel would refuse to send from it", t.src4)
 		}
 		if !t.src4.IsValid() {
 			for _, a := range addrs {
@@ -159,7 +159,7 @@ func NewRawTransport(ifname string, cfg *RawConfig) (*RawTransport, error) {
 				}
 			}
 			if !t.src4.IsValid() {
-				return nil, fmt.Errorf("carp: %s has no IPv4 address to send adverts from; add one or set Src4", ifname)
+				return nil, fmt.Errorf("carp: %s has no IPv4 address to send adverts from; add one or set RawConfig.Src4", ifname)
 			}
 		}
 		t.self = append(t.self, t.src4)

@@ -418,12 +418,12 @@ func TestRawTransportErrors(t *testing.T) {
 		wantErr string
 	}{
 		{"no such interface", "nope0", nil, `interface "nope0"`},
-		{"bad family", a.ifname, &carp.RawConfig{Families: []carp.Family{5}}, "family family(5) out of range"},
-		{"multicast peer4", a.ifname, &carp.RawConfig{Peer4: rawGroup4}, "peer4 224.0.0.18 is not an IPv4 unicast"},
-		{"ipv6 peer4", a.ifname, &carp.RawConfig{Peer4: a.v6}, "peer4 fd77::1 is not"},
-		{"ipv4 peer6", a.ifname, &carp.RawConfig{Peer6: a.v4}, "peer6 10.77.0.1 is not"},
-		{"ipv6 src4", a.ifname, &carp.RawConfig{Src4: a.v6}, "src4 fd77::1 is not"},
-		{"foreign src4", a.ifname, &carp.RawConfig{Src4: netip.MustParseAddr("10.77.0.99")}, "src4 10.77.0.99 is not an address of this host"},
+		{"bad family", a.ifname, &carp.RawConfig{Families: []carp.Family{5}}, "RawConfig.Families[0] family(5) out of range"},
+		{"multicast peer4", a.ifname, &carp.RawConfig{Peer4: rawGroup4}, "RawConfig.Peer4 224.0.0.18 is not an IPv4 unicast"},
+		{"ipv6 peer4", a.ifname, &carp.RawConfig{Peer4: a.v6}, "RawConfig.Peer4 fd77::1 is not"},
+		{"ipv4 peer6", a.ifname, &carp.RawConfig{Peer6: a.v4}, "RawConfig.Peer6 10.77.0.1 is not"},
+		{"ipv6 src4", a.ifname, &carp.RawConfig{Src4: a.v6}, "RawConfig.Src4 fd77::1 is not"},
+		{"foreign src4", a.ifname, &carp.RawConfig{Src4: netip.MustParseAddr("10.77.0.99")}, "RawConfig.Src4 10.77.0.99 is not an address of this host"},
 		{"no link-local on lo", "lo", &carp.RawConfig{Families: []carp.Family{carp.IPv6}}, "lo has no IPv6 link-local"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

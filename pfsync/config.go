@@ -155,15 +155,16 @@ type Config struct {
 	DemoteDegraded int
 }
 
-// errConfig is wrapped by every validation error.
-var errConfig = errors.New("pfsync: invalid config")
+// errConfig is wrapped by every validation error, which then names the
+// field: "pfsync: Config.Node 0 out of range 1-4294967295".
+var errConfig = errors.New("pfsync")
 
 func durRange(name string, v *time.Duration, def, lo, hi time.Duration) error {
 	if *v == 0 {
 		*v = def
 	}
 	if *v < lo || *v > hi {
-		return fmt.Errorf("%w: %s %v out of range %v-%v", errConfig, name, *v, lo, hi)
+		return fmt.Errorf("%w: Config.%s %v out of range %v-%v", errConfig, name, *v, lo, hi)
 	}
 	return nil
 }
@@ -173,7 +174,7 @@ func intRange(name string, v *int, def, lo, hi int) error {
 		*v = def
 	}
 	if *v < lo || *v > hi {
-		return fmt.Errorf("%w: %s %d out of range %d-%d", errConfig, name, *v, lo, hi)
+		return fmt.Errorf("%w: Config.%s %d out of range %d-%d", errConfig, name, *v, lo, hi)
 	}
 	return nil
 }
@@ -182,16 +183,16 @@ func intRange(name string, v *int, def, lo, hi int) error {
 // field.
 func (c Config) withDefaults() (Config, error) {
 	if c.Node == 0 {
-		return c, fmt.Errorf("%w: Node 0 out of range 1-4294967295", errConfig)
+		return c, fmt.Errorf("%w: Config.Node 0 out of range 1-4294967295", errConfig)
 	}
 	if c.Transport == nil {
-		return c, fmt.Errorf("%w: Transport is nil", errConfig)
+		return c, fmt.Errorf("%w: Config.Transport is nil, want a Transport", errConfig)
 	}
 	if c.Sealer == nil && !c.Insecure {
-		return c, fmt.Errorf("%w: Sealer is nil and Insecure is false (refusing to sync state unauthenticated)", errConfig)
+		return c, fmt.Errorf("%w: Config.Sealer is nil and Config.Insecure is false (refusing to sync state unauthenticated)", errConfig)
 	}
 	if c.Commit > CommitOnTakeover {
-		return c, fmt.Errorf("%w: Commit %d out of range 0-1", errConfig, uint8(c.Commit))
+		return c, fmt.Errorf("%w: Config.Commit %d out of range 0-1", errConfig, uint8(c.Commit))
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -27,14 +27,14 @@ func TestConfigValidation(t *testing.T) {
 		cfg  pfsync.Config
 		want string
 	}{
-		{"node", pfsync.Config{Transport: tr, Insecure: true}, "pfsync: invalid config: Node 0 out of range 1-4294967295"},
-		{"transport", pfsync.Config{Node: 1, Insecure: true}, "pfsync: invalid config: Transport is nil"},
-		{"sealer", pfsync.Config{Node: 1, Transport: tr}, "pfsync: invalid config: Sealer is nil and Insecure is false (refusing to sync state unauthenticated)"},
-		{"flush", pfsync.Config{Node: 1, Transport: tr, Insecure: true, FlushDelay: 2 * time.Second}, "pfsync: invalid config: FlushDelay 2s out of range 1ms-1s"},
-		{"dead", pfsync.Config{Node: 1, Transport: tr, Insecure: true, DeadAfter: 1}, "pfsync: invalid config: DeadAfter 1 out of range 2-100"},
-		{"rate", pfsync.Config{Node: 1, Transport: tr, Insecure: true, BulkRate: -5}, "pfsync: invalid config: BulkRate -5 out of range 1-10000000"},
-		{"commit", pfsync.Config{Node: 1, Transport: tr, Insecure: true, Commit: 7}, "pfsync: invalid config: Commit 7 out of range 0-1"},
-		{"demote", pfsync.Config{Node: 1, Transport: tr, Insecure: true, DemoteInit: 300}, "pfsync: invalid config: DemoteInit 300 out of range 1-255"},
+		{"node", pfsync.Config{Transport: tr, Insecure: true}, "pfsync: Config.Node 0 out of range 1-4294967295"},
+		{"transport", pfsync.Config{Node: 1, Insecure: true}, "pfsync: Config.Transport is nil, want a Transport"},
+		{"sealer", pfsync.Config{Node: 1, Transport: tr}, "pfsync: Config.Sealer is nil and Config.Insecure is false (refusing to sync state unauthenticated)"},
+		{"flush", pfsync.Config{Node: 1, Transport: tr, Insecure: true, FlushDelay: 2 * time.Second}, "pfsync: Config.FlushDelay 2s out of range 1ms-1s"},
+		{"dead", pfsync.Config{Node: 1, Transport: tr, Insecure: true, DeadAfter: 1}, "pfsync: Config.DeadAfter 1 out of range 2-100"},
+		{"rate", pfsync.Config{Node: 1, Transport: tr, Insecure: true, BulkRate: -5}, "pfsync: Config.BulkRate -5 out of range 1-10000000"},
+		{"commit", pfsync.Config{Node: 1, Transport: tr, Insecure: true, Commit: 7}, "pfsync: Config.Commit 7 out of range 0-1"},
+		{"demote", pfsync.Config{Node: 1, Transport: tr, Insecure: true, DemoteInit: 300}, "pfsync: Config.DemoteInit 300 out of range 1-255"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

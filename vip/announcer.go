@@ -95,10 +95,10 @@ func newPacketAnnouncer(ifi *net.Interface, arpConn, ip6Conn net.PacketConn, loo
 		mac = ifi.HardwareAddr
 	}
 	if len(mac) != 6 {
-		return nil, fmt.Errorf("vip: announcer on %s: hardware address %q is not a 6-byte Ethernet MAC", ifi.Name, mac)
+		return nil, fmt.Errorf("vip: announcer on %s: AnnouncerConfig.HardwareAddr (or the interface's) %q is not a 6-byte Ethernet MAC", ifi.Name, mac)
 	}
 	if cfg.Source.IsValid() && (!cfg.Source.Is6() || cfg.Source.Is4In6()) {
-		return nil, fmt.Errorf("vip: announcer on %s: Source %v is not an IPv6 address", ifi.Name, cfg.Source)
+		return nil, fmt.Errorf("vip: announcer on %s: AnnouncerConfig.Source %v is not an IPv6 address", ifi.Name, cfg.Source)
 	}
 	a := &PacketAnnouncer{
 		ifi:    ifi,
@@ -189,7 +189,7 @@ func (a *PacketAnnouncer) source(target netip.Addr) netip.Addr {
 func (a *PacketAnnouncer) lookupSource() netip.Addr {
 	ll, err := a.lookup()
 	if err != nil {
-		a.log.Warn("no link-local source for neighbor advertisements; using the announced address", "iface", a.ifi.Name, "err", err)
+		a.log.Warn("vip: no link-local source for neighbor advertisements; using the announced address", "iface", a.ifi.Name, "err", err)
 		return netip.Addr{}
 	}
 	return ll

@@ -130,6 +130,9 @@ func BenchmarkTransitionToWire(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	if err := f.Start(); err != nil {
+		b.Fatal(err)
+	}
 	defer f.Close()
 
 	var ds []time.Duration

@@ -82,6 +82,9 @@ func BenchmarkTransitionToFirstFrame(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			if err := f.Start(); err != nil {
+				b.Fatal(err)
+			}
 			defer f.Close()
 			var ds []time.Duration
 			b.ResetTimer()

@@ -40,6 +40,9 @@ func TestFollowerWithGroups(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if err := f.Start(); err != nil {
+				t.Fatal(err)
+			}
 			m.f = f
 			g, err := carp.NewGroup(carp.Config{
 				VHID:          7,

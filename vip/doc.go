@@ -37,6 +37,7 @@
 //	ann, _ := vip.NewPacketAnnouncer(vmac.Interface(), nil) // announces the virtual MAC
 //	f, _ := vip.NewFollower(vip.Config{VHID: 10, Addrs: vip.Host(vipAddr), Manager: mgr, Announcer: ann})
 //	groupConfig.OnTransition = f.Handle
+//	err = f.Start() // before group.Start
 //	// ... on shutdown: group.Close(); f.Close(); ann.Close(); mgr.Close(); vmac.Close()
 //
 // Without a virtual MAC, open the manager and announcer on the parent.

@@ -47,6 +47,10 @@ func ExampleFollower() {
 		fmt.Println(err)
 		return
 	}
+	if err := f.Start(); err != nil {
+		fmt.Println(err)
+		return
+	}
 	f.Handle(carp.Transition{VHID: 10, From: carp.Backup, To: carp.Master, Reason: "master timed out"})
 	<-ann.done
 	if err := f.Close(); err != nil { // withdraws what it installed

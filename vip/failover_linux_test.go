@@ -153,6 +153,9 @@ func foStartNode(t *testing.T, tp *netns.Topology, br, name string, skew uint8, 
 		Announcer:      ann,
 		AdvertInterval: n.g.AdvertInterval(),
 	})
+	if err == nil {
+		err = n.f.Start()
+	}
 	if err != nil {
 		n.g.Close()
 		t.Fatalf("%s: %v", name, err)

@@ -91,9 +91,9 @@ type Stats struct {
 // answers for a VIP. At start it removes VIPs left over from a crashed
 // run (docs/interop.md, "Stale addresses after a crash").
 //
-// Plug Handle into carp.Config.OnTransition. Handle never blocks: the work
-// runs on the Follower's own goroutine, and a newer transition supersedes
-// one not yet applied.
+// Plug Handle into carp.Config.OnTransition and call Start before starting
+// the group. Handle never blocks: the work runs on the Follower's own
+// goroutine, and a newer transition supersedes one not yet applied.
 type Follower struct {
 	cfg  Config
 	plan plan
@@ -112,6 +112,8 @@ type Follower struct {
 	lastErr      error
 	closeOnce    sync.Once
 	closeErr     error
+	started      bool
+	closed       bool
 
 	// Owned by the run goroutine.
 	state     carp.State
@@ -122,9 +124,8 @@ type Follower struct {
 	timer     *time.Timer
 }
 
-// NewFollower validates cfg and starts the Follower's goroutine, which first
-// removes any of the VIPs found on the interface (the Follower starts in
-// INIT). Close it when done.
+// NewFollower validates cfg and returns a Follower in INIT. It starts
+// nothing: Start does. Close it when done.
 func NewFollower(cfg Config) (*Follower, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -148,41 +149,59 @@ func NewFollower(cfg Config) (*Follower, error) {
 		installed: make(map[netip.Addr]netip.Prefix),
 	}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
-	go f.run()
 	return f, nil
+}
+
+// Start starts the Follower's goroutine, which first removes any of the
+// VIPs found on the interface (the Follower starts in INIT), then applies
+// the latest transition handed to Handle, if any. It fails if the Follower
+// was started or closed before.
+func (f *Follower) Start() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case f.closed:
+		return errors.New("vip: Follower.Start: follower closed")
+	case f.started:
+		return errors.New("vip: Follower.Start: follower already started")
+	}
+	f.started = true
+	go f.run()
+	return nil
 }
 
 func (c *Config) validate() error {
 	if len(c.Addrs) == 0 {
-		return errors.New("vip: Addrs is empty; need at least one address")
+		return errors.New("vip: Config.Addrs is empty, want at least one address")
 	}
 	seen := make(map[netip.Addr]bool, len(c.Addrs))
-	for _, v := range c.Addrs {
-		if err := v.validate(); err != nil {
+	for i, v := range c.Addrs {
+		field := fmt.Sprintf("Config.Addrs[%d]", i)
+		if err := v.validate(field); err != nil {
 			return err
 		}
 		if seen[v.Addr] {
-			return fmt.Errorf("vip: address %v listed twice in Addrs", v.Addr)
+			return fmt.Errorf("vip: %s.Addr %v listed twice", field, v.Addr)
 		}
 		seen[v.Addr] = true
 	}
 	switch {
 	case c.Manager == nil:
-		return errors.New("vip: Manager is nil")
+		return errors.New("vip: Config.Manager is nil, want an AddrManager")
 	case c.AdvertInterval < 0 || c.AdvertInterval > 255*time.Second:
-		return fmt.Errorf("vip: AdvertInterval %v out of range 0-255s", c.AdvertInterval)
+		return fmt.Errorf("vip: Config.AdvertInterval %v out of range 0-255s", c.AdvertInterval)
 	case c.BeforeInstallTimeout < 0:
-		return fmt.Errorf("vip: BeforeInstallTimeout %v is negative", c.BeforeInstallTimeout)
+		return fmt.Errorf("vip: Config.BeforeInstallTimeout %v out of range (0 or more)", c.BeforeInstallTimeout)
 	case c.ReconcileInterval < 0 || (c.ReconcileInterval > 0 && c.ReconcileInterval < 100*time.Millisecond):
-		return fmt.Errorf("vip: ReconcileInterval %v out of range (0 or at least 100ms)", c.ReconcileInterval)
+		return fmt.Errorf("vip: Config.ReconcileInterval %v out of range (0 or at least 100ms)", c.ReconcileInterval)
 	}
 	return c.Schedule.validate()
 }
 
 // Handle applies transition t (asynchronously; it returns at once). It has
 // the signature of carp.Config.OnTransition. A transition that leaves
-// MASTER cancels a BeforeInstall still running. After Close it does
-// nothing.
+// MASTER cancels a BeforeInstall still running. Before Start the latest
+// transition waits for Start; after Close it does nothing.
 func (f *Follower) Handle(t carp.Transition) {
 	if f.cfg.VHID != 0 && t.VHID != f.cfg.VHID {
 		return
@@ -232,11 +251,17 @@ func (f *Follower) Stats() Stats {
 // Close stops the Follower: it withdraws the addresses it installed, waits
 // for its goroutine and returns the errors of that withdrawal. It does not
 // close the Manager or the Announcer, which the caller created. It is
-// idempotent.
+// idempotent, and a Follower never started has nothing to stop.
 func (f *Follower) Close() error {
 	f.closeOnce.Do(func() {
+		f.mu.Lock()
+		f.closed = true
+		started := f.started
+		f.mu.Unlock()
 		f.cancel()
-		<-f.done
+		if started {
+			<-f.done
+		}
 	})
 	return f.closeErr
 }
@@ -282,8 +307,8 @@ func (f *Follower) run() {
 func (f *Follower) apply(t carp.Transition) bool {
 	if t.To != carp.Master {
 		f.timer.Stop()
-		if err := f.withdrawInstalled(t.To.String() + ": " + t.Reason); err != nil {
-			f.fail("withdrawal failed", netip.Addr{}, err)
+		if err := f.withdrawInstalled(t.To.String() + ": " + t.Reason.String()); err != nil {
+			f.fail("vip: withdrawal failed", netip.Addr{}, err)
 		}
 		f.setState(t.To)
 		return false
@@ -299,7 +324,7 @@ func (f *Follower) apply(t carp.Transition) bool {
 	for _, v := range f.cfg.Addrs {
 		p := v.resolve(f.onIf)
 		if err := f.cfg.Manager.Add(p); err != nil {
-			f.fail("install failed", v.Addr, err)
+			f.fail("vip: install failed", v.Addr, err)
 			continue
 		}
 		f.installed[v.Addr] = p
@@ -307,7 +332,7 @@ func (f *Follower) apply(t carp.Transition) bool {
 		f.count(func(s *Stats) { s.Installs++ })
 	}
 	f.startAnnouncing(addrs)
-	f.log.Info("installed addresses", "reason", t.Reason, "count", len(addrs))
+	f.log.Info("vip: installed addresses", "reason", t.Reason, "count", len(addrs))
 	return true
 }
 
@@ -332,7 +357,7 @@ func (f *Follower) beforeInstall(t carp.Transition) bool {
 		return false
 	}
 	if err != nil {
-		f.fail("BeforeInstall failed; installing anyway", netip.Addr{}, fmt.Errorf("vip: BeforeInstall: %w", err))
+		f.fail("vip: BeforeInstall failed; installing anyway", netip.Addr{}, fmt.Errorf("vip: BeforeInstall: %w", err))
 	}
 	return true
 }
@@ -342,7 +367,7 @@ func (f *Follower) reconcile() {
 	onIf, err := f.cfg.Manager.List()
 	f.count(func(s *Stats) { s.Reconciles++ })
 	if err != nil {
-		f.fail("listing addresses failed", netip.Addr{}, err)
+		f.fail("vip: listing addresses failed", netip.Addr{}, err)
 		return
 	}
 	f.onIf = onIf
@@ -353,7 +378,7 @@ func (f *Follower) reconcile() {
 	if f.state != carp.Master {
 		for _, v := range f.cfg.Addrs {
 			if p, ok := present[v.Addr]; ok {
-				f.log.Warn("removing a VIP found while not MASTER", "vip", p.String(), "state", f.state.String())
+				f.log.Warn("vip: removing a VIP found while not MASTER", "vip", p.String(), "state", f.state.String())
 				f.remove(p)
 			}
 		}
@@ -369,12 +394,12 @@ func (f *Follower) reconcile() {
 			p = v.resolve(onIf)
 		}
 		if err := f.cfg.Manager.Add(p); err != nil {
-			f.fail("re-adding a missing VIP failed", v.Addr, err)
+			f.fail("vip: re-adding a missing VIP failed", v.Addr, err)
 			continue
 		}
 		f.installed[v.Addr] = p
 		repaired = append(repaired, v.Addr)
-		f.log.Warn("re-added a VIP removed behind our back", "vip", p.String())
+		f.log.Warn("vip: re-added a VIP removed behind our back", "vip", p.String())
 		f.count(func(s *Stats) { s.Repairs++ })
 	}
 	if len(repaired) > 0 {
@@ -386,7 +411,7 @@ func (f *Follower) reconcile() {
 // remove deletes p and counts it.
 func (f *Follower) remove(p netip.Prefix) {
 	if err := f.cfg.Manager.Remove(p); err != nil {
-		f.fail("withdrawal failed", p.Addr(), err)
+		f.fail("vip: withdrawal failed", p.Addr(), err)
 		return
 	}
 	f.count(func(s *Stats) { s.Withdrawals++ })
@@ -408,7 +433,7 @@ func (f *Follower) withdrawInstalled(why string) error {
 		f.count(func(s *Stats) { s.Withdrawals++ })
 	}
 	if f.state == carp.Master {
-		f.log.Info("withdrew addresses", "why", why, "errors", len(errs))
+		f.log.Info("vip: withdrew addresses", "why", why, "errors", len(errs))
 	}
 	return errors.Join(errs...)
 }
@@ -441,7 +466,7 @@ func (f *Follower) announceDue() {
 		return
 	}
 	if err := f.cfg.Announcer.Announce(addrs); err != nil {
-		f.fail("announcement failed", netip.Addr{}, err)
+		f.fail("vip: announcement failed", netip.Addr{}, err)
 	}
 	f.count(func(s *Stats) { s.Announcements++ })
 	f.round++

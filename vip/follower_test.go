@@ -20,7 +20,7 @@ var (
 	vip6 = netip.MustParseAddr("2001:db8::10")
 )
 
-func tr(to carp.State, reason string) carp.Transition {
+func tr(to carp.State, reason carp.Reason) carp.Transition {
 	return carp.Transition{VHID: 10, To: to, Reason: reason, At: time.Now()}
 }
 
@@ -51,6 +51,9 @@ func newFixture(t *testing.T, cfg vip.Config, initial ...netip.Prefix) *fixture 
 		t.Fatal(err)
 	}
 	fx.f = f
+	if err := f.Start(); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		if err := f.Close(); err != nil {
 			t.Errorf("Close: %v", err)
@@ -330,6 +333,9 @@ func TestFollowerClose(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if err := f.Start(); err != nil {
+			t.Fatal(err)
+		}
 		f.Handle(tr(carp.Master, "test"))
 		synctest.Wait()
 		mgr.SetError(viptest.OpRemove, errors.New("vip: remove: no such device"))
@@ -353,6 +359,9 @@ func TestFollowerClose(t *testing.T) {
 		mgr2 := viptest.NewAddrManager(rec2)
 		f2, err := vip.NewFollower(vip.Config{Addrs: vip.Host(vip4), Manager: mgr2})
 		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f2.Start(); err != nil {
 			t.Fatal(err)
 		}
 		f2.Handle(tr(carp.Master, "test"))
@@ -396,15 +405,15 @@ func TestNewFollowerValidation(t *testing.T) {
 		edit func(*vip.Config)
 		want string
 	}{
-		{"no addrs", func(c *vip.Config) { c.Addrs = nil }, "Addrs is empty"},
+		{"no addrs", func(c *vip.Config) { c.Addrs = nil }, "vip: Config.Addrs is empty"},
 		{"invalid addr", func(c *vip.Config) { c.Addrs = []vip.VIP{{}} }, "not a valid IP address"},
-		{"duplicate", func(c *vip.Config) { c.Addrs = vip.Host(vip4, vip4) }, "192.0.2.10 listed twice"},
-		{"multicast", func(c *vip.Config) { c.Addrs = vip.Host(netip.MustParseAddr("224.0.0.18")) }, "not a unicast"},
+		{"duplicate", func(c *vip.Config) { c.Addrs = vip.Host(vip4, vip4) }, "vip: Config.Addrs[1].Addr 192.0.2.10 listed twice"},
+		{"multicast", func(c *vip.Config) { c.Addrs = vip.Host(netip.MustParseAddr("224.0.0.18")) }, "vip: Config.Addrs[0].Addr 224.0.0.18 is not a unicast address"},
 		{"mapped", func(c *vip.Config) { c.Addrs = vip.Host(netip.MustParseAddr("::ffff:192.0.2.1")) }, "IPv4-mapped"},
-		{"bits", func(c *vip.Config) { c.Addrs = []vip.VIP{{Addr: vip4, Bits: 33}} }, "prefix length 33 of 192.0.2.10 out of range 0-32"},
-		{"no manager", func(c *vip.Config) { c.Manager = nil }, "Manager is nil"},
-		{"advert", func(c *vip.Config) { c.AdvertInterval = -time.Second }, "AdvertInterval -1s out of range"},
-		{"reconcile", func(c *vip.Config) { c.ReconcileInterval = time.Millisecond }, "ReconcileInterval 1ms out of range"},
+		{"bits", func(c *vip.Config) { c.Addrs = []vip.VIP{{Addr: vip4, Bits: 33}} }, "vip: Config.Addrs[0].Bits 33 out of range 0-32"},
+		{"no manager", func(c *vip.Config) { c.Manager = nil }, "vip: Config.Manager is nil"},
+		{"advert", func(c *vip.Config) { c.AdvertInterval = -time.Second }, "vip: Config.AdvertInterval -1s out of range"},
+		{"reconcile", func(c *vip.Config) { c.ReconcileInterval = time.Millisecond }, "vip: Config.ReconcileInterval 1ms out of range"},
 		{"timeout", func(c *vip.Config) { c.BeforeInstallTimeout = -1 }, "BeforeInstallTimeout"},
 		{"interval", func(c *vip.Config) { c.Schedule.Interval = time.Millisecond }, "Schedule.Interval 1ms out of range"},
 		{"repeats", func(c *vip.Config) { c.Schedule.Repeats = -2 }, "Schedule.Repeats -2 out of range -1-1000"},
@@ -424,4 +433,67 @@ func TestNewFollowerValidation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFollowerStartsNothingBeforeStart checks that NewFollower starts no
+// goroutine and touches no address: a synctest bubble fails if a goroutine
+// of its own is left when the test function returns, and this one returns
+// without Close. A transition handed over before Start is applied at
+// Start; Close without Start is fine and forbids a later Start.
+func TestFollowerStartsNothingBeforeStart(t *testing.T) {
+	t.Run("no goroutine, no call", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			rec := &viptest.Recorder{}
+			mgr := viptest.NewAddrManager(rec, netip.PrefixFrom(vip4, 24))
+			f, err := vip.NewFollower(vip.Config{Addrs: vip.Host(vip4), Manager: mgr})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Handle(tr(carp.Master, "test"))
+			synctest.Wait()
+			if calls := rec.Strings(); len(calls) > 0 {
+				t.Errorf("calls before Start: %q, want none", calls)
+			}
+		})
+	})
+	t.Run("a transition before Start is applied at Start", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			rec := &viptest.Recorder{}
+			f, err := vip.NewFollower(vip.Config{Addrs: vip.Host(vip4), Manager: viptest.NewAddrManager(rec)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Handle(tr(carp.Master, "test"))
+			if err := f.Start(); err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait()
+			if err := f.Start(); err == nil {
+				t.Error("second Start succeeded, want an error")
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff([]string{"list", "add 192.0.2.10/32", "remove 192.0.2.10/32"}, rec.Strings()); diff != "" {
+				t.Errorf("calls (-want +got):\n%s", diff)
+			}
+		})
+	})
+	t.Run("Close without Start", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			f, err := vip.NewFollower(vip.Config{Addrs: vip.Host(vip4), Manager: viptest.NewAddrManager(nil)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+			if err := f.Close(); err != nil {
+				t.Errorf("second Close: %v", err)
+			}
+			if err := f.Start(); err == nil {
+				t.Error("Start after Close succeeded, want an error")
+			}
+		})
+	})
 }

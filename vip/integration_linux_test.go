@@ -92,6 +92,9 @@ func newNode(t *testing.T, ns *netns.NS, ifname string, addrs ...netip.Addr) *no
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := n.f.Start(); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		for _, err := range []error{n.f.Close(), n.ann.Close(), n.mgr.Close()} {
 			if err != nil {

@@ -92,7 +92,7 @@ func (m *NetlinkManager) watch() {
 				m.signal()
 				continue
 			}
-			m.log.Error("address notifications stopped; relying on periodic passes", "iface", m.ifi.Name, "err", err)
+			m.log.Error("vip: address notifications stopped; relying on periodic passes", "iface", m.ifi.Name, "err", err)
 			return
 		}
 		for _, msg := range msgs {

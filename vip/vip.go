@@ -89,20 +89,21 @@ func Host(addrs ...netip.Addr) []VIP {
 	return vs
 }
 
-// validate checks one VIP; it is a config error otherwise.
-func (v VIP) validate() error {
+// validate checks one VIP, named field in errors ("Config.Addrs[0]"); it
+// is a config error otherwise.
+func (v VIP) validate(field string) error {
 	a := v.Addr
 	switch {
 	case !a.IsValid():
-		return fmt.Errorf("vip: address %v is not a valid IP address", a)
+		return fmt.Errorf("vip: %s.Addr %v is not a valid IP address", field, a)
 	case a.Is4In6():
-		return fmt.Errorf("vip: address %v is IPv4-mapped IPv6; use the plain IPv4 form", a)
+		return fmt.Errorf("vip: %s.Addr %v is IPv4-mapped IPv6; use the plain IPv4 form", field, a)
 	case a.Zone() != "":
-		return fmt.Errorf("vip: address %v has a zone; the interface is given separately", a)
+		return fmt.Errorf("vip: %s.Addr %v has a zone; the interface is given separately", field, a)
 	case a.IsUnspecified() || a.IsMulticast() || a.IsLoopback():
-		return fmt.Errorf("vip: address %v is not a unicast address", a)
+		return fmt.Errorf("vip: %s.Addr %v is not a unicast address", field, a)
 	case v.Bits < 0 || v.Bits > a.BitLen():
-		return fmt.Errorf("vip: prefix length %d of %v out of range 0-%d", v.Bits, a, a.BitLen())
+		return fmt.Errorf("vip: %s.Bits %d out of range 0-%d (prefix length of %v)", field, v.Bits, a.BitLen(), a)
 	}
 	return nil
 }

@@ -82,7 +82,7 @@ func NewVirtualMAC(parent *net.Interface, vhid uint8, cfg *VirtualMACConfig) (*V
 		name = "carp" + strconv.Itoa(int(vhid))
 	}
 	if len(name) > 15 || name == "." || name == ".." || bytes.ContainsAny([]byte(name), "/ \t\n:") {
-		return nil, fmt.Errorf("vip: virtual MAC: Name %q is not a valid interface name (at most 15 bytes, no '/', ':' or space)", name)
+		return nil, fmt.Errorf("vip: VirtualMACConfig.Name %q is not a valid interface name (at most 15 bytes, no '/', ':' or space)", name)
 	}
 	log := orDiscard(cfg.Logger)
 	mac := VirtualMACAddr(vhid)
@@ -118,7 +118,7 @@ func NewVirtualMAC(parent *net.Interface, vhid uint8, cfg *VirtualMACConfig) (*V
 		if a.Info == nil || a.Info.Kind != "macvlan" || !bytes.Equal(a.Address, mac) {
 			return fail(wrap("create", fmt.Errorf("a different link named %s exists", name)))
 		}
-		log.Info("replacing stale virtual-MAC link", "iface", name, "parent", parent.Name)
+		log.Info("vip: replacing stale virtual-MAC link", "iface", name, "parent", parent.Name)
 		if err := c.Link.Delete(l.Index); err != nil {
 			return fail(wrap("delete stale link", err))
 		}

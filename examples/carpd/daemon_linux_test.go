@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gocarp/gocarp/carp"
+	"github.com/gocarp/gocarp/internal/lab/logcheck"
 	"github.com/gocarp/gocarp/internal/lab/netns"
 )
 
@@ -139,14 +140,24 @@ func (tb *testbed) scripts(vip bool) (up, down string) {
 }
 
 // carpd starts carpd on node name with the shared group parameters, the
-// event scripts (xparam = node name) and extra flags.
+// event scripts (xparam = node name) and extra flags. At the end of the
+// test every line it logged is checked for a key written twice.
 func (tb *testbed) carpd(name string, vipScripts bool, extra ...string) *netns.Process {
 	tb.t.Helper()
 	n := tb.nodes[name]
 	up, down := tb.scripts(vipScripts)
 	args := []string{"-i", "eth0", "-s", n.ip.String(), "-v", testVHID, "-p", testPass,
 		"-a", testVIP.String(), "-u", up, "-d", down, "-x", name}
-	return n.ns.Start(carpdBin, append(args, extra...)...)
+	p := n.ns.Start(carpdBin, append(args, extra...)...)
+	t := tb.t
+	t.Cleanup(func() {
+		for _, line := range p.Output() {
+			if d := logcheck.DuplicateKeys(line); d != nil {
+				t.Errorf("carpd on %s logged %s twice: %s", name, strings.Join(d, ", "), line)
+			}
+		}
+	})
+	return p
 }
 
 // ucarp starts ucarp on node name like carpd.
@@ -496,7 +507,7 @@ func TestRestartAfterKillClearsVIP(t *testing.T) {
 			a2 := startA("a", "-k", "0")
 			switch {
 			case tt.wantStale:
-				if _, _, err := a2.WaitLine(0, "carpd started", stateTimeout); err != nil {
+				if _, _, err := a2.WaitLine(0, "carpd: started", stateTimeout); err != nil {
 					t.Fatal(err)
 				}
 				tb.obs.waitAdverts(t, tb.nodes["b"].ip, 2)
@@ -786,7 +797,7 @@ func TestBadFlagsExit2(t *testing.T) {
 	if !errors.As(err, &exit) || exit.ExitCode() != 2 {
 		t.Fatalf("carpd --advskew 300: %v, want exit status 2; output %s", err, out)
 	}
-	if want := "carpd: --advskew 300: must be 0-254\n"; !strings.HasPrefix(string(out), want) {
+	if want := "carpd: --advskew 300 out of range 0-254\n"; !strings.HasPrefix(string(out), want) {
 		t.Errorf("output %q, want it to start with %q", out, want)
 	}
 }
@@ -916,7 +927,7 @@ func TestShutdownWhileStartupScriptHangs(t *testing.T) {
 					t.Errorf("process %d of the start-up script's group survived carpd", pid)
 				}
 			}
-			if a.Count(0, "carpd started") != 0 || tb.countEvent("a up") != 0 {
+			if a.Count(0, "carpd: started") != 0 || tb.countEvent("a up") != 0 {
 				t.Errorf("carpd went on starting after %v", sig)
 			}
 		})

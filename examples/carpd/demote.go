@@ -76,7 +76,7 @@ func (d *demoteFile) poll() {
 	n, err := readDemotion(d.path)
 	if err != nil {
 		if err.Error() != d.lastErr {
-			d.log.Warn("ignoring demote file", "path", d.path, "err", err, "demotion", max(d.last, 0))
+			d.log.Warn("carpd: ignoring demote file", "path", d.path, "err", err, "demotion", max(d.last, 0))
 			d.lastErr = err.Error()
 		}
 		return
@@ -85,7 +85,7 @@ func (d *demoteFile) poll() {
 	if n == d.last {
 		return
 	}
-	d.log.Info("demotion from file", "path", d.path, "demotion", n)
+	d.log.Info("carpd: demotion from file", "path", d.path, "demotion", n)
 	d.last = n
 	d.set(n)
 }

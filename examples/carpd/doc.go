@@ -19,7 +19,7 @@
 // or value, or a missing required flag, exits with status 2 and a message
 // naming the flag and the allowed values:
 //
-//	carpd: --advskew 300: must be 0-254
+//	carpd: --advskew 300 out of range 0-254
 //
 //	ucarp flag              ucarp meaning                       carpd
 //	-i --interface IF       interface (default pcap's)          same; required
@@ -83,7 +83,7 @@
 // Each script runs in its own process group. One still running after
 // --script-timeout (default 10 s) is killed with SIGKILL, together with
 // everything it started (a "sleep", a pipeline); so is one running when
-// carpd is told to exit. Kills are logged ("script failed") and counted
+// carpd is told to exit. Kills are logged ("carpd: script failed") and counted
 // (script_timeouts, script_kills; also script_runs and script_failures).
 //
 // # Signals

@@ -73,8 +73,10 @@ func usagef(format string, args ...any) error {
 
 // flagSpec is one row of the flag table: ucarp's short letter (0 for
 // long-only flags), the long name, the argument's name ("" for a switch),
-// the help text, and how to apply a value. set returns only the reason
-// ("must be 1-255"); the parser adds the flag and the value.
+// the help text, and how to apply a value. set returns only what is wrong
+// with the value ("out of range 1-255", "is not a unicast IPv4 address");
+// the parser puts the flag and the value before it, as in
+// "--vhid 0 out of range 1-255".
 type flagSpec struct {
 	short rune
 	long  string
@@ -88,7 +90,7 @@ type flagSpec struct {
 var flagTable = []flagSpec{
 	{'i', "interface", "IF", "interface to run CARP on (required)", func(o *options, v string) error {
 		if v == "" || len(v) > 15 || strings.ContainsAny(v, "/ ") {
-			return errors.New("must be an interface name of 1-15 bytes")
+			return errors.New("is not an interface name (1-15 bytes, no '/' or space)")
 		}
 		o.Interface = v
 		return nil
@@ -96,7 +98,7 @@ var flagTable = []flagSpec{
 	{'s', "srcip", "IPv4", "source address of IPv4 adverts (default: the interface's first address)", func(o *options, v string) error {
 		a, err := netip.ParseAddr(v)
 		if err != nil || !a.Is4() || !a.IsGlobalUnicast() {
-			return errors.New("must be a unicast IPv4 address")
+			return errors.New("is not a unicast IPv4 address")
 		}
 		o.SrcIP = a
 		return nil
@@ -108,14 +110,15 @@ var flagTable = []flagSpec{
 	}},
 	{'p', "pass", "PASSWORD", "HMAC password, at most 20 bytes (ucarp and BSD ifconfig: 19)", func(o *options, v string) error {
 		if len(v) > carp.MaxPasswordLen {
-			return fmt.Errorf("must be at most %d bytes", carp.MaxPasswordLen)
+			// Not echoed: the error shows the length instead.
+			return &shownError{shown: fmt.Sprintf("length %d", len(v)), reason: fmt.Sprintf("out of range 0-%d", carp.MaxPasswordLen)}
 		}
 		o.Pass = v
 		return nil
 	}},
 	{'o', "passfile", "FILE", "read the password from the first line of FILE", func(o *options, v string) error {
 		if v == "" {
-			return errors.New("must be a file name")
+			return errors.New("is not a file name")
 		}
 		o.PassFile = v
 		return nil
@@ -123,12 +126,12 @@ var flagTable = []flagSpec{
 	{'a', "addr", "ADDR", "virtual address, IPv4 or IPv6; repeat for several (required)", func(o *options, v string) error {
 		a, err := netip.ParseAddr(v)
 		if err != nil || a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
-			return errors.New("must be a unicast IPv4 or IPv6 address")
+			return errors.New("is not a unicast IPv4 or IPv6 address")
 		}
 		a = a.Unmap()
 		for _, b := range o.Addrs {
 			if a == b {
-				return errors.New("given twice")
+				return errors.New("is given twice")
 			}
 		}
 		o.Addrs = append(o.Addrs, a)
@@ -188,12 +191,12 @@ var flagTable = []flagSpec{
 	{0, "peer", "ADDR", "send adverts of ADDR's family to ADDR instead of multicast; once per family", func(o *options, v string) error {
 		a, err := netip.ParseAddr(v)
 		if err != nil || a.IsUnspecified() || a.IsMulticast() {
-			return errors.New("must be a unicast IPv4 or IPv6 address")
+			return errors.New("is not a unicast IPv4 or IPv6 address")
 		}
 		a = a.Unmap()
 		for _, b := range o.Peers {
 			if b.Is4() == a.Is4() {
-				return fmt.Errorf("a peer of this family is already set (%v)", b)
+				return fmt.Errorf("is a second peer of its family (%v is set)", b)
 			}
 		}
 		o.Peers = append(o.Peers, a)
@@ -201,7 +204,7 @@ var flagTable = []flagSpec{
 	}},
 	{0, "demote-file", "FILE", "demote by the integer (0-255) in FILE, re-read every second; absent means 0", func(o *options, v string) error {
 		if v == "" {
-			return errors.New("must be a file name")
+			return errors.New("is not a file name")
 		}
 		o.DemoteFile = v
 		return nil
@@ -221,7 +224,7 @@ var flagTable = []flagSpec{
 	{0, "script-timeout", "DURATION", "kill a script (and its process group) still running after DURATION, 1ms-24h (default 10s)", func(o *options, v string) error {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < minScriptTimeout || d > maxScriptTimeout {
-			return errors.New("must be a duration from 1ms to 24h, e.g. 30s")
+			return errors.New("out of range 1ms-24h (a duration, e.g. 30s)")
 		}
 		o.ScriptTimeout = d
 		return nil
@@ -260,7 +263,7 @@ var vrrpFlags = []flagSpec{
 func setMcast(o *options, v string) error {
 	a, err := netip.ParseAddr(v)
 	if err != nil || a != netip.AddrFrom4([4]byte{224, 0, 0, 18}) {
-		return errors.New("must be 224.0.0.18 (other groups are not supported; use --peer for unicast)")
+		return errors.New("is not 224.0.0.18 (other groups are not supported; use --peer for unicast)")
 	}
 	o.McastIP = a
 	return nil
@@ -270,7 +273,7 @@ func setMcast(o *options, v string) error {
 func parseRange(v string, lo, hi int) (int, error) {
 	n, err := strconv.Atoi(v)
 	if err != nil || n < lo || n > hi {
-		return 0, fmt.Errorf("must be %d-%d", lo, hi)
+		return 0, fmt.Errorf("out of range %d-%d", lo, hi)
 	}
 	return n, nil
 }
@@ -310,13 +313,26 @@ func lookupShort(c rune) (*flagSpec, error) {
 	return nil, usagef("unknown flag -%c", c)
 }
 
-// apply runs f.set and names the flag and the value in any error.
+// shownError is a set error that shows something else than the value (a
+// password's length).
+type shownError struct{ shown, reason string }
+
+func (e *shownError) Error() string { return e.shown + " " + e.reason }
+
+// apply runs f.set and names the flag and the value in any error:
+// "--vhid 0 out of range 1-255".
 func apply(o *options, f *flagSpec, v string) error {
 	if err := f.set(o, v); err != nil {
-		if f.arg == "" {
+		var se *shownError
+		switch {
+		case f.arg == "":
 			return usagef("--%s: %v", f.long, err)
+		case errors.As(err, &se):
+			return usagef("--%s %v", f.long, se)
+		case v == "" || strings.ContainsAny(v, " \t"):
+			return usagef("--%s %q %v", f.long, v, err)
 		}
-		return usagef("--%s %s: %v", f.long, v, err)
+		return usagef("--%s %s %v", f.long, v, err)
 	}
 	return nil
 }
@@ -502,7 +518,7 @@ func (o *options) password() ([]byte, error) {
 	case len(line) == 0:
 		return nil, usagef("--passfile %s: first line is empty", o.PassFile)
 	case len(line) > carp.MaxPasswordLen:
-		return nil, usagef("--passfile %s: password must be at most %d bytes", o.PassFile, carp.MaxPasswordLen)
+		return nil, usagef("--passfile %s: password length out of range 1-%d bytes", o.PassFile, carp.MaxPasswordLen)
 	}
 	return line, nil
 }

@@ -111,27 +111,27 @@ func TestParseArgsErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"advskew too large", append(base, "--advskew", "300"), "--advskew 300: must be 0-254"},
-		{"advskew 255 (ucarp allows it, carp(4) does not)", append(base, "-k", "255"), "--advskew 255: must be 0-254"},
-		{"vhid 0", append(base, "-v", "0"), "--vhid 0: must be 1-255"},
-		{"vhid not a number", append(base, "--vhid=x"), "--vhid x: must be 1-255"},
-		{"advbase 0", append(base, "-b", "0"), "--advbase 0: must be 1-255"},
-		{"deadratio 0", append(base, "-r0"), "--deadratio 0: must be 1-255"},
-		{"bad addr", append(base, "-a", "10.0.0"), "--addr 10.0.0: must be a unicast IPv4 or IPv6 address"},
-		{"multicast addr", append(base, "-a", "224.0.0.1"), "--addr 224.0.0.1: must be a unicast IPv4 or IPv6 address"},
-		{"addr twice", append(base, "-a", "10.0.0.254"), "--addr 10.0.0.254: given twice"},
-		{"srcip IPv6", append(base, "-s", "fd00::1"), "--srcip fd00::1: must be a unicast IPv4 address"},
-		{"password too long", append(base, "-p", strings.Repeat("x", 21)), "--pass " + strings.Repeat("x", 21) + ": must be at most 20 bytes"},
+		{"advskew too large", append(base, "--advskew", "300"), "--advskew 300 out of range 0-254"},
+		{"advskew 255 (ucarp allows it, carp(4) does not)", append(base, "-k", "255"), "--advskew 255 out of range 0-254"},
+		{"vhid 0", append(base, "-v", "0"), "--vhid 0 out of range 1-255"},
+		{"vhid not a number", append(base, "--vhid=x"), "--vhid x out of range 1-255"},
+		{"advbase 0", append(base, "-b", "0"), "--advbase 0 out of range 1-255"},
+		{"deadratio 0", append(base, "-r0"), "--deadratio 0 out of range 1-255"},
+		{"bad addr", append(base, "-a", "10.0.0"), "--addr 10.0.0 is not a unicast IPv4 or IPv6 address"},
+		{"multicast addr", append(base, "-a", "224.0.0.1"), "--addr 224.0.0.1 is not a unicast IPv4 or IPv6 address"},
+		{"addr twice", append(base, "-a", "10.0.0.254"), "--addr 10.0.0.254 is given twice"},
+		{"srcip IPv6", append(base, "-s", "fd00::1"), "--srcip fd00::1 is not a unicast IPv4 address"},
+		{"password too long", append(base, "-p", strings.Repeat("x", 21)), "--pass length 21 out of range 0-20"},
 		{"two IPv4 peers", append(base, "--peer", "10.0.0.1", "--peer", "10.0.0.2"),
-			"--peer 10.0.0.2: a peer of this family is already set (10.0.0.1)"},
+			"--peer 10.0.0.2 is a second peer of its family (10.0.0.1 is set)"},
 		{"peer of a family without addr", append(base, "--peer", "fd00::1"), "--peer fd00::1: no --addr of that family"},
 		{"other multicast group", append(base, "--mcastip", "239.1.1.1"),
-			"--mcastip 239.1.1.1: must be 224.0.0.18 (other groups are not supported; use --peer for unicast)"},
-		{"bad duration", append(base, "--script-timeout", "soon"), "--script-timeout soon: must be a duration from 1ms to 24h, e.g. 30s"},
+			"--mcastip 239.1.1.1 is not 224.0.0.18 (other groups are not supported; use --peer for unicast)"},
+		{"bad duration", append(base, "--script-timeout", "soon"), "--script-timeout soon out of range 1ms-24h (a duration, e.g. 30s)"},
 		{"no script timeout (a hung script would hold shutdown)", append(base, "--script-timeout", "0"),
-			"--script-timeout 0: must be a duration from 1ms to 24h, e.g. 30s"},
-		{"negative script timeout", append(base, "--script-timeout=-1s"), "--script-timeout -1s: must be a duration from 1ms to 24h, e.g. 30s"},
-		{"script timeout too long", append(base, "--script-timeout", "25h"), "--script-timeout 25h: must be a duration from 1ms to 24h, e.g. 30s"},
+			"--script-timeout 0 out of range 1ms-24h (a duration, e.g. 30s)"},
+		{"negative script timeout", append(base, "--script-timeout=-1s"), "--script-timeout -1s out of range 1ms-24h (a duration, e.g. 30s)"},
+		{"script timeout too long", append(base, "--script-timeout", "25h"), "--script-timeout 25h out of range 1ms-24h (a duration, e.g. 30s)"},
 		{"unknown short", append(base, "-q"), "unknown flag -q"},
 		{"unknown short in a cluster", append(base, "-Pq"), "unknown flag -q"},
 		{"unknown long", append(base, "--nomcast"), "unknown flag --nomcast"},
@@ -183,7 +183,7 @@ func TestPassword(t *testing.T) {
 		{name: "no newline", content: "secret", want: "secret"},
 		{name: "20 bytes", content: strings.Repeat("p", 20), want: strings.Repeat("p", 20)},
 		{name: "empty", content: "", wantErr: "first line is empty"},
-		{name: "21 bytes", content: strings.Repeat("p", 21) + "\n", wantErr: "password must be at most 20 bytes"},
+		{name: "21 bytes", content: strings.Repeat("p", 21) + "\n", wantErr: "password length out of range 1-20 bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -218,8 +218,8 @@ func TestPassword(t *testing.T) {
 		runtime.ReadMemStats(&before)
 		_, err := o.password()
 		runtime.ReadMemStats(&after)
-		if err == nil || !strings.Contains(err.Error(), "password must be at most 20 bytes") {
-			t.Errorf("password() error = %v, want \"password must be at most 20 bytes\"", err)
+		if err == nil || !strings.Contains(err.Error(), "password length out of range 1-20 bytes") {
+			t.Errorf("password() error = %v, want \"password length out of range 1-20 bytes\"", err)
 		}
 		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<10 {
 			t.Errorf("password() allocated %d bytes for a 512 MiB file, want a bounded read (< 64 KiB)", alloc)
@@ -263,7 +263,7 @@ func TestRunExitStatus(t *testing.T) {
 		wantErr    string // stderr
 	}{
 		{"help", []string{"--help"}, 0, "Usage: carpd", ""},
-		{"bad value", append(base, "--advskew", "300"), 2, "", "carpd: --advskew 300: must be 0-254\nTry 'carpd --help'.\n"},
+		{"bad value", append(base, "--advskew", "300"), 2, "", "carpd: --advskew 300 out of range 0-254\nTry 'carpd --help'.\n"},
 		{"missing flag", []string{"-i", "eth0"}, 2, "", "carpd: --vhid is required (1-255)\nTry 'carpd --help'.\n"},
 		{"script not executable", append(base, "-u", notExec), 2, "",
 			"carpd: --upscript " + notExec + ": not an executable file\nTry 'carpd --help'.\n"},

@@ -58,14 +58,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if o.Debug {
 		level = slog.LevelDebug
 	}
-	// The group adds vhid to its own lines.
-	groupLog := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With("iface", o.Interface)
-	log := groupLog.With("vhid", o.VHID)
+	// Every library part adds what it knows to its own lines (the group
+	// its vhid, the socket and link watcher their iface): they get base,
+	// or base with what they do not add, so no line shows a key twice.
+	base := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := base.With("iface", o.Interface, "vhid", o.VHID)
 	if o.Daemonize {
-		log.Warn("--daemonize is not implemented: carpd stays in the foreground; run it under a service manager")
+		log.Warn("carpd: --daemonize is not implemented: carpd stays in the foreground; run it under a service manager")
 	}
 	if o.Facility != "" {
-		log.Info("--facility ignored: carpd logs to stderr", "facility", o.Facility)
+		log.Info("carpd: --facility ignored: carpd logs to stderr", "facility", o.Facility)
 	}
 
 	// Catch signals from the start. A terminating one that arrives while
@@ -76,15 +78,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT)
 	defer signal.Stop(sigs)
 
-	d := newDaemon(o, log)
+	d := newDaemon(o, base)
 	started := make(chan error, 1)
-	go func() { started <- d.start(pass, groupLog) }()
+	go func() { started <- d.start(pass) }()
 	var pending []os.Signal
 	for {
 		select {
 		case err := <-started:
 			if err != nil {
-				log.Error("cannot start", "err", err)
+				log.Error("carpd: cannot start", "err", err)
 				return 1
 			}
 			if !d.serve(pending, sigs) {
@@ -96,14 +98,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 				pending = append(pending, sig)
 				continue
 			}
-			log.Info("shutting down while starting", "signal", sig.String())
+			log.Info("carpd: shutting down while starting", "signal", sig.String())
 			d.scripts.stop()
 			err := <-started
 			switch {
 			case err == nil: // it got past the start-up script before the signal
 				d.close()
 			case !errors.Is(err, errAborted):
-				log.Error("cannot start", "err", err)
+				log.Error("carpd: cannot start", "err", err)
 				return 1
 			}
 			return 0
@@ -122,7 +124,8 @@ var errAborted = errors.New("start-up aborted by a signal")
 // daemon is one running carpd: the group and what follows it.
 type daemon struct {
 	o       *options
-	log     *slog.Logger
+	log     *slog.Logger // carpd's own lines: with iface and vhid
+	base    *slog.Logger // for the library parts, which add those themselves
 	scripts *scripts
 	group   *carp.Group
 	link    *carp.LinkWatcher
@@ -136,9 +139,11 @@ type daemon struct {
 }
 
 // newDaemon returns a daemon that start opens. Its scripts exist from the
-// start, so that a signal can stop the start-up downscript.
-func newDaemon(o *options, log *slog.Logger) *daemon {
-	d := &daemon{o: o, log: log}
+// start, so that a signal can stop the start-up downscript. base carries no
+// attributes.
+func newDaemon(o *options, base *slog.Logger) *daemon {
+	log := base.With("iface", o.Interface, "vhid", o.VHID)
+	d := &daemon{o: o, log: log, base: base}
 	d.scripts = &scripts{vhid: o.VHID, up: o.UpScript, down: o.DownScript, iface: o.Interface, addrs: addrStrings(o.Addrs),
 		xparam: o.XParam, shutdown: o.Shutdown, timeout: o.ScriptTimeout, log: log}
 	return d
@@ -148,8 +153,9 @@ func newDaemon(o *options, log *slog.Logger) *daemon {
 // opened. After scripts.stop (a terminating signal) it returns errAborted
 // once the start-up downscript has been killed, without starting the
 // group.
-func (d *daemon) start(pass []byte, groupLog *slog.Logger) (err error) {
+func (d *daemon) start(pass []byte) (err error) {
 	o, log := d.o, d.log
+	groupLog := d.base.With("iface", o.Interface) // the group adds vhid
 	defer func() {
 		if err != nil {
 			d.close()
@@ -161,7 +167,7 @@ func (d *daemon) start(pass []byte, groupLog *slog.Logger) (err error) {
 	if err != nil {
 		return fmt.Errorf("interface %s: %w", o.Interface, err)
 	}
-	rc := &carp.RawConfig{Src4: o.SrcIP, Logger: log}
+	rc := &carp.RawConfig{Src4: o.SrcIP, Logger: d.base}
 	has4, has6 := o.families()
 	if has4 {
 		rc.Families = append(rc.Families, carp.IPv4)
@@ -208,7 +214,7 @@ func (d *daemon) start(pass []byte, groupLog *slog.Logger) (err error) {
 		d.demote = startDemoteFile(o.DemoteFile, demotePoll, func(n int) { d.group.SetDemotion(demoteSource, n) }, log)
 	}
 	if !o.IgnoreIf {
-		d.link, err = carp.NewLinkWatcher(o.Interface, d.group.SetLinkState, log)
+		d.link, err = carp.NewLinkWatcher(o.Interface, d.group.SetLinkState, d.base)
 		if err != nil {
 			return err
 		}
@@ -221,7 +227,7 @@ func (d *daemon) start(pass []byte, groupLog *slog.Logger) (err error) {
 		timing = []any{"priority", o.Priority, "advert_int", o.AdvertInterval}
 	}
 	attrs := append([]any{"protocol", o.Protocol, "addrs", addrs}, timing...)
-	log.Info("carpd started", append(attrs, "preempt", o.Preempt, "master_down", d.group.MasterDownInterval(),
+	log.Info("carpd: started", append(attrs, "preempt", o.Preempt, "master_down", d.group.MasterDownInterval(),
 		"manage_vip", o.ManageVIP, "script_timeout", d.scripts.timeout)...)
 	return nil
 }
@@ -234,7 +240,7 @@ func (d *daemon) openVIP(parent *net.Interface) error {
 	ifi := parent
 	if d.o.VMAC {
 		var err error
-		d.vmac, err = vip.NewVirtualMAC(parent, d.o.VHID, &vip.VirtualMACConfig{Logger: d.log})
+		d.vmac, err = vip.NewVirtualMAC(parent, d.o.VHID, &vip.VirtualMACConfig{Logger: d.base})
 		if err != nil {
 			return err
 		}
@@ -242,10 +248,10 @@ func (d *daemon) openVIP(parent *net.Interface) error {
 		d.checkARPSysctls(parent.Name)
 	}
 	var err error
-	if d.mgr, err = vip.NewNetlinkManager(ifi, &vip.ManagerConfig{Logger: d.log}); err != nil {
+	if d.mgr, err = vip.NewNetlinkManager(ifi, &vip.ManagerConfig{Logger: d.base}); err != nil {
 		return err
 	}
-	if d.ann, err = vip.NewPacketAnnouncer(ifi, &vip.AnnouncerConfig{Logger: d.log}); err != nil {
+	if d.ann, err = vip.NewPacketAnnouncer(ifi, &vip.AnnouncerConfig{Logger: d.base}); err != nil {
 		return err
 	}
 	d.follower, err = vip.NewFollower(vip.Config{
@@ -254,9 +260,12 @@ func (d *daemon) openVIP(parent *net.Interface) error {
 		Manager:        d.mgr,
 		Announcer:      d.ann,
 		AdvertInterval: d.group.AdvertInterval(),
-		Logger:         d.log,
+		Logger:         d.base.With("iface", d.o.Interface), // the follower adds vhid
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	return d.follower.Start()
 }
 
 // checkARPSysctls warns when the parent of a virtual-MAC link would answer
@@ -272,7 +281,7 @@ func (d *daemon) checkARPSysctls(parent string) {
 		for _, dev := range []string{"all", parent} {
 			b, err := os.ReadFile("/proc/sys/net/ipv4/conf/" + dev + "/" + key)
 			if err != nil {
-				d.log.Warn("cannot check ARP settings for --vmac", "err", err)
+				d.log.Warn("carpd: cannot check ARP settings for --vmac", "err", err)
 				return
 			}
 			if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
@@ -280,7 +289,7 @@ func (d *daemon) checkARPSysctls(parent string) {
 			}
 		}
 		if want := map[string]int{"arp_ignore": 1, "arp_announce": 2}[key]; eff < want {
-			d.log.Warn("with --vmac the parent interface answers ARP for the VIPs with its own MAC; raise the sysctl",
+			d.log.Warn("carpd: with --vmac the parent interface answers ARP for the VIPs with its own MAC; raise the sysctl",
 				"sysctl", "net.ipv4.conf."+parent+"."+key, "value", eff, "want", want)
 		}
 	}
@@ -319,20 +328,20 @@ func (d *daemon) serve(pending []os.Signal, sigs <-chan os.Signal) bool {
 			d.logStats("status")
 		case syscall.SIGUSR2:
 			pause := stepDownFor + d.group.MasterDownInterval()
-			d.log.Info("SIGUSR2: stepping down", "state", d.group.State(), "for", pause)
+			d.log.Info("carpd: SIGUSR2: stepping down", "state", d.group.State(), "for", pause)
 			d.group.StepDown(pause)
 		default:
-			d.log.Info("shutting down", "signal", sig.String(), "state", d.group.State())
+			d.log.Info("carpd: shutting down", "signal", sig.String(), "state", d.group.State())
 			bound := d.scripts.limit() + shutdownGrace
 			// A second terminating signal cuts the --shutdown downscript
 			// short (its timeout may be long): it is killed at once.
 			finished := awaitClose(d.close, bound, sigs, func(sig os.Signal) {
-				d.log.Warn("second signal: killing any script now", "signal", sig.String())
+				d.log.Warn("carpd: second signal: killing any script now", "signal", sig.String())
 				d.scripts.close()
 			})
 			if !finished {
 				d.scripts.close()
-				d.log.Error("shutdown not finished; exiting anyway", "waited", bound)
+				d.log.Error("carpd: shutdown not finished; exiting anyway", "waited", bound)
 			}
 			d.logStats("final status")
 			return finished
@@ -374,7 +383,7 @@ func (d *daemon) close() {
 	d.scripts.stop()
 	if d.link != nil {
 		if err := d.link.Close(); err != nil {
-			d.log.Warn("link watcher", "err", err)
+			d.log.Warn("carpd: link watcher", "err", err)
 		}
 	}
 	if d.demote != nil {
@@ -382,7 +391,7 @@ func (d *daemon) close() {
 	}
 	if d.group != nil {
 		if err := d.group.Close(); err != nil {
-			d.log.Warn("closing group", "err", err)
+			d.log.Warn("carpd: closing group", "err", err)
 		}
 	}
 	d.scripts.close() // the group may have stopped waiting for a script
@@ -400,12 +409,14 @@ func (d *daemon) close() {
 		errs = append(errs, d.vmac.Close())
 	}
 	if err := errors.Join(errs...); err != nil {
-		d.log.Warn("releasing addresses", "err", err)
+		d.log.Warn("carpd: releasing addresses", "err", err)
 	}
 }
 
 // logStats logs the state, the goroutine count and carp(4)'s counters on
-// one line ("badauth=3"), for SIGUSR1 and on exit. The goroutine count lets
+// one line ("badauth=3"), for SIGUSR1 and on exit. Its messages, "status"
+// and "final status", have no "carpd:" prefix: monitoring (and the chaos
+// soak) picks these lines by them. The goroutine count lets
 // a long run (the chaos soak) see a goroutine leak from outside.
 func (d *daemon) logStats(msg string) {
 	s := d.group.Stats()

@@ -19,7 +19,7 @@ import (
 
 // reasonStartup is the reason given to the downscript carpd runs before
 // the group starts (ucarp runs it on its first INIT→BACKUP transition).
-const reasonStartup = "start-up"
+const reasonStartup carp.Reason = "start-up"
 
 // scripts runs ucarp's up and down scripts.
 //
@@ -117,11 +117,11 @@ func (s *scripts) handle(t carp.Transition) {
 		// A promotion still queued when carpd is told to exit: the group
 		// is closing, and the upscript would only delay the exit and leave
 		// something for the downscript to undo.
-		s.log.Info("script not run: carpd is shutting down", "script", kind, "path", path, "state", t.To, "reason", t.Reason)
+		s.log.Info("carpd: script not run: carpd is shutting down", "script", kind, "path", path, "state", t.To, "reason", t.Reason)
 		return
 	}
 	if err := s.run(kind, path, t); err != nil {
-		s.log.Error("script failed", "script", kind, "path", path, "err", err)
+		s.log.Error("carpd: script failed", "script", kind, "path", path, "err", err)
 	}
 }
 
@@ -134,7 +134,7 @@ func (s *scripts) startup() {
 	}
 	t := carp.Transition{VHID: s.vhid, From: carp.Init, To: carp.Backup, Reason: reasonStartup, At: time.Now()}
 	if err := s.run("down", s.down, t); err != nil {
-		s.log.Error("script failed", "script", "down", "path", s.down, "err", err)
+		s.log.Error("carpd: script failed", "script", "down", "path", s.down, "err", err)
 	}
 }
 
@@ -209,7 +209,7 @@ func (s *scripts) run(kind, path string, t carp.Transition) error {
 		fmt.Sprintf("CARPD_VHID=%d", t.VHID),
 		"CARPD_FROM="+t.From.String(),
 		"CARPD_STATE="+t.To.String(),
-		"CARPD_REASON="+t.Reason,
+		"CARPD_REASON="+t.Reason.String(),
 		"CARPD_ADDRS="+strings.Join(s.addrs, " "),
 	)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // process group id = the script's pid
@@ -223,7 +223,7 @@ func (s *scripts) run(kind, path string, t carp.Transition) error {
 	out := &lineLogger{log: s.log.With("script", kind, "path", path)}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.WaitDelay = 2 * time.Second
-	s.log.Info("running script", "script", kind, "path", path, "args", strings.Join(args, " "), "state", t.To, "reason", t.Reason)
+	s.log.Info("carpd: running script", "script", kind, "path", path, "args", strings.Join(args, " "), "state", t.To, "reason", t.Reason)
 	s.runs.Add(1)
 	start := time.Now()
 	err := cmd.Run()
@@ -248,7 +248,7 @@ func (s *scripts) run(kind, path string, t carp.Transition) error {
 	if err != nil {
 		return err
 	}
-	s.log.Info("script done", "script", kind, "path", path, "took", took)
+	s.log.Info("carpd: script done", "script", kind, "path", path, "took", took)
 	return nil
 }
 
@@ -272,7 +272,7 @@ func (l *lineLogger) Write(p []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		l.log.Info("script output", "line", string(l.buf[:i]))
+		l.log.Info("carpd: script output", "line", string(l.buf[:i]))
 		l.buf = l.buf[i+1:]
 	}
 	if len(l.buf) > maxScriptLine {
@@ -290,7 +290,7 @@ func (l *lineLogger) flush() {
 
 func (l *lineLogger) flushLocked() {
 	if len(l.buf) > 0 {
-		l.log.Info("script output", "line", string(l.buf))
+		l.log.Info("carpd: script output", "line", string(l.buf))
 		l.buf = nil
 	}
 }

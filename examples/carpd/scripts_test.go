@@ -16,7 +16,7 @@ import (
 )
 
 func TestScriptForTransition(t *testing.T) {
-	tr := func(from, to carp.State, reason string) carp.Transition {
+	tr := func(from, to carp.State, reason carp.Reason) carp.Transition {
 		return carp.Transition{VHID: 1, From: from, To: to, Reason: reason}
 	}
 	tests := []struct {
@@ -124,7 +124,7 @@ func TestScriptsRunLikeUcarp(t *testing.T) {
 	if diff := cmp.Diff(want, readLines(t, record)); diff != "" {
 		t.Errorf("script calls (-want +got):\n%s", diff)
 	}
-	for _, line := range []string{"line=to-stdout", "line=to-stderr", "line=no-newline", `msg="script done" script=up`} {
+	for _, line := range []string{"line=to-stdout", "line=to-stderr", "line=no-newline", `msg="carpd: script done" script=up`} {
 		if n := strings.Count(logs.String(), line); n < 1 {
 			t.Errorf("log has no %q:\n%s", line, logs.String())
 		}

@@ -139,6 +139,9 @@ func (l *lan) bootNode(i int, boot uint32, intro string) (*node, error) {
 		// appliance sizes this against its table too.
 		BeforeInstallTimeout: commitTimeout,
 	})
+	if err == nil {
+		err = n.follower.Start()
+	}
 	if err != nil {
 		n.engine.Close()
 		group.Close()

@@ -77,8 +77,8 @@ type ConntrackConfig struct {
 	Resync      Duration       `json:"resync"`
 }
 
-// FollowConfig tunes the rule that keeps the groups together (see
-// follow.go).
+// FollowConfig tunes the rule that keeps the groups together
+// (carp.FollowConfig).
 type FollowConfig struct {
 	Hold    Duration `json:"hold"`
 	MaxHold Duration `json:"max_hold"`

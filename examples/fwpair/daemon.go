@@ -48,8 +48,7 @@ type daemon struct {
 	tr      *udp.Unicast
 	backend *conntrack.Backend
 	engine  *pfsync.Engine
-	fan     *fanout
-	follow  *follow
+	follow  *carp.FollowGroup // the engine's Demoter, and the groups' follow rule
 	groups  []*groupRun
 	control *controlServer
 
@@ -73,50 +72,23 @@ type groupRun struct {
 	link  *carp.LinkWatcher
 }
 
-// fanout is the engine's Demoter: it repeats every demotion on every
-// group, including groups attached later (the engine starts before the
-// groups exist, so that start_as_master can ask it whether a peer is up).
-type fanout struct {
-	mu      sync.Mutex
-	sources map[string]int
-	groups  []demoter
-}
-
-// SetDemotion implements pfsync.Demoter.
-func (f *fanout) SetDemotion(source string, n int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.sources == nil {
-		f.sources = map[string]int{}
-	}
-	f.sources[source] = n
-	for _, g := range f.groups {
-		g.SetDemotion(source, n)
-	}
-}
-
-// attach adds a group and gives it the current demotions.
-func (f *fanout) attach(g demoter) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.groups = append(f.groups, g)
-	for s, n := range f.sources {
-		g.SetDemotion(s, n)
-	}
-}
-
 // newDaemon opens and starts everything. On error it closes what it
 // opened. When ctx ends (a terminating signal) it stops waiting for a sync
 // peer and returns errAborted before starting the groups.
 func newDaemon(ctx context.Context, cfg *Config, log *slog.Logger) (_ *daemon, err error) {
-	d := &daemon{cfg: cfg, log: log, started: time.Now(), fan: &fanout{},
-		follow:      newFollow(cfg.Follow.Hold.Duration, cfg.Follow.MaxHold.Duration, log),
-		takeoverSem: make(chan struct{}, 1)}
+	d := &daemon{cfg: cfg, log: log, started: time.Now(), takeoverSem: make(chan struct{}, 1)}
 	defer func() {
 		if err != nil {
 			d.close()
 		}
 	}()
+	// The follow group exists before the engine: the engine demotes the
+	// whole node through it, the groups (attached later) included.
+	if d.follow, err = carp.NewFollowGroup(&carp.FollowConfig{
+		Hold: cfg.Follow.Hold.Duration, MaxHold: cfg.Follow.MaxHold.Duration, Logger: log,
+	}); err != nil {
+		return nil, err
+	}
 	if err := d.openSync(); err != nil {
 		return nil, err
 	}
@@ -130,13 +102,13 @@ func newDaemon(ctx context.Context, cfg *Config, log *slog.Logger) (_ *daemon, e
 
 	startAsMaster := false
 	if cfg.CARP.StartAsMaster {
-		log.Info("start_as_master: waiting for a sync peer", "start_wait", cfg.CARP.StartWait.Duration)
+		log.Info("fwpair: start_as_master: waiting for a sync peer", "start_wait", cfg.CARP.StartWait.Duration)
 		startAsMaster = !d.waitForPeer(ctx, cfg.CARP.StartWait.Duration)
 		if ctx.Err() != nil {
 			return nil, errAborted
 		}
 		if !startAsMaster {
-			log.Info("start_as_master ignored: a sync peer is up, so the pair is running; joining as BACKUP")
+			log.Info("fwpair: start_as_master ignored: a sync peer is up, so the pair is running; joining as BACKUP")
 		}
 	}
 	d.startedAsMaster = startAsMaster
@@ -160,7 +132,7 @@ func newDaemon(ctx context.Context, cfg *Config, log *slog.Logger) (_ *daemon, e
 			return nil, fmt.Errorf("group %s: %w", gr.cfg.Name, err)
 		}
 	}
-	log.Info("fwpair started", "node", cfg.Node, "groups", len(d.groups), "start_as_master", startAsMaster,
+	log.Info("fwpair: started", "node", cfg.Node, "groups", len(d.groups), "start_as_master", startAsMaster,
 		"commit", cfg.Sync.Commit, "control", cfg.ControlSocket)
 	return d, nil
 }
@@ -214,7 +186,7 @@ func (d *daemon) openSync() error {
 		Sealer:     d.sealer,
 		Table:      d.backend,
 		Commit:     mode,
-		Demoter:    d.fan,
+		Demoter:    d.follow,
 		Logger:     d.log,
 		FlushDelay: cfg.Sync.FlushDelay.Duration,
 		Heartbeat:  cfg.Sync.Heartbeat.Duration,
@@ -271,7 +243,7 @@ func (d *daemon) waitForPeer(ctx context.Context, wait time.Duration) bool {
 // openGroup creates one group, its address follower and its link watcher.
 // The group is not started.
 func (d *daemon) openGroup(gc GroupConfig, startAsMaster bool) (*groupRun, error) {
-	log := d.log.With("group", gc.Name, "vhid", gc.VHID, "iface", gc.Interface)
+	log := d.groupLog(gc)
 	ifi, err := net.InterfaceByName(gc.Interface)
 	if err != nil {
 		return nil, fmt.Errorf("group %s: interface %s: %w", gc.Name, gc.Interface, err)
@@ -329,29 +301,37 @@ func (d *daemon) openGroup(gc GroupConfig, startAsMaster bool) (*groupRun, error
 	}); err != nil {
 		return gr, err
 	}
-	d.fan.attach(gr.group)
-	d.follow.add(gc.VHID, gr.group)
-	vhid, g := gc.VHID, gr.group
-	if gr.link, err = carp.NewLinkWatcher(gc.Interface, func(up bool) {
-		g.SetLinkState(up)
-		d.follow.link(vhid, up)
-	}, log); err != nil {
+	if err := gr.fol.Start(); err != nil {
+		return gr, err
+	}
+	if err := d.follow.Add(gr.group); err != nil {
+		return gr, fmt.Errorf("group %s: %w", gc.Name, err)
+	}
+	// The follow group learns of the link through the group.
+	if gr.link, err = carp.NewLinkWatcher(gc.Interface, gr.group.SetLinkState, log); err != nil {
 		return gr, err
 	}
 	return gr, nil
 }
 
+// groupLog is the logger of one group's parts: the group, its transport,
+// link watcher, address follower, manager and announcer. It names the
+// group; each part adds what it knows itself (vhid, iface), so those are
+// not added here.
+func (d *daemon) groupLog(gc GroupConfig) *slog.Logger {
+	return d.log.With("group", gc.Name)
+}
+
 // onTransition is every group's OnTransition: the address follower of the
-// group (which commits state, then installs and announces), then the
-// follow rule.
+// group (which commits state, then installs and announces). The follow
+// group has seen the transition already.
 func (d *daemon) onTransition(t carp.Transition) {
-	d.log.Info("carp transition", "vhid", t.VHID, "from", t.From, "to", t.To, "reason", t.Reason)
+	d.log.Info("fwpair: carp transition", "vhid", t.VHID, "from", t.From, "to", t.To, "reason", t.Reason)
 	for _, gr := range d.groups {
 		if gr.cfg.VHID == t.VHID && gr.fol != nil {
 			gr.fol.Handle(t)
 		}
 	}
-	d.follow.transition(t)
 }
 
 // commit is every Follower's BeforeInstall: the replicated flows go into
@@ -392,10 +372,10 @@ func (d *daemon) commit(ctx context.Context, t carp.Transition) error {
 	}
 	d.mu.Unlock()
 	if err != nil {
-		d.log.Warn("commit before takeover incomplete", "vhid", t.VHID, "records", n, "liberalized", lib, "took", took, "err", err)
+		d.log.Warn("fwpair: commit before takeover incomplete", "vhid", t.VHID, "records", n, "liberalized", lib, "took", took, "err", err)
 		return err
 	}
-	d.log.Info("committed replicated state before installing the addresses", "vhid", t.VHID, "records", n,
+	d.log.Info("fwpair: committed replicated state before installing the addresses", "vhid", t.VHID, "records", n,
 		"liberalized", lib, "took", took)
 	return nil
 }
@@ -477,7 +457,7 @@ func (d *daemon) close() {
 		e, pending := closeAll(shutdownStep, cs)
 		errs = append(errs, e...)
 		if len(pending) > 0 {
-			d.log.Error("shutdown step not finished; going on without it", "step", what, "pending", pending, "waited", shutdownStep)
+			d.log.Error("fwpair: shutdown step not finished; going on without it", "step", what, "pending", pending, "waited", shutdownStep)
 		}
 	}
 	var links, groups, fols, addrs []closer
@@ -501,7 +481,9 @@ func (d *daemon) close() {
 	}
 	step("link watchers", links)
 	step("groups", groups)
-	d.follow.close()
+	if d.follow != nil {
+		d.follow.Close()
+	}
 	step("address followers", fols)
 	step("announcers and address managers", addrs)
 	if d.backend != nil {
@@ -516,6 +498,6 @@ func (d *daemon) close() {
 		step("control socket", []closer{{"control socket", d.control.Close}})
 	}
 	if err := errors.Join(errs...); err != nil {
-		d.log.Warn("shutting down", "err", err)
+		d.log.Warn("fwpair: shutting down", "err", err)
 	}
 }

@@ -30,18 +30,20 @@
 //     every group demoted (by 32) until its first bulk sync is complete.
 //     A silent peer does not demote: see docs/sync-demotion.md.
 //
-//   - the follow rule (follow.go) keeps the groups together; see below.
+//   - a carp.FollowGroup keeps the groups together and carries the
+//     engine's demotion to every group; see below.
 //
 // # Follow rule
 //
 // One firewall must forward both directions of every flow, so the groups
-// fail over together (pfSense's behaviour). The rule only raises demotion,
-// always on every group of the node at once:
+// fail over together (pfSense's behaviour). fwpair puts every group in one
+// carp.FollowGroup, which only raises demotion, always on every group of
+// the node at once:
 //
 //	condition on this node                      demotion, every group   cleared when
 //	------------------------------------------  ----------------------  ---------------------------------
-//	a group's link is down (that group is INIT) fwpair-link +1          every link is up again
-//	a group went MASTER -> BACKUP while another fwpair-follow +1        no group MASTER for follow.hold
+//	a group's link is down (that group is INIT) follow-link +1          every link is up again
+//	a group went MASTER -> BACKUP while another follow +1               no group MASTER for follow.hold
 //	group of this node is still MASTER                                  (doubled on repeats, up to
 //	                                                                    follow.max_hold), or all MASTER
 //	anything else (all MASTER, all BACKUP,      none                    -
@@ -52,7 +54,9 @@
 // Node-wide demotion keeps every group of a node equal (no deadlock between
 // groups); becoming MASTER never demotes, and the follow demotion outlives
 // the hand-over by the hold time, so the groups cannot flap at advertisement
-// speed. follow.go has the argument in full.
+// speed. The carp.FollowGroup documentation has the argument in full. The
+// same FollowGroup is the engine's Demoter, so its bulk-sync demotion
+// reaches every group.
 //
 // # Usage
 //

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gocarp/gocarp/internal/lab/fwbench"
+	"github.com/gocarp/gocarp/internal/lab/logcheck"
 	"github.com/gocarp/gocarp/internal/lab/netns"
 )
 
@@ -66,9 +67,20 @@ func newPair(t *testing.T, tag string, opts [3]fwbench.FwpairOptions) *pair {
 	return p
 }
 
-// start starts firewall i's daemon.
+// start starts firewall i's daemon. At the end of the test, every line it
+// logged is checked for a key written twice (fwpair adds no attribute the
+// libraries add themselves).
 func (p *pair) start(i int) {
-	p.proc[i] = p.FW[i].Start(fwpairBin.Path(p.T), "-config", p.cfg[i])
+	proc := p.FW[i].Start(fwpairBin.Path(p.T), "-config", p.cfg[i])
+	p.proc[i] = proc
+	t := p.T
+	t.Cleanup(func() {
+		for _, line := range proc.Output() {
+			if d := logcheck.DuplicateKeys(line); d != nil {
+				t.Errorf("fw%d logged %s twice: %s", i, strings.Join(d, ", "), line)
+			}
+		}
+	})
 }
 
 // crash kills firewall i's daemon with SIGKILL and cuts its links: the
@@ -502,7 +514,7 @@ func TestFailoverControl(t *testing.T) {
 	if err := p.proc[2].Signal(syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
-	if line, _, err := p.proc[2].WaitLine(from, `msg=status node=2 status="{\"node\":2,`, 10*time.Second); err != nil {
+	if line, _, err := p.proc[2].WaitLine(from, `msg=status status="{\"node\":2,`, 10*time.Second); err != nil {
 		t.Errorf("SIGUSR1: %v", err)
 	} else if logged, err := loggedStatus(line); err != nil || logged.Goroutines < 1 {
 		t.Errorf("SIGUSR1: status line without the goroutine count (%v): %s", err, line)

@@ -65,7 +65,7 @@ func TestSignalDuringStartup(t *testing.T) {
 	if _, _, err := p.proc[1].WaitLine(0, "shutting down while starting", 0); err != nil {
 		t.Error(err)
 	}
-	if n := p.proc[1].Count(0, "fwpair started"); n != 0 {
+	if n := p.proc[1].Count(0, "fwpair: started"); n != 0 {
 		t.Error("fw1 started its groups after SIGTERM")
 	}
 }

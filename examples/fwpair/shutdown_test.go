@@ -66,8 +66,11 @@ func testShutdownBounded(t *testing.T, hang string, maxTaken time.Duration) {
 
 	release := make(chan struct{})
 	commitEntered := make(chan struct{})
-	d := &daemon{log: log, fan: &fanout{}, follow: newFollow(time.Second, time.Minute, log),
-		takeoverSem: make(chan struct{}, 1)}
+	follow, err := carp.NewFollowGroup(&carp.FollowConfig{Hold: time.Second, MaxHold: time.Minute, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{log: log, follow: follow, takeoverSem: make(chan struct{}, 1)}
 	d.prepare = func(context.Context) (int, error) {
 		if hang == "commit" {
 			close(commitEntered)
@@ -92,9 +95,13 @@ func testShutdownBounded(t *testing.T, hang string, maxTaken time.Duration) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := fol.Start(); err != nil {
+		t.Fatal(err)
+	}
 	d.groups = []*groupRun{{cfg: GroupConfig{Name: "lan", VHID: 1}, group: g, fol: fol}}
-	d.fan.attach(g)
-	d.follow.add(1, g)
+	if err := d.follow.Add(g); err != nil {
+		t.Fatal(err)
+	}
 
 	// The peer's port records the adverts, in order.
 	var (

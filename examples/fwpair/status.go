@@ -50,12 +50,21 @@ type GroupStatus struct {
 	VIPErr         string     `json:"vip_error,omitempty"`
 }
 
-// FollowStatus is the state of the follow rule (follow.go).
+// FollowStatus is the state of the follow rule (carp.FollowGroup).
 type FollowStatus struct {
 	LinkDemotion bool   `json:"link_demotion"`
 	Following    bool   `json:"following"`
 	Hold         string `json:"hold"`
 	Events       uint64 `json:"events"`
+}
+
+// followStatus reports f, which is nil while the daemon starts.
+func followStatus(f *carp.FollowGroup) FollowStatus {
+	if f == nil {
+		return FollowStatus{Hold: "0s"}
+	}
+	st := f.Status()
+	return FollowStatus{LinkDemotion: st.LinkDown, Following: st.Following, Hold: st.Hold.String(), Events: st.Events}
 }
 
 // SyncStatus summarises the engine; Engine has every counter.
@@ -132,7 +141,7 @@ func (s *Status) CommittedSince(t time.Time) (records int, allGroups bool, errs 
 // status collects the daemon's status.
 func (d *daemon) status() *Status {
 	st := &Status{Node: d.cfg.Node, Uptime: time.Since(d.started).Round(time.Millisecond).String(),
-		StartedAsMaster: d.startedAsMaster, Goroutines: runtime.NumGoroutine(), Follow: d.follow.snapshot()}
+		StartedAsMaster: d.startedAsMaster, Goroutines: runtime.NumGoroutine(), Follow: followStatus(d.follow)}
 	for _, gr := range d.groups {
 		g := GroupStatus{Name: gr.cfg.Name, VHID: gr.cfg.VHID, Interface: gr.cfg.Interface,
 			State: gr.group.State().String(), Demotion: gr.group.Demotion(),
@@ -214,7 +223,7 @@ func (s *controlServer) serve() {
 		c, err := s.ln.Accept()
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
-				s.log.Warn("control socket", "err", err)
+				s.log.Warn("fwpair: control socket", "err", err)
 			}
 			return
 		}
@@ -226,7 +235,7 @@ func (s *controlServer) serve() {
 				return
 			}
 			if err := json.NewEncoder(c).Encode(s.get()); err != nil {
-				s.log.Debug("control socket: writing status", "err", err)
+				s.log.Debug("fwpair: control socket: writing status", "err", err)
 			}
 		}()
 	}

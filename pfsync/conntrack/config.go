@@ -117,23 +117,23 @@ type Config struct {
 
 func (c Config) withDefaults() (Config, error) {
 	if c.NetNS < 0 {
-		return c, fmt.Errorf("conntrack: NetNS %d out of range 0-2147483647", c.NetNS)
+		return c, fmt.Errorf("conntrack: Config.NetNS %d out of range 0-2147483647", c.NetNS)
 	}
 	if c.ReadBuffer == 0 {
 		c.ReadBuffer = 8 << 20
 	}
 	if c.ReadBuffer < 64<<10 || c.ReadBuffer > 1<<30 {
-		return c, fmt.Errorf("conntrack: ReadBuffer %d out of range %d-%d", c.ReadBuffer, 64<<10, 1<<30)
+		return c, fmt.Errorf("conntrack: Config.ReadBuffer %d out of range %d-%d (0 means 8 MiB)", c.ReadBuffer, 64<<10, 1<<30)
 	}
 	if c.Resync == 0 {
 		c.Resync = 30 * time.Second
 	}
 	if c.Resync > 0 && (c.Resync < time.Second || c.Resync > 24*time.Hour) {
-		return c, fmt.Errorf("conntrack: Resync %v out of range 1s-24h", c.Resync)
+		return c, fmt.Errorf("conntrack: Config.Resync %v out of range 1s-24h (0 means 30s, negative disables)", c.Resync)
 	}
 	for i, p := range c.Filter.Ignore {
 		if !p.IsValid() {
-			return c, fmt.Errorf("conntrack: Filter.Ignore[%d] %v is not a valid prefix", i, p)
+			return c, fmt.Errorf("conntrack: Config.Filter.Ignore[%d] %v is not a valid prefix", i, p)
 		}
 	}
 	if c.Logger == nil {

@@ -32,13 +32,15 @@ type Faults struct {
 	Jitter time.Duration
 }
 
-func (f Faults) validate() error {
+// validate checks f; field names it in errors ("Config.Faults" or
+// "Faults").
+func (f Faults) validate(field string) error {
 	for _, p := range []struct {
 		name string
 		v    float64
 	}{{"Loss", f.Loss}, {"Duplicate", f.Duplicate}, {"Reorder", f.Reorder}} {
 		if math.IsNaN(p.v) || p.v < 0 || p.v > 1 {
-			return fmt.Errorf("pfsynctest: %s %v out of range 0-1", p.name, p.v)
+			return fmt.Errorf("pfsynctest: %s.%s %v out of range 0-1", field, p.name, p.v)
 		}
 	}
 	for _, d := range []struct {
@@ -46,7 +48,7 @@ func (f Faults) validate() error {
 		v    time.Duration
 	}{{"ReorderWindow", f.ReorderWindow}, {"Delay", f.Delay}, {"Jitter", f.Jitter}} {
 		if d.v < 0 {
-			return fmt.Errorf("pfsynctest: %s %v out of range 0-%v", d.name, d.v, time.Duration(math.MaxInt64))
+			return fmt.Errorf("pfsynctest: %s.%s %v out of range (0 or more)", field, d.name, d.v)
 		}
 	}
 	return nil
@@ -105,15 +107,15 @@ func New(cfg *Config) (*Network, error) {
 		c.MTU = 1500
 	}
 	if c.MTU < 64 || c.MTU > 1<<20 {
-		return nil, fmt.Errorf("pfsynctest: MTU %d out of range 64-%d", c.MTU, 1<<20)
+		return nil, fmt.Errorf("pfsynctest: Config.MTU %d out of range 64-%d", c.MTU, 1<<20)
 	}
 	if c.QueueLen == 0 {
 		c.QueueLen = 4096
 	}
 	if c.QueueLen < 1 || c.QueueLen > 1<<24 {
-		return nil, fmt.Errorf("pfsynctest: QueueLen %d out of range 1-%d", c.QueueLen, 1<<24)
+		return nil, fmt.Errorf("pfsynctest: Config.QueueLen %d out of range 1-%d", c.QueueLen, 1<<24)
 	}
-	if err := c.Faults.validate(); err != nil {
+	if err := c.Faults.validate("Config.Faults"); err != nil {
 		return nil, err
 	}
 	return &Network{
@@ -131,7 +133,7 @@ func (n *Network) MTU() int { return n.mtu }
 
 // SetFaults replaces the faults applied to frames sent from now on.
 func (n *Network) SetFaults(f Faults) error {
-	if err := f.validate(); err != nil {
+	if err := f.validate("Faults"); err != nil {
 		return err
 	}
 	n.mu.Lock()

@@ -39,10 +39,10 @@ func TestConfigValidation(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"mtu", Config{MTU: 10}, "pfsynctest: MTU 10 out of range 64-1048576"},
-		{"queue", Config{QueueLen: -1}, "pfsynctest: QueueLen -1 out of range 1-16777216"},
-		{"loss", Config{Faults: Faults{Loss: 1.5}}, "pfsynctest: Loss 1.5 out of range 0-1"},
-		{"delay", Config{Faults: Faults{Delay: -1}}, "pfsynctest: Delay -1ns out of range 0-2562047h47m16.854775807s"},
+		{"mtu", Config{MTU: 10}, "pfsynctest: Config.MTU 10 out of range 64-1048576"},
+		{"queue", Config{QueueLen: -1}, "pfsynctest: Config.QueueLen -1 out of range 1-16777216"},
+		{"loss", Config{Faults: Faults{Loss: 1.5}}, "pfsynctest: Config.Faults.Loss 1.5 out of range 0-1"},
+		{"delay", Config{Faults: Faults{Delay: -1}}, "pfsynctest: Config.Faults.Delay -1ns out of range (0 or more)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

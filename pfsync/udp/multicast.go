@@ -81,17 +81,17 @@ var _ pfsync.Transport = (*Multicast)(nil)
 // datagram, and joins the group. Every socket option error is returned.
 func NewMulticast(cfg MulticastConfig) (*Multicast, error) {
 	if cfg.Interface == "" {
-		return nil, fmt.Errorf("udp: Interface empty; multicast needs the sync interface")
+		return nil, fmt.Errorf("udp: MulticastConfig.Interface is empty, want the sync interface")
 	}
 	group := cfg.Group
 	if !group.IsValid() {
 		group = netip.MustParseAddr(DefaultGroup4)
 	}
 	if !group.IsMulticast() || group.Zone() != "" {
-		return nil, fmt.Errorf("udp: Group %v is not a multicast address (without zone)", cfg.Group)
+		return nil, fmt.Errorf("udp: MulticastConfig.Group %v is not a multicast address (without zone)", cfg.Group)
 	}
 	v6 := group.Is6()
-	mtu, err := mtuFor(cfg.MTU, v6)
+	mtu, err := mtuFor("MulticastConfig", cfg.MTU, v6)
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +101,7 @@ func NewMulticast(cfg MulticastConfig) (*Multicast, error) {
 	}
 	ifi, err := net.InterfaceByName(cfg.Interface)
 	if err != nil {
-		return nil, fmt.Errorf("udp: Interface %q: %w", cfg.Interface, err)
+		return nil, fmt.Errorf("udp: MulticastConfig.Interface %q: %w", cfg.Interface, err)
 	}
 	m := &Multicast{
 		ifi:   ifi,
@@ -114,14 +114,14 @@ func NewMulticast(cfg MulticastConfig) (*Multicast, error) {
 		a = a.Unmap()
 		switch {
 		case id == pfsync.Broadcast:
-			return nil, fmt.Errorf("udp: Peers: node id 0 (%v) out of range 1-4294967295", a)
+			return nil, fmt.Errorf("udp: MulticastConfig.Peers node id 0 (%v) out of range 1-4294967295", a)
 		case !a.IsValid() || a.IsUnspecified() || a.IsMulticast():
-			return nil, fmt.Errorf("udp: Peers[%d]: %v is not a unicast address", id, a)
+			return nil, fmt.Errorf("udp: MulticastConfig.Peers[%d] %v is not a unicast address", id, a)
 		case a.Is6() != v6:
-			return nil, fmt.Errorf("udp: Peers[%d]: %v is not of the family of Group %v", id, a, group)
+			return nil, fmt.Errorf("udp: MulticastConfig.Peers[%d] %v is not of the family of MulticastConfig.Group %v", id, a, group)
 		}
 		if other, dup := m.byIP[peerKey(a)]; dup {
-			return nil, fmt.Errorf("udp: Peers[%d]: %v is also the address of node %d", id, a, other)
+			return nil, fmt.Errorf("udp: MulticastConfig.Peers[%d] %v is also the address of node %d", id, a, other)
 		}
 		m.peers[id] = netip.AddrPortFrom(withLinkZone(a.WithZone(""), ifi), port)
 		m.byIP[peerKey(a)] = id
@@ -130,7 +130,7 @@ func NewMulticast(cfg MulticastConfig) (*Multicast, error) {
 		return nil, err
 	}
 
-	rbuf, err := readBufferFor(cfg.ReadBuffer)
+	rbuf, err := readBufferFor("MulticastConfig", cfg.ReadBuffer)
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +195,7 @@ func sourcesFor(cfg []netip.Prefix, havePeers bool, ifi *net.Interface, v6 bool)
 	var out []netip.Prefix
 	for i, p := range cfg {
 		if !p.IsValid() || p.Addr().Zone() != "" || p.Addr().Is6() != v6 || p.Addr().Is4In6() {
-			return nil, fmt.Errorf("udp: Sources[%d]: %v is not an %s prefix (the family of Group)", i, p, family)
+			return nil, fmt.Errorf("udp: MulticastConfig.Sources[%d] %v is not an %s prefix (the family of MulticastConfig.Group)", i, p, family)
 		}
 		out = append(out, p.Masked())
 	}
@@ -204,7 +204,7 @@ func sourcesFor(cfg []netip.Prefix, havePeers bool, ifi *net.Interface, v6 bool)
 	}
 	addrs, err := ifi.Addrs()
 	if err != nil {
-		return nil, fmt.Errorf("udp: addresses of Interface %q, for the default Sources: %w", ifi.Name, err)
+		return nil, fmt.Errorf("udp: addresses of MulticastConfig.Interface %q, for the default Sources: %w", ifi.Name, err)
 	}
 	for _, a := range addrs {
 		n, ok := a.(*net.IPNet)
@@ -226,7 +226,7 @@ func sourcesFor(cfg []netip.Prefix, havePeers bool, ifi *net.Interface, v6 bool)
 		out = append(out, netip.MustParsePrefix("fe80::/10"))
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("udp: Interface %q has no %s address to take the default Sources from; set Sources or Peers", ifi.Name, family)
+		return nil, fmt.Errorf("udp: MulticastConfig.Interface %q has no %s address to take the default Sources from; set MulticastConfig.Sources or Peers", ifi.Name, family)
 	}
 	return out, nil
 }

@@ -18,18 +18,18 @@ func TestMulticastConfigErrors(t *testing.T) {
 		cfg  MulticastConfig
 		want string
 	}{
-		{"no interface", MulticastConfig{}, "udp: Interface empty; multicast needs the sync interface"},
-		{"unicast group", MulticastConfig{Interface: "lo", Group: netip.MustParseAddr("10.0.0.1")}, "udp: Group 10.0.0.1 is not a multicast address (without zone)"},
-		{"mtu", MulticastConfig{Interface: "lo", Group: netip.MustParseAddr(DefaultGroup6), MTU: 65528}, "udp: MTU 65528 out of range 64-65527"},
-		{"missing interface", MulticastConfig{Interface: "gsu-nonexistent"}, "udp: Interface \"gsu-nonexistent\": route ip+net: no such network interface"},
+		{"no interface", MulticastConfig{}, "udp: MulticastConfig.Interface is empty, want the sync interface"},
+		{"unicast group", MulticastConfig{Interface: "lo", Group: netip.MustParseAddr("10.0.0.1")}, "udp: MulticastConfig.Group 10.0.0.1 is not a multicast address (without zone)"},
+		{"mtu", MulticastConfig{Interface: "lo", Group: netip.MustParseAddr(DefaultGroup6), MTU: 65528}, "udp: MulticastConfig.MTU 65528 out of range 64-65527 (0 means 1452)"},
+		{"missing interface", MulticastConfig{Interface: "gsu-nonexistent"}, "udp: MulticastConfig.Interface \"gsu-nonexistent\": route ip+net: no such network interface"},
 		{"peer family", MulticastConfig{Interface: "lo", Peers: map[pfsync.NodeID]netip.Addr{2: netip.MustParseAddr("fe80::2")}},
-			"udp: Peers[2]: fe80::2 is not of the family of Group 224.0.0.240"},
+			"udp: MulticastConfig.Peers[2] fe80::2 is not of the family of MulticastConfig.Group 224.0.0.240"},
 		{"peer zero", MulticastConfig{Interface: "lo", Peers: map[pfsync.NodeID]netip.Addr{0: netip.MustParseAddr("10.0.0.2")}},
-			"udp: Peers: node id 0 (10.0.0.2) out of range 1-4294967295"},
+			"udp: MulticastConfig.Peers node id 0 (10.0.0.2) out of range 1-4294967295"},
 		{"source family", MulticastConfig{Interface: "lo", Sources: []netip.Prefix{netip.MustParsePrefix("fd00::/8")}},
-			"udp: Sources[0]: fd00::/8 is not an IPv4 prefix (the family of Group)"},
+			"udp: MulticastConfig.Sources[0] fd00::/8 is not an IPv4 prefix (the family of MulticastConfig.Group)"},
 		{"source invalid", MulticastConfig{Interface: "lo", Group: netip.MustParseAddr(DefaultGroup6), Sources: []netip.Prefix{{}}},
-			"udp: Sources[0]: invalid Prefix is not an IPv6 prefix (the family of Group)"},
+			"udp: MulticastConfig.Sources[0] invalid Prefix is not an IPv6 prefix (the family of MulticastConfig.Group)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			m, err := NewMulticast(tt.cfg)

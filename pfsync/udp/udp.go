@@ -53,8 +53,9 @@ func (c *counters) stats() Stats {
 	}
 }
 
-// mtuFor validates mtu for the family of a, or returns the default.
-func mtuFor(mtu int, v6 bool) (int, error) {
+// mtuFor validates mtu for the family of a, or returns the default. cfg
+// names the configuration struct in errors.
+func mtuFor(cfg string, mtu int, v6 bool) (int, error) {
 	def, hi := DefaultMTU4, maxMTU4
 	if v6 {
 		def, hi = DefaultMTU6, maxMTU6
@@ -63,19 +64,19 @@ func mtuFor(mtu int, v6 bool) (int, error) {
 		return def, nil
 	}
 	if mtu < minMTU || mtu > hi {
-		return 0, fmt.Errorf("udp: MTU %d out of range %d-%d", mtu, minMTU, hi)
+		return 0, fmt.Errorf("udp: %s.MTU %d out of range %d-%d (0 means %d)", cfg, mtu, minMTU, hi, def)
 	}
 	return mtu, nil
 }
 
 // readBufferFor validates a configured receive buffer size, or returns the
-// default.
-func readBufferFor(n int) (int, error) {
+// default. cfg names the configuration struct in errors.
+func readBufferFor(cfg string, n int) (int, error) {
 	switch {
 	case n == 0:
 		return DefaultReadBuffer, nil
 	case n < minMTU || n > maxReadBuffer:
-		return 0, fmt.Errorf("udp: ReadBuffer %d out of range %d-%d", n, minMTU, maxReadBuffer)
+		return 0, fmt.Errorf("udp: %s.ReadBuffer %d out of range %d-%d", cfg, n, minMTU, maxReadBuffer)
 	}
 	return n, nil
 }

@@ -54,15 +54,15 @@ var _ pfsync.Transport = (*Unicast)(nil)
 // NewUnicast validates cfg and opens the socket.
 func NewUnicast(cfg UnicastConfig) (*Unicast, error) {
 	if !cfg.Local.Addr().IsValid() {
-		return nil, fmt.Errorf("udp: Local %v is not an address and port", cfg.Local)
+		return nil, fmt.Errorf("udp: UnicastConfig.Local %v is not an address and port", cfg.Local)
 	}
 	v6 := cfg.Local.Addr().Is6() && !cfg.Local.Addr().Is4In6()
-	mtu, err := mtuFor(cfg.MTU, v6)
+	mtu, err := mtuFor("UnicastConfig", cfg.MTU, v6)
 	if err != nil {
 		return nil, err
 	}
 	if len(cfg.Peers) == 0 {
-		return nil, fmt.Errorf("udp: Peers empty; want at least one peer")
+		return nil, fmt.Errorf("udp: UnicastConfig.Peers is empty, want at least one peer")
 	}
 	u := &Unicast{
 		mtu:   mtu,
@@ -75,14 +75,14 @@ func NewUnicast(cfg UnicastConfig) (*Unicast, error) {
 		a := ap.Addr().Unmap()
 		switch {
 		case id == pfsync.Broadcast:
-			return nil, fmt.Errorf("udp: Peers: node id 0 (%v) out of range 1-4294967295", ap)
+			return nil, fmt.Errorf("udp: UnicastConfig.Peers node id 0 (%v) out of range 1-4294967295", ap)
 		case !a.IsValid() || ap.Port() == 0 || a.IsUnspecified() || a.IsMulticast():
-			return nil, fmt.Errorf("udp: Peers[%d]: %v is not a unicast address and port", id, ap)
+			return nil, fmt.Errorf("udp: UnicastConfig.Peers[%d] %v is not a unicast address and port", id, ap)
 		case a.Is6() != v6:
-			return nil, fmt.Errorf("udp: Peers[%d]: %v is not of the family of Local %v", id, ap, cfg.Local)
+			return nil, fmt.Errorf("udp: UnicastConfig.Peers[%d] %v is not of the family of UnicastConfig.Local %v", id, ap, cfg.Local)
 		}
 		if _, dup := u.byAP[netip.AddrPortFrom(peerKey(a), ap.Port())]; dup {
-			return nil, fmt.Errorf("udp: Peers[%d]: %v is also another peer's address", id, ap)
+			return nil, fmt.Errorf("udp: UnicastConfig.Peers[%d] %v is also another peer's address", id, ap)
 		}
 		u.peers[id] = netip.AddrPortFrom(a, ap.Port())
 		u.order = append(u.order, id)
@@ -97,7 +97,7 @@ func NewUnicast(cfg UnicastConfig) (*Unicast, error) {
 	}
 	slices.Sort(u.order)
 
-	rbuf, err := readBufferFor(cfg.ReadBuffer)
+	rbuf, err := readBufferFor("UnicastConfig", cfg.ReadBuffer)
 	if err != nil {
 		return nil, err
 	}

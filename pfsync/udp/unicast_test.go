@@ -297,19 +297,19 @@ func TestUnicastConfigErrors(t *testing.T) {
 		cfg  UnicastConfig
 		want string
 	}{
-		{"no local", UnicastConfig{Peers: peer}, "udp: Local invalid AddrPort is not an address and port"},
-		{"no peers", UnicastConfig{Local: local}, "udp: Peers empty; want at least one peer"},
+		{"no local", UnicastConfig{Peers: peer}, "udp: UnicastConfig.Local invalid AddrPort is not an address and port"},
+		{"no peers", UnicastConfig{Local: local}, "udp: UnicastConfig.Peers is empty, want at least one peer"},
 		{"node zero", UnicastConfig{Local: local, Peers: map[pfsync.NodeID]netip.AddrPort{0: netip.MustParseAddrPort("127.0.0.1:9")}},
-			"udp: Peers: node id 0 (127.0.0.1:9) out of range 1-4294967295"},
+			"udp: UnicastConfig.Peers node id 0 (127.0.0.1:9) out of range 1-4294967295"},
 		{"port zero", UnicastConfig{Local: local, Peers: map[pfsync.NodeID]netip.AddrPort{2: netip.MustParseAddrPort("127.0.0.1:0")}},
-			"udp: Peers[2]: 127.0.0.1:0 is not a unicast address and port"},
+			"udp: UnicastConfig.Peers[2] 127.0.0.1:0 is not a unicast address and port"},
 		{"multicast peer", UnicastConfig{Local: local, Peers: map[pfsync.NodeID]netip.AddrPort{2: netip.MustParseAddrPort("224.0.0.240:9")}},
-			"udp: Peers[2]: 224.0.0.240:9 is not a unicast address and port"},
+			"udp: UnicastConfig.Peers[2] 224.0.0.240:9 is not a unicast address and port"},
 		{"family", UnicastConfig{Local: local, Peers: map[pfsync.NodeID]netip.AddrPort{2: netip.MustParseAddrPort("[::1]:9")}},
-			"udp: Peers[2]: [::1]:9 is not of the family of Local 127.0.0.1:0"},
-		{"mtu", UnicastConfig{Local: local, Peers: peer, MTU: 70000}, "udp: MTU 70000 out of range 64-65507"},
-		{"mtu6", UnicastConfig{Local: netip.MustParseAddrPort("[::1]:0"), Peers: peer, MTU: 10}, "udp: MTU 10 out of range 64-65527"},
-		{"read buffer", UnicastConfig{Local: local, Peers: peer, ReadBuffer: -1}, "udp: ReadBuffer -1 out of range 64-1073741824"},
+			"udp: UnicastConfig.Peers[2] [::1]:9 is not of the family of UnicastConfig.Local 127.0.0.1:0"},
+		{"mtu", UnicastConfig{Local: local, Peers: peer, MTU: 70000}, "udp: UnicastConfig.MTU 70000 out of range 64-65507 (0 means 1472)"},
+		{"mtu6", UnicastConfig{Local: netip.MustParseAddrPort("[::1]:0"), Peers: peer, MTU: 10}, "udp: UnicastConfig.MTU 10 out of range 64-65527 (0 means 1452)"},
+		{"read buffer", UnicastConfig{Local: local, Peers: peer, ReadBuffer: -1}, "udp: UnicastConfig.ReadBuffer -1 out of range 64-1073741824"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			u, err := NewUnicast(tt.cfg)
