@@ -121,10 +121,19 @@ type Config struct {
 	// addresses, which starts as MASTER (as with StartAsMaster). Higher
 	// wins; equal priorities are decided by the higher primary (source)
 	// address. Zero means DefaultPriority (100). Demotion (SetDemotion)
-	// lowers the advertised priority by its sum, as keepalived's track
-	// weights do, but never below 1: 0 is what a stopping master sends.
+	// lowers the advertised priority by its sum times DemotionWeight, as
+	// keepalived's track weights do, but never below 1: 0 is what a
+	// stopping master sends.
 	// VRRPv3 only.
 	Priority uint8
+	// DemotionWeight is how many priority points each unit of demotion
+	// takes away with VRRPv3 (a keepalived track weight). Zero means 1.
+	// Demotion sources count in units (a link down is 1, a sync engine's
+	// bulk update or a FollowGroup's rule a few), so with the default only
+	// nodes of equal Priority hand over on a demotion. 255 ranks any
+	// demoted node below every undemoted one (at priority 1), as a CARP
+	// demotion does, whatever the priorities. VRRPv3 only.
+	DemotionWeight uint8
 	// AdvertInterval is the VRRP advertisement interval, in steps of 10 ms
 	// from 10 ms to 40.95 s. Zero means 1 s. A backup waits three times
 	// the interval the master advertises plus a skew of
@@ -247,6 +256,9 @@ func (c Config) validate() (Config, error) {
 		if c.AdvertInterval != 0 {
 			return c, fmt.Errorf("carp: Config.AdvertInterval %v set with protocol %v, want 0 (VRRPv3 only)", c.AdvertInterval, c.Protocol)
 		}
+		if c.DemotionWeight != 0 {
+			return c, fmt.Errorf("carp: Config.DemotionWeight %d set with protocol %v, want 0 (VRRPv3 only)", c.DemotionWeight, c.Protocol)
+		}
 	case ProtocolVRRPv3:
 		if err := c.validateVRRP(); err != nil {
 			return c, err
@@ -259,6 +271,9 @@ func (c Config) validate() (Config, error) {
 		}
 		if c.AdvertInterval == 0 {
 			c.AdvertInterval = time.Second
+		}
+		if c.DemotionWeight == 0 {
+			c.DemotionWeight = 1
 		}
 	default:
 		return c, fmt.Errorf("carp: Config.Protocol %d out of range %d-%d", c.Protocol, ProtocolCARP, ProtocolVRRPv3)

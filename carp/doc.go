@@ -165,8 +165,9 @@
 // only VRRPv3 adverts (no authentication; the checksum covers the IP
 // pseudo-header, so the Transport must be an [Addresser]). The election is
 // the one above, with VRRP's ranking mapped onto it: a node's priority p
-// (Config.Priority, lowered by its demotion but never below 1, as
-// keepalived's track weights lower it) ranks like a CARP timing of 255 - p,
+// (Config.Priority, lowered by its demotion times Config.DemotionWeight but
+// never below 1, as keepalived's track weights lower it) ranks like a CARP
+// timing of 255 - p,
 // so higher priorities win; VRRP has no demote byte. Where VRRP differs,
 // the group follows RFC 5798:
 //
@@ -187,9 +188,11 @@
 //
 // Since the demotion travels only inside the priority, a demoted VRRP
 // master is taken over only by backups with Preempt (CARP backups take
-// over from a more demoted master even without it): enable Preempt on
-// every node when something demotes (a sync engine, a group that follows
-// others, a health check).
+// over from a more demoted master even without it), and only by one whose
+// priority is now higher: enable Preempt on every node when something
+// demotes (a sync engine, a FollowGroup, a health check), and set
+// DemotionWeight to 255 for CARP's rule that any demoted node ranks below
+// every undemoted one.
 //
 // One deliberate difference: a BACKUP with Preempt takes over at the first
 // advert of a lower priority, as CARP does, where RFC 5798 lets it ignore

@@ -66,14 +66,14 @@ func (r *run) tieLost(f Family, src netip.Addr) bool {
 }
 
 // priority returns the VRRP priority this node advertises and ranks with
-// now: the configured one lowered by the demotion, as keepalived's track
-// weights lower it, but never below 1 (0 means "the master stops" on the
+// now: the configured one lowered by the demotion times
+// Config.DemotionWeight, as keepalived's track weights lower it, but never below 1 (0 means "the master stops" on the
 // wire, and a demoted node must still be able to take over when no one
 // else is there).
 func (r *run) priority() int {
 	p := int(r.g.cfg.Priority)
 	if r.demote > 0 {
-		p = max(1, p-r.demote)
+		p = max(1, p-r.demote*int(r.g.cfg.DemotionWeight))
 	}
 	return p
 }

@@ -1,6 +1,7 @@
 package carp_test
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 	"testing/synctest"
@@ -56,6 +57,7 @@ func TestVRRPConfigValidation(t *testing.T) {
 		{"advbase with vrrp", vrrp, func(c *carp.Config) { c.AdvBase = 1 }, "carp: Config.AdvBase 1 set with protocol vrrp3, want the zero value (CARP only)"},
 		{"advskew with vrrp", vrrp, func(c *carp.Config) { c.AdvSkew = 10 }, "carp: Config.AdvSkew 10 set with protocol vrrp3, want the zero value (CARP only)"},
 		{"password with vrrp", vrrp, func(c *carp.Config) { c.Password = []byte("secret") }, "carp: Config.Password of 6 bytes set with protocol vrrp3, want the zero value (CARP only)"},
+		{"demotionweight with carp", carpCfg, func(c *carp.Config) { c.DemotionWeight = 255 }, "carp: Config.DemotionWeight 255 set with protocol carp, want 0 (VRRPv3 only)"},
 		{"deadratio with vrrp", vrrp, func(c *carp.Config) { c.DeadRatio = 3 }, "carp: Config.DeadRatio 3 set with protocol vrrp3, want the zero value (CARP only)"},
 		{"demoteinskew with vrrp", vrrp, func(c *carp.Config) { c.DemoteInSkew = true }, "carp: Config.DemoteInSkew true set with protocol vrrp3, want the zero value (CARP only)"},
 		{"transport without addresses", vrrp, func(c *carp.Config) { c.Transport = hidden{port} }, "carp: Config.Transport carp_test.hidden does not report its addresses (Source, Destination), which VRRPv3 needs"},
@@ -431,5 +433,85 @@ func TestVRRPDemotionWithoutPreempt(t *testing.T) {
 		if got := lastVRRP(t, a, carp.IPv4).Priority; got != 100 {
 			t.Errorf("priority %d, want 100", got)
 		}
+	})
+}
+
+// TestVRRPDemotionWeight: with DemotionWeight 255 a demotion of 1 puts the
+// master at priority 1, below a backup of any priority, as a CARP
+// demotion ranks a node below every undemoted one; with the default weight
+// the same demotion changes nothing between priorities 200 and 100.
+func TestVRRPDemotionWeight(t *testing.T) {
+	for _, tt := range []struct {
+		weight   uint8
+		prio     uint8 // a's advertised priority once demoted by 1
+		handover bool
+	}{
+		{0, 199, false},
+		{255, 1, true},
+	} {
+		t.Run(fmt.Sprint("weight ", tt.weight), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				seg := carptest.NewSegment(1)
+				a := newVRRPNode(t, seg, "a", carp.Config{Priority: 200, Preempt: true, DemotionWeight: tt.weight}).start(t)
+				b := newVRRPNode(t, seg, "b", carp.Config{Priority: 100, Preempt: true, DemotionWeight: tt.weight}).start(t)
+				sleep(10 * time.Second)
+				wantState(t, a, carp.Master)
+				a.g.SetDemotion("sync", 1)
+				sleep(10 * time.Second)
+				if got := lastVRRP(t, a, carp.IPv4).Priority; got != tt.prio {
+					t.Errorf("a's priority %d, want %d", got, tt.prio)
+				}
+				if tt.handover {
+					wantState(t, b, carp.Master)
+					wantState(t, a, carp.Backup)
+				} else {
+					wantState(t, a, carp.Master)
+					wantState(t, b, carp.Backup)
+				}
+			})
+		})
+	}
+}
+
+// TestVRRPFollowGroup: a FollowGroup works unchanged on VRRPv3 groups. Two
+// nodes with a LAN and a WAN group each; a, of higher priority, is master
+// of both; its LAN link goes down, and the FollowGroup's demotion (weight
+// 255) hands the WAN group to b as well.
+func TestVRRPFollowGroup(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lan, wan := carptest.NewSegment(1), carptest.NewSegment(2)
+		type pair struct{ lan, wan *node }
+		mk := func(name string, prio uint8) pair {
+			follow, err := carp.NewFollowGroup(&carp.FollowConfig{Hold: 10 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { follow.Close() })
+			var p pair
+			for i, seg := range []*carptest.Segment{lan, wan} {
+				n := newVRRPNode(t, seg, name, carp.Config{VHID: uint8(i + 1), Priority: prio, Preempt: true, DemotionWeight: 255})
+				if err := follow.Add(n.g); err != nil {
+					t.Fatal(err)
+				}
+				if i == 0 {
+					p.lan = n
+				} else {
+					p.wan = n
+				}
+			}
+			return p
+		}
+		a, b := mk("a", 200), mk("b", 100)
+		for _, n := range []*node{a.lan, a.wan, b.lan, b.wan} {
+			n.start(t)
+		}
+		sleep(10 * time.Second)
+		wantState(t, a.lan, carp.Master)
+		wantState(t, a.wan, carp.Master)
+		a.lan.g.SetLinkState(false)
+		sleep(10 * time.Second)
+		wantState(t, b.lan, carp.Master)
+		wantState(t, b.wan, carp.Master)
+		wantState(t, a.wan, carp.Backup)
 	})
 }

@@ -422,8 +422,7 @@ func (o *options) check() error {
 		return err
 	}
 	switch {
-	case o.Protocol == carp.ProtocolVRRPv3:
-	case o.Pass == "" && o.PassFile == "":
+	case o.Protocol == carp.ProtocolCARP && o.Pass == "" && o.PassFile == "":
 		return usagef("--pass or --passfile is required")
 	case o.Pass != "" && o.PassFile != "":
 		return usagef("--pass and --passfile are mutually exclusive")
