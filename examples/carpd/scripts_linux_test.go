@@ -75,9 +75,16 @@ func exited(t *testing.T, pid int, bound time.Duration) bool {
 }
 
 // childPid waits for the "child <pid>" line of hangingScript.
-func childPid(t *testing.T, lines <-chan string) int {
+func childPid(t *testing.T, lines <-chan string, ended <-chan error) int {
 	t.Helper()
-	line := <-lines
+	var line string
+	select {
+	case line = <-lines:
+	case err := <-ended:
+		// Without this case a script killed before it printed would
+		// leave the test waiting for ever.
+		t.Fatalf("the script ended (%v) before it printed its child's pid", err)
+	}
 	pid, err := strconv.Atoi(strings.TrimPrefix(line, "child "))
 	if err != nil {
 		t.Fatalf("script printed %q, want \"child <pid>\"", line)
@@ -91,12 +98,14 @@ func childPid(t *testing.T, lines <-chan string) int {
 // shell alone would leave the child running, holding the output open.
 func TestScriptTimeoutKillsProcessGroup(t *testing.T) {
 	w := lineWatcher{lines: make(chan string, 16)}
-	s := &scripts{iface: "eth0", addrs: []string{"10.0.0.1"}, timeout: 200 * time.Millisecond, log: slog.New(w)}
+	// The timeout is long enough for the shell to start its child and
+	// print its pid on a loaded machine (200 ms was not, once).
+	s := &scripts{iface: "eth0", addrs: []string{"10.0.0.1"}, timeout: 2 * time.Second, log: slog.New(w)}
 	errc := make(chan error, 1)
 	go func() { errc <- s.run("up", hangingScript(t), carp.Transition{To: carp.Master}) }()
-	pid := childPid(t, w.lines)
+	pid := childPid(t, w.lines, errc)
 	err := <-errc
-	if err == nil || !strings.Contains(err.Error(), "killed with its process group after 200ms (--script-timeout)") {
+	if err == nil || !strings.Contains(err.Error(), "killed with its process group after 2s (--script-timeout)") {
 		t.Errorf("run = %v, want a timeout error", err)
 	}
 	if !exited(t, pid, 5*time.Second) {
@@ -121,7 +130,7 @@ func TestScriptsStopAndClose(t *testing.T) {
 	go func() {
 		errc <- s.run("up", s.up, carp.Transition{From: carp.Backup, To: carp.Master, Reason: carp.ReasonBowOut})
 	}()
-	pid := childPid(t, w.lines)
+	pid := childPid(t, w.lines, errc)
 	s.stop()
 	if err := <-errc; !errors.Is(err, errShutdown) {
 		t.Errorf("run after stop = %v, want %v", err, errShutdown)

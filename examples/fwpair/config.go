@@ -27,6 +27,8 @@ type Config struct {
 	Sync          SyncConfig      `json:"sync"`
 	Conntrack     ConntrackConfig `json:"conntrack"`
 	Follow        FollowConfig    `json:"follow"`
+
+	Forwarding ForwardingConfig `json:"forwarding"` // the forwarding gate (gate.go)
 }
 
 // CARPConfig holds the settings shared by every group.

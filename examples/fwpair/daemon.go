@@ -51,6 +51,7 @@ type daemon struct {
 	follow  *carp.FollowGroup // the engine's Demoter, and the groups' follow rule
 	groups  []*groupRun
 	control *controlServer
+	gate    *gate // nil when forwarding.gate is false
 
 	// The work of a takeover commit: the engine's PrepareTakeover and the
 	// backend's Takeover (fields, so that a test can make them hang).
@@ -82,6 +83,17 @@ func newDaemon(ctx context.Context, cfg *Config, log *slog.Logger) (_ *daemon, e
 			d.close()
 		}
 	}()
+	if cfg.Forwarding.gateOn() {
+		if err := checkNotRunning(cfg.ControlSocket); err != nil {
+			return nil, err
+		}
+		if d.gate, err = newGate(cfg.groupInterfaces(), log); err != nil {
+			return nil, err
+		}
+		if err := d.gate.Close(); err != nil {
+			return nil, err
+		}
+	}
 	// The follow group exists before the engine: the engine demotes the
 	// whole node through it, the groups (attached later) included.
 	if d.follow, err = carp.NewFollowGroup(&carp.FollowConfig{
@@ -186,7 +198,7 @@ func (d *daemon) openSync() error {
 		Sealer:     d.sealer,
 		Table:      d.backend,
 		Commit:     mode,
-		Demoter:    d.follow,
+		Demoter:    syncDemoter{next: d.follow, d: d}, // opens the forwarding gate when in sync
 		Logger:     d.log,
 		FlushDelay: cfg.Sync.FlushDelay.Duration,
 		Heartbeat:  cfg.Sync.Heartbeat.Duration,
@@ -349,6 +361,7 @@ func (d *daemon) onTransition(t carp.Transition) {
 // does not (a kernel call that never returns): the Follower, and fwpair's
 // shutdown behind it, wait for this hook.
 func (d *daemon) commit(ctx context.Context, t carp.Transition) error {
+	defer d.openGateAsMaster() // a MASTER forwards, whatever the commit did
 	start := time.Now()
 	n, err := runBounded(ctx, d.prepare, nil)
 	var lib int
@@ -493,6 +506,9 @@ func (d *daemon) close() {
 		step("sync engine", []closer{{"sync engine", d.engine.Close}})
 	} else if d.tr != nil {
 		step("sync transport", []closer{{"sync transport", d.tr.Close}})
+	}
+	if d.gate != nil { // stops retrying; the gate stays as it is
+		step("forwarding gate", []closer{{"forwarding gate", d.gate.Stop}})
 	}
 	if d.control != nil {
 		step("control socket", []closer{{"control socket", d.control.Close}})

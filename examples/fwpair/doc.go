@@ -33,6 +33,9 @@
 //   - a carp.FollowGroup keeps the groups together and carries the
 //     engine's demotion to every group; see below.
 //
+//   - the forwarding gate (gate.go) keeps the node from forwarding until it
+//     is in sync or MASTER; see below.
+//
 // # Follow rule
 //
 // One firewall must forward both directions of every flow, so the groups
@@ -57,6 +60,33 @@
 // speed. The carp.FollowGroup documentation has the argument in full. The
 // same FollowGroup is the engine's Demoter, so its bulk-sync demotion
 // reaches every group.
+//
+// # Forwarding gate
+//
+// The nodes keep their physical MAC addresses (the addresses move with
+// gratuitous ARP and unsolicited NA), so after a crash whose links come
+// back before the peer's master-down interval, clients and servers still
+// send to the rebooted box. Its kernel, with an empty conntrack table and
+// fwpair not running, would forward that traffic: late (it waited in the
+// neighbour queue while the links came up, so a UDP flow sees datagrams
+// older than ones the peer already delivered) and with fresh conntrack and
+// NAT entries of its own. With forwarding.gate true (the default) fwpair
+// owns the nftables table "inet fwpair_gate": a forward chain at priority
+// "filter - 10" that drops what enters on the groups' interfaces (never the
+// sync link). fwpair loads it closed at start, and deletes it once, at the
+// first of: the sync engine in sync (bulk sync from every peer up
+// complete, or, heard no peer, the end of the discovery window), or a group
+// becoming MASTER (after the takeover commit, before the addresses go up).
+// It stays open until the process exits and is not closed on shutdown: the
+// kernel keeps forwarding with its state while the peer takes over. Every
+// nft run is bounded (3 s); a failed opening is logged and retried every
+// second; a failed closing at start stops fwpair.
+//
+// The daemon protects the box only once it runs: the appliance's boot
+// ruleset must load the same table, closed, before the data links come up
+// (internal/lab/fwbench.GateRuleset is the lab's; docs/forwarding-gate.md
+// has the snippet and the reasons). A "flush ruleset" by the appliance
+// deletes the table, which opens the gate.
 //
 // # Usage
 //
@@ -85,7 +115,9 @@
 // demotion and carpstats counters, the address follower's counters, the
 // follow rule, the sync peers (up/down, last heard), table sizes (records,
 // local, external cache), bulk progress and every engine, seal, transport and
-// conntrack counter, and the last takeover commit (records, duration).
+// conntrack counter, the last takeover commit (records, duration), and
+// the forwarding gate ("forwarding": state open, closed or disabled,
+// opened_at, reason, error).
 //
 // # Configuration file
 //
@@ -195,11 +227,18 @@
 //	follow.max_hold    repeats within this time double the hold, up to it;
 //	                   default "5m".
 //
+//	forwarding.gate    true (default, also when absent): keep forwarding on
+//	                   the groups' interfaces closed from start until the
+//	                   node is in sync or MASTER (see Forwarding gate;
+//	                   needs the nft binary). false: fwpair leaves
+//	                   forwarding alone.
+//
 // Durations are Go duration strings ("1.5s", "200ms").
 //
 // # Firewall rules
 //
-// fwpair does not touch nftables. The rules it is tested with (see
+// fwpair touches nftables only for its forwarding gate (its own table,
+// above). The rules it is tested with (see
 // internal/lab/fwbench.Ruleset, used by e2e_linux_test.go): forward policy drop, "ct state established,related
 // accept", "ct state invalid drop", new flows LAN->WAN only with a SYN,
 // "snat ip to <WAN VIP>" and "snat ip6 to <WAN IPv6 VIP>" (not masquerade:

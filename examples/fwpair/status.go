@@ -30,6 +30,7 @@ type Status struct {
 	Goroutines      int             `json:"goroutines"` // runtime.NumGoroutine(): growing over a long run is a leak
 	Groups          []GroupStatus   `json:"groups"`
 	Follow          FollowStatus    `json:"follow"`
+	Forwarding      GateStatus      `json:"forwarding"` // the forwarding gate (gate.go)
 	Sync            SyncStatus      `json:"sync"`
 	Conntrack       conntrack.Stats `json:"conntrack"`
 	Seal            seal.Stats      `json:"seal"`
@@ -141,7 +142,8 @@ func (s *Status) CommittedSince(t time.Time) (records int, allGroups bool, errs 
 // status collects the daemon's status.
 func (d *daemon) status() *Status {
 	st := &Status{Node: d.cfg.Node, Uptime: time.Since(d.started).Round(time.Millisecond).String(),
-		StartedAsMaster: d.startedAsMaster, Goroutines: runtime.NumGoroutine(), Follow: followStatus(d.follow)}
+		StartedAsMaster: d.startedAsMaster, Goroutines: runtime.NumGoroutine(), Follow: followStatus(d.follow),
+		Forwarding: d.gate.Status()}
 	for _, gr := range d.groups {
 		g := GroupStatus{Name: gr.cfg.Name, VHID: gr.cfg.VHID, Interface: gr.cfg.Interface,
 			State: gr.group.State().String(), Demotion: gr.group.Demotion(),

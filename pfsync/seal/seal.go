@@ -172,24 +172,24 @@ var _ pfsync.Sealer = (*Sealer)(nil)
 // New returns a Sealer for cfg, with a fresh random epoch.
 func New(cfg Config) (*Sealer, error) {
 	if cfg.Node == 0 {
-		return nil, fmt.Errorf("seal: Node 0 out of range 1-%d", uint32(math.MaxUint32))
+		return nil, fmt.Errorf("seal: Config.Node 0 out of range 1-%d", uint32(math.MaxUint32))
 	}
 	if cfg.Boot == 0 {
-		return nil, fmt.Errorf("seal: Boot 0 out of range 1-%d (read it with seal.BootCounter)", uint32(math.MaxUint32))
+		return nil, fmt.Errorf("seal: Config.Boot 0 out of range 1-%d (read it with seal.BootCounter)", uint32(math.MaxUint32))
 	}
 	maxPeers := cfg.MaxSenders
 	if maxPeers == 0 {
 		maxPeers = DefaultMaxSenders
 	}
 	if maxPeers < 1 || maxPeers > 1<<16 {
-		return nil, fmt.Errorf("seal: MaxSenders %d out of range 1-%d", cfg.MaxSenders, 1<<16)
+		return nil, fmt.Errorf("seal: Config.MaxSenders %d out of range 1-%d", cfg.MaxSenders, 1<<16)
 	}
 	rate := cfg.NewEpochRate
 	if rate == 0 {
 		rate = DefaultNewEpochRate
 	}
 	if rate < 1 || rate > 1<<20 {
-		return nil, fmt.Errorf("seal: NewEpochRate %d out of range 1-%d", cfg.NewEpochRate, 1<<20)
+		return nil, fmt.Errorf("seal: Config.NewEpochRate %d out of range 1-%d", cfg.NewEpochRate, 1<<20)
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -223,25 +223,31 @@ func (s *Sealer) Rotate(keys []Key, sendKeyID uint8) error {
 }
 
 func (s *Sealer) rotate(keys []Key, sendKeyID uint8, drawEpoch bool) error {
+	// Errors name what the caller set: New's Config fields, or Rotate's
+	// arguments.
+	keysName, sendName := "Rotate keys", "Rotate sendKeyID"
+	if drawEpoch {
+		keysName, sendName = "Config.Keys", "Config.SendKeyID"
+	}
 	if len(keys) == 0 {
-		return fmt.Errorf("seal: Keys empty; want at least one key")
+		return fmt.Errorf("seal: %s empty; want at least one key", keysName)
 	}
 	prks := make(map[uint8][]byte, len(keys))
 	vouchers := make(map[uint8]cipher.Block, len(keys))
 	for i, k := range keys {
 		if _, dup := prks[k.ID]; dup {
-			return fmt.Errorf("seal: Keys[%d]: duplicate key id %d", i, k.ID)
+			return fmt.Errorf("seal: %s[%d]: duplicate key id %d", keysName, i, k.ID)
 		}
 		if err := checkKey(k.Secret); err != nil {
-			return fmt.Errorf("seal: Keys[%d] (id %d): %w", i, k.ID, err)
+			return fmt.Errorf("seal: %s[%d] (id %d): %w", keysName, i, k.ID, err)
 		}
 		prk, err := hkdf.Extract(sha256.New, k.Secret, []byte(extractSalt))
 		if err != nil {
-			return fmt.Errorf("seal: Keys[%d] (id %d): %w", i, k.ID, err)
+			return fmt.Errorf("seal: %s[%d] (id %d): %w", keysName, i, k.ID, err)
 		}
 		prks[k.ID] = prk
 		if vouchers[k.ID], err = voucher(prk, k.ID); err != nil {
-			return fmt.Errorf("seal: Keys[%d] (id %d): %w", i, k.ID, err)
+			return fmt.Errorf("seal: %s[%d] (id %d): %w", keysName, i, k.ID, err)
 		}
 	}
 	prk, ok := prks[sendKeyID]
@@ -250,7 +256,7 @@ func (s *Sealer) rotate(keys []Key, sendKeyID uint8, drawEpoch bool) error {
 		for _, k := range keys {
 			ids = append(ids, k.ID)
 		}
-		return fmt.Errorf("seal: SendKeyID %d not among the Keys ids %v", sendKeyID, ids)
+		return fmt.Errorf("seal: %s %d not among the key ids %v", sendName, sendKeyID, ids)
 	}
 	if drawEpoch {
 		var r [4]byte

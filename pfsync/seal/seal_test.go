@@ -538,6 +538,27 @@ func TestRotationOverlap(t *testing.T) {
 
 // TestRotateSameIDNewSecret: replacing the secret behind a key id drops the
 // cached traffic keys, so frames under the old secret no longer open.
+// TestRotateErrors: Rotate's errors name its arguments, not Config's
+// fields, and a refused rotation keeps the keys in use.
+func TestRotateErrors(t *testing.T) {
+	a := newSealer(t, 1, 1, oneKey(1, 1), 1)
+	b := newSealer(t, 2, 1, oneKey(1, 1), 1)
+	for _, tt := range []struct {
+		keys []Key
+		send uint8
+		want string
+	}{
+		{nil, 1, "seal: Rotate keys empty; want at least one key"},
+		{oneKey(1, 1), 2, "seal: Rotate sendKeyID 2 not among the key ids [1]"},
+		{[]Key{{ID: 3, Secret: make([]byte, 32)}}, 3, "seal: Rotate keys[0] (id 3): weak key: only 1 distinct byte values; use a random key (seal.GenerateKey)"},
+	} {
+		if err := b.Rotate(tt.keys, tt.send); err == nil || err.Error() != tt.want {
+			t.Errorf("Rotate = %v, want %q", err, tt.want)
+		}
+	}
+	mustOpen(t, b, seal(t, a, "still"), 1, "still")
+}
+
 func TestRotateSameIDNewSecret(t *testing.T) {
 	a := newSealer(t, 1, 1, oneKey(1, 1), 1)
 	b := newSealer(t, 2, 1, oneKey(1, 1), 1)
@@ -558,18 +579,18 @@ func TestConfigErrors(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"node zero", Config{Boot: 1, Keys: good, SendKeyID: 1}, "seal: Node 0 out of range 1-4294967295"},
-		{"boot zero", Config{Node: 1, Keys: good, SendKeyID: 1}, "seal: Boot 0 out of range 1-4294967295 (read it with seal.BootCounter)"},
-		{"no keys", Config{Node: 1, Boot: 1}, "seal: Keys empty; want at least one key"},
-		{"send key missing", Config{Node: 1, Boot: 1, Keys: good, SendKeyID: 2}, "seal: SendKeyID 2 not among the Keys ids [1]"},
-		{"duplicate id", Config{Node: 1, Boot: 1, Keys: append(oneKey(1, 1), oneKey(1, 2)...), SendKeyID: 1}, "seal: Keys[1]: duplicate key id 1"},
-		{"short key", Config{Node: 1, Boot: 1, Keys: []Key{{ID: 1, Secret: testKey(1)[:16]}}, SendKeyID: 1}, "seal: Keys[0] (id 1): key has 16 bytes, want 32"},
+		{"node zero", Config{Boot: 1, Keys: good, SendKeyID: 1}, "seal: Config.Node 0 out of range 1-4294967295"},
+		{"boot zero", Config{Node: 1, Keys: good, SendKeyID: 1}, "seal: Config.Boot 0 out of range 1-4294967295 (read it with seal.BootCounter)"},
+		{"no keys", Config{Node: 1, Boot: 1}, "seal: Config.Keys empty; want at least one key"},
+		{"send key missing", Config{Node: 1, Boot: 1, Keys: good, SendKeyID: 2}, "seal: Config.SendKeyID 2 not among the key ids [1]"},
+		{"duplicate id", Config{Node: 1, Boot: 1, Keys: append(oneKey(1, 1), oneKey(1, 2)...), SendKeyID: 1}, "seal: Config.Keys[1]: duplicate key id 1"},
+		{"short key", Config{Node: 1, Boot: 1, Keys: []Key{{ID: 1, Secret: testKey(1)[:16]}}, SendKeyID: 1}, "seal: Config.Keys[0] (id 1): key has 16 bytes, want 32"},
 		{"zero key", Config{Node: 1, Boot: 1, Keys: []Key{{ID: 1, Secret: make([]byte, 32)}}, SendKeyID: 1},
-			"seal: Keys[0] (id 1): weak key: only 1 distinct byte values; use a random key (seal.GenerateKey)"},
+			"seal: Config.Keys[0] (id 1): weak key: only 1 distinct byte values; use a random key (seal.GenerateKey)"},
 		{"passphrase", Config{Node: 1, Boot: 1, Keys: []Key{{ID: 1, Secret: []byte("correct horse battery staple 123")}}, SendKeyID: 1},
-			"seal: Keys[0] (id 1): weak key: only printable characters, like a passphrase; use a random key (seal.GenerateKey)"},
-		{"max senders", Config{Node: 1, Boot: 1, Keys: good, SendKeyID: 1, MaxSenders: -1}, "seal: MaxSenders -1 out of range 1-65536"},
-		{"epoch rate", Config{Node: 1, Boot: 1, Keys: good, SendKeyID: 1, NewEpochRate: -5}, "seal: NewEpochRate -5 out of range 1-1048576"},
+			"seal: Config.Keys[0] (id 1): weak key: only printable characters, like a passphrase; use a random key (seal.GenerateKey)"},
+		{"max senders", Config{Node: 1, Boot: 1, Keys: good, SendKeyID: 1, MaxSenders: -1}, "seal: Config.MaxSenders -1 out of range 1-65536"},
+		{"epoch rate", Config{Node: 1, Boot: 1, Keys: good, SendKeyID: 1, NewEpochRate: -5}, "seal: Config.NewEpochRate -5 out of range 1-1048576"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -59,8 +59,9 @@
 //	                process removes them)
 //	crash           SIGKILL and every link of the node down (switch ports,
 //	                sync link) for 1-6 s, then its virtual addresses and
-//	                conntrack table cleared, links up, daemon restarted (a
-//	                box losing power and rebooting)
+//	                conntrack table cleared, on a firewall fwpair's
+//	                forwarding gate loaded closed (its boot ruleset), links
+//	                up, daemon restarted (a box losing power and rebooting)
 //	freeze          SIGSTOP for 1-6 s, then SIGCONT (a frozen master)
 //	flap            one of the node's switch ports down for 0.3-5 s
 //	partition       carpd: CARP (IPv4 and IPv6 protocol 112) to and from

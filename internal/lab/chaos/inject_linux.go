@@ -141,7 +141,9 @@ func (s *Soak) one(sys *system, kind string, r *rand.Rand) (*event, error) {
 		}
 		time.Sleep(down) // the fault's duration
 		if crash {
-			s.reboot(n)
+			if err := s.reboot(n); err != nil {
+				return e, err
+			}
 			if err := s.cutNode(n, false); err != nil {
 				return e, err
 			}
@@ -295,14 +297,19 @@ func (s *Soak) cutNode(n *node, down bool) error {
 
 // reboot forgets what a crashed box's kernel held: the virtual addresses
 // (whatever prefix length the daemon gave them: "to" matches the address)
-// and, on a firewall, the conntrack table.
-func (s *Soak) reboot(n *node) {
+// and, on a firewall, the conntrack table; a firewall boots with fwpair's
+// forwarding gate closed (its boot ruleset), before its links come up.
+func (s *Soak) reboot(n *node) error {
 	for a, ifn := range n.sys.vips {
 		nsOutput(n.ns, "ip", "addr", "flush", "dev", ifn, "to", netip.PrefixFrom(a, a.BitLen()).String())
 	}
 	if n.sys.pair != nil {
 		nsOutput(n.ns, "conntrack", "-F")
+		if err := fwbench.CloseGate(n.ns); err != nil {
+			return fmt.Errorf("%s: loading the boot gate: %w", n.name, err)
+		}
 	}
+	return nil
 }
 
 // nftPort drops, with each rule, frames to and from n's port i in the

@@ -64,6 +64,9 @@ type FwpairOptions struct {
 	CommitTimeout time.Duration
 	// StartAsMaster is carp.start_as_master.
 	StartAsMaster bool
+	// BulkRate is sync.bulk_rate (frames per second of the bulk syncs this
+	// node sends); zero means fwpair's default.
+	BulkRate int
 }
 
 // KeyFile returns the path of the lab's sync key, creating it on first use.
@@ -133,6 +136,9 @@ func (l *Lab) FwpairConfig(i int, o FwpairOptions) (cfgPath, socket string) {
 	}
 	if o.Commit != "" {
 		cfg["sync"].(map[string]any)["commit"] = o.Commit
+	}
+	if o.BulkRate != 0 {
+		cfg["sync"].(map[string]any)["bulk_rate"] = o.BulkRate
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {

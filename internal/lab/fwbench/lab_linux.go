@@ -104,6 +104,44 @@ table inet fw {
 `, LANIf, WANIf, WANVIP, WANVIP6)
 }
 
+// GateRuleset is the closed forwarding gate of fwpair (its
+// forwarding.gate) for the firewalls' data interfaces, as an appliance's
+// boot ruleset loads it before the links come up (docs/forwarding-gate.md):
+// the kernel of a rebooted firewall forwards nothing until fwpair, in sync
+// or MASTER, deletes the table. examples/fwpair checks that it is the
+// table the daemon manages.
+func GateRuleset() string {
+	return fmt.Sprintf(`table inet fwpair_gate
+delete table inet fwpair_gate
+table inet fwpair_gate {
+	chain forward {
+		type filter hook forward priority filter - 10; policy accept;
+		iifname { %q, %q } counter drop
+	}
+}
+`, LANIf, WANIf)
+}
+
+// CloseGate loads GateRuleset in ns (a firewall's namespace), as the boot
+// ruleset of a rebooting firewall does. It returns an error rather than
+// failing a test, so that the chaos soak's injectors can call it.
+func CloseGate(ns *netns.NS) error {
+	f, err := os.CreateTemp("", "fwbench-gate-*.nft")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.WriteString(GateRuleset()); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	_, err = ns.Output("nft", "-f", f.Name())
+	return err
+}
+
 // NewLab builds the topology; everything is removed in t.Cleanup. It skips
 // (fails under CI=true) when not root or when nft or conntrack is missing.
 func NewLab(t testing.TB, tag string) *Lab {
@@ -197,11 +235,15 @@ func (l *Lab) PullCable(i int, pulled bool) {
 }
 
 // Reboot forgets what firewall i's kernel held before a crash: its
-// conntrack table and the virtual addresses a killed daemon left behind.
-// Call it while its links are down.
+// conntrack table and the virtual addresses a killed daemon left behind;
+// and it loads the closed forwarding gate, as the boot ruleset does
+// (GateRuleset). Call it while its links are down.
 func (l *Lab) Reboot(i int) {
 	fw := l.FW[i]
 	fw.Run("conntrack", "-F")
+	if err := CloseGate(fw); err != nil {
+		l.T.Fatalf("fw%d: loading the boot gate: %v", i, err)
+	}
 	vips := map[netip.Addr]bool{LANVIP: true, WANVIP: true, LANVIP6: true, WANVIP6: true}
 	for _, ifn := range []string{LANIf, WANIf} {
 		out, _ := fw.Output("ip", "-o", "addr", "show", "dev", ifn)
