@@ -48,6 +48,7 @@ type Group struct {
 	vrrp     *vrrpGroup // nil with CARP
 
 	st    stats
+	trans transitionCounts
 	state atomic.Uint32
 
 	mu      sync.Mutex
@@ -157,6 +158,9 @@ func (g *Group) State() State { return State(g.state.Load()) }
 
 // Stats returns a snapshot of the packet counters.
 func (g *Group) Stats() Stats { return g.st.snapshot() }
+
+// VHID returns the group's virtual host id (Config.VHID).
+func (g *Group) VHID() uint8 { return g.cfg.VHID }
 
 // Start starts the protocol: the group leaves INIT for BACKUP (or MASTER
 // with Config.StartAsMaster) after Config.HoldDown, unless the link was

@@ -550,6 +550,7 @@ func (r *run) transition(from State, reason Reason) {
 		return
 	}
 	g := r.g
+	g.trans.add(r.state, string(reason))
 	level := slog.LevelInfo
 	if reason == ReasonLinkDown || r.state == Init {
 		level = slog.LevelWarn

@@ -54,6 +54,9 @@
 //	                        implies --manage-vip
 //	   --script-timeout D   kill a script still running after D, with its process group;
 //	                        1ms-24h, default 10s (there is no "no limit")
+//	   --metrics ADDR:PORT  serve Prometheus /metrics (package metrics: the group, the addresses,
+//	                        Go and process) and /healthz (200 while the group runs, else 503)
+//	                        on ADDR:PORT only; off by default
 //	   --protocol P         carp (default) or vrrp3: VRRPv3 (RFC 5798) with keepalived and
 //	                        routers; -v is the VRID, no -p/-o, -b, -k, -r or --demote-skew
 //	   --priority 1-254     VRRP priority, higher preferred, default 100 (vrrp3 only); the

@@ -45,6 +45,7 @@ type options struct {
 	ManageVIP     bool          // --manage-vip
 	VMAC          bool          // --vmac (implies --manage-vip)
 	ScriptTimeout time.Duration // --script-timeout
+	Metrics       string        // --metrics: ADDR:PORT serving /metrics and /healthz
 
 	Protocol       carp.Protocol // --protocol: carp (default) or vrrp3
 	Priority       uint8         // --priority, VRRPv3 only (default 100)
@@ -227,6 +228,13 @@ var flagTable = []flagSpec{
 			return errors.New("out of range 1ms-24h (a duration, e.g. 30s)")
 		}
 		o.ScriptTimeout = d
+		return nil
+	}},
+	{0, "metrics", "ADDR:PORT", "serve Prometheus /metrics and /healthz on ADDR:PORT only (default: off)", func(o *options, v string) error {
+		if _, err := netip.ParseAddrPort(v); err != nil {
+			return errors.New("is not an IP address and port (e.g. 127.0.0.1:9310 or [::1]:9310)")
+		}
+		o.Metrics = v
 		return nil
 	}},
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gocarp/gocarp/carp"
+	"github.com/gocarp/gocarp/internal/httpmetrics"
 	"github.com/gocarp/gocarp/vip"
 )
 
@@ -136,6 +137,8 @@ type daemon struct {
 	mgr      *vip.NetlinkManager
 	ann      *vip.PacketAnnouncer
 	follower *vip.Follower
+
+	metrics *httpmetrics.Server // --metrics
 }
 
 // newDaemon returns a daemon that start opens. Its scripts exist from the
@@ -219,9 +222,13 @@ func (d *daemon) start(pass []byte) (err error) {
 			return err
 		}
 	}
+	if err := d.openMetrics(); err != nil {
+		return err
+	}
 	if err := d.group.Start(); err != nil {
 		return err
 	}
+	d.metricsRunning(true)
 	timing := []any{"advbase", o.AdvBase, "advskew", o.AdvSkew}
 	if o.Protocol == carp.ProtocolVRRPv3 {
 		timing = []any{"priority", o.Priority, "advert_int", o.AdvertInterval}
@@ -380,6 +387,7 @@ func awaitClose(close func(), bound time.Duration, sigs <-chan os.Signal, onSign
 // bounded by --script-timeout), then the address follower, which
 // withdraws the addresses it installed. No script survives it.
 func (d *daemon) close() {
+	d.metricsRunning(false)
 	d.scripts.stop()
 	if d.link != nil {
 		if err := d.link.Close(); err != nil {
@@ -411,6 +419,7 @@ func (d *daemon) close() {
 	if err := errors.Join(errs...); err != nil {
 		d.log.Warn("carpd: releasing addresses", "err", err)
 	}
+	d.closeMetrics()
 }
 
 // logStats logs the state, the goroutine count and carp(4)'s counters on

@@ -27,6 +27,7 @@ type Config struct {
 	Sync          SyncConfig      `json:"sync"`
 	Conntrack     ConntrackConfig `json:"conntrack"`
 	Follow        FollowConfig    `json:"follow"`
+	Metrics       MetricsConfig   `json:"metrics,omitzero"`
 
 	Forwarding ForwardingConfig `json:"forwarding"` // the forwarding gate (gate.go)
 }
@@ -90,6 +91,11 @@ type ConntrackConfig struct {
 type FollowConfig struct {
 	Hold    Duration `json:"hold"`
 	MaxHold Duration `json:"max_hold"`
+}
+
+// MetricsConfig configures the Prometheus endpoint (metrics.go).
+type MetricsConfig struct {
+	Listen string `json:"listen"` // IP address and port; empty is off
 }
 
 // Duration is a time.Duration written as a Go duration string ("1.5s",
@@ -319,6 +325,13 @@ func (c *Config) setDefaultsAndValidate() error {
 	}
 	if d := c.Conntrack.Resync.Duration; d > 0 && (d < time.Second || d > 24*time.Hour) {
 		return rangeErr("conntrack.resync", d, "1s-24h (0 means 1m, negative disables)")
+	}
+
+	// metrics
+	if l := c.Metrics.Listen; l != "" {
+		if _, err := netip.ParseAddrPort(l); err != nil {
+			return fmt.Errorf("metrics.listen %q is not an IP address and port (e.g. \"127.0.0.1:9310\")", l)
+		}
 	}
 
 	// follow

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gocarp/gocarp/carp"
+	"github.com/gocarp/gocarp/internal/httpmetrics"
 	"github.com/gocarp/gocarp/pfsync"
 	"github.com/gocarp/gocarp/pfsync/conntrack"
 	"github.com/gocarp/gocarp/pfsync/seal"
@@ -51,7 +52,8 @@ type daemon struct {
 	follow  *carp.FollowGroup // the engine's Demoter, and the groups' follow rule
 	groups  []*groupRun
 	control *controlServer
-	gate    *gate // nil when forwarding.gate is false
+	metrics *httpmetrics.Server // metrics.listen
+	gate    *gate               // nil when forwarding.gate is false
 
 	// The work of a takeover commit: the engine's PrepareTakeover and the
 	// backend's Takeover (fields, so that a test can make them hang).
@@ -136,6 +138,9 @@ func newDaemon(ctx context.Context, cfg *Config, log *slog.Logger) (_ *daemon, e
 	if d.control, err = listenControl(cfg.ControlSocket, d.status, log); err != nil {
 		return nil, err
 	}
+	if err := d.openMetrics(); err != nil {
+		return nil, err
+	}
 	if ctx.Err() != nil {
 		return nil, errAborted
 	}
@@ -144,6 +149,7 @@ func newDaemon(ctx context.Context, cfg *Config, log *slog.Logger) (_ *daemon, e
 			return nil, fmt.Errorf("group %s: %w", gr.cfg.Name, err)
 		}
 	}
+	d.metricsRunning(true)
 	log.Info("fwpair: started", "node", cfg.Node, "groups", len(d.groups), "start_as_master", startAsMaster,
 		"commit", cfg.Sync.Commit, "control", cfg.ControlSocket)
 	return d, nil
@@ -461,6 +467,7 @@ func closeAll(within time.Duration, cs []closer) (errs []error, pending []string
 // watcher; the engine (it flushes what is queued); the control socket.
 // Kernel conntrack entries stay.
 func (d *daemon) close() {
+	d.metricsRunning(false)
 	var errs []error
 	step := func(what string, cs []closer) {
 		e, pending := closeAll(shutdownStep, cs)
@@ -508,6 +515,9 @@ func (d *daemon) close() {
 	}
 	if d.control != nil {
 		step("control socket", []closer{{"control socket", d.control.Close}})
+	}
+	if d.metrics != nil {
+		step("metrics", []closer{{"metrics server", d.closeMetrics}})
 	}
 	if err := errors.Join(errs...); err != nil {
 		d.log.Warn("fwpair: shutting down", "err", err)

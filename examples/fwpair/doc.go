@@ -237,6 +237,13 @@
 //	follow.max_hold    repeats within this time double the hold, up to it;
 //	                   default "5m".
 //
+//	metrics.listen     IP address and port ("127.0.0.1:9310") serving
+//	                   Prometheus /metrics (package metrics: groups,
+//	                   addresses, sync engine and peers, sealer, conntrack,
+//	                   takeover commits; Go and process) and /healthz (200
+//	                   while the groups run, else 503), on that address
+//	                   only. Absent or empty: off.
+//
 //	forwarding.gate    true (default, also when absent): keep forwarding on
 //	                   the groups' interfaces closed from start until the
 //	                   node is in sync or MASTER (see Forwarding gate;

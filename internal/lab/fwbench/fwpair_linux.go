@@ -64,6 +64,9 @@ type FwpairOptions struct {
 	CommitTimeout time.Duration
 	// StartAsMaster is carp.start_as_master.
 	StartAsMaster bool
+	// Metrics is metrics.listen (in the firewall's namespace); empty is
+	// off.
+	Metrics string
 	// BulkRate is sync.bulk_rate (frames per second of the bulk syncs this
 	// node sends); zero means fwpair's default.
 	BulkRate int
@@ -146,6 +149,9 @@ func (l *Lab) FwpairConfig(i int, o FwpairOptions) (cfgPath, socket string) {
 	}
 	if o.Commit != "" {
 		cfg["sync"].(map[string]any)["commit"] = o.Commit
+	}
+	if o.Metrics != "" {
+		cfg["metrics"] = map[string]any{"listen": o.Metrics}
 	}
 	if o.BulkRate != 0 {
 		cfg["sync"].(map[string]any)["bulk_rate"] = o.BulkRate
