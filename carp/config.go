@@ -70,12 +70,76 @@ func (m CounterMode) String() string {
 	return fmt.Sprintf("CounterMode(%d)", uint8(m))
 }
 
+// Protocol selects the wire protocol of a [Group]. Both run the same
+// election; only the advert on the wire and how a node ranks differ.
+type Protocol uint8
+
+const (
+	// ProtocolCARP, the default: CARP version 2 (OpenBSD, FreeBSD, ucarp).
+	ProtocolCARP Protocol = iota
+	// ProtocolVRRPv3: VRRP version 3 (RFC 5798; keepalived, routers,
+	// FreeBSD 15 carp with carpver 3), IPv4 and IPv6.
+	ProtocolVRRPv3
+)
+
+// String returns "carp" or "vrrp3".
+func (p Protocol) String() string {
+	switch p {
+	case ProtocolCARP:
+		return "carp"
+	case ProtocolVRRPv3:
+		return "vrrp3"
+	}
+	return fmt.Sprintf("Protocol(%d)", uint8(p))
+}
+
+// Limits of the VRRPv3 settings.
+const (
+	// DefaultPriority is the VRRP priority used when Config.Priority is
+	// zero (RFC 5798, keepalived, FreeBSD).
+	DefaultPriority = 100
+	// MinAdvertInterval and MaxAdvertInterval bound Config.AdvertInterval:
+	// the wire carries 12 bits of centiseconds.
+	MinAdvertInterval = 10 * time.Millisecond
+	MaxAdvertInterval = VRRPMaxInterval * 10 * time.Millisecond
+)
+
 // Config configures a [Group]. [NewGroup] validates every field and copies
 // the slices, so the caller may reuse them.
 type Config struct {
-	// VHID is the virtual host id, 1-255. Never reuse it as a VRRP VRID on
-	// the same LAN: both use the virtual MAC 00:00:5e:00:01:<id>.
+	// VHID is the virtual host id, 1-255; with ProtocolVRRPv3 the virtual
+	// router id (VRID). Never reuse a CARP vhid as a VRRP VRID on the same
+	// LAN: both use the virtual MAC 00:00:5e:00:01:<id>.
 	VHID uint8
+
+	// Protocol selects CARP (the default) or VRRPv3 on the wire. With
+	// VRRPv3, Priority and AdvertInterval replace AdvBase and AdvSkew, and
+	// the CARP-only fields (AdvBase, AdvSkew, ZeroAdvBase, Password,
+	// DemoteInSkew, Profile, DeadRatio, CounterMode) must be left zero.
+	Protocol Protocol
+	// Priority is the VRRP priority, 1-254, or 255 for the owner of the
+	// addresses, which starts as MASTER (as with StartAsMaster). Higher
+	// wins; equal priorities are decided by the higher primary (source)
+	// address. Zero means DefaultPriority (100). Demotion (SetDemotion)
+	// lowers the advertised priority by its sum times DemotionWeight, as
+	// keepalived's track weights do, but never below 1: 0 is what a
+	// stopping master sends.
+	// VRRPv3 only.
+	Priority uint8
+	// DemotionWeight is how many priority points each unit of demotion
+	// takes away with VRRPv3 (a keepalived track weight). Zero means 1.
+	// Demotion sources count in units (a link down is 1, a sync engine's
+	// bulk update or a FollowGroup's rule a few), so with the default only
+	// nodes of equal Priority hand over on a demotion. 255 ranks any
+	// demoted node below every undemoted one (at priority 1), as a CARP
+	// demotion does, whatever the priorities. VRRPv3 only.
+	DemotionWeight uint8
+	// AdvertInterval is the VRRP advertisement interval, in steps of 10 ms
+	// from 10 ms to 40.95 s. Zero means 1 s. A backup waits three times
+	// the interval the master advertises plus a skew of
+	// (256 - priority)/256 of it, so the highest priority takes over
+	// first. VRRPv3 only.
+	AdvertInterval time.Duration
 
 	// AdvBase is the base advertisement interval in seconds, 1-255. Zero
 	// means 1, unless ZeroAdvBase is set.
@@ -100,6 +164,9 @@ type Config struct {
 	// Preempt lets a backup with a strictly better interval take over from
 	// a live, slower master (net.inet.carp.preempt, ucarp --preempt). Off by
 	// default, as on the BSDs. A better (lower) demotion always preempts.
+	// With VRRPv3 it lets a backup with a strictly higher priority take
+	// over; VRRP routers and keepalived preempt by default, so set it to
+	// match them.
 	Preempt bool
 
 	// DemoteInSkew also shows demotion the way FreeBSD does, for peers
@@ -181,6 +248,36 @@ func (c Config) validate() (Config, error) {
 	if c.VHID == 0 {
 		return c, fmt.Errorf("carp: Config.VHID %d out of range 1-255", c.VHID)
 	}
+	switch c.Protocol {
+	case ProtocolCARP:
+		if c.Priority != 0 {
+			return c, fmt.Errorf("carp: Config.Priority %d set with protocol %v, want 0 (VRRPv3 only)", c.Priority, c.Protocol)
+		}
+		if c.AdvertInterval != 0 {
+			return c, fmt.Errorf("carp: Config.AdvertInterval %v set with protocol %v, want 0 (VRRPv3 only)", c.AdvertInterval, c.Protocol)
+		}
+		if c.DemotionWeight != 0 {
+			return c, fmt.Errorf("carp: Config.DemotionWeight %d set with protocol %v, want 0 (VRRPv3 only)", c.DemotionWeight, c.Protocol)
+		}
+	case ProtocolVRRPv3:
+		if err := c.validateVRRP(); err != nil {
+			return c, err
+		}
+		if c.Priority == 0 {
+			c.Priority = DefaultPriority
+		}
+		if c.Priority == VRRPPriorityOwner {
+			c.StartAsMaster = true
+		}
+		if c.AdvertInterval == 0 {
+			c.AdvertInterval = time.Second
+		}
+		if c.DemotionWeight == 0 {
+			c.DemotionWeight = 1
+		}
+	default:
+		return c, fmt.Errorf("carp: Config.Protocol %d out of range %d-%d", c.Protocol, ProtocolCARP, ProtocolVRRPv3)
+	}
 	if c.AdvBase == 0 && !c.ZeroAdvBase {
 		c.AdvBase = 1
 	}
@@ -240,4 +337,32 @@ func (c Config) validate() (Config, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c, nil
+}
+
+// validateVRRP checks the VRRPv3 settings and that no CARP-only field is
+// set: silently ignoring one would hide a mistake.
+func (c Config) validateVRRP() error {
+	if c.AdvertInterval != 0 && (c.AdvertInterval < MinAdvertInterval || c.AdvertInterval > MaxAdvertInterval || c.AdvertInterval%MinAdvertInterval != 0) {
+		return fmt.Errorf("carp: Config.AdvertInterval %v out of range (0 or %v-%v in steps of %v)", c.AdvertInterval, MinAdvertInterval, MaxAdvertInterval, MinAdvertInterval)
+	}
+	carpOnly := []struct {
+		name string
+		set  bool
+		val  any
+	}{
+		{"AdvBase", c.AdvBase != 0, c.AdvBase},
+		{"AdvSkew", c.AdvSkew != 0, c.AdvSkew},
+		{"ZeroAdvBase", c.ZeroAdvBase, c.ZeroAdvBase},
+		{"Password", len(c.Password) != 0, fmt.Sprintf("of %d bytes", len(c.Password))},
+		{"DemoteInSkew", c.DemoteInSkew, c.DemoteInSkew},
+		{"Profile", c.Profile != 0, c.Profile},
+		{"DeadRatio", c.DeadRatio != 0, c.DeadRatio},
+		{"CounterMode", c.CounterMode != 0, c.CounterMode},
+	}
+	for _, f := range carpOnly {
+		if f.set {
+			return fmt.Errorf("carp: Config.%s %v set with protocol %v, want the zero value (CARP only)", f.name, f.val, ProtocolVRRPv3)
+		}
+	}
+	return nil
 }

@@ -1,13 +1,17 @@
 // Package carp implements the Common Address Redundancy Protocol (CARP
 // version 2, OpenBSD/FreeBSD carp(4), ucarp) for embedding in Go programs:
 // a few nodes share virtual IP addresses, one of them is MASTER and owns
-// them, the others are BACKUP and take over when it fails.
+// them, the others are BACKUP and take over when it fails. A group can
+// speak VRRP version 3 (RFC 5798; keepalived, routers) on the wire instead,
+// with the same state machine; see "VRRPv3" below.
 //
 // The package has three layers:
 //
 //   - [Advertisement] and [Authenticator]: the 36-byte wire format and its
 //     HMAC-SHA1, as pure values, byte-compatible with OpenBSD, FreeBSD and
 //     ucarp 1.5.2, and telling CARP from VRRP on IP protocol 112.
+//     [VRRPAdvertisement] is the VRRPv3 advert, byte-compatible with
+//     keepalived 2.2.7.
 //   - [Group]: the state machine of one virtual host id, driven by time
 //     timers and received adverts, on one goroutine.
 //   - [Transport]: the seam to the network. [NewRawTransport] opens the
@@ -154,6 +158,48 @@
 // doubles on repeats. Its documentation gives the reasons it can neither
 // deadlock nor flap. It is also the node-wide demotion counter (OpenBSD's
 // interface group "carp"): a demotion set on it reaches every group.
+//
+// # VRRPv3
+//
+// With Config.Protocol set to [ProtocolVRRPv3] a group sends and accepts
+// only VRRPv3 adverts (no authentication; the checksum covers the IP
+// pseudo-header, so the Transport must be an [Addresser]). The election is
+// the one above, with VRRP's ranking mapped onto it: a node's priority p
+// (Config.Priority, lowered by its demotion times Config.DemotionWeight but
+// never below 1, as keepalived's track weights lower it) ranks like a CARP
+// timing of 255 - p,
+// so higher priorities win; VRRP has no demote byte. Where VRRP differs,
+// the group follows RFC 5798:
+//
+//   - a BACKUP waits 3·interval + (256 - p)·interval/256, where interval is
+//     the one the master advertises (learned from its adverts);
+//   - of two masters of equal priority, the one with the higher primary
+//     (source) address stays master;
+//   - a master that stops (Close) sends priority 0 instead of a bow-out; a
+//     BACKUP that hears it takes over after only the skew part,
+//     (256 - p)·interval/256, so the highest priority goes first; a MASTER
+//     that hears it answers at once;
+//   - priority 255 (the address owner) starts as MASTER;
+//   - adverts must list the group's addresses of their family (else
+//     Stats.Badauth: most likely another router with the same VRID);
+//     VRRPv2 and CARP packets are counted (Stats.VRRPv2, Stats.CARP) and
+//     ignored. There is no counter, so the replay checks above do not
+//     apply; anyone on the LAN can send VRRPv3 adverts.
+//
+// Since the demotion travels only inside the priority, a demoted VRRP
+// master is taken over only by backups with Preempt (CARP backups take
+// over from a more demoted master even without it), and only by one whose
+// priority is now higher: enable Preempt on every node when something
+// demotes (a sync engine, a FollowGroup, a health check), and set
+// DemotionWeight to 255 for CARP's rule that any demoted node ranks below
+// every undemoted one.
+//
+// One deliberate difference: a BACKUP with Preempt takes over at the first
+// advert of a lower priority, as CARP does, where RFC 5798 lets it ignore
+// such adverts until its master-down timer fires. The outcome is the same,
+// sooner. Accept mode (answering packets addressed to the virtual
+// addresses while not their owner) is up to the embedder's address
+// handling.
 //
 // # Notifications
 //

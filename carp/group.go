@@ -45,6 +45,7 @@ type Group struct {
 	tme      int // own advbase·256 + advskew
 	advInt   time.Duration
 	mdInt    time.Duration
+	vrrp     *vrrpGroup // nil with CARP
 
 	st    stats
 	trans transitionCounts
@@ -125,6 +126,13 @@ func NewGroup(cfg Config) (*Group, error) {
 			g.mdInt = time.Duration(dead) * g.advInt
 		}
 	}
+	if cfg.Protocol == ProtocolVRRPv3 {
+		if g.vrrp, err = newVRRPGroup(cfg, families); err != nil {
+			return nil, err
+		}
+		g.advInt = cfg.AdvertInterval
+		g.mdInt = vrrpMasterDown(g.advInt, int(cfg.Priority))
+	}
 	if cfg.OnTransition != nil {
 		g.ntf = &notifier{fn: cfg.OnTransition, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	}
@@ -136,11 +144,13 @@ func NewGroup(cfg Config) (*Group, error) {
 func ticks(n int) time.Duration { return time.Duration(n) * time.Second / 256 }
 
 // AdvertInterval is the interval between adverts while MASTER:
-// advbase + advskew/256 seconds.
+// advbase + advskew/256 seconds (VRRPv3: Config.AdvertInterval).
 func (g *Group) AdvertInterval() time.Duration { return g.advInt }
 
 // MasterDownInterval is how long a BACKUP waits without an advert before it
-// becomes MASTER, by the configured Profile and DeadRatio.
+// becomes MASTER, by the configured Profile and DeadRatio. With VRRPv3 it
+// is 3·AdvertInterval + (256 - Priority)·AdvertInterval/256; a backup
+// recomputes it from the interval its master advertises and its demotion.
 func (g *Group) MasterDownInterval() time.Duration { return g.mdInt }
 
 // State returns the current state.

@@ -81,6 +81,8 @@ type run struct {
 	jumped     time.Time // last leaveSequence
 	loopLogged time.Time // last warning about our own adverts coming back
 	vrrpLogged bool
+
+	vrrp vrrpRun // VRRPv3 state; unused with CARP
 }
 
 // A counterRun is the counters lo, lo+1, ..., lo+n (mod 2^64).
@@ -468,6 +470,10 @@ func (r *run) masterDown() {
 		r.downFired = true
 		return
 	}
+	if r.vrrp.leaving {
+		r.becomeMaster(ReasonBowOut) // VRRP: the master left with priority 0
+		return
+	}
 	r.becomeMaster(ReasonMasterTimedOut)
 }
 
@@ -482,6 +488,7 @@ func (r *run) becomeMaster(reason Reason) {
 	r.sendOKs = 0
 	r.state = Master
 	r.master = tracked{} // whoever we followed is master no more
+	r.vrrp.leaving = false
 	g.state.Store(uint32(Master))
 	g.st.preempt.Add(1)
 
@@ -520,7 +527,7 @@ func (r *run) toInit(reason Reason) {
 func (r *run) startDown() {
 	for _, f := range r.g.families {
 		i := familyIndex(f)
-		r.down[i].start(r.g.mdInt)
+		r.down[i].start(r.masterDownInt())
 		r.downLate[i] = false
 	}
 }
@@ -585,6 +592,9 @@ func (r *run) skew(advskew int) int {
 // timing returns this node's advbase·256 + advskew as it advertises it
 // now (Group.tme, with DemoteInSkew's skew while demoted).
 func (r *run) timing() int {
+	if r.g.vrrp != nil {
+		return vrrpTiming(r.priority())
+	}
 	return int(r.g.cfg.AdvBase)<<8 | r.skew(int(r.g.cfg.AdvSkew))
 }
 
@@ -592,6 +602,7 @@ func (r *run) timing() int {
 // advskew before DemoteInSkew applies).
 func (r *run) advertise(advbase, advskew int) {
 	g := r.g
+	leaving := advbase == 255 && advskew == 255 // a bow-out: VRRP priority 0
 	advskew = r.skew(advskew)
 	for _, f := range g.families {
 		if g.cfg.CounterMode == CounterIncrement {
@@ -604,8 +615,13 @@ func (r *run) advertise(advbase, advskew int) {
 			Demote:  uint8(min(r.demote, 255)),
 			Counter: r.counter,
 		}
-		g.auth.Sign(&a)
-		b, _ := a.AppendBinary(r.buf[:0]) // never fails
+		var b []byte
+		if g.vrrp != nil {
+			b = r.encodeVRRP(f, leaving)
+		} else {
+			g.auth.Sign(&a)
+			b, _ = a.AppendBinary(r.buf[:0]) // never fails
+		}
 		if err := g.cfg.Transport.Send(f, b); err != nil {
 			g.st.oerrors.Add(1)
 			r.sendOKs = 0
@@ -618,7 +634,9 @@ func (r *run) advertise(advbase, advskew int) {
 			continue
 		}
 		// Only what reached the wire can come back or be replayed.
-		r.sent.add(a.Counter, 1)
+		if g.vrrp == nil {
+			r.sent.add(a.Counter, 1)
+		}
 		if f == IPv6 {
 			g.st.opackets6.Add(1)
 		} else {
@@ -681,6 +699,10 @@ func (r *run) receive(p Packet) {
 		g.log.Debug("carp: bad TTL", "peer", p.Src, "ttl", p.TTL)
 		return
 	}
+	if g.vrrp != nil {
+		r.receiveVRRP(p)
+		return
+	}
 	var a Advertisement
 	if err := a.UnmarshalBinary(p.Payload); err != nil {
 		switch {
@@ -733,7 +755,7 @@ func (r *run) receive(p Packet) {
 	if r.state == Init {
 		return
 	}
-	r.process(p.Family, p.Src, a)
+	r.process(p.Family, p.Src, carpOffer(a))
 }
 
 // isOwn reports whether counter c is one this node sent in this life: our
@@ -775,26 +797,36 @@ func (r *run) leaveSequence(a Advertisement) {
 	g.log.Info("carp: another master continues our counter sequence; moving to a new one")
 }
 
-// process applies a valid advert (OpenBSD rules with the demote
-// byte; docs/interop.md, "Receive rules").
-func (r *run) process(f Family, src netip.Addr, a Advertisement) {
+// process applies a valid advert of either protocol (OpenBSD rules with
+// the demote byte; docs/interop.md, "Receive rules"). VRRP adverts carry no
+// counter, so the replay and freshness checks are CARP's only; everything
+// else is one election (see offer).
+func (r *run) process(f Family, src netip.Addr, a offer) {
 	g := r.g
-	tme, tpeer := r.timing(), a.Timing()
-	dme, dpeer := r.demote, int(a.Demote)
+	tme, tpeer := r.timing(), a.timing
+	dme, dpeer := r.demote, a.demote
+	if g.vrrp != nil {
+		dme = 0 // folded into the priority, as the peer's is
+	}
 	switch r.state {
 	case Master:
-		if r.heard.has(a.Counter) {
+		if g.vrrp == nil && r.heard.has(a.counter) {
 			// An old advert of a master we followed: a replay.
 			g.st.replay.Add(1)
 			r.debug("carp: stale advert (counter already used); ignored", src)
 			return
 		}
 		// Yield to a faster or equally fast master (no tie-break on the
-		// BSDs) unless we are less demoted; always yield to a less demoted one.
-		if (tme >= tpeer && dpeer <= dme) || dpeer < dme {
-			// Follow the new master from this advert on (unproven
-			// until its next one).
-			r.master = newTracked(f, src, a.Counter, time.Now())
+		// BSDs; VRRP: the higher primary address wins a tie) unless we
+		// are less demoted; always yield to a less demoted one.
+		if ((tme > tpeer || (tme == tpeer && r.tieLost(f, src))) && dpeer <= dme) || dpeer < dme {
+			if g.vrrp != nil {
+				r.vrrp.mai = a.interval // learn the new master's interval
+			} else {
+				// Follow the new master from this advert on
+				// (unproven until its next one).
+				r.master = newTracked(f, src, a.counter, time.Now())
+			}
 			r.becomeBackup(ReasonMoreFrequent)
 			return
 		}
@@ -811,46 +843,12 @@ func (r *run) process(f Family, src netip.Addr, a Advertisement) {
 		r.replied = now
 		r.advertNow = true
 	case Backup:
-		// Only the counter is authenticated: act on the tracked master's
-		// fresh adverts only (see classify).
-		now := time.Now()
-		v := r.classify(f, src, a.Counter)
-		if v != fresh && r.heard.has(a.Counter) {
-			v = stale // an old advert of an earlier master
-		}
-		if a.IsBowOut() && (v != fresh || !r.master.sameSrc(f, src)) {
-			// A bow-out hands mastership over at once, so it must be
-			// the current master's very next advert.
-			g.st.replay.Add(1)
-			r.debug("carp: bow-out not from the current master's sequence; ignored", src)
+		if g.vrrp == nil && !r.fresh(f, src, a) {
 			return
 		}
-		switch v {
-		case stale:
-			g.st.replay.Add(1)
-			r.debug("carp: stale advert (counter already used); ignored", src)
-			return
-		case other:
-			if r.masterAlive(now) {
-				// Another master (one taking over with a sequence of
-				// its own, or a split healing) or a capture from
-				// another life: it cannot take the current master's
-				// place or trigger a takeover, but a master is there.
-				r.debug("carp: advert from another sender while the master is heard", src)
-				r.restartDown(f)
-				return
-			}
-			// A new master (or one restarted): follow it, but act on
-			// its timing only once its next advert proves it live.
-			r.master = newTracked(f, src, a.Counter, now)
-			r.startWait = false
-			r.restartDown(f)
-			return
-		}
-		r.follow(f, src, a.Counter, now)
 		r.startWait = false // a master is there: the election decides
 		if r.suppress {
-			if a.IsBowOut() {
+			if a.leaving {
 				r.downFired = true // the master left: take over when StepDown ends
 				r.stopDown()
 				return
@@ -859,25 +857,78 @@ func (r *run) process(f Family, src netip.Addr, a Advertisement) {
 			return
 		}
 		switch {
-		case a.IsBowOut():
+		case a.leaving && g.vrrp != nil:
+			// The master stops: take over after the skew time, so
+			// the backup of highest priority goes first.
+			r.vrrp.leaving = true
+			r.startDownFor(f, vrrpSkew(r.vrrp.interval(g), r.priority()))
+		case a.leaving:
 			r.becomeMaster(ReasonBowOut)
 		case g.cfg.Preempt && tme < tpeer && dpeer >= dme:
 			r.becomeMaster(ReasonPreempt)
 		case dpeer > dme:
 			r.becomeMaster(ReasonDemotedMaster)
-		case g.cfg.AdvBase != 0 && g.cfg.DeadRatio*int(g.cfg.AdvBase)<<8 < tpeer:
+		case g.vrrp == nil && g.cfg.AdvBase != 0 && g.cfg.DeadRatio*int(g.cfg.AdvBase)<<8 < tpeer:
 			r.becomeMaster(ReasonWillTimeOut)
 		default:
+			if g.vrrp != nil {
+				r.vrrp.mai = a.interval
+				r.vrrp.leaving = false
+			}
 			r.restartDown(f)
 		}
 	}
+}
+
+// fresh applies CARP's freshness rules to a valid advert a BACKUP
+// received and reports whether the election may act on it. Only the
+// counter is authenticated: act on the tracked master's fresh adverts only
+// (see classify).
+func (r *run) fresh(f Family, src netip.Addr, a offer) bool {
+	g := r.g
+	now := time.Now()
+	v := r.classify(f, src, a.counter)
+	if v != fresh && r.heard.has(a.counter) {
+		v = stale // an old advert of an earlier master
+	}
+	if a.leaving && (v != fresh || !r.master.sameSrc(f, src)) {
+		// A bow-out hands mastership over at once, so it must be
+		// the current master's very next advert.
+		g.st.replay.Add(1)
+		r.debug("carp: bow-out not from the current master's sequence; ignored", src)
+		return false
+	}
+	switch v {
+	case stale:
+		g.st.replay.Add(1)
+		r.debug("carp: stale advert (counter already used); ignored", src)
+		return false
+	case other:
+		if r.masterAlive(now) {
+			// Another master (one taking over with a sequence of
+			// its own, or a split healing) or a capture from
+			// another life: it cannot take the current master's
+			// place or trigger a takeover, but a master is there.
+			r.debug("carp: advert from another sender while the master is heard", src)
+			r.restartDown(f)
+			return false
+		}
+		// A new master (or one restarted): follow it, but act on
+		// its timing only once its next advert proves it live.
+		r.master = newTracked(f, src, a.counter, now)
+		r.startWait = false
+		r.restartDown(f)
+		return false
+	}
+	r.follow(f, src, a.counter, now)
+	return true
 }
 
 func (r *run) restartDown(f Family) {
 	i := familyIndex(f)
 	for _, have := range r.g.families {
 		if have == f {
-			r.down[i].start(r.g.mdInt)
+			r.down[i].start(r.masterDownInt())
 			r.downLate[i] = false
 			r.downFired = false
 			return

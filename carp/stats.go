@@ -10,14 +10,20 @@ type Stats struct {
 	Ipackets6 uint64 // IPv6 packets received on IP protocol 112
 	Badif     uint64 // arrived on another interface than Config.IfIndex
 	Badttl    uint64 // TTL / hop limit not 255
-	Hdrops    uint64 // shorter than the 36-byte CARP header
+	Hdrops    uint64 // shorter than the 36-byte CARP header (VRRPv3: than its header and addresses)
 	Badsum    uint64 // bad checksum
 	Badver    uint64 // CARP version other than 2, or message type other than 1
 	Badlen    uint64 // longer than 36 bytes and not VRRP
-	Badauth   uint64 // HMAC mismatch (wrong password, vhid or address set)
+	Badauth   uint64 // HMAC mismatch (wrong password, vhid or address set); VRRPv3: other addresses listed
 	Badvhid   uint64 // valid CARP advert for another vhid
 	Badloop   uint64 // an advert with a counter we sent in this life: looped or replayed (OpenBSD counts loops under badauth)
 	VRRP      uint64 // VRRPv2/v3 packets on protocol 112 (ignored, not an error)
+	// VRRPv2 counts VRRPv2 adverts received by a VRRPv3 group: recognised
+	// and ignored (a peer left at keepalived's vrrp_version 2).
+	VRRPv2 uint64
+	// CARP counts CARP adverts received by a VRRPv3 group (ignored, not
+	// an error: the protocols share IP protocol 112).
+	CARP      uint64
 	Opackets  uint64 // IPv4 adverts sent
 	Opackets6 uint64 // IPv6 adverts sent
 	Oerrors   uint64 // adverts the transport failed to send (carpstats onomem)
@@ -46,7 +52,7 @@ type Stats struct {
 type stats struct {
 	ipackets, ipackets6, badif, badttl, hdrops, badsum, badver, badlen,
 	badauth, badvhid, badloop, vrrp, opackets, opackets6, oerrors,
-	preempt, replay, suppressed, lateTimers, unread atomic.Uint64
+	preempt, replay, suppressed, lateTimers, unread, vrrpv2, carp atomic.Uint64
 }
 
 func (s *stats) snapshot() Stats {
@@ -71,5 +77,7 @@ func (s *stats) snapshot() Stats {
 		Suppressed: s.suppressed.Load(),
 		LateTimers: s.lateTimers.Load(),
 		Unread:     s.unread.Load(),
+		VRRPv2:     s.vrrpv2.Load(),
+		CARP:       s.carp.Load(),
 	}
 }

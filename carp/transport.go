@@ -46,7 +46,8 @@ type Packet struct {
 // carptest provides an in-memory segment for tests.
 //
 // Contract:
-//   - Send transmits payload (exactly the 36-byte advertisement) once on the
+//   - Send transmits payload (the 36-byte CARP advertisement, or a VRRPv3
+//     advertisement of 8 bytes plus its addresses) once on the
 //     given family: to 224.0.0.18 / ff02::12 in multicast mode, to the
 //     configured peer in unicast mode, always with TTL / hop limit 255.
 //     Send must not block for longer than a socket write; it returns an error

@@ -379,10 +379,12 @@ func (t *RawTransport) Stats() RawStats {
 	return RawStats{OtherInterface: t.wrongIf.Load(), OwnSource: t.ownSrc.Load()}
 }
 
-// Send transmits a 36-byte advert on family f to the group or peer.
+// Send transmits an advert on family f to the group or peer: a 36-byte
+// CARP advert, or a VRRPv3 advert of 8 bytes plus its addresses.
 func (t *RawTransport) Send(f Family, payload []byte) error {
-	if len(payload) != AdvertisementLen {
-		return fmt.Errorf("carp: send %v: payload of %d bytes, want %d", f, len(payload), AdvertisementLen)
+	if len(payload) != AdvertisementLen && !vrrpShaped(f, payload) {
+		return fmt.Errorf("carp: send %v: payload of %d bytes, want %d (CARP) or a VRRPv3 advert",
+			f, len(payload), AdvertisementLen)
 	}
 	select {
 	case <-t.closed:

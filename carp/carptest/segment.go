@@ -191,7 +191,10 @@ type Port struct {
 	sentCount int
 }
 
-var _ carp.Transport = (*Port)(nil)
+var (
+	_ carp.Transport = (*Port)(nil)
+	_ carp.Addresser = (*Port)(nil)
+)
 
 // IfIndex returns the interface index the port stamps on packets it
 // receives (use it as carp.Config.IfIndex).
@@ -204,6 +207,13 @@ func (p *Port) Addr(f carp.Family) netip.Addr {
 	}
 	return p.src4
 }
+
+// Source implements carp.Addresser: it is Addr.
+func (p *Port) Source(f carp.Family) netip.Addr { return p.Addr(f) }
+
+// Destination implements carp.Addresser: the segment delivers every advert
+// as sent to 224.0.0.18 or ff02::12.
+func (p *Port) Destination(f carp.Family) netip.Addr { return group(f) }
 
 func (p *Port) has(f carp.Family) bool { return slices.Contains(p.families, f) }
 

@@ -57,6 +57,12 @@
 //	   --metrics ADDR:PORT  serve Prometheus /metrics (package metrics: the group, the addresses,
 //	                        Go and process) and /healthz (200 while the group runs, else 503)
 //	                        on ADDR:PORT only; off by default
+//	   --protocol P         carp (default) or vrrp3: VRRPv3 (RFC 5798) with keepalived and
+//	                        routers; -v is the VRID, no -p/-o, -b, -k, -r or --demote-skew
+//	   --priority 1-254     VRRP priority, higher preferred, default 100 (vrrp3 only); the
+//	                        demote file lowers it, never below 1
+//	   --advert-int D       VRRP advertisement interval, 10ms-40.95s in 10ms steps, default 1s
+//	                        (vrrp3 only); SIGTERM as MASTER sends priority 0 (the bow-out)
 //
 // # Scripts
 //

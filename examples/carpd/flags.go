@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,6 +46,10 @@ type options struct {
 	VMAC          bool          // --vmac (implies --manage-vip)
 	ScriptTimeout time.Duration // --script-timeout
 	Metrics       string        // --metrics: ADDR:PORT serving /metrics and /healthz
+
+	Protocol       carp.Protocol // --protocol: carp (default) or vrrp3
+	Priority       uint8         // --priority, VRRPv3 only (default 100)
+	AdvertInterval time.Duration // --advert-int, VRRPv3 only (default 1s)
 
 	Help bool
 }
@@ -234,6 +239,35 @@ var flagTable = []flagSpec{
 	}},
 }
 
+// vrrpFlags are carpd's VRRPv3 flags, appended to flagTable in init order
+// after its other additions.
+var vrrpFlags = []flagSpec{
+	{0, "protocol", "carp|vrrp3", "wire protocol: CARP (default) or VRRPv3 (keepalived, routers; no password, -v is the VRID)", func(o *options, v string) error {
+		switch v {
+		case "carp":
+			o.Protocol = carp.ProtocolCARP
+		case "vrrp3":
+			o.Protocol = carp.ProtocolVRRPv3
+		default:
+			return errors.New("out of range (carp, vrrp3)")
+		}
+		return nil
+	}},
+	{0, "priority", "1-254", "VRRP priority; higher is preferred (default 100; --protocol vrrp3)", func(o *options, v string) error {
+		n, err := parseRange(v, 1, 254)
+		o.Priority = uint8(n)
+		return err
+	}},
+	{0, "advert-int", "DURATION", "VRRP advertisement interval, 10ms-40.95s in steps of 10ms (default 1s; --protocol vrrp3)", func(o *options, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < carp.MinAdvertInterval || d > carp.MaxAdvertInterval || d%carp.MinAdvertInterval != 0 {
+			return errors.New("out of range 10ms-40.95s in steps of 10ms (a duration, e.g. 100ms)")
+		}
+		o.AdvertInterval = d
+		return nil
+	}},
+}
+
 func setMcast(o *options, v string) error {
 	a, err := netip.ParseAddr(v)
 	if err != nil || a != netip.AddrFrom4([4]byte{224, 0, 0, 18}) {
@@ -252,12 +286,16 @@ func parseRange(v string, lo, hi int) (int, error) {
 	return n, nil
 }
 
+// allFlags returns flagTable followed by vrrpFlags.
+func allFlags() []flagSpec { return append(slices.Clone(flagTable), vrrpFlags...) }
+
 // lookupLong finds a long flag as getopt_long does: an exact name, or else
 // an unambiguous prefix (ucarp's help text says --mcast for --mcastip).
 func lookupLong(name string) (*flagSpec, error) {
 	var found *flagSpec
-	for i := range flagTable {
-		f := &flagTable[i]
+	flags := allFlags()
+	for i := range flags {
+		f := &flags[i]
 		if f.long == name {
 			return f, nil
 		}
@@ -387,7 +425,12 @@ func (o *options) check() error {
 		return usagef("--interface is required")
 	case o.VHID == 0:
 		return usagef("--vhid is required (1-255)")
-	case o.Pass == "" && o.PassFile == "":
+	}
+	if err := o.checkProtocol(); err != nil {
+		return err
+	}
+	switch {
+	case o.Protocol == carp.ProtocolCARP && o.Pass == "" && o.PassFile == "":
 		return usagef("--pass or --passfile is required")
 	case o.Pass != "" && o.PassFile != "":
 		return usagef("--pass and --passfile are mutually exclusive")
@@ -405,6 +448,43 @@ func (o *options) check() error {
 	}
 	if o.McastIP.IsValid() && !has4 {
 		return usagef("--mcastip %v: no IPv4 --addr to advertise", o.McastIP)
+	}
+	return nil
+}
+
+// checkProtocol rejects the flags of the protocol not selected, which
+// would otherwise be ignored, and fills in the VRRPv3 defaults.
+func (o *options) checkProtocol() error {
+	if o.Protocol == carp.ProtocolCARP {
+		switch {
+		case o.Priority != 0:
+			return usagef("--priority %d: only with --protocol vrrp3 (CARP ranks by --advskew)", o.Priority)
+		case o.AdvertInterval != 0:
+			return usagef("--advert-int %v: only with --protocol vrrp3 (CARP uses --advbase, --advskew)", o.AdvertInterval)
+		}
+		return nil
+	}
+	carpOnly := []struct {
+		flag string
+		set  bool
+	}{
+		{"--pass", o.Pass != ""},
+		{"--passfile", o.PassFile != ""},
+		{"--advbase", o.AdvBase != 1},
+		{"--advskew", o.AdvSkew != 0},
+		{"--deadratio", o.DeadRatio != 3},
+		{"--demote-skew", o.DemoteSkew},
+	}
+	for _, f := range carpOnly {
+		if f.set {
+			return usagef("%s: not with --protocol vrrp3 (VRRPv3 has no password; use --priority and --advert-int)", f.flag)
+		}
+	}
+	if o.Priority == 0 {
+		o.Priority = carp.DefaultPriority
+	}
+	if o.AdvertInterval == 0 {
+		o.AdvertInterval = time.Second
 	}
 	return nil
 }
@@ -460,7 +540,7 @@ addresses, unicast peers, demotion and address management.
 
 Flags:
 `)
-	for _, f := range flagTable {
+	for _, f := range allFlags() {
 		name := "    --" + f.long
 		if f.short != 0 {
 			name = fmt.Sprintf("-%c, --%s", f.short, f.long)

@@ -189,21 +189,15 @@ func (d *daemon) start(pass []byte) (err error) {
 	if err != nil {
 		return err
 	}
-	d.group, err = carp.NewGroup(carp.Config{
-		VHID:         o.VHID,
-		AdvBase:      o.AdvBase,
-		AdvSkew:      o.AdvSkew,
+	d.group, err = carp.NewGroup(o.groupConfig(carp.Config{
 		Password:     pass,
 		Addrs:        o.Addrs,
 		Preempt:      o.Preempt,
-		DemoteInSkew: o.DemoteSkew,
-		Profile:      carp.ProfileUCarp,
-		DeadRatio:    o.DeadRatio,
 		IfIndex:      ifi.Index,
 		Transport:    tr,
 		Logger:       groupLog,
 		OnTransition: d.onTransition,
-	})
+	}))
 	if err != nil {
 		return errors.Join(err, tr.Close())
 	}
@@ -235,9 +229,13 @@ func (d *daemon) start(pass []byte) (err error) {
 		return err
 	}
 	d.metricsRunning(true)
-	log.Info("carpd: started", "addrs", addrs, "advbase", o.AdvBase, "advskew", o.AdvSkew,
-		"preempt", o.Preempt, "master_down", d.group.MasterDownInterval(), "manage_vip", o.ManageVIP,
-		"script_timeout", d.scripts.timeout)
+	timing := []any{"advbase", o.AdvBase, "advskew", o.AdvSkew}
+	if o.Protocol == carp.ProtocolVRRPv3 {
+		timing = []any{"priority", o.Priority, "advert_int", o.AdvertInterval}
+	}
+	attrs := append([]any{"protocol", o.Protocol, "addrs", addrs}, timing...)
+	log.Info("carpd: started", append(attrs, "preempt", o.Preempt, "master_down", d.group.MasterDownInterval(),
+		"manage_vip", o.ManageVIP, "script_timeout", d.scripts.timeout)...)
 	return nil
 }
 
@@ -437,6 +435,7 @@ func (d *daemon) logStats(msg string) {
 		"hdrops", s.Hdrops, "badsum", s.Badsum, "badver", s.Badver, "badlen", s.Badlen,
 		"badauth", s.Badauth, "badvhid", s.Badvhid, "badloop", s.Badloop, "replay", s.Replay,
 		"suppressed", s.Suppressed, "late_timers", s.LateTimers, "vrrp", s.VRRP,
+		"vrrpv2", s.VRRPv2, "carp", s.CARP,
 		"opackets", s.Opackets, "opackets6", s.Opackets6, "oerrors", s.Oerrors, "preempt", s.Preempt,
 	}
 	sc := d.scripts.stats()
@@ -457,4 +456,22 @@ func addrStrings(as []netip.Addr) []string {
 		out[i] = a.String()
 	}
 	return out
+}
+
+// groupConfig completes c with the protocol and its timing from the
+// command line.
+func (o *options) groupConfig(c carp.Config) carp.Config {
+	c.VHID = o.VHID
+	c.Protocol = o.Protocol
+	if o.Protocol == carp.ProtocolVRRPv3 {
+		c.Priority = o.Priority
+		c.AdvertInterval = o.AdvertInterval
+		return c
+	}
+	c.AdvBase = o.AdvBase
+	c.AdvSkew = o.AdvSkew
+	c.DemoteInSkew = o.DemoteSkew
+	c.Profile = carp.ProfileUCarp
+	c.DeadRatio = o.DeadRatio
+	return c
 }

@@ -41,6 +41,12 @@ type CARPConfig struct {
 	StartAsMaster bool     `json:"start_as_master"`
 	StartWait     Duration `json:"start_wait"`
 	DeadRatio     int      `json:"dead_ratio"`
+
+	// Protocol is "carp" (the default) or "vrrp3"; with "vrrp3" Priority
+	// and AdvertInt replace advbase, advskew, password and dead_ratio.
+	Protocol  string   `json:"protocol,omitempty"`
+	Priority  uint8    `json:"priority,omitempty"`
+	AdvertInt Duration `json:"advert_int,omitzero"`
 }
 
 // GroupConfig is one CARP group (one vhid on one interface).
@@ -179,7 +185,10 @@ func (c *Config) setDefaultsAndValidate() error {
 
 	// carp
 	cc := &c.CARP
-	if cc.AdvBase == 0 {
+	if err := cc.validateProtocol(); err != nil {
+		return err
+	}
+	if cc.AdvBase == 0 && cc.Protocol != "vrrp3" {
 		cc.AdvBase = 1
 	}
 	if cc.AdvSkew > 254 {
@@ -403,4 +412,67 @@ func (c *Config) String() string {
 		return err.Error()
 	}
 	return b.String()
+}
+
+// validateProtocol checks carp.protocol and the keys that belong to one
+// protocol only, and fills in the VRRPv3 defaults.
+func (cc *CARPConfig) validateProtocol() error {
+	switch cc.Protocol {
+	case "", "carp":
+		if cc.Priority != 0 {
+			return fmt.Errorf("carp.priority %d set with carp.protocol carp, want it unset (vrrp3 only)", cc.Priority)
+		}
+		if cc.AdvertInt.Duration != 0 {
+			return fmt.Errorf("carp.advert_int %v set with carp.protocol carp, want it unset (vrrp3 only)", cc.AdvertInt.Duration)
+		}
+		return nil
+	case "vrrp3":
+	default:
+		return fmt.Errorf("carp.protocol %q not one of carp, vrrp3", cc.Protocol)
+	}
+	for _, k := range []struct {
+		key string
+		set bool
+	}{
+		{"carp.advbase", cc.AdvBase != 0},
+		{"carp.advskew", cc.AdvSkew != 0},
+		{"carp.password", cc.Password != ""},
+		{"carp.dead_ratio", cc.DeadRatio != 0},
+	} {
+		if k.set {
+			return fmt.Errorf("%s set with carp.protocol vrrp3, want it unset (VRRPv3 has no password; use carp.priority and carp.advert_int)", k.key)
+		}
+	}
+	if cc.Priority == 0 {
+		cc.Priority = carp.DefaultPriority
+	}
+	if cc.Priority > 254 {
+		return rangeErr("carp.priority", cc.Priority, "1-254")
+	}
+	d := cc.AdvertInt.Duration
+	if d == 0 {
+		cc.AdvertInt.Duration = time.Second
+	} else if d < carp.MinAdvertInterval || d > carp.MaxAdvertInterval || d%carp.MinAdvertInterval != 0 {
+		return rangeErr("carp.advert_int", d, "10ms-40.95s in steps of 10ms")
+	}
+	return nil
+}
+
+// groupConfig completes c with the protocol and its timing. With VRRPv3 a
+// demotion (the sync engine's, the follow rule's) ranks a node below every
+// undemoted one, as it does with CARP (carp.Config.DemotionWeight 255), so
+// that the pair's guarantees hold in either mode.
+func (cc *CARPConfig) groupConfig(c carp.Config) carp.Config {
+	if cc.Protocol == "vrrp3" {
+		c.Protocol = carp.ProtocolVRRPv3
+		c.Priority = cc.Priority
+		c.AdvertInterval = cc.AdvertInt.Duration
+		c.DemotionWeight = 255
+		return c
+	}
+	c.AdvBase = cc.AdvBase
+	c.AdvSkew = cc.AdvSkew
+	c.Password = []byte(cc.Password)
+	c.DeadRatio = cc.DeadRatio
+	return c
 }

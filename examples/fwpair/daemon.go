@@ -283,20 +283,16 @@ func (d *daemon) openGroup(gc GroupConfig, startAsMaster bool) (*groupRun, error
 		return nil, fmt.Errorf("group %s: %w", gc.Name, err)
 	}
 	gr := &groupRun{cfg: gc}
-	gr.group, err = carp.NewGroup(carp.Config{
+	gr.group, err = carp.NewGroup(d.cfg.CARP.groupConfig(carp.Config{
 		VHID:          gc.VHID,
-		AdvBase:       d.cfg.CARP.AdvBase,
-		AdvSkew:       d.cfg.CARP.AdvSkew,
-		Password:      []byte(d.cfg.CARP.Password),
 		Addrs:         gc.Addresses,
 		Preempt:       d.cfg.CARP.Preempt,
-		DeadRatio:     d.cfg.CARP.DeadRatio,
 		StartAsMaster: startAsMaster,
 		IfIndex:       ifi.Index,
 		Transport:     tr,
 		Logger:        log,
 		OnTransition:  d.onTransition,
-	})
+	}))
 	if err != nil {
 		tr.Close()
 		return nil, fmt.Errorf("group %s: %w", gc.Name, err)

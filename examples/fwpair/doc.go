@@ -155,6 +155,16 @@
 //	                   start_as_master, 0-1m. Default "3s".
 //	carp.dead_ratio    advert intervals without an advert before a backup
 //	                   takes over, 0-255; 0 means 3 (the BSD value).
+//	carp.protocol      "carp" (default) or "vrrp3": the groups speak VRRPv3
+//	                   (RFC 5798, keepalived and routers) instead. advbase,
+//	                   advskew, password and dead_ratio must then be unset;
+//	                   a demotion (sync not ready, a follow rule) puts a
+//	                   node at priority 1, below every undemoted one, as it
+//	                   ranks it below with CARP.
+//	carp.priority      vrrp3 only: 1-254, higher is preferred. Default 100;
+//	                   give the primary the higher one.
+//	carp.advert_int    vrrp3 only: advertisement interval, 10ms-40.95s in
+//	                   steps of 10ms. Default "1s".
 //
 //	groups[]           1-16 CARP groups, all following each other:
 //	  .name            label for logs and status. Default "vhid<N>".

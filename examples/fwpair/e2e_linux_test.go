@@ -303,12 +303,18 @@ func checkFlows(t *testing.T, phase string, tr traffic) fwbench.Summary {
 // they arrive; the default).
 func TestFailover(t *testing.T) {
 	for _, commit := range []string{"on-takeover", "direct"} {
-		t.Run(commit, func(t *testing.T) { testFailover(t, commit) })
+		t.Run(commit, func(t *testing.T) { testFailover(t, commit, "") })
 	}
 }
 
-func testFailover(t *testing.T, commit string) {
-	p := newPair(t, "gfp", [3]fwbench.FwpairOptions{1: {StartAsMaster: true, Commit: commit}, 2: {Commit: commit}})
+// TestFailoverVRRP is TestFailover with the groups speaking VRRPv3 (fw1 at
+// priority 200, fw2 at 100): the same guarantees hold in either mode.
+func TestFailoverVRRP(t *testing.T) {
+	testFailover(t, "direct", "vrrp3")
+}
+
+func testFailover(t *testing.T, commit, protocol string) {
+	p := newPair(t, "gfp", [3]fwbench.FwpairOptions{1: {StartAsMaster: true, Commit: commit, Protocol: protocol}, 2: {Commit: commit, Protocol: protocol}})
 	p.start(1)
 	st := p.wait(1, "fw1 MASTER of both groups", 20*time.Second, func(s *Status) bool { return allIn(s, "MASTER") })
 	if !st.StartedAsMaster {

@@ -70,6 +70,9 @@ type FwpairOptions struct {
 	// BulkRate is sync.bulk_rate (frames per second of the bulk syncs this
 	// node sends); zero means fwpair's default.
 	BulkRate int
+	// Protocol is carp.protocol: empty for CARP (advskew 0 on fw1, 100 on
+	// fw2), "vrrp3" for VRRPv3 (priority 200 on fw1, 100 on fw2).
+	Protocol string
 }
 
 // KeyFile returns the path of the lab's sync key, creating it on first use.
@@ -114,15 +117,22 @@ func (l *Lab) FwpairConfig(i int, o FwpairOptions) (cfgPath, socket string) {
 	if i == 2 {
 		skew = 100
 	}
+	carpSection := map[string]any{
+		"advbase": 1, "advskew": skew, "password": "lab-carp-pw", "preempt": true,
+		"start_as_master": o.StartAsMaster, "start_wait": "1s",
+	}
+	if o.Protocol == "vrrp3" {
+		carpSection = map[string]any{
+			"protocol": "vrrp3", "priority": 200 - skew, "preempt": true,
+			"start_as_master": o.StartAsMaster, "start_wait": "1s",
+		}
+	}
 	socket = filepath.Join(dir, "fwpair.sock")
 	cfg := map[string]any{
 		"node":           i,
 		"control_socket": socket,
 		"log_level":      "info",
-		"carp": map[string]any{
-			"advbase": 1, "advskew": skew, "password": "lab-carp-pw", "preempt": true,
-			"start_as_master": o.StartAsMaster, "start_wait": "1s",
-		},
+		"carp":           carpSection,
 		"groups": []any{
 			map[string]any{"name": "lan", "vhid": 1, "interface": LANIf, "addresses": []string{LANVIP.String(), LANVIP6.String()}},
 			map[string]any{"name": "wan", "vhid": 2, "interface": WANIf, "addresses": []string{WANVIP.String(), WANVIP6.String()}},
