@@ -82,6 +82,10 @@ func NewGroup(g *carp.Group) *GroupCollector {
 	}
 	t.counter("gocarp_carp_vrrp_packets_total", "VRRP packets seen on protocol 112 and ignored.", vhid,
 		func(g *groupSnapshot) uint64 { return g.stats.VRRP })
+	t.counter("gocarp_carp_vrrpv2_packets_total", "VRRPv2 adverts a VRRPv3 group received: recognised, counted, not obeyed.", vhid,
+		func(g *groupSnapshot) uint64 { return g.stats.VRRPv2 })
+	t.counter("gocarp_carp_carp_packets_total", "CARP adverts a VRRPv3 group received and ignored.", vhid,
+		func(g *groupSnapshot) uint64 { return g.stats.CARP })
 	t.counter("gocarp_carp_preemptions_total", "Changes to master, whatever the reason (carpstats preempt).", vhid,
 		func(g *groupSnapshot) uint64 { return g.stats.Preempt })
 	t.counter("gocarp_carp_suppressed_answers_total", "Immediate answers to worse adverts not sent because one had just gone out.", vhid,

@@ -44,7 +44,9 @@
 //	                                          hdrops (too short), badsum, badver, badlen,
 //	                                          badauth (HMAC mismatch), badvhid (other group),
 //	                                          badloop (own advert back), replay (stale counter)
-//	gocarp_carp_vrrp_packets_total            VRRP packets on protocol 112, ignored
+//	gocarp_carp_vrrp_packets_total            VRRP packets on protocol 112, ignored (a CARP group)
+//	gocarp_carp_vrrpv2_packets_total          VRRPv2 adverts a VRRPv3 group received, not obeyed
+//	gocarp_carp_carp_packets_total            CARP adverts a VRRPv3 group received, ignored
 //	gocarp_carp_preemptions_total             changes to master
 //	gocarp_carp_suppressed_answers_total      answers to worse adverts not sent (one had just gone out)
 //	gocarp_carp_late_timers_total             master-down timers seen late (process stopped): second look
