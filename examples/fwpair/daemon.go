@@ -150,6 +150,9 @@ func newDaemon(ctx context.Context, cfg *Config, log *slog.Logger) (_ *daemon, e
 		}
 	}
 	d.metricsRunning(true)
+	if off := linkdownOff("/proc/sys"); len(off) > 0 {
+		log.Warn("fwpair: routes through a link without carrier are still used: a packet sent to it waits and arrives late, after newer ones through the peer; set these to 1 (docs/interop.md, \"Host sysctls\")", "sysctls", off)
+	}
 	log.Info("fwpair: started", "node", cfg.Node, "groups", len(d.groups), "start_as_master", startAsMaster,
 		"commit", cfg.Sync.Commit, "control", cfg.ControlSocket)
 	return d, nil

@@ -270,5 +270,10 @@
 // net.ipv6.conf.<iface>.keep_addr_on_down=1 or have the network
 // configuration restore the interfaces' IPv6 addresses: Linux flushes them
 // when a link is set down, and the IPv6 virtual addresses take their
-// prefix from them.
+// prefix from them. Set net.ipv4.conf.all.ignore_routes_with_linkdown=1 and
+// net.ipv6.conf.all.ignore_routes_with_linkdown=1: otherwise a packet that
+// reaches the master just as one of its links loses carrier waits in the
+// neighbour queue and leaves seconds later, behind newer packets the peer
+// forwarded (docs/interop.md, "Host sysctls"). fwpair warns at start when
+// they are 0.
 package main

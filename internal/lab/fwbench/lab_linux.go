@@ -188,10 +188,16 @@ func NewLab(t testing.TB, tag string) *Lab {
 			// Cut sets the links administratively down, which flushes
 			// IPv6 addresses by default; a real box keeps its
 			// configured addresses across a cable pull or a reboot.
-			"net/ipv6/conf/all/keep_addr_on_down":       "1",
-			"net/netfilter/nf_conntrack_tcp_loose":      "0",
-			"net/netfilter/nf_conntrack_tcp_be_liberal": "0",
-			"net/netfilter/nf_conntrack_events":         "1",
+			"net/ipv6/conf/all/keep_addr_on_down": "1",
+			// A route through a link without carrier is ignored, so a
+			// packet for it is dropped at once instead of waiting in the
+			// neighbour queue and arriving after newer ones through the
+			// peer (docs/interop.md, "Host sysctls").
+			"net/ipv4/conf/all/ignore_routes_with_linkdown": "1",
+			"net/ipv6/conf/all/ignore_routes_with_linkdown": "1",
+			"net/netfilter/nf_conntrack_tcp_loose":          "0",
+			"net/netfilter/nf_conntrack_tcp_be_liberal":     "0",
+			"net/netfilter/nf_conntrack_events":             "1",
 		}
 		for _, ifn := range []string{LANIf, WANIf, SyncIf} {
 			kv["net/ipv4/conf/"+ifn+"/rp_filter"] = "0"
@@ -200,6 +206,7 @@ func NewLab(t testing.TB, tag string) *Lab {
 			kv["net/ipv4/conf/"+ifn+"/arp_announce"] = "2"
 			kv["net/ipv6/conf/"+ifn+"/accept_dad"] = "0"
 			kv["net/ipv6/conf/"+ifn+"/keep_addr_on_down"] = "1"
+			kv["net/ipv6/conf/"+ifn+"/ignore_routes_with_linkdown"] = "1"
 		}
 		fw.SetSysctls(kv)
 		if got := fw.Sysctl("net/netfilter/nf_conntrack_tcp_loose"); got != "0" {
