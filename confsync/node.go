@@ -41,7 +41,6 @@ type Node struct {
 	published map[string]*published       // documents this node publishes
 	subs      map[string]*subscription    // documents this node receives
 	peers     map[pfsync.NodeID]*peerView // what each subscriber reported
-	pending   []pfsync.NodeID             // peers owed an offer at once
 	demoted   bool
 	stats     counters
 }
