@@ -26,10 +26,9 @@ const (
 // ApplyFunc installs version of document name. It must be atomic from the
 // host's point of view: either the new version is in force when it returns
 // nil, or it returns an error and the previous version stays in force. It
-// is called from the Node's own goroutine, one call at a time, and must not
-// call the Node's methods that wait for it (Close); it may call Status. The
-// Node keeps data afterwards only if it must retry nothing: the host may
-// keep the slice, which the Node no longer touches.
+// is called from a goroutine of the Node, one call at a time, and must not
+// call Close; it may call Status. The host may keep data: the Node does
+// not touch it afterwards.
 type ApplyFunc func(name string, version uint64, data []byte) error
 
 // Config configures a Node. Node, Transport, Sealer and, when Subscribe is

@@ -79,8 +79,13 @@
 //
 // # Limits
 //
-// Apply runs on the Node's goroutine: while it runs, the Node neither
-// answers nor offers. A subscriber keeps one document being received in
-// memory (Config.MaxSize bounds it); a publisher keeps the current version
-// of each document it publishes. Peers must use the same MTU.
+// Apply runs on a goroutine of its own, one call at a time, so a slow
+// Apply delays neither offers nor transfers; a version that completes
+// while another is being applied waits, and is replaced by a newer one
+// that completes meanwhile. Close waits for an Apply in progress. A
+// subscriber keeps in memory the document being received and the one
+// waiting to be applied (Config.MaxSize bounds each); a publisher keeps
+// the current version of each document it publishes. Peers must use the
+// same MTU. Until its publisher's first offer reaches it, a subscriber
+// cannot know it is behind, and does not demote.
 package confsync

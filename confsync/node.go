@@ -30,7 +30,7 @@ type Node struct {
 	log     *slog.Logger
 
 	in      chan inbound
-	pokes   chan struct{}
+	pokes   chan struct{} // a document was queued for the applier
 	done    chan struct{}
 	wg      sync.WaitGroup
 	started atomic.Bool
@@ -60,6 +60,7 @@ type subscription struct {
 	failed  uint64 // newest version whose apply failed
 	err     string
 	xfer    *transfer
+	queued  *transfer // complete and verified, waiting for the applier
 }
 
 type peerView struct {
@@ -113,9 +114,10 @@ func (n *Node) Start() {
 	if !n.started.CompareAndSwap(false, true) {
 		return
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.receive()
 	go n.run()
+	go n.applier()
 }
 
 // Close stops the Node, closes its transport and waits for its goroutines.
@@ -406,7 +408,7 @@ func (n *Node) offered(from pfsync.NodeID, o offer, implicit bool) {
 		if s.xfer != nil && s.xfer.offer == o {
 			break
 		}
-		if s.xfer != nil && o.version < s.xfer.version {
+		if s.xfer != nil && o.version < s.xfer.version || s.queued != nil && o.version <= s.queued.version {
 			break
 		}
 		if int64(o.size) > n.cfg.MaxSize {
@@ -470,13 +472,58 @@ func (n *Node) data(from pfsync.NodeID, m message) {
 		n.offered(from, t.offer, false)
 		return
 	}
-	n.apply(s, t)
+	n.mu.Lock()
+	s.queued = t // replaces an older version not applied yet
+	n.mu.Unlock()
+	select {
+	case n.pokes <- struct{}{}:
+	default:
+	}
 }
 
-// apply hands a complete, verified document to the host.
-func (n *Node) apply(s *subscription, t *transfer) {
+// applier hands complete, verified documents to the host, one at a time,
+// off the loop: a slow Apply delays neither offers nor other transfers.
+func (n *Node) applier() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.done:
+			return
+		case <-n.pokes:
+		}
+		for {
+			n.mu.Lock()
+			var s *subscription
+			for _, x := range n.subs {
+				if x.queued != nil {
+					s = x
+					break
+				}
+			}
+			n.mu.Unlock()
+			if s == nil {
+				break
+			}
+			select {
+			case <-n.done:
+				return
+			default:
+			}
+			n.apply(s)
+		}
+	}
+}
+
+// apply hands s's queued document to the host.
+func (n *Node) apply(s *subscription) {
+	n.mu.Lock()
+	t := s.queued
+	n.mu.Unlock()
 	err := n.cfg.Apply(t.name, t.version, t.buf)
 	n.mu.Lock()
+	if s.queued == t {
+		s.queued = nil
+	}
 	if err != nil {
 		s.failed, s.err = t.version, fmt.Sprintf("confsync: apply %q version %d: %v", t.name, t.version, err)
 		n.stats.applyErrors.Add(1)

@@ -421,3 +421,60 @@ func TestTamperInFlight(t *testing.T) {
 		}
 	})
 }
+
+// While the host applies one version, newer ones keep arriving; only the
+// newest is applied next.
+func TestSlowApply(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw, err := pfsynctest.New(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		release := make(chan struct{})
+		var mu sync.Mutex
+		var applied []uint64
+		pub, err := confsync.New(confsync.Config{Node: primary, Transport: nw.Attach(primary), Sealer: newSealer(t, primary, 5), Publish: []string{"r"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub, err := confsync.New(confsync.Config{Node: secondary, Transport: nw.Attach(secondary), Sealer: newSealer(t, secondary, 5),
+			Subscribe: map[string]pfsync.NodeID{"r": primary},
+			Apply: func(_ string, v uint64, _ []byte) error {
+				if v == 1 {
+					<-release
+				}
+				mu.Lock()
+				applied = append(applied, v)
+				mu.Unlock()
+				return nil
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub.Start()
+		sub.Start()
+		defer func() {
+			for _, n := range []*confsync.Node{sub, pub} {
+				if err := n.Close(); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+		for v := uint64(1); v <= 3; v++ {
+			if err := pub.Publish("r", v, doc(v, 10_000)); err != nil {
+				t.Fatal(err)
+			}
+			settle(2 * time.Second)
+		}
+		if s := status(t, sub, "r"); s.Offered != 3 || s.Version != 0 {
+			t.Errorf("during a slow apply: %+v, want version 0 in force and 3 offered", s)
+		}
+		close(release)
+		settle(2 * time.Second)
+		mu.Lock()
+		defer mu.Unlock()
+		if !slices.Equal(applied, []uint64{1, 3}) {
+			t.Errorf("applied %v, want [1 3]", applied)
+		}
+	})
+}
