@@ -478,3 +478,57 @@ func TestSlowApply(t *testing.T) {
 		}
 	})
 }
+
+func TestPartitionDuringTransfer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLab(t, &pfsynctest.Config{Faults: pfsynctest.Faults{Delay: 5 * time.Millisecond}})
+		// Offer at 5 ms, request at 10, the first window (2 MiB) sent at
+		// 15: the partition at 17 lets it arrive and cuts the rest.
+		want := doc(1, 5_000_000)
+		l.publish("ruleset", 1, want)
+		time.Sleep(17 * time.Millisecond)
+		l.net.Partition([]pfsync.NodeID{primary}, []pfsync.NodeID{secondary})
+		settle(10 * time.Second)
+		s := status(t, l.sub, "ruleset")
+		if s.Version != 0 || s.Receiving != 1 || s.Received == 0 || s.Received >= uint64(len(want)) {
+			t.Fatalf("cut mid-transfer: %+v", s)
+		}
+		l.net.Heal()
+		settle(5 * time.Second)
+		if diff := cmp.Diff([]string{"ruleset@1"}, l.host.log()); diff != "" {
+			t.Errorf("applied (-want +got):\n%s", diff)
+		}
+		if !bytes.Equal(l.host.data["ruleset"], want) {
+			t.Error("wrong bytes")
+		}
+	})
+}
+
+func TestRestartBothSides(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLab(t, nil)
+		l.publish("ruleset", 1, doc(1, 30_000))
+		settle(3 * time.Second)
+		for _, n := range []*confsync.Node{l.pub, l.sub} {
+			if err := n.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l.pub, l.sub = nil, nil
+		l.startSub()
+		l.startPub()
+		l.publish("ruleset", 1, doc(1, 30_000)) // the host's current version again
+		settle(3 * time.Second)
+		if got := l.pub.Stats().ChunksSent; got != 0 {
+			t.Errorf("sent %d chunks of a version the subscriber has", got)
+		}
+		l.publish("ruleset", 2, doc(2, 30_000))
+		settle(3 * time.Second)
+		if diff := cmp.Diff([]string{"ruleset@1", "ruleset@2"}, l.host.log()); diff != "" {
+			t.Errorf("applied (-want +got):\n%s", diff)
+		}
+		if p := status(t, l.pub, "ruleset"); len(p.Peers) != 1 || p.Peers[0].Applied != 2 {
+			t.Errorf("publisher's view %+v", p.Peers)
+		}
+	})
+}
