@@ -35,7 +35,8 @@
 //
 // # Protocol
 //
-// Messages are sealed datagrams; inside, "CS", version 1, a kind:
+// Messages are sealed datagrams (docs/confsync.md gives the bytes);
+// inside, "CS", version 1, a kind:
 //
 //   - OFFER (publisher, every Config.Interval, at once on Publish, and to a
 //     subscriber reporting an older version): name, version, size and
