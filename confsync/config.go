@@ -16,10 +16,16 @@ const (
 	DefaultWindowBytes = 2 << 20
 	DefaultMaxSize     = 256 << 20
 	DefaultDemoteBy    = 50
-	DemoteSource       = "confsync"
+)
+
+// DemoteSource is the source under which Config.Demoter is demoted.
+const DemoteSource = "confsync"
+
+const (
 	maxWindowChunks    = 2048
-	minInterval        = 10 * time.Millisecond
 	maxRequestedAtOnce = maxWindowChunks // chunks a publisher sends for one REQUEST
+	maxWindowBytes     = 16 << 20        // bytes a publisher sends for one REQUEST, and the largest window
+	minInterval        = 10 * time.Millisecond
 	minChunk           = 64
 )
 
@@ -130,8 +136,8 @@ func (c Config) validate() (Config, error) {
 	if c.WindowBytes == 0 {
 		c.WindowBytes = DefaultWindowBytes
 	}
-	if c.WindowBytes < 1024 || c.WindowBytes > 1<<30 {
-		return c, fmt.Errorf("confsync: Config.WindowBytes %d out of range 1024-%d", c.WindowBytes, 1<<30)
+	if c.WindowBytes < 1024 || c.WindowBytes > maxWindowBytes {
+		return c, fmt.Errorf("confsync: Config.WindowBytes %d out of range 1024-%d", c.WindowBytes, maxWindowBytes)
 	}
 	if c.MaxSize == 0 {
 		c.MaxSize = DefaultMaxSize

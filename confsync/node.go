@@ -367,7 +367,8 @@ func (n *Node) serve(from pfsync.NodeID, m message) {
 		return
 	}
 	nchunks := max(1, (p.size+chunk-1)/chunk)
-	budget := uint64(maxRequestedAtOnce)
+	// One request costs a bounded amount of sending, whatever it asks.
+	budget := min(uint64(maxRequestedAtOnce), maxWindowBytes/chunk)
 	buf := make([]byte, 0, n.room())
 	for _, s := range m.spans {
 		for i := uint64(s.start); i < uint64(s.start)+uint64(s.count) && i < nchunks && budget > 0; i++ {
