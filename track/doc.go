@@ -23,4 +23,8 @@
 // tracker (closing it) always restores the group's priority. The first
 // result after Start sets the state at once; hysteresis applies from the
 // second.
+//
+// On shutdown, close the group before its trackers: a demotion cleared
+// while the group still runs could let it take over from a healthier peer
+// just before it leaves.
 package track

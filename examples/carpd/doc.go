@@ -155,7 +155,7 @@
 // --preempt (the node stays BACKUP and would still take over if no
 // healthier peer were left: CARP has no separate FAULT state). The
 // interval, timeout, rise, fall and weight apply to every tracker. On exit
-// the trackers stop first, and their demotion goes with them.
+// the trackers stop after the group has sent its bow-out.
 //
 // # Link tracking
 //

@@ -403,12 +403,14 @@ func (d *daemon) close() {
 	if d.demote != nil {
 		d.demote.Close()
 	}
-	d.closeTrackers()
 	if d.group != nil {
 		if err := d.group.Close(); err != nil {
 			d.log.Warn("carpd: closing group", "err", err)
 		}
 	}
+	// After the group: a demotion cleared while it still ran could let
+	// it take over from its peer just before the bow-out.
+	d.closeTrackers()
 	d.scripts.close() // the group may have stopped waiting for a script
 	var errs []error
 	if d.follower != nil {
