@@ -25,6 +25,10 @@
 //     periodic pass: a MASTER re-adds a VIP removed behind its back (a
 //     network restart, UCarp#26) and announces again; any other state
 //     removes VIPs it finds, including ones left by a crashed run.
+//     Follower.SetAddresses changes the address set at run time: a MASTER
+//     installs and announces the added addresses and withdraws the removed
+//     ones without touching the others; any other state records the set
+//     for the next promotion.
 //
 // Errors name the interface and the address. Errors of the Follower's
 // background work go to its logger, to Stats.Errors and to Err.

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -106,6 +108,7 @@ type Follower struct {
 
 	mu           sync.Mutex
 	pending      *carp.Transition
+	pendingAddrs []VIP // from SetAddresses, not yet applied
 	reannounce   bool
 	cancelBefore context.CancelFunc // of a running BeforeInstall
 	stats        Stats
@@ -119,9 +122,8 @@ type Follower struct {
 	state     carp.State
 	onIf      []netip.Prefix              // addresses seen on the latest pass
 	installed map[netip.Addr]netip.Prefix // what we added while MASTER
-	round     int                         // next announcement round
-	start     time.Time                   // of the announcement schedule
-	timer     *time.Timer
+	batches   []batch                     // announcement schedules running
+	timer     *time.Timer                 // for the earliest round of batches
 }
 
 // NewFollower validates cfg and returns a Follower in INIT. It starts
@@ -171,19 +173,8 @@ func (f *Follower) Start() error {
 }
 
 func (c *Config) validate() error {
-	if len(c.Addrs) == 0 {
-		return errors.New("vip: Config.Addrs is empty, want at least one address")
-	}
-	seen := make(map[netip.Addr]bool, len(c.Addrs))
-	for i, v := range c.Addrs {
-		field := fmt.Sprintf("Config.Addrs[%d]", i)
-		if err := v.validate(field); err != nil {
-			return err
-		}
-		if seen[v.Addr] {
-			return fmt.Errorf("vip: %s.Addr %v listed twice", field, v.Addr)
-		}
-		seen[v.Addr] = true
+	if err := validateAddrs(c.Addrs); err != nil {
+		return err
 	}
 	switch {
 	case c.Manager == nil:
@@ -196,6 +187,52 @@ func (c *Config) validate() error {
 		return fmt.Errorf("vip: Config.ReconcileInterval %v out of range (0 or at least 100ms)", c.ReconcileInterval)
 	}
 	return c.Schedule.validate()
+}
+
+// validateAddrs checks Config.Addrs (also the argument of SetAddresses,
+// which replaces it).
+func validateAddrs(addrs []VIP) error {
+	if len(addrs) == 0 {
+		return errors.New("vip: Config.Addrs is empty, want at least one address")
+	}
+	seen := make(map[netip.Addr]bool, len(addrs))
+	for i, v := range addrs {
+		field := fmt.Sprintf("Config.Addrs[%d]", i)
+		if err := v.validate(field); err != nil {
+			return err
+		}
+		if seen[v.Addr] {
+			return fmt.Errorf("vip: %s.Addr %v listed twice", field, v.Addr)
+		}
+		seen[v.Addr] = true
+	}
+	return nil
+}
+
+// SetAddresses replaces the addresses the Follower manages (Config.Addrs),
+// validated as NewFollower validates them; it returns at once and the
+// Follower's goroutine applies the change. While MASTER, added addresses
+// are installed and announced (a round at once and the Schedule's repeats,
+// for those addresses only), removed ones are withdrawn, and unchanged
+// ones are left alone: not removed and re-added, and not announced again.
+// An address whose Bits changed counts as removed and added. In any other
+// state the new set is only recorded, for the next promotion (and for the
+// reconciliation, which keeps the new set off the interface). A removal
+// that fails is reported (Err) and retried when the addresses are next
+// withdrawn. After Close it returns an error.
+func (f *Follower) SetAddresses(addrs []VIP) error {
+	if err := validateAddrs(addrs); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return errors.New("vip: Follower.SetAddresses: follower closed")
+	}
+	f.pendingAddrs = slices.Clone(addrs)
+	f.mu.Unlock()
+	f.poke()
+	return nil
 }
 
 // Handle applies transition t (asynchronously; it returns at once). It has
@@ -283,12 +320,22 @@ func (f *Follower) run() {
 			return
 		case <-f.wake:
 			f.mu.Lock()
-			t, again := f.pending, f.reannounce
-			f.pending, f.reannounce = nil, false
+			t, again, addrs := f.pending, f.reannounce, f.pendingAddrs
+			f.pending, f.reannounce, f.pendingAddrs = nil, false, nil
 			f.mu.Unlock()
+			// A promotion installs the new set at once; any other
+			// transition first withdraws the old one, so nothing is
+			// installed only to be removed.
+			promote := t != nil && t.To == carp.Master
+			if addrs != nil && promote {
+				f.setAddrs(addrs)
+			}
 			announced := false
 			if t != nil {
 				announced = f.apply(*t)
+			}
+			if addrs != nil && !promote {
+				f.setAddrs(addrs)
 			}
 			if again && f.state == carp.Master && !announced {
 				f.startAnnouncing(f.installedAddrs())
@@ -432,6 +479,15 @@ func (f *Follower) withdrawInstalled(why string) error {
 		delete(f.installed, v.Addr)
 		f.count(func(s *Stats) { s.Withdrawals++ })
 	}
+	// Addresses dropped by SetAddresses whose removal failed then.
+	for _, a := range slices.SortedFunc(maps.Keys(f.installed), netip.Addr.Compare) {
+		if err := f.cfg.Manager.Remove(f.installed[a]); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		delete(f.installed, a)
+		f.count(func(s *Stats) { s.Withdrawals++ })
+	}
 	if f.state == carp.Master {
 		f.log.Info("vip: withdrew addresses", "why", why, "errors", len(errs))
 	}
@@ -449,30 +505,139 @@ func (f *Follower) installedAddrs() []netip.Addr {
 	return addrs
 }
 
-// startAnnouncing sends round 0 now and arms the timer for round 1.
+// batch is one announcement schedule: the promotion's, which covers every
+// installed address and runs the whole Schedule (Refresh included), or
+// that of addresses added while MASTER (SetAddresses), which covers only
+// them and ends after the repeats, the promotion's Refresh covering them
+// from then on.
+type batch struct {
+	addrs []netip.Addr // nil: every installed address
+	start time.Time
+	round int // next round, 0 being the immediate one
+}
+
+// offset returns when b's next round is due after b.start, and false when
+// b has no more rounds.
+func (f *Follower) offset(b batch) (time.Duration, bool) {
+	if b.addrs != nil && b.round > f.plan.repeats {
+		return 0, false
+	}
+	return f.plan.offset(b.round)
+}
+
+// startAnnouncing restarts the schedule for every installed address: it
+// sends round 0 now and arms the timer for round 1.
 func (f *Follower) startAnnouncing(addrs []netip.Addr) {
 	if f.cfg.Announcer == nil || len(addrs) == 0 {
 		return
 	}
-	f.start = time.Now()
-	f.round = 0
+	f.batches = []batch{{start: time.Now()}}
 	f.announceDue()
 }
 
-// announceDue sends the current round and arms the timer for the next one.
-func (f *Follower) announceDue() {
-	addrs := f.installedAddrs()
-	if f.state != carp.Master || len(addrs) == 0 {
+// announceAdded starts a schedule for addrs only, beside the running ones.
+func (f *Follower) announceAdded(addrs []netip.Addr) {
+	if f.cfg.Announcer == nil || len(addrs) == 0 {
 		return
 	}
-	if err := f.cfg.Announcer.Announce(addrs); err != nil {
-		f.fail("vip: announcement failed", netip.Addr{}, err)
+	f.batches = append(f.batches, batch{addrs: addrs, start: time.Now()})
+	f.announceDue()
+}
+
+// announceDue sends, in one round, the addresses of every batch whose round
+// is due, and arms the timer for the earliest next one.
+func (f *Follower) announceDue() {
+	installed := f.installedAddrs()
+	if f.state != carp.Master || len(installed) == 0 {
+		f.batches = nil
+		return
 	}
-	f.count(func(s *Stats) { s.Announcements++ })
-	f.round++
-	if off, ok := f.plan.offset(f.round); ok {
-		f.timer.Reset(time.Until(f.start.Add(off)))
+	now := time.Now()
+	due := make(map[netip.Addr]bool)
+	var next time.Time
+	keep := f.batches[:0]
+	for _, b := range f.batches {
+		off, ok := f.offset(b)
+		if ok && !b.start.Add(off).After(now) {
+			if b.addrs == nil {
+				for _, a := range installed {
+					due[a] = true
+				}
+			}
+			for _, a := range b.addrs {
+				due[a] = true
+			}
+			b.round++
+			off, ok = f.offset(b)
+		}
+		if !ok {
+			continue
+		}
+		keep = append(keep, b)
+		if at := b.start.Add(off); next.IsZero() || at.Before(next) {
+			next = at
+		}
 	}
+	f.batches = keep
+	var addrs []netip.Addr
+	for _, a := range installed {
+		if due[a] {
+			addrs = append(addrs, a)
+		}
+	}
+	if len(addrs) > 0 {
+		if err := f.cfg.Announcer.Announce(addrs); err != nil {
+			f.fail("vip: announcement failed", netip.Addr{}, err)
+		}
+		f.count(func(s *Stats) { s.Announcements++ })
+	}
+	if !next.IsZero() {
+		f.timer.Reset(time.Until(next))
+	}
+}
+
+// setAddrs applies SetAddresses on the run goroutine.
+func (f *Follower) setAddrs(addrs []VIP) {
+	old := f.cfg.Addrs
+	f.cfg.Addrs = addrs
+	if f.state != carp.Master {
+		f.log.Info("vip: addresses changed", "count", len(addrs), "state", f.state.String())
+		return
+	}
+	now := make(map[VIP]bool, len(addrs))
+	for _, v := range addrs {
+		now[v] = true
+	}
+	removed := 0
+	for _, v := range old {
+		p, ok := f.installed[v.Addr]
+		if now[v] || !ok {
+			continue
+		}
+		if err := f.cfg.Manager.Remove(p); err != nil {
+			f.fail("vip: withdrawal failed", v.Addr, err)
+			continue // still installed: withdrawInstalled retries it
+		}
+		delete(f.installed, v.Addr)
+		removed++
+		f.count(func(s *Stats) { s.Withdrawals++ })
+	}
+	var added []netip.Addr
+	for _, v := range addrs {
+		if _, ok := f.installed[v.Addr]; ok {
+			continue // unchanged (or a changed one whose removal failed)
+		}
+		p := v.resolve(f.onIf)
+		if err := f.cfg.Manager.Add(p); err != nil {
+			f.fail("vip: install failed", v.Addr, err)
+			continue
+		}
+		f.installed[v.Addr] = p
+		added = append(added, v.Addr)
+		f.count(func(s *Stats) { s.Installs++ })
+	}
+	f.announceAdded(added)
+	f.log.Info("vip: addresses changed", "count", len(addrs), "state", f.state.String(), "added", len(added), "removed", removed)
 }
 
 func (f *Follower) setState(s carp.State) {

@@ -63,6 +63,15 @@
 //	                        demote file lowers it, never below 1
 //	   --advert-int D       VRRP advertisement interval, 10ms-40.95s in 10ms steps, default 1s
 //	                        (vrrp3 only); SIGTERM as MASTER sends priority 0 (the bow-out)
+//	   --track-script CMD   demote while CMD (/bin/sh -c) exits non-zero; repeatable
+//	                        (keepalived track_script)
+//	   --track-interface IF demote while IF is down or without carrier; repeatable
+//	   --track-interval D   time between checks, 10ms-24h, default 1s
+//	   --track-timeout D    a check running longer fails, 1ms-24h, default the interval
+//	   --track-rise N       successes in a row that clear a failed tracker, 1-1000, default 1
+//	   --track-fall N       failures in a row that fail a healthy tracker, 1-1000, default 1
+//	   --track-weight N     demotion of a failed tracker, 1-255; 0 (default) forces the group
+//	                        out of MASTER (keepalived's FAULT)
 //
 // # Scripts
 //
@@ -129,6 +138,24 @@
 // bytes: a FIFO, a device or a directory in its place, or a longer file, is
 // such an error, and is never read further (a FIFO would block, a huge file
 // would cost memory on every read).
+//
+// # Health tracking
+//
+// --track-script and --track-interface run keepalived-style health checks
+// (package track) and feed their result into the group's demotion, beside
+// --demote-file. A script is healthy when it exits 0; one still running
+// after --track-timeout is killed with its process group and counts as a
+// failure. An interface is healthy while it is up and has carrier (polled
+// every interval; -i's own link is followed by link tracking below). The
+// first result sets a tracker's state; after that --track-fall failures in
+// a row fail it and --track-rise successes in a row clear it, so a
+// flapping check does not move the group at every result. A failed tracker
+// demotes by --track-weight; the default 0 demotes by 255, the most carp
+// allows, which hands the group to any healthier peer at once whatever its
+// --preempt (the node stays BACKUP and would still take over if no
+// healthier peer were left: CARP has no separate FAULT state). The
+// interval, timeout, rise, fall and weight apply to every tracker. On exit
+// the trackers stop after the group has sent its bow-out.
 //
 // # Link tracking
 //

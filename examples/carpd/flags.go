@@ -51,6 +51,8 @@ type options struct {
 	Priority       uint8         // --priority, VRRPv3 only (default 100)
 	AdvertInterval time.Duration // --advert-int, VRRPv3 only (default 1s)
 
+	Track trackOptions // --track-* (track.go)
+
 	Help bool
 }
 
@@ -286,8 +288,8 @@ func parseRange(v string, lo, hi int) (int, error) {
 	return n, nil
 }
 
-// allFlags returns flagTable followed by vrrpFlags.
-func allFlags() []flagSpec { return append(slices.Clone(flagTable), vrrpFlags...) }
+// allFlags returns flagTable followed by vrrpFlags and trackFlags.
+func allFlags() []flagSpec { return slices.Concat(flagTable, vrrpFlags, trackFlags) }
 
 // lookupLong finds a long flag as getopt_long does: an exact name, or else
 // an unambiguous prefix (ucarp's help text says --mcast for --mcastip).
@@ -449,7 +451,7 @@ func (o *options) check() error {
 	if o.McastIP.IsValid() && !has4 {
 		return usagef("--mcastip %v: no IPv4 --addr to advertise", o.McastIP)
 	}
-	return nil
+	return o.Track.check()
 }
 
 // checkProtocol rejects the flags of the protocol not selected, which

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gocarp/gocarp/carp"
 	"github.com/gocarp/gocarp/internal/httpmetrics"
+	"github.com/gocarp/gocarp/track"
 	"github.com/gocarp/gocarp/vip"
 )
 
@@ -132,6 +133,8 @@ type daemon struct {
 	link    *carp.LinkWatcher
 	demote  *demoteFile
 
+	trackers []*track.Tracker // --track-script, --track-interface (track.go)
+
 	// --manage-vip
 	vmac     *vip.VirtualMAC
 	mgr      *vip.NetlinkManager
@@ -215,6 +218,9 @@ func (d *daemon) start(pass []byte) (err error) {
 	}
 	if o.DemoteFile != "" {
 		d.demote = startDemoteFile(o.DemoteFile, demotePoll, func(n int) { d.group.SetDemotion(demoteSource, n) }, log)
+	}
+	if err := d.startTrackers(); err != nil {
+		return err
 	}
 	if !o.IgnoreIf {
 		d.link, err = carp.NewLinkWatcher(o.Interface, d.group.SetLinkState, d.base)
@@ -402,6 +408,9 @@ func (d *daemon) close() {
 			d.log.Warn("carpd: closing group", "err", err)
 		}
 	}
+	// After the group: a demotion cleared while it still ran could let
+	// it take over from its peer just before the bow-out.
+	d.closeTrackers()
 	d.scripts.close() // the group may have stopped waiting for a script
 	var errs []error
 	if d.follower != nil {
