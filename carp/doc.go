@@ -149,6 +149,18 @@
 // Preempt take over from it. A group configured with StartAsMaster waits
 // as BACKUP while demoted.
 //
+// # Changing a running group
+//
+// [Group.Reconfigure] takes a new Config while the group runs: addresses,
+// timing, priority, preemption, password and demotion settings change
+// without a state change unless the election outcome changes, and a
+// MASTER keeps advertising with no gap. A new password or address set
+// changes the advert's HMAC, so the group keeps sending the old one and
+// accepts both for a window ([KeyRollover] or the master-down interval,
+// whichever is longer), then sends the new one and still accepts the old
+// for another window: nodes changed less than one window apart always
+// hear each other and never both become MASTER.
+//
 // # Groups that fail over together
 //
 // A node with several groups (a firewall's LAN and WAN) usually needs them

@@ -47,6 +47,10 @@ type Group struct {
 	mdInt    time.Duration
 	vrrp     *vrrpGroup // nil with CARP
 
+	// pubInt and pubDown are advInt and mdInt for the accessors: the
+	// protocol loop changes the fields on Reconfigure.
+	pubInt, pubDown atomic.Int64
+
 	st    stats
 	trans transitionCounts
 	state atomic.Uint32
@@ -59,6 +63,9 @@ type Group struct {
 	started bool
 	closed  bool
 	follow  *FollowGroup // set by FollowGroup.Add before Start, then fixed
+	reconf  *reconfig    // a Reconfigure waiting for the protocol loop
+
+	reconfMu sync.Mutex // serialises Reconfigure calls
 
 	kick      chan struct{} // control changed; capacity 1
 	done      chan struct{} // closed by Close
@@ -79,60 +86,27 @@ func NewGroup(cfg Config) (*Group, error) {
 	if err != nil {
 		return nil, err
 	}
-	auth, err := NewAuthenticator(cfg.Password, cfg.VHID, cfg.Addrs)
+	d, err := deriveSettings(cfg)
 	if err != nil {
 		return nil, err
 	}
-	have := map[Family]bool{}
-	for _, f := range cfg.Transport.Families() {
-		have[f] = true
-	}
-	var families []Family
-	for _, f := range []Family{IPv4, IPv6} {
-		for _, a := range cfg.Addrs {
-			if (f == IPv4) != a.Is4() {
-				continue
-			}
-			if !have[f] {
-				return nil, fmt.Errorf("carp: Config.Addrs: %v needs %v, which Config.Transport does not carry", a, f)
-			}
-			families = append(families, f)
-			break
-		}
-	}
 	g := &Group{
 		cfg:      cfg,
-		auth:     auth,
+		auth:     d.auth,
 		log:      cfg.Logger.With("vhid", cfg.VHID),
-		families: families,
-		tme:      int(cfg.AdvBase)<<8 | int(cfg.AdvSkew),
+		families: d.families,
+		tme:      d.tme,
+		advInt:   d.advInt,
+		mdInt:    d.mdInt,
+		vrrp:     d.vrrp,
 		demote:   map[string]int{},
 		linkUp:   true,
 		kick:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		loopDone: make(chan struct{}),
 	}
-	g.advInt = ticks(g.tme)
-	if g.advInt == 0 {
-		g.advInt = ticks(1) // OpenBSD: advbase 0, advskew 0 is 1/256 s
-	}
-	dead := cfg.DeadRatio
-	switch cfg.Profile {
-	case ProfileOpenBSD:
-		g.mdInt = time.Duration(dead) * g.advInt
-	default:
-		g.mdInt = ticks(dead*int(cfg.AdvBase)<<8 + int(cfg.AdvSkew))
-		if g.mdInt == 0 {
-			g.mdInt = time.Duration(dead) * g.advInt
-		}
-	}
-	if cfg.Protocol == ProtocolVRRPv3 {
-		if g.vrrp, err = newVRRPGroup(cfg, families); err != nil {
-			return nil, err
-		}
-		g.advInt = cfg.AdvertInterval
-		g.mdInt = vrrpMasterDown(g.advInt, int(cfg.Priority))
-	}
+	g.pubInt.Store(int64(d.advInt))
+	g.pubDown.Store(int64(d.mdInt))
 	if cfg.OnTransition != nil {
 		g.ntf = &notifier{fn: cfg.OnTransition, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	}
@@ -145,13 +119,13 @@ func ticks(n int) time.Duration { return time.Duration(n) * time.Second / 256 }
 
 // AdvertInterval is the interval between adverts while MASTER:
 // advbase + advskew/256 seconds (VRRPv3: Config.AdvertInterval).
-func (g *Group) AdvertInterval() time.Duration { return g.advInt }
+func (g *Group) AdvertInterval() time.Duration { return time.Duration(g.pubInt.Load()) }
 
 // MasterDownInterval is how long a BACKUP waits without an advert before it
 // becomes MASTER, by the configured Profile and DeadRatio. With VRRPv3 it
 // is 3·AdvertInterval + (256 - Priority)·AdvertInterval/256; a backup
 // recomputes it from the interval its master advertises and its demotion.
-func (g *Group) MasterDownInterval() time.Duration { return g.mdInt }
+func (g *Group) MasterDownInterval() time.Duration { return time.Duration(g.pubDown.Load()) }
 
 // State returns the current state.
 func (g *Group) State() State { return State(g.state.Load()) }

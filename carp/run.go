@@ -83,6 +83,8 @@ type run struct {
 	vrrpLogged bool
 
 	vrrp vrrpRun // VRRPv3 state; unused with CARP
+
+	old rollover // the key replaced by the last Reconfigure
 }
 
 // A counterRun is the counters lo, lo+1, ..., lo+n (mod 2^64).
@@ -360,6 +362,7 @@ func (r *run) enter() {
 // control applies what the embedder changed through the Group's methods.
 func (r *run) control() {
 	g := r.g
+	r.reconfigure()
 	g.mu.Lock()
 	up := g.linkUp
 	_, senderr := g.demote[DemoteSendErr]
@@ -604,6 +607,7 @@ func (r *run) advertise(advbase, advskew int) {
 	g := r.g
 	leaving := advbase == 255 && advskew == 255 // a bow-out: VRRP priority 0
 	advskew = r.skew(advskew)
+	auth, vg := r.signing(time.Now())
 	for _, f := range g.families {
 		if g.cfg.CounterMode == CounterIncrement {
 			r.counter++
@@ -617,9 +621,9 @@ func (r *run) advertise(advbase, advskew int) {
 		}
 		var b []byte
 		if g.vrrp != nil {
-			b = r.encodeVRRP(f, leaving)
+			b = r.encodeVRRP(vg, f, leaving)
 		} else {
-			g.auth.Sign(&a)
+			auth.Sign(&a)
 			b, _ = a.AppendBinary(r.buf[:0]) // never fails
 		}
 		if err := g.cfg.Transport.Send(f, b); err != nil {
@@ -730,7 +734,7 @@ func (r *run) receive(p Packet) {
 		g.log.Debug("carp: advert for another vhid", "peer", p.Src, "peer_vhid", a.VHID)
 		return
 	}
-	if err := g.auth.Verify(a); err != nil {
+	if err := g.auth.Verify(a); err != nil && (!r.oldValid(time.Now()) || r.old.auth.Verify(a) != nil) {
 		g.st.badauth.Add(1)
 		g.log.Debug("carp: incorrect hash; check vhid, password and virtual addresses", "peer", p.Src)
 		return

@@ -60,14 +60,15 @@ type RawTransport struct {
 	ifindex int
 	log     *slog.Logger
 
-	v4     *ipv4.PacketConn
-	v6     *ipv6.PacketConn
-	rc     []syscall.RawConn // the sockets, for Pending
-	held   atomic.Int32      // packets read from a socket and not yet returned by Receive
-	src4   netip.Addr
-	src6   netip.Addr
-	dst4   netip.Addr
-	dst6   netip.Addr
+	v4   *ipv4.PacketConn
+	v6   *ipv6.PacketConn
+	rc   []syscall.RawConn // the sockets, for Pending
+	held atomic.Int32      // packets read from a socket and not yet returned by Receive
+	src4 netip.Addr
+	src6 netip.Addr
+	// dsts are where adverts go per family index: the multicast group
+	// or the unicast peers (SetPeers swaps them).
+	dsts   [2]atomic.Pointer[[]netip.Addr]
 	self   []netip.Addr
 	fams   []Family
 	pkts   chan Packet
@@ -109,6 +110,14 @@ func NewRawTransport(ifname string, cfg *RawConfig) (*RawTransport, error) {
 	}
 	if cfg.Peer6.IsValid() && (!cfg.Peer6.Is6() || cfg.Peer6.Is4In6() || cfg.Peer6.IsMulticast()) {
 		return nil, fmt.Errorf("carp: RawConfig.Peer6 %v is not an IPv6 unicast address", cfg.Peer6)
+	}
+	peers4, err := checkPeers("RawConfig.Peers4", IPv4, cfg.Peer4, cfg.Peers4)
+	if err != nil {
+		return nil, err
+	}
+	peers6, err := checkPeers("RawConfig.Peers6", IPv6, cfg.Peer6, cfg.Peers6)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Src4.IsValid() && !cfg.Src4.Unmap().Is4() {
 		return nil, fmt.Errorf("carp: RawConfig.Src4 %v is not an IPv4 address", cfg.Src4)
@@ -163,10 +172,7 @@ func NewRawTransport(ifname string, cfg *RawConfig) (*RawTransport, error) {
 			}
 		}
 		t.self = append(t.self, t.src4)
-		t.dst4 = rawGroup4()
-		if cfg.Peer4.IsValid() {
-			t.dst4 = cfg.Peer4.Unmap()
-		}
+		t.setDsts(IPv4, peers4)
 	}
 	if has(IPv6) {
 		var tentative netip.Addr
@@ -187,10 +193,7 @@ func NewRawTransport(ifname string, cfg *RawConfig) (*RawTransport, error) {
 			}
 			return nil, fmt.Errorf("carp: %s has no IPv6 link-local address to send adverts from", ifname)
 		}
-		t.dst6 = rawGroup6()
-		if cfg.Peer6.IsValid() {
-			t.dst6 = cfg.Peer6
-		}
+		t.setDsts(IPv6, peers6)
 	}
 
 	if has(IPv4) {
@@ -367,11 +370,13 @@ func (t *RawTransport) Source(f Family) netip.Addr {
 
 // Destination returns where adverts of family f go: the multicast group or
 // the unicast peer.
+// With several peers it is the first: a VRRPv3 advert is encoded for it,
+// and Send rewrites the checksum for each other peer.
 func (t *RawTransport) Destination(f Family) netip.Addr {
-	if f == IPv4 {
-		return t.dst4
+	if d := t.dsts[familyIndex(f)].Load(); d != nil {
+		return (*d)[0]
 	}
-	return t.dst6
+	return netip.Addr{}
 }
 
 // Stats returns counts of packets dropped by the transport.
@@ -391,24 +396,107 @@ func (t *RawTransport) Send(f Family, payload []byte) error {
 		return fmt.Errorf("carp: send %v: %w", f, net.ErrClosed)
 	default:
 	}
-	switch {
-	case f == IPv4 && t.v4 != nil:
-		cm := &ipv4.ControlMessage{Src: t.src4.AsSlice(), IfIndex: t.ifindex}
-		if _, err := t.v4.WriteTo(payload, cm, &net.IPAddr{IP: t.dst4.AsSlice()}); err != nil {
-			return fmt.Errorf("carp: send ipv4 to %v on %s: %w", t.dst4, t.ifname, err)
+	if (f == IPv4 && t.v4 == nil) || (f == IPv6 && t.v6 == nil) {
+		return fmt.Errorf("carp: send: family %v not configured on %s", f, t.ifname)
+	}
+	dsts := *t.dsts[familyIndex(f)].Load()
+	var errs []error
+	for _, dst := range dsts {
+		b := payload
+		if len(payload) != AdvertisementLen && !dst.IsMulticast() {
+			// The VRRP checksum covers the destination: re-sum it
+			// for each peer (the group encoded it for Destination
+			// as it was at NewGroup).
+			b = vrrpRetarget(payload, t.Source(f), dst)
 		}
-		return nil
-	case f == IPv6 && t.v6 != nil:
-		// No zone on the destination: resolving a zone name would look up
-		// interfaces in the calling thread's namespace, not the socket's.
-		// The packet info carries the interface index instead.
-		cm := &ipv6.ControlMessage{HopLimit: rawTTL, Src: t.src6.AsSlice(), IfIndex: t.ifindex}
-		if _, err := t.v6.WriteTo(payload, cm, &net.IPAddr{IP: t.dst6.AsSlice()}); err != nil {
-			return fmt.Errorf("carp: send ipv6 to %v on %s: %w", t.dst6, t.ifname, err)
+		if err := t.send(f, b, dst); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// send writes one advert to dst.
+func (t *RawTransport) send(f Family, payload []byte, dst netip.Addr) error {
+	if f == IPv4 {
+		cm := &ipv4.ControlMessage{Src: t.src4.AsSlice(), IfIndex: t.ifindex}
+		if _, err := t.v4.WriteTo(payload, cm, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
+			return fmt.Errorf("carp: send ipv4 to %v on %s: %w", dst, t.ifname, err)
 		}
 		return nil
 	}
-	return fmt.Errorf("carp: send: family %v not configured on %s", f, t.ifname)
+	// No zone on the destination: resolving a zone name would look up
+	// interfaces in the calling thread's namespace, not the socket's.
+	// The packet info carries the interface index instead.
+	cm := &ipv6.ControlMessage{HopLimit: rawTTL, Src: t.src6.AsSlice(), IfIndex: t.ifindex}
+	if _, err := t.v6.WriteTo(payload, cm, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
+		return fmt.Errorf("carp: send ipv6 to %v on %s: %w", dst, t.ifname, err)
+	}
+	return nil
+}
+
+// setDsts sets where adverts of family f go: the peers, or the multicast
+// group if there are none.
+func (t *RawTransport) setDsts(f Family, peers []netip.Addr) {
+	if len(peers) == 0 {
+		g := rawGroup4()
+		if f == IPv6 {
+			g = rawGroup6()
+		}
+		peers = []netip.Addr{g}
+	}
+	t.dsts[familyIndex(f)].Store(&peers)
+}
+
+// SetPeers replaces the unicast peers of family f while the transport
+// runs: the next advert goes to each of peers, or to the multicast group
+// if peers is empty. It fails, changing nothing, if the family is not
+// open or an address is not a unicast address of the family.
+//
+// A VRRPv3 advert's checksum covers the destination: Send computes it
+// for each peer. Only a VRRPv3 group started with unicast peers cannot go
+// back to multicast live (its adverts are encoded for the peer).
+func (t *RawTransport) SetPeers(f Family, peers []netip.Addr) error {
+	name := "RawConfig.Peers4"
+	if f == IPv6 {
+		name = "RawConfig.Peers6"
+	}
+	if !slices.Contains(t.fams, f) {
+		return fmt.Errorf("carp: SetPeers: family %v not configured on %s", f, t.ifname)
+	}
+	p, err := checkPeers(name, f, netip.Addr{}, peers)
+	if err != nil {
+		return err
+	}
+	t.setDsts(f, p)
+	return nil
+}
+
+// checkPeers validates the unicast peers of family f (first, if valid,
+// then list) and returns them without duplicates.
+func checkPeers(name string, f Family, first netip.Addr, list []netip.Addr) ([]netip.Addr, error) {
+	var out []netip.Addr
+	if first.IsValid() {
+		out = append(out, first.Unmap())
+	}
+	for i, a := range list {
+		ok := a.IsValid() && !a.IsMulticast() && !a.Unmap().IsUnspecified()
+		if f == IPv4 {
+			ok = ok && a.Unmap().Is4()
+		} else {
+			ok = ok && a.Is6() && !a.Is4In6()
+		}
+		if !ok {
+			return nil, fmt.Errorf("carp: %s[%d] %v is not an %v unicast address", name, i, a, f)
+		}
+		if f == IPv4 {
+			a = a.Unmap()
+		}
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out, nil
 }
 
 // Receive returns the next packet from either family. Errors other than

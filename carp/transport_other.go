@@ -47,3 +47,8 @@ func (t *RawTransport) Receive() (Packet, error) {
 
 // Close does nothing.
 func (t *RawTransport) Close() error { return nil }
+
+// SetPeers returns errors.ErrUnsupported.
+func (t *RawTransport) SetPeers(f Family, peers []netip.Addr) error {
+	return errors.ErrUnsupported
+}

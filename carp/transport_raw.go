@@ -17,8 +17,16 @@ type RawConfig struct {
 	// "peer6", OpenBSD "carppeer"): adverts go to the peer instead of
 	// 224.0.0.18 / ff02::12. Multicast adverts are still received and
 	// still joined, so a mixed segment keeps working. The zero Addr means
-	// multicast. Peers must be reachable through the interface.
+	// multicast. Peers must be reachable through the interface. A peer
+	// set here is the first of Peers4 / Peers6.
 	Peer4, Peer6 netip.Addr
+
+	// Peers4 and Peers6 list several unicast peers per family
+	// (keepalived's unicast_peer block): each advert is sent once to
+	// every peer. Adverts are received from any source, listed or not,
+	// as in multicast mode. Empty (and no Peer4 / Peer6) means multicast.
+	// RawTransport.SetPeers changes them while the transport runs.
+	Peers4, Peers6 []netip.Addr
 
 	// Src4 overrides the IPv4 source address of adverts (ucarp --srcip).
 	// It must be assigned to an interface of the host (checked by

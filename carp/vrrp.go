@@ -249,3 +249,16 @@ func vrrpChecksum(b []byte, src, dst netip.Addr) uint16 {
 	}
 	return ^uint16(sum)
 }
+
+// vrrpRetarget returns a copy of the VRRPv3 advert b with its checksum
+// computed for a packet from src to dst: a transport that sends one
+// advert to several unicast peers sends each a checksum of its own.
+func vrrpRetarget(b []byte, src, dst netip.Addr) []byte {
+	c := append([]byte(nil), b...)
+	if len(c) < VRRPHeaderLen {
+		return c
+	}
+	c[6], c[7] = 0, 0
+	binary.BigEndian.PutUint16(c[6:], vrrpChecksum(c, src, dst))
+	return c
+}

@@ -98,7 +98,7 @@ func (v *vrrpRun) interval(g *Group) time.Duration {
 
 // encodeVRRP returns the VRRPv3 advert for family f: the current priority,
 // or 0 when the master stops (leaving).
-func (r *run) encodeVRRP(f Family, leaving bool) []byte {
+func (r *run) encodeVRRP(vg *vrrpGroup, f Family, leaving bool) []byte {
 	g := r.g
 	i := familyIndex(f)
 	prio := r.priority()
@@ -109,11 +109,11 @@ func (r *run) encodeVRRP(f Family, leaving bool) []byte {
 		VRID:     g.cfg.VHID,
 		Priority: uint8(prio),
 		Interval: uint16(g.advInt / (10 * time.Millisecond)),
-		Addrs:    g.vrrp.addrs[i],
+		Addrs:    vg.addrs[i],
 	}
 	// Cannot fail: newVRRPGroup encoded the same addresses, and the
 	// interval was validated.
-	r.vrrp.buf, _ = a.Append(r.vrrp.buf[:0], g.vrrp.src[i], g.vrrp.dst[i])
+	r.vrrp.buf, _ = a.Append(r.vrrp.buf[:0], vg.src[i], vg.dst[i])
 	return r.vrrp.buf
 }
 
@@ -162,7 +162,7 @@ func (r *run) receiveVRRP(p Packet) {
 		g.log.Debug("carp: own advert received back", "peer", p.Src)
 		return
 	}
-	if !r.sameAddrs(i, a.Addrs) {
+	if !sameAddrs(g.vrrp.sorted[i], a.Addrs) && (!r.oldValid(time.Now()) || !sameAddrs(r.old.vrrp.sorted[i], a.Addrs)) {
 		g.st.badauth.Add(1)
 		if g.log.Enabled(context.Background(), slog.LevelDebug) {
 			g.log.Debug("carp: advert lists other virtual addresses; check the VRID and the addresses", "peer", p.Src, "peer_addrs", a.Addrs)
@@ -175,12 +175,11 @@ func (r *run) receiveVRRP(p Packet) {
 	r.process(p.Family, p.Src, vrrpOffer(a))
 }
 
-// sameAddrs reports whether addrs is the group's set of virtual addresses
-// of family index i, in any order. Every node of a virtual router must list
+// sameAddrs reports whether addrs is the set want (sorted, without zones)
+// of a group's virtual addresses of one family, in any order. Every node of a virtual router must list
 // the same addresses (RFC 5798 lets a router check it; keepalived logs a
 // mismatch), and a different set most likely means a VRID collision.
-func (r *run) sameAddrs(i int, addrs []netip.Addr) bool {
-	want := r.g.vrrp.sorted[i]
+func sameAddrs(want, addrs []netip.Addr) bool {
 	if len(addrs) != len(want) {
 		return false
 	}

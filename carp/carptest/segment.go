@@ -125,13 +125,24 @@ func (s *Segment) reachable(from, to *Port) bool {
 	return a != 0 && a == b
 }
 
-// send delivers payload from port from to every other port.
-func (s *Segment) send(from *Port, f carp.Family, payload []byte) {
+// send delivers payload from port from to every other port, or with
+// unicast peers to the ports whose address is one of them.
+func (s *Segment) send(from *Port, f carp.Family, payload []byte, peers []netip.Addr) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, to := range s.ports {
 		if to == from || !to.has(f) || !s.reachable(from, to) {
 			continue
+		}
+		dst, b := group(f), payload
+		if len(peers) > 0 {
+			if !slices.Contains(peers, to.Addr(f)) {
+				continue
+			}
+			dst = to.Addr(f)
+			if b = retarget(payload, from.Addr(f), append([]netip.Addr{group(f)}, peers...), dst); b == nil {
+				continue
+			}
 		}
 		l, ok := s.links[[2]*Port{from, to}]
 		if !ok {
@@ -146,9 +157,9 @@ func (s *Segment) send(from *Port, f carp.Family, payload []byte) {
 		}
 		p := carp.Packet{
 			Family:  f,
-			Payload: append([]byte(nil), payload...),
+			Payload: append([]byte(nil), b...),
 			Src:     from.Addr(f),
-			Dst:     group(f),
+			Dst:     dst,
 			TTL:     255,
 			IfIndex: to.ifindex,
 		}
@@ -162,6 +173,27 @@ func (s *Segment) send(from *Port, f carp.Family, payload []byte) {
 			to.deliver(p, l.Delay)
 		}
 	}
+}
+
+// retarget returns a VRRPv3 advert encoded for a packet from src to one
+// of encs (the multicast group or a peer: the group encodes for the
+// destination it learnt at start) re-encoded for dst, its checksum
+// covering the destination; a CARP advert is returned unchanged. It
+// returns nil if a VRRPv3-shaped payload decodes for none of encs.
+func retarget(b []byte, src netip.Addr, encs []netip.Addr, dst netip.Addr) []byte {
+	if len(b) == carp.AdvertisementLen || len(b) == 0 || b[0]>>4 != carp.VRRPVersion {
+		return b
+	}
+	for _, enc := range encs {
+		var a carp.VRRPAdvertisement
+		if a.Unmarshal(b, src, enc) != nil {
+			continue
+		}
+		if out, err := a.Append(nil, src, dst); err == nil {
+			return out
+		}
+	}
+	return nil
 }
 
 // group returns the CARP multicast group of a family.
@@ -189,6 +221,7 @@ type Port struct {
 	sendErr   error
 	sent      map[carp.Family][]byte
 	sentCount int
+	peers     map[carp.Family][]netip.Addr // unicast peers (SetPeers)
 }
 
 var (
@@ -212,8 +245,31 @@ func (p *Port) Addr(f carp.Family) netip.Addr {
 func (p *Port) Source(f carp.Family) netip.Addr { return p.Addr(f) }
 
 // Destination implements carp.Addresser: the segment delivers every advert
-// as sent to 224.0.0.18 or ff02::12.
-func (p *Port) Destination(f carp.Family) netip.Addr { return group(f) }
+// as sent to 224.0.0.18 or ff02::12, or with unicast peers (SetPeers) to
+// each peer, of which this is the first.
+func (p *Port) Destination(f carp.Family) netip.Addr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ps := p.peers[f]; len(ps) > 0 {
+		return ps[0]
+	}
+	return group(f)
+}
+
+// SetPeers switches family f of the port to unicast (like
+// carp.RawConfig.Peers4 / Peers6): its adverts reach only the ports whose
+// Addr is one of peers, each with that address as the destination. Empty
+// peers means multicast again. It may be called while a group runs. A
+// VRRPv3 advert, whose checksum covers the destination, is re-encoded
+// for each peer, as carp.RawTransport does.
+func (p *Port) SetPeers(f carp.Family, peers []netip.Addr) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.peers == nil {
+		p.peers = map[carp.Family][]netip.Addr{}
+	}
+	p.peers[f] = slices.Clone(peers)
+}
 
 func (p *Port) has(f carp.Family) bool { return slices.Contains(p.families, f) }
 
@@ -246,6 +302,7 @@ func (p *Port) Send(f carp.Family, payload []byte) error {
 	p.sent[f] = append(p.sent[f][:0], payload...)
 	p.sentCount++
 	loop := p.loopback
+	peers := p.peers[f]
 	p.mu.Unlock()
 	if loop {
 		p.deliver(carp.Packet{
@@ -253,7 +310,7 @@ func (p *Port) Send(f carp.Family, payload []byte) error {
 			Src: p.Addr(f), Dst: group(f), TTL: 255, IfIndex: p.ifindex,
 		}, 0)
 	}
-	p.seg.send(p, f, payload)
+	p.seg.send(p, f, payload, peers)
 	return nil
 }
 

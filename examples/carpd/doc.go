@@ -46,7 +46,7 @@
 //	-h --help               usage                               same
 //
 //	carpd only
-//	   --peer ADDR          unicast adverts to ADDR; once per family (FreeBSD peer/peer6)
+//	   --peer ADDR          unicast adverts to ADDR; repeatable (FreeBSD peer/peer6, keepalived unicast_peer)
 //	   --demote-file FILE   demotion (0-255) read from FILE every second; absent = 0
 //	   --demote-skew        while demoted, also advertise advskew 240 (FreeBSD), for ucarp peers
 //	   --manage-vip         install, announce (GARP / unsolicited NA) and remove the addresses

@@ -39,7 +39,7 @@ type options struct {
 	Facility   string       // -f: accepted, logs go to stderr
 
 	McastIP       netip.Addr    // --mcast/--mcastip: only the default group is supported
-	Peers         []netip.Addr  // --peer, at most one per family
+	Peers         []netip.Addr  // --peer, any number per family
 	DemoteFile    string        // --demote-file
 	DemoteSkew    bool          // --demote-skew
 	ManageVIP     bool          // --manage-vip
@@ -191,16 +191,14 @@ var flagTable = []flagSpec{
 	{'h', "help", "", "print this help and exit", func(o *options, _ string) error { o.Help = true; return nil }},
 
 	// carpd's additions.
-	{0, "peer", "ADDR", "send adverts of ADDR's family to ADDR instead of multicast; once per family", func(o *options, v string) error {
+	{0, "peer", "ADDR", "send adverts of ADDR's family to ADDR instead of multicast; repeat for more peers", func(o *options, v string) error {
 		a, err := netip.ParseAddr(v)
 		if err != nil || a.IsUnspecified() || a.IsMulticast() {
 			return errors.New("is not a unicast IPv4 or IPv6 address")
 		}
 		a = a.Unmap()
-		for _, b := range o.Peers {
-			if b.Is4() == a.Is4() {
-				return fmt.Errorf("is a second peer of its family (%v is set)", b)
-			}
+		if slices.Contains(o.Peers, a) {
+			return errors.New("is given twice")
 		}
 		o.Peers = append(o.Peers, a)
 		return nil

@@ -75,6 +75,13 @@ func TestParseArgs(t *testing.T) {
 				o.DemoteFile, o.DemoteSkew, o.VMAC, o.ManageVIP, o.ScriptTimeout = "/run/carp.demote", true, true, true, 30*time.Second
 			}),
 		},
+		{
+			"several peers of one family",
+			append(base, "--peer", "10.0.0.2", "--peer", "10.0.0.3"),
+			want(func(o *options) {
+				o.Peers = []netip.Addr{netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.0.3")}
+			}),
+		},
 		{"last value wins, as getopt", append(base, "-k", "5", "-k", "6"), want(func(o *options) { o.AdvSkew = 6 })},
 		{"passfile instead of pass", []string{"-i", "eth0", "-v", "7", "-o", "/etc/pw", "-a", "10.0.0.254"},
 			want(func(o *options) { o.Pass, o.PassFile = "", "/etc/pw" })},
@@ -122,8 +129,7 @@ func TestParseArgsErrors(t *testing.T) {
 		{"addr twice", append(base, "-a", "10.0.0.254"), "--addr 10.0.0.254 is given twice"},
 		{"srcip IPv6", append(base, "-s", "fd00::1"), "--srcip fd00::1 is not a unicast IPv4 address"},
 		{"password too long", append(base, "-p", strings.Repeat("x", 21)), "--pass length 21 out of range 0-20"},
-		{"two IPv4 peers", append(base, "--peer", "10.0.0.1", "--peer", "10.0.0.2"),
-			"--peer 10.0.0.2 is a second peer of its family (10.0.0.1 is set)"},
+		{"peer twice", append(base, "--peer", "10.0.0.1", "--peer", "10.0.0.1"), "--peer 10.0.0.1 is given twice"},
 		{"peer of a family without addr", append(base, "--peer", "fd00::1"), "--peer fd00::1: no --addr of that family"},
 		{"other multicast group", append(base, "--mcastip", "239.1.1.1"),
 			"--mcastip 239.1.1.1 is not 224.0.0.18 (other groups are not supported; use --peer for unicast)"},

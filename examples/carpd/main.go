@@ -183,9 +183,9 @@ func (d *daemon) start(pass []byte) (err error) {
 	}
 	for _, p := range o.Peers {
 		if p.Is4() {
-			rc.Peer4 = p
+			rc.Peers4 = append(rc.Peers4, p)
 		} else {
-			rc.Peer6 = p
+			rc.Peers6 = append(rc.Peers6, p)
 		}
 	}
 	tr, err := carp.NewRawTransport(o.Interface, rc)

@@ -56,6 +56,8 @@ type GroupConfig struct {
 	Interface string       `json:"interface"`
 	Addresses []netip.Addr `json:"addresses"`
 	Source    netip.Addr   `json:"source"`
+	// Peers are unicast peers (peers.go); empty means multicast.
+	Peers []netip.Addr `json:"peers,omitempty"`
 }
 
 // SyncConfig configures state replication over the dedicated sync link.
@@ -248,6 +250,9 @@ func (c *Config) setDefaultsAndValidate() error {
 		}
 		if g.Source.IsValid() && !g.Source.Is4() {
 			return fmt.Errorf("%s.source %v is not an IPv4 address", where, g.Source)
+		}
+		if err := checkGroupPeers(where, g); err != nil {
+			return err
 		}
 	}
 

@@ -281,6 +281,7 @@ func (d *daemon) openGroup(gc GroupConfig, startAsMaster bool) (*groupRun, error
 	if has6 {
 		rc.Families = append(rc.Families, carp.IPv6)
 	}
+	rc.Peers4, rc.Peers6 = groupPeers(gc)
 	tr, err := carp.NewRawTransport(gc.Interface, rc)
 	if err != nil {
 		return nil, fmt.Errorf("group %s: %w", gc.Name, err)

@@ -177,6 +177,11 @@
 //	                   /128). Every node lists the same ones.
 //	  .source          IPv4 source of the adverts. Default: the interface's
 //	                   first primary address.
+//	  .peers           unicast peers: adverts of each family go to every
+//	                   peer of that family instead of the multicast group
+//	                   (clouds and hypervisors that drop multicast). Every
+//	                   peer's family must have an address in .addresses.
+//	                   Default: none (multicast).
 //
 //	sync.interface     the dedicated sync link (the transport's socket is
 //	                   bound to it). Required.
