@@ -137,6 +137,17 @@
 // (the downscript runs if it was MASTER) and comes back as BACKUP when the
 // link returns (carp(4)); ucarp polls the flags instead.
 //
+// # Running under systemd
+//
+// carpd@.service (next to this file) runs one carpd per group, its flags in
+// /etc/carpd/NAME.conf as CARPD_ARGS="...". With Type=notify, carpd sends
+// READY once the group runs, a STATUS line with its state after every
+// transition ("vhid 1 on eth0: MASTER"), STOPPING at a terminating signal,
+// and, with WatchdogSec, a WATCHDOG ping every half period while the
+// group's protocol loop makes progress (adverts sent or received). The unit
+// grants CAP_NET_ADMIN and CAP_NET_RAW only, on a read-only file system.
+// Started by hand (no NOTIFY_SOCKET) carpd sends nothing.
+//
 // # Exit status
 //
 // 0 after a terminating signal, 1 when the group cannot run (no such

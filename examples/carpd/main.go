@@ -17,6 +17,7 @@ import (
 
 	"github.com/gocarp/gocarp/carp"
 	"github.com/gocarp/gocarp/internal/httpmetrics"
+	"github.com/gocarp/gocarp/internal/sdnotify"
 	"github.com/gocarp/gocarp/vip"
 )
 
@@ -90,6 +91,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 				log.Error("carpd: cannot start", "err", err)
 				return 1
 			}
+			d.notifyReady()
 			if !d.serve(pending, sigs) {
 				return 1
 			}
@@ -139,6 +141,7 @@ type daemon struct {
 	follower *vip.Follower
 
 	metrics *httpmetrics.Server // --metrics
+	notify  *sdnotify.Notifier  // systemd's notify protocol
 }
 
 // newDaemon returns a daemon that start opens. Its scripts exist from the
@@ -146,7 +149,7 @@ type daemon struct {
 // attributes.
 func newDaemon(o *options, base *slog.Logger) *daemon {
 	log := base.With("iface", o.Interface, "vhid", o.VHID)
-	d := &daemon{o: o, log: log, base: base}
+	d := &daemon{o: o, log: log, base: base, notify: newNotifier(o, log)}
 	d.scripts = &scripts{vhid: o.VHID, up: o.UpScript, down: o.DownScript, iface: o.Interface, addrs: addrStrings(o.Addrs),
 		xparam: o.XParam, shutdown: o.Shutdown, timeout: o.ScriptTimeout, log: log}
 	return d
@@ -306,6 +309,7 @@ func (d *daemon) checkARPSysctls(parent string) {
 // notification goroutine, never on the protocol loop. The Follower only
 // queues the change, so addresses move at once even while a script runs.
 func (d *daemon) onTransition(t carp.Transition) {
+	d.notifyState(t.To)
 	if d.follower != nil {
 		d.follower.Handle(t)
 	}
@@ -339,6 +343,7 @@ func (d *daemon) serve(pending []os.Signal, sigs <-chan os.Signal) bool {
 			d.group.StepDown(pause)
 		default:
 			d.log.Info("carpd: shutting down", "signal", sig.String(), "state", d.group.State())
+			d.notifyStopping()
 			bound := d.scripts.limit() + shutdownGrace
 			// A second terminating signal cuts the --shutdown downscript
 			// short (its timeout may be long): it is killed at once.

@@ -100,6 +100,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 				log.Error("fwpair: cannot start", "err", r.err)
 				return 1
 			}
+			r.d.notifyReady()
 			r.d.serve(pending, sigs)
 			return 0
 		case sig := <-sigs:
@@ -164,6 +165,7 @@ func (d *daemon) serve(pending []os.Signal, sigs <-chan os.Signal) {
 			continue
 		}
 		d.log.Info("fwpair: shutting down", "signal", sig.String())
+		d.notifyStopping()
 		d.close()
 		return
 	}
