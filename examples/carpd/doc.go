@@ -39,8 +39,10 @@
 //	-x --xparam STR         third script argument               same
 //	-S --ignoreifstate      ignore carrier loss                 same (else rtnetlink link tracking)
 //	-D --debug              debug output                        debug log level (every dropped packet)
-//	-B --daemonize          fork into the background            accepted, warns; carpd stays in the foreground
-//	-f --facility NAME      syslog facility                     accepted, noted; carpd logs to stderr (slog text)
+//	-B --daemonize          fork into the background            refused (exit 2): run carpd under a service manager
+//	                                                            (carpd@.service), which keeps it in the background
+//	-f --facility NAME      syslog facility                     same: the local syslog, one message per line at its
+//	                                                            level's severity; none (default): stderr
 //	   --mcastip/--mcast    multicast group                     only 224.0.0.18 (else use --peer)
 //	-M --nomcast            broadcast MAC for adverts           rejected: unknown flag (use --peer)
 //	-h --help               usage                               same
@@ -63,6 +65,7 @@
 //	                        demote file lowers it, never below 1
 //	   --advert-int D       VRRP advertisement interval, 10ms-40.95s in 10ms steps, default 1s
 //	                        (vrrp3 only); SIGTERM as MASTER sends priority 0 (the bow-out)
+//	   --log-format F       text (default: slog's key=value lines) or json (one object a line)
 //
 // # Scripts
 //

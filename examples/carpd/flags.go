@@ -35,8 +35,8 @@ type options struct {
 	XParam     string       // -x: third argument of the scripts
 	IgnoreIf   bool         // -S: no link tracking
 	Debug      bool         // -D
-	Daemonize  bool         // -B: accepted, not implemented
-	Facility   string       // -f: accepted, logs go to stderr
+	Facility   string       // -f: syslog facility; "" logs to stderr
+	LogFormat  string       // --log-format: text (default) or json
 
 	McastIP       netip.Addr    // --mcast/--mcastip: only the default group is supported
 	Peers         []netip.Addr  // --peer, at most one per family
@@ -176,14 +176,8 @@ var flagTable = []flagSpec{
 		return nil
 	}},
 	{'D', "debug", "", "log at debug level (every dropped packet)", func(o *options, _ string) error { o.Debug = true; return nil }},
-	{'B', "daemonize", "", "accepted for ucarp compatibility; carpd stays in the foreground (use a service manager)", func(o *options, _ string) error {
-		o.Daemonize = true
-		return nil
-	}},
-	{'f', "facility", "NAME", "accepted for ucarp compatibility; carpd logs to stderr", func(o *options, v string) error {
-		o.Facility = v
-		return nil
-	}},
+	{'B', "daemonize", "", "refused: carpd stays in the foreground; run it under a service manager", func(*options, string) error { return errDaemonize }},
+	{'f', "facility", "NAME", "log to syslog with facility NAME (daemon, local0-7, ...); none: stderr (default)", setFacility},
 	{0, "mcastip", "IPv4", "multicast group; only the CARP default 224.0.0.18 is supported", setMcast},
 	{0, "mcast", "IPv4", "same as --mcastip (the name in ucarp's help text)", setMcast},
 	{'h', "help", "", "print this help and exit", func(o *options, _ string) error { o.Help = true; return nil }},
@@ -287,7 +281,7 @@ func parseRange(v string, lo, hi int) (int, error) {
 }
 
 // allFlags returns flagTable followed by vrrpFlags.
-func allFlags() []flagSpec { return append(slices.Clone(flagTable), vrrpFlags...) }
+func allFlags() []flagSpec { return slices.Concat(flagTable, vrrpFlags, logFlags) }
 
 // lookupLong finds a long flag as getopt_long does: an exact name, or else
 // an unambiguous prefix (ucarp's help text says --mcast for --mcastip).

@@ -40,11 +40,11 @@ func TestParseArgs(t *testing.T) {
 			"ucarp short flags",
 			[]string{"-i", "eth1", "-s", "10.0.0.2", "-v", "10", "-p", "pw", "-a", "10.0.0.254",
 				"-b", "2", "-k", "100", "-P", "-n", "-u", "/up", "-d", "/down", "-r", "4", "-z",
-				"-x", "extra", "-S", "-D", "-B", "-f", "local0"},
+				"-x", "extra", "-S", "-D", "-f", "local0"},
 			&options{Interface: "eth1", SrcIP: netip.MustParseAddr("10.0.0.2"), VHID: 10, Pass: "pw",
 				Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.254")}, AdvBase: 2, AdvSkew: 100,
 				Preempt: true, Neutral: true, UpScript: "/up", DownScript: "/down", DeadRatio: 4,
-				Shutdown: true, XParam: "extra", IgnoreIf: true, Debug: true, Daemonize: true, Facility: "local0",
+				Shutdown: true, XParam: "extra", IgnoreIf: true, Debug: true, Facility: "local0",
 				ScriptTimeout: 10 * time.Second},
 		},
 		{

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"log/syslog"
 	"net"
 	"net/netip"
 	"os"
@@ -63,14 +64,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// Every library part adds what it knows to its own lines (the group
 	// its vhid, the socket and link watcher their iface): they get base,
 	// or base with what they do not add, so no line shows a key twice.
-	base := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	base, closeLog, err := newBaseLogger(o, stderr, level, syslog.New)
+	if err != nil {
+		fmt.Fprintf(stderr, "carpd: %v\n", err)
+		return 1
+	}
+	defer func() {
+		if err := closeLog(); err != nil {
+			fmt.Fprintf(stderr, "carpd: closing the syslog connection: %v\n", err)
+		}
+	}()
 	log := base.With("iface", o.Interface, "vhid", o.VHID)
-	if o.Daemonize {
-		log.Warn("carpd: --daemonize is not implemented: carpd stays in the foreground; run it under a service manager")
-	}
-	if o.Facility != "" {
-		log.Info("carpd: --facility ignored: carpd logs to stderr", "facility", o.Facility)
-	}
 
 	// Catch signals from the start. A terminating one that arrives while
 	// carpd starts (the start-up downscript may hang) kills that script

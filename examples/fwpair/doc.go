@@ -95,6 +95,7 @@
 //	fwpair -config FILE -status                 # status of the running daemon (JSON)
 //	fwpair -status -socket /run/fwpair.sock     # same, socket given directly
 //	fwpair -genkey /etc/fwpair/sync.key         # new pre-shared key (0600)
+//	fwpair -config FILE -log-format json        # run, logging JSON objects (default: text)
 //
 // Signals: SIGUSR1 logs the status (the same JSON as -status); SIGTERM,
 // SIGINT and SIGHUP shut down: every MASTER group sends its bow-out advert

@@ -33,7 +33,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	status := fl.Bool("status", false, "print the status of the fwpair running with this configuration (its control socket) and exit")
 	socket := fl.String("socket", "", "with -status: control socket `path` (default: control_socket of -config)")
 	genkey := fl.String("genkey", "", "write a new sync pre-shared key to `file` (mode 0600) and exit")
+	logFormat := fl.String("log-format", "text", "log lines as key=value `text` or as json objects")
 	if err := fl.Parse(args); err != nil {
+		return 2
+	}
+	if err := checkLogFormat(*logFormat); err != nil {
+		fmt.Fprintln(stderr, err)
 		return 2
 	}
 	if fl.NArg() > 0 {
@@ -73,7 +78,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "fwpair: log_level: %v\n", err)
 		return 2
 	}
-	log := newLogger(stderr, level)
+	log := newFormatLogger(stderr, level, *logFormat)
 
 	// Catch signals before anything starts: a terminating one during
 	// start-up (start_as_master waits up to start_wait for a peer) stops
