@@ -91,7 +91,7 @@
 // # Usage
 //
 //	fwpair -config /etc/fwpair/fwpair.json     # run
-//	fwpair -config FILE -check                  # validate, print with defaults
+//	fwpair -config FILE -check                  # validate (and the key file, boot file directory), print with defaults
 //	fwpair -config FILE -status                 # status of the running daemon (JSON)
 //	fwpair -status -socket /run/fwpair.sock     # same, socket given directly
 //	fwpair -genkey /etc/fwpair/sync.key         # new pre-shared key (0600)

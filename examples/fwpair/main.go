@@ -29,12 +29,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("fwpair", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	configPath := fl.String("config", defaultConfigPath, "configuration `file` (JSON, see the package documentation)")
-	check := fl.Bool("check", false, "validate the configuration, print it with defaults filled in, and exit")
+	check := fl.Bool("check", false, "validate the configuration, the key file and the boot file directory, print the configuration with defaults filled in, and exit")
 	status := fl.Bool("status", false, "print the status of the fwpair running with this configuration (its control socket) and exit")
 	socket := fl.String("socket", "", "with -status: control socket `path` (default: control_socket of -config)")
 	genkey := fl.String("genkey", "", "write a new sync pre-shared key to `file` (mode 0600) and exit")
 	logFormat := fl.String("log-format", "text", "log lines as key=value `text` or as json objects")
+	fl.Usage = func() {} // -h prints writeUsage on stdout; a bad flag only its error
 	if err := fl.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			writeUsage(stdout, fl)
+			return 0
+		}
+		fmt.Fprintln(stderr, "Try 'fwpair -h'.")
 		return 2
 	}
 	if err := checkLogFormat(*logFormat); err != nil {
@@ -67,6 +73,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case *check:
+		if err := checkFiles(cfg); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 2
+		}
 		fmt.Fprint(stdout, cfg.String())
 		return 0
 	case *status:
