@@ -125,8 +125,11 @@ var flagTable = []flagSpec{
 		return nil
 	}},
 	{'a', "addr", "ADDR", "virtual address, IPv4 or IPv6; repeat for several (required)", func(o *options, v string) error {
-		a, err := netip.ParseAddr(v)
-		if err != nil || a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
+		a, err := parseAddr(v)
+		if err != nil {
+			return err
+		}
+		if a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
 			return errors.New("is not a unicast IPv4 or IPv6 address")
 		}
 		a = a.Unmap()
@@ -184,8 +187,11 @@ var flagTable = []flagSpec{
 
 	// carpd's additions.
 	{0, "peer", "ADDR", "send adverts of ADDR's family to ADDR instead of multicast; once per family", func(o *options, v string) error {
-		a, err := netip.ParseAddr(v)
-		if err != nil || a.IsUnspecified() || a.IsMulticast() {
+		a, err := parseAddr(v)
+		if err != nil {
+			return err
+		}
+		if a.IsUnspecified() || a.IsMulticast() {
 			return errors.New("is not a unicast IPv4 or IPv6 address")
 		}
 		a = a.Unmap()
@@ -534,16 +540,7 @@ addresses, unicast peers, demotion and address management.
 
 Flags:
 `)
-	for _, f := range allFlags() {
-		name := "    --" + f.long
-		if f.short != 0 {
-			name = fmt.Sprintf("-%c, --%s", f.short, f.long)
-		}
-		if f.arg != "" {
-			name += " " + f.arg
-		}
-		fmt.Fprintf(w, "  %-28s %s\n", name, f.help)
-	}
+	writeFlagHelp(w, allFlags()) // usage.go
 	fmt.Fprint(w, `
 Signals: SIGUSR1 logs the state, the goroutine count and the packet counters;
 SIGUSR2 steps down from MASTER for 3 s plus the master-down interval (as

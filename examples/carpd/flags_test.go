@@ -117,7 +117,7 @@ func TestParseArgsErrors(t *testing.T) {
 		{"vhid not a number", append(base, "--vhid=x"), "--vhid x out of range 1-255"},
 		{"advbase 0", append(base, "-b", "0"), "--advbase 0 out of range 1-255"},
 		{"deadratio 0", append(base, "-r0"), "--deadratio 0 out of range 1-255"},
-		{"bad addr", append(base, "-a", "10.0.0"), "--addr 10.0.0 is not a unicast IPv4 or IPv6 address"},
+		{"bad addr", append(base, "-a", "10.0.0"), "--addr 10.0.0 does not parse as an IPv4 or IPv6 address (IPv4 address too short)"},
 		{"multicast addr", append(base, "-a", "224.0.0.1"), "--addr 224.0.0.1 is not a unicast IPv4 or IPv6 address"},
 		{"addr twice", append(base, "-a", "10.0.0.254"), "--addr 10.0.0.254 is given twice"},
 		{"srcip IPv6", append(base, "-s", "fd00::1"), "--srcip fd00::1 is not a unicast IPv4 address"},

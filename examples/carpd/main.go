@@ -194,7 +194,7 @@ func (d *daemon) start(pass []byte) (err error) {
 	}
 	tr, err := carp.NewRawTransport(o.Interface, rc)
 	if err != nil {
-		return err
+		return needCap(err, "CAP_NET_RAW") // caps.go
 	}
 	d.group, err = carp.NewGroup(o.groupConfig(carp.Config{
 		Password:     pass,
