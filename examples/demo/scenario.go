@@ -272,7 +272,7 @@ func (l *lan) waitBulk(ctx context.Context, n *node) error {
 	took := time.Since(start).Round(time.Millisecond)
 	switch inTable := n.table.Len(); {
 	case s.External == 0:
-		n.show("bulk sync complete: %d connections in %v, all in its table (its own, from before the reboot)", s.Records, took)
+		n.show("bulk sync complete: %d connections in %v, all put back into its empty table (its own flows from before the reboot, kept by the peer)", s.Records, took)
 	default:
 		n.show("bulk sync complete: %d connections in %v; %d wait in the engine until it is master, %d in its table",
 			s.Records, took, s.External, inTable)
