@@ -3,6 +3,7 @@ module github.com/gocarp/gocarp
 go 1.26.0
 
 require (
+	github.com/coreos/go-systemd/v22 v22.5.0
 	github.com/google/go-cmp v0.7.0
 	github.com/jsimonetti/rtnetlink/v2 v2.2.0
 	github.com/mdlayher/arp v0.0.0-20260528070854-93566ba168e9

@@ -353,7 +353,7 @@ func (f *FollowGroup) clearLocked(why string) {
 	f.stopTimerLocked()
 	f.following = false
 	f.lastEnd = time.Now()
-	f.log.Info("carp: follow demotion cleared", "why", why)
+	f.log.Info("carp: follow demotion cleared", "reason", why)
 	f.setAllLocked(DemoteFollow, 0)
 }
 

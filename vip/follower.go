@@ -489,7 +489,7 @@ func (f *Follower) withdrawInstalled(why string) error {
 		f.count(func(s *Stats) { s.Withdrawals++ })
 	}
 	if f.state == carp.Master {
-		f.log.Info("vip: withdrew addresses", "why", why, "errors", len(errs))
+		f.log.Info("vip: withdrew addresses", "reason", why, "errors", len(errs))
 	}
 	return errors.Join(errs...)
 }

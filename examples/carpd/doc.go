@@ -39,8 +39,10 @@
 //	-x --xparam STR         third script argument               same
 //	-S --ignoreifstate      ignore carrier loss                 same (else rtnetlink link tracking)
 //	-D --debug              debug output                        debug log level (every dropped packet)
-//	-B --daemonize          fork into the background            accepted, warns; carpd stays in the foreground
-//	-f --facility NAME      syslog facility                     accepted, noted; carpd logs to stderr (slog text)
+//	-B --daemonize          fork into the background            refused (exit 2): run carpd under a service manager
+//	                                                            (carpd@.service), which keeps it in the background
+//	-f --facility NAME      syslog facility                     same: the local syslog, one message per line at its
+//	                                                            level's severity; none (default): stderr
 //	   --mcastip/--mcast    multicast group                     only 224.0.0.18 (else use --peer)
 //	-M --nomcast            broadcast MAC for adverts           rejected: unknown flag (use --peer)
 //	-h --help               usage                               same
@@ -72,6 +74,7 @@
 //	   --track-fall N       failures in a row that fail a healthy tracker, 1-1000, default 1
 //	   --track-weight N     demotion of a failed tracker, 1-255; 0 (default) forces the group
 //	                        out of MASTER (keepalived's FAULT)
+//	   --log-format F       text (default: slog's key=value lines) or json (one object a line)
 //
 // # Scripts
 //
@@ -163,6 +166,17 @@
 // it loses carrier or goes administratively down the group goes to INIT
 // (the downscript runs if it was MASTER) and comes back as BACKUP when the
 // link returns (carp(4)); ucarp polls the flags instead.
+//
+// # Running under systemd
+//
+// carpd@.service (next to this file) runs one carpd per group, its flags in
+// /etc/carpd/NAME.conf as CARPD_ARGS="...". With Type=notify, carpd sends
+// READY once the group runs, a STATUS line with its state after every
+// transition ("vhid 1 on eth0: MASTER"), STOPPING at a terminating signal,
+// and, with WatchdogSec, a WATCHDOG ping every half period while the
+// group's protocol loop makes progress (adverts sent or received). The unit
+// grants CAP_NET_ADMIN and CAP_NET_RAW only, on a read-only file system.
+// Started by hand (no NOTIFY_SOCKET) carpd sends nothing.
 //
 // # Exit status
 //

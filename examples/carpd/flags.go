@@ -35,8 +35,8 @@ type options struct {
 	XParam     string       // -x: third argument of the scripts
 	IgnoreIf   bool         // -S: no link tracking
 	Debug      bool         // -D
-	Daemonize  bool         // -B: accepted, not implemented
-	Facility   string       // -f: accepted, logs go to stderr
+	Facility   string       // -f: syslog facility; "" logs to stderr
+	LogFormat  string       // --log-format: text (default) or json
 
 	McastIP       netip.Addr    // --mcast/--mcastip: only the default group is supported
 	Peers         []netip.Addr  // --peer, any number per family
@@ -127,8 +127,11 @@ var flagTable = []flagSpec{
 		return nil
 	}},
 	{'a', "addr", "ADDR", "virtual address, IPv4 or IPv6; repeat for several (required)", func(o *options, v string) error {
-		a, err := netip.ParseAddr(v)
-		if err != nil || a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
+		a, err := parseAddr(v)
+		if err != nil {
+			return err
+		}
+		if a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
 			return errors.New("is not a unicast IPv4 or IPv6 address")
 		}
 		a = a.Unmap()
@@ -178,22 +181,19 @@ var flagTable = []flagSpec{
 		return nil
 	}},
 	{'D', "debug", "", "log at debug level (every dropped packet)", func(o *options, _ string) error { o.Debug = true; return nil }},
-	{'B', "daemonize", "", "accepted for ucarp compatibility; carpd stays in the foreground (use a service manager)", func(o *options, _ string) error {
-		o.Daemonize = true
-		return nil
-	}},
-	{'f', "facility", "NAME", "accepted for ucarp compatibility; carpd logs to stderr", func(o *options, v string) error {
-		o.Facility = v
-		return nil
-	}},
+	{'B', "daemonize", "", "refused: carpd stays in the foreground; run it under a service manager", func(*options, string) error { return errDaemonize }},
+	{'f', "facility", "NAME", "log to syslog with facility NAME (daemon, local0-7, ...); none: stderr (default)", setFacility},
 	{0, "mcastip", "IPv4", "multicast group; only the CARP default 224.0.0.18 is supported", setMcast},
 	{0, "mcast", "IPv4", "same as --mcastip (the name in ucarp's help text)", setMcast},
 	{'h', "help", "", "print this help and exit", func(o *options, _ string) error { o.Help = true; return nil }},
 
 	// carpd's additions.
 	{0, "peer", "ADDR", "send adverts of ADDR's family to ADDR instead of multicast; repeat for more peers", func(o *options, v string) error {
-		a, err := netip.ParseAddr(v)
-		if err != nil || a.IsUnspecified() || a.IsMulticast() {
+		a, err := parseAddr(v)
+		if err != nil {
+			return err
+		}
+		if a.IsUnspecified() || a.IsMulticast() {
 			return errors.New("is not a unicast IPv4 or IPv6 address")
 		}
 		a = a.Unmap()
@@ -286,8 +286,8 @@ func parseRange(v string, lo, hi int) (int, error) {
 	return n, nil
 }
 
-// allFlags returns flagTable followed by vrrpFlags and trackFlags.
-func allFlags() []flagSpec { return slices.Concat(flagTable, vrrpFlags, trackFlags) }
+// allFlags returns flagTable followed by vrrpFlags, trackFlags and logFlags.
+func allFlags() []flagSpec { return slices.Concat(flagTable, vrrpFlags, trackFlags, logFlags) }
 
 // lookupLong finds a long flag as getopt_long does: an exact name, or else
 // an unambiguous prefix (ucarp's help text says --mcast for --mcastip).
@@ -540,16 +540,7 @@ addresses, unicast peers, demotion and address management.
 
 Flags:
 `)
-	for _, f := range allFlags() {
-		name := "    --" + f.long
-		if f.short != 0 {
-			name = fmt.Sprintf("-%c, --%s", f.short, f.long)
-		}
-		if f.arg != "" {
-			name += " " + f.arg
-		}
-		fmt.Fprintf(w, "  %-28s %s\n", name, f.help)
-	}
+	writeFlagHelp(w, allFlags()) // usage.go
 	fmt.Fprint(w, `
 Signals: SIGUSR1 logs the state, the goroutine count and the packet counters;
 SIGUSR2 steps down from MASTER for 3 s plus the master-down interval (as

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"log/syslog"
 	"net"
 	"net/netip"
 	"os"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/gocarp/gocarp/carp"
 	"github.com/gocarp/gocarp/internal/httpmetrics"
+	"github.com/gocarp/gocarp/internal/sdnotify"
 	"github.com/gocarp/gocarp/track"
 	"github.com/gocarp/gocarp/vip"
 )
@@ -63,14 +65,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// Every library part adds what it knows to its own lines (the group
 	// its vhid, the socket and link watcher their iface): they get base,
 	// or base with what they do not add, so no line shows a key twice.
-	base := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	base, closeLog, err := newBaseLogger(o, stderr, level, syslog.New)
+	if err != nil {
+		fmt.Fprintf(stderr, "carpd: %v\n", err)
+		return 1
+	}
+	defer func() {
+		if err := closeLog(); err != nil {
+			fmt.Fprintf(stderr, "carpd: closing the syslog connection: %v\n", err)
+		}
+	}()
 	log := base.With("iface", o.Interface, "vhid", o.VHID)
-	if o.Daemonize {
-		log.Warn("carpd: --daemonize is not implemented: carpd stays in the foreground; run it under a service manager")
-	}
-	if o.Facility != "" {
-		log.Info("carpd: --facility ignored: carpd logs to stderr", "facility", o.Facility)
-	}
 
 	// Catch signals from the start. A terminating one that arrives while
 	// carpd starts (the start-up downscript may hang) kills that script
@@ -91,6 +96,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 				log.Error("carpd: cannot start", "err", err)
 				return 1
 			}
+			d.notifyReady()
 			if !d.serve(pending, sigs) {
 				return 1
 			}
@@ -142,6 +148,7 @@ type daemon struct {
 	follower *vip.Follower
 
 	metrics *httpmetrics.Server // --metrics
+	notify  *sdnotify.Notifier  // systemd's notify protocol
 }
 
 // newDaemon returns a daemon that start opens. Its scripts exist from the
@@ -149,7 +156,7 @@ type daemon struct {
 // attributes.
 func newDaemon(o *options, base *slog.Logger) *daemon {
 	log := base.With("iface", o.Interface, "vhid", o.VHID)
-	d := &daemon{o: o, log: log, base: base}
+	d := &daemon{o: o, log: log, base: base, notify: newNotifier(o, log)}
 	d.scripts = &scripts{vhid: o.VHID, up: o.UpScript, down: o.DownScript, iface: o.Interface, addrs: addrStrings(o.Addrs),
 		xparam: o.XParam, shutdown: o.Shutdown, timeout: o.ScriptTimeout, log: log}
 	return d
@@ -190,7 +197,7 @@ func (d *daemon) start(pass []byte) (err error) {
 	}
 	tr, err := carp.NewRawTransport(o.Interface, rc)
 	if err != nil {
-		return err
+		return needCap(err, "CAP_NET_RAW") // caps.go
 	}
 	d.group, err = carp.NewGroup(o.groupConfig(carp.Config{
 		Password:     pass,
@@ -312,6 +319,7 @@ func (d *daemon) checkARPSysctls(parent string) {
 // notification goroutine, never on the protocol loop. The Follower only
 // queues the change, so addresses move at once even while a script runs.
 func (d *daemon) onTransition(t carp.Transition) {
+	d.notifyState(t.To)
 	if d.follower != nil {
 		d.follower.Handle(t)
 	}
@@ -345,6 +353,7 @@ func (d *daemon) serve(pending []os.Signal, sigs <-chan os.Signal) bool {
 			d.group.StepDown(pause)
 		default:
 			d.log.Info("carpd: shutting down", "signal", sig.String(), "state", d.group.State())
+			d.notifyStopping()
 			bound := d.scripts.limit() + shutdownGrace
 			// A second terminating signal cuts the --shutdown downscript
 			// short (its timeout may be long): it is killed at once.

@@ -9,7 +9,7 @@
 //	go run ./examples/demo -nodes 3 -conns 50000 -loss 0.05
 //
 // The scenario runs in real time: Go cannot simulate time outside a test,
-// so the default advbase is 1 s and a default run takes about 6 s. The
+// so the default advbase is 1 s and a default run takes about 10 s. The
 // test (demo_test.go) plays the same scenario in simulated time with
 // testing/synctest.
 //
@@ -92,8 +92,8 @@ connections the new master holds, and the old master returning (and, with
 -preempt, taking the role back once its own sync is complete).
 
 Everything runs in real time (Go cannot simulate time outside a test), which
-is why advbase defaults to 1 s: the default run takes about 6 s, a 5-node run
-about 10 s. The test of this program plays the same scenario in simulated time.
+is why advbase defaults to 1 s: the default run takes about 10 s, a 5-node run
+about 13 s. The test of this program plays the same scenario in simulated time.
 
 It exits 0 when every invariant held: never two masters beyond the CARP
 handover transient, no connection lost, state committed before every address

@@ -71,8 +71,12 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	defer l.close()
 	tl.note("gocarp demo: %d nodes on an in-memory LAN, VIP %v (vhid %d), %d connections, real time",
 		o.Nodes, vipAddr, vhid, o.Conns)
-	tl.note("advbase %ds, advskew %s, preempt %s, loss %g%%, master-down 3×advbase+advskew/256 (%s)\n",
+	tl.note("advbase %ds, advskew %s, preempt %s, loss %g%%, master-down 3×advbase+advskew/256 (%s)",
 		o.AdvBase, l.skews(), onOff(o.Preempt), o.Loss*100, carp.ProfileFreeBSD)
+	for _, line := range legend {
+		tl.note("  %s", line)
+	}
+	tl.note("")
 
 	err = l.play(ctx)
 	if err != nil {
@@ -272,7 +276,7 @@ func (l *lan) waitBulk(ctx context.Context, n *node) error {
 	took := time.Since(start).Round(time.Millisecond)
 	switch inTable := n.table.Len(); {
 	case s.External == 0:
-		n.show("bulk sync complete: %d connections in %v, all in its table (its own, from before the reboot)", s.Records, took)
+		n.show("bulk sync complete: %d connections in %v, all put back into its empty table (its own flows from before the reboot, kept by the peer)", s.Records, took)
 	default:
 		n.show("bulk sync complete: %d connections in %v; %d wait in the engine until it is master, %d in its table",
 			s.Records, took, s.External, inTable)
@@ -393,4 +397,12 @@ func (l *lan) close() {
 			n.close()
 		}
 	}
+}
+
+// legend explains, once, the CARP words the timeline uses, for a reader who
+// has never met them.
+var legend = []string{
+	"advbase/advskew: the master sends an advert every advbase+advskew/256 s; the lowest advskew wins the election",
+	"master-down: how long a backup hears no advert before it takes over as master",
+	"demotion: a penalty a node advertises while unfit (here: its state sync is not done); the least demoted wins",
 }

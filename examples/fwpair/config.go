@@ -151,11 +151,15 @@ func LoadConfig(path string) (*Config, error) {
 // ParseConfig decodes a configuration (unknown fields are errors), fills in
 // the defaults and validates it.
 func ParseConfig(r io.Reader) (*Config, error) {
-	dec := json.NewDecoder(r)
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("reading: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var c Config
 	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("decoding: %w", err)
+		return nil, decodeError(data, err) // configerr.go
 	}
 	if dec.More() {
 		return nil, errors.New("decoding: trailing data after the configuration object")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -110,7 +111,11 @@ func TestParseConfigErrors(t *testing.T) {
 		{"interface", func(m map[string]any) { group(m)["interface"] = "a-very-long-interface" }, `groups[0].interface "a-very-long-interface" is not an interface name`},
 		{"no address", func(m map[string]any) { group(m)["addresses"] = []string{} }, "groups[0].addresses: at least one virtual address required"},
 		{"multicast address", func(m map[string]any) { group(m)["addresses"] = []string{"224.0.0.18"} }, "groups[0].addresses[0] 224.0.0.18 is not a unicast address"},
-		{"bad address", func(m map[string]any) { group(m)["addresses"] = []string{"10.1.0.300"} }, "decoding"},
+		{"bad address", func(m map[string]any) { group(m)["addresses"] = []string{"10.1.0.300"} }, `groups[0].addresses[0] "10.1.0.300" out of range (an IPv4 or IPv6 address)`},
+		{"vhid 300", func(m map[string]any) { group(m)["vhid"] = 300 }, "groups[0].vhid 300 out of range 1-255"},
+		{"negative advskew", func(m map[string]any) { m["carp"] = map[string]any{"advskew": -1} }, "carp.advskew -1 out of range 0-254"},
+		{"node string", func(m map[string]any) { m["node"] = "one" }, `node "one" out of range 1-4294967295`},
+		{"bad prefix", func(m map[string]any) { m["conntrack"] = map[string]any{"ignore": []string{"10.0.0.0/33"}} }, `conntrack.ignore[0] "10.0.0.0/33" out of range (an address/prefix length`},
 		{"sync on group link", func(m map[string]any) { syncSec(m)["interface"] = "lan0" }, `sync.interface "lan0" is also a group interface`},
 		{"sync local", func(m map[string]any) { syncSec(m)["local"] = "sync-host" }, `sync.local "sync-host": want an address or address:port`},
 		{"sync port", func(m map[string]any) { syncSec(m)["local"] = "10.9.0.2:0" }, "port 0 out of range 1-65535"},
@@ -146,7 +151,12 @@ func TestParseConfigTrailingData(t *testing.T) {
 
 func TestRunCheck(t *testing.T) {
 	var out, errb bytes.Buffer
-	if rc := run([]string{"-config", "fwpair.example.json", "-check"}, &out, &errb); rc != 0 {
+	dir := t.TempDir()
+	if rc := run([]string{"-genkey", filepath.Join(dir, "sync.key")}, &out, &errb); rc != 0 {
+		t.Fatalf("-genkey: exit %d: %s", rc, errb.String())
+	}
+	conf := exampleWithFiles(t, dir, filepath.Join(dir, "sync.key"), filepath.Join(dir, "boot"))
+	if rc := run([]string{"-config", conf, "-check"}, &out, &errb); rc != 0 {
 		t.Fatalf("exit %d: %s", rc, errb.String())
 	}
 	if !strings.Contains(out.String(), `"vhid": 2`) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gocarp/gocarp/carp"
 	"github.com/gocarp/gocarp/internal/httpmetrics"
+	"github.com/gocarp/gocarp/internal/sdnotify"
 	"github.com/gocarp/gocarp/pfsync"
 	"github.com/gocarp/gocarp/pfsync/conntrack"
 	"github.com/gocarp/gocarp/pfsync/seal"
@@ -54,6 +55,7 @@ type daemon struct {
 	control *controlServer
 	metrics *httpmetrics.Server // metrics.listen
 	gate    *gate               // nil when forwarding.gate is false
+	notify  *sdnotify.Notifier  // systemd's notify protocol (notify.go)
 
 	// The work of a takeover commit: the engine's PrepareTakeover and the
 	// backend's Takeover (fields, so that a test can make them hang).
@@ -79,7 +81,7 @@ type groupRun struct {
 // opened. When ctx ends (a terminating signal) it stops waiting for a sync
 // peer and returns errAborted before starting the groups.
 func newDaemon(ctx context.Context, cfg *Config, log *slog.Logger) (_ *daemon, err error) {
-	d := &daemon{cfg: cfg, log: log, started: time.Now(), takeoverSem: make(chan struct{}, 1)}
+	d := &daemon{cfg: cfg, log: log, started: time.Now(), takeoverSem: make(chan struct{}, 1), notify: sdnotify.New(log)}
 	defer func() {
 		if err != nil {
 			d.close()
@@ -345,6 +347,7 @@ func (d *daemon) groupLog(gc GroupConfig) *slog.Logger {
 // group has seen the transition already.
 func (d *daemon) onTransition(t carp.Transition) {
 	d.log.Info("fwpair: carp transition", "vhid", t.VHID, "from", t.From, "to", t.To, "reason", t.Reason)
+	d.notifyState()
 	for _, gr := range d.groups {
 		if gr.cfg.VHID == t.VHID && gr.fol != nil {
 			gr.fol.Handle(t)

@@ -91,10 +91,11 @@
 // # Usage
 //
 //	fwpair -config /etc/fwpair/fwpair.json     # run
-//	fwpair -config FILE -check                  # validate, print with defaults
+//	fwpair -config FILE -check                  # validate (and the key file, boot file directory), print with defaults
 //	fwpair -config FILE -status                 # status of the running daemon (JSON)
 //	fwpair -status -socket /run/fwpair.sock     # same, socket given directly
 //	fwpair -genkey /etc/fwpair/sync.key         # new pre-shared key (0600)
+//	fwpair -config FILE -log-format json        # run, logging JSON objects (default: text)
 //
 // Signals: SIGUSR1 logs the status (the same JSON as -status); SIGTERM,
 // SIGINT and SIGHUP shut down: every MASTER group sends its bow-out advert
@@ -118,6 +119,19 @@
 // conntrack counter, the last takeover commit (records, duration), and
 // the forwarding gate ("forwarding": state open, closed or disabled,
 // opened_at, reason, error).
+//
+// # Running under systemd
+//
+// fwpair.service (next to this file) runs it with Type=notify: fwpair
+// sends READY once the groups run and the first sync decision is made
+// (founder with start_as_master and no peer, or joining a running pair), a
+// STATUS line with every group's state after each transition ("node 1
+// (joined): wan MASTER, lan MASTER"), STOPPING at a terminating signal, and,
+// with WatchdogSec, a WATCHDOG ping every half period while every group's
+// protocol loop makes progress. The unit grants CAP_NET_ADMIN and
+// CAP_NET_RAW only, on a read-only file system but for the state directory
+// (sync.boot_file under /var/lib/fwpair) and the runtime directory
+// (control_socket under /run/fwpair).
 //
 // # Configuration file
 //

@@ -29,11 +29,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("fwpair", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	configPath := fl.String("config", defaultConfigPath, "configuration `file` (JSON, see the package documentation)")
-	check := fl.Bool("check", false, "validate the configuration, print it with defaults filled in, and exit")
+	check := fl.Bool("check", false, "validate the configuration, the key file and the boot file directory, print the configuration with defaults filled in, and exit")
 	status := fl.Bool("status", false, "print the status of the fwpair running with this configuration (its control socket) and exit")
 	socket := fl.String("socket", "", "with -status: control socket `path` (default: control_socket of -config)")
 	genkey := fl.String("genkey", "", "write a new sync pre-shared key to `file` (mode 0600) and exit")
+	logFormat := fl.String("log-format", "text", "log lines as key=value `text` or as json objects")
+	fl.Usage = func() {} // -h prints writeUsage on stdout; a bad flag only its error
 	if err := fl.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			writeUsage(stdout, fl)
+			return 0
+		}
+		fmt.Fprintln(stderr, "Try 'fwpair -h'.")
+		return 2
+	}
+	if err := checkLogFormat(*logFormat); err != nil {
+		fmt.Fprintln(stderr, err)
 		return 2
 	}
 	if fl.NArg() > 0 {
@@ -62,6 +73,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case *check:
+		if err := checkFiles(cfg); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 2
+		}
 		fmt.Fprint(stdout, cfg.String())
 		return 0
 	case *status:
@@ -73,7 +88,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "fwpair: log_level: %v\n", err)
 		return 2
 	}
-	log := newLogger(stderr, level)
+	log := newFormatLogger(stderr, level, *logFormat)
 
 	// Catch signals before anything starts: a terminating one during
 	// start-up (start_as_master waits up to start_wait for a peer) stops
@@ -100,6 +115,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 				log.Error("fwpair: cannot start", "err", r.err)
 				return 1
 			}
+			r.d.notifyReady()
 			r.d.serve(pending, sigs)
 			return 0
 		case sig := <-sigs:
@@ -164,6 +180,7 @@ func (d *daemon) serve(pending []os.Signal, sigs <-chan os.Signal) {
 			continue
 		}
 		d.log.Info("fwpair: shutting down", "signal", sig.String())
+		d.notifyStopping()
 		d.close()
 		return
 	}

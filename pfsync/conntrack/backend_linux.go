@@ -380,7 +380,7 @@ func (b *Backend) resync(why string) error {
 		return fmt.Errorf("conntrack: resync (%s): dump: %w", why, err)
 	}
 	b.sweep(flows, gen)
-	b.log.Debug("conntrack: resynced", "why", why, "flows", len(flows))
+	b.log.Debug("conntrack: resynced", "reason", why, "flows", len(flows))
 	b.checkDrops()
 	return nil
 }
