@@ -35,7 +35,7 @@
 //
 // # Protocol
 //
-// Messages are sealed datagrams (docs/config-sync.md gives the bytes);
+// Messages are sealed datagrams (docs/config-replication.md gives the bytes);
 // inside, "CS", version 1, a kind:
 //
 //   - OFFER (publisher, every Config.Interval, at once on Publish, and to a
