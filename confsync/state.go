@@ -8,7 +8,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
+
+	"github.com/gocarp/gocarp/internal/atomicfile"
 )
 
 // stateFormat is the version of the state file.
@@ -82,31 +83,7 @@ func saveState(path string, docs map[string]appliedRecord) error {
 	if err != nil {
 		return fmt.Errorf("confsync: state file: %w", err)
 	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp*")
-	if err != nil {
-		return fmt.Errorf("confsync: state file: %w", err)
-	}
-	tmp := f.Name()
-	_, werr := f.Write(append(b, '\n'))
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		return fmt.Errorf("confsync: state file %s: %w", path, errors.Join(err, os.Remove(tmp)))
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("confsync: state file %s: %w", path, errors.Join(err, os.Remove(tmp)))
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("confsync: state file %s: %w", path, err)
-	}
-	serr = d.Sync()
-	cerr = d.Close()
-	if err := errors.Join(serr, cerr); err != nil {
+	if err := atomicfile.Write(path, append(b, '\n')); err != nil {
 		return fmt.Errorf("confsync: state file %s: %w", path, err)
 	}
 	return nil

@@ -8,9 +8,10 @@ import (
 	"io/fs"
 	"math"
 	"os"
-	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/gocarp/gocarp/internal/atomicfile"
 )
 
 // BootCounter returns this start's boot value and stores it durably at
@@ -47,7 +48,7 @@ func BootCounter(path string) (uint32, error) {
 		return 0, fmt.Errorf("seal: boot counter %s exhausted at %d", path, n)
 	}
 	n = max(n+1, clockFloor(time.Now()))
-	if err := writeAtomic(path, []byte(strconv.FormatUint(n, 10)+"\n")); err != nil {
+	if err := atomicfile.Write(path, []byte(strconv.FormatUint(n, 10)+"\n")); err != nil {
 		return 0, fmt.Errorf("seal: boot counter: %w", err)
 	}
 	return uint32(n), nil
@@ -86,34 +87,4 @@ func clockFloor(now time.Time) uint64 {
 		return 0
 	}
 	return uint64(s)
-}
-
-// writeAtomic replaces path with data: temporary file, fsync, rename, fsync
-// of the directory.
-func writeAtomic(path string, data []byte) error {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, werr := f.Write(data)
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		return errors.Join(err, os.Remove(tmp))
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return errors.Join(err, os.Remove(tmp))
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	serr = d.Sync()
-	cerr = d.Close()
-	return errors.Join(serr, cerr)
 }
