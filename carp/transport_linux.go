@@ -637,6 +637,8 @@ func (t *RawTransport) Pending() bool {
 		return true
 	}
 	for _, rc := range t.rc {
+		// A failed query (a closed socket) says nothing is known to
+		// wait: the group then takes over as it would without Pending.
 		if n, err := sockopt.Queued(rc); err == nil && n > 0 {
 			return true
 		}
