@@ -15,7 +15,8 @@
 //     interface without an IPv4 address and while its link-local address is
 //     still tentative.
 //   - VirtualMAC creates a macvlan link with CARP's virtual MAC
-//     00:00:5e:00:01:<vhid>, for the VIPs to live on.
+//     00:00:5e:00:01:<vhid> (VRRPv3: VRRPVirtualMACAddr, ...:02:<vrid>
+//     for IPv6), for the VIPs to live on.
 //   - Follower ties them to a carp.Group: plug Follower.Handle into
 //     carp.Config.OnTransition. On MASTER it runs Config.BeforeInstall
 //     (pfsync's "commit state"), installs the addresses, and announces them
