@@ -19,18 +19,18 @@ import (
 // Config is the fwpair configuration file (JSON). Every field is
 // documented in doc.go; fwpair.example.json is a complete example.
 type Config struct {
-	Node          uint32          `json:"node"`
-	ControlSocket string          `json:"control_socket"`
-	LogLevel      string          `json:"log_level"`
+	Node          uint32 `json:"node"`
+	ControlSocket string `json:"control_socket"`
+	LogLevel      string `json:"log_level"`
 	// LogFormat is "text" or "json"; the -log-format flag, when given,
 	// wins. Empty means text.
-	LogFormat string `json:"log_format,omitempty"`
-	CARP          CARPConfig      `json:"carp"`
-	Groups        []GroupConfig   `json:"groups"`
-	Sync          SyncConfig      `json:"sync"`
-	Conntrack     ConntrackConfig `json:"conntrack"`
-	Follow        FollowConfig    `json:"follow"`
-	Metrics       MetricsConfig   `json:"metrics,omitzero"`
+	LogFormat string          `json:"log_format,omitempty"`
+	CARP      CARPConfig      `json:"carp"`
+	Groups    []GroupConfig   `json:"groups"`
+	Sync      SyncConfig      `json:"sync"`
+	Conntrack ConntrackConfig `json:"conntrack"`
+	Follow    FollowConfig    `json:"follow"`
+	Metrics   MetricsConfig   `json:"metrics,omitzero"`
 
 	Forwarding ForwardingConfig `json:"forwarding"` // the forwarding gate (gate.go)
 }
