@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -70,8 +71,12 @@ const noAcceptTimeout = 5 * time.Second
 
 // NewNoAccept installs the drop rule for addrs (any mix of IPv4 and IPv6;
 // none is allowed and drops nothing) in the table for vhid, replacing a
-// table of that name left by an earlier run.
+// table of that name left by an earlier run. Other systems than Linux get
+// errors.ErrUnsupported.
 func NewNoAccept(vhid uint8, addrs []netip.Addr, cfg *NoAcceptConfig) (*NoAccept, error) {
+	if runtime.GOOS != "linux" {
+		return nil, fmt.Errorf("vip: no-accept rule: %w", errors.ErrUnsupported)
+	}
 	nft, err := exec.LookPath("nft")
 	if err != nil {
 		return nil, fmt.Errorf("vip: no-accept rule needs the nft binary: %w", err)
