@@ -82,8 +82,9 @@ func defaultOptions() options {
 // vrrp reports whether the group speaks VRRPv3.
 func (o options) vrrp() bool { return o.Protocol == "vrrp3" }
 
-// Node1's VRRP priority, the highest below the address owner's 255 that
-// still leaves room above; further backups go priorityStep below node2.
+// Node1's VRRP priority: high, but not the address owner's 255 (an owner
+// starts as master at once, and the demo's founder must wait for its sync
+// engine). Further backups go priorityStep below node2.
 const (
 	node1Priority = 200
 	priorityStep  = 20
