@@ -209,9 +209,13 @@
 // One deliberate difference: a BACKUP with Preempt takes over at the first
 // advert of a lower priority, as CARP does, where RFC 5798 lets it ignore
 // such adverts until its master-down timer fires. The outcome is the same,
-// sooner. Accept mode (answering packets addressed to the virtual
-// addresses while not their owner) is up to the embedder's address
-// handling.
+// sooner. Accept mode (whether a master that is not the address owner
+// accepts packets addressed to the virtual addresses) is not the
+// election's business but the address handling's: the default, as
+// keepalived's without vrrp_strict, is to accept; vip.NoAccept is
+// keepalived's no_accept (the addresses installed, packets to them
+// dropped, ARP and neighbour discovery still answered). An owner
+// (priority 255) always accepts.
 //
 // # Notifications
 //

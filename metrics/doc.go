@@ -117,6 +117,14 @@
 //	gocarp_pfsync_peer_frames_received_total{peer}, gocarp_pfsync_peer_frames_sent_total{peer}
 //	gocarp_pfsync_peer_received_bytes_total{peer}, gocarp_pfsync_peer_sent_bytes_total{peer}
 //	gocarp_pfsync_peer_restarts_total{peer}   the peer's epoch changes (restarts)
+//	gocarp_pfsync_peer_retransmits_total{peer}  records sent to the peer again after its nack
+//	gocarp_pfsync_peer_nacks_sent_total{peer}, gocarp_pfsync_peer_nacks_received_total{peer}
+//	gocarp_pfsync_peer_gaps_total{peer}       sequence gaps that opened in the peer's stream
+//	gocarp_pfsync_peer_gaps_given_up_total{peer}  of which given up for good, then resynchronised
+//	gocarp_pfsync_peer_bulk_expected_records{peer}, gocarp_pfsync_peer_bulk_received_records{peer}
+//	                                          the running bulk sync from the peer: records announced, received
+//	gocarp_pfsync_peer_bulk_ranges{peer}, gocarp_pfsync_peer_bulk_ranges_done{peer}
+//	                                          its ranges (digest buckets) to settle, settled (0 when none runs)
 //
 // Takeover commits made through EngineCollector.PrepareTakeover:
 //

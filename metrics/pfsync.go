@@ -135,6 +135,15 @@ func NewEngine(e *pfsync.Engine) *EngineCollector {
 	pc("gocarp_pfsync_peer_received_bytes_total", "Bytes received from the peer.", func(s *pfsync.PeerStats) uint64 { return s.BytesIn })
 	pc("gocarp_pfsync_peer_sent_bytes_total", "Bytes sent to the peer, broadcasts included.", func(s *pfsync.PeerStats) uint64 { return s.BytesOut })
 	pc("gocarp_pfsync_peer_restarts_total", "Epoch changes of the peer seen (its restarts).", func(s *pfsync.PeerStats) uint64 { return s.Restarts })
+	pc("gocarp_pfsync_peer_retransmits_total", "Records sent to the peer again because it reported their frame lost.", func(s *pfsync.PeerStats) uint64 { return s.Retransmits })
+	pc("gocarp_pfsync_peer_nacks_sent_total", "Reports of lost frames sent to the peer.", func(s *pfsync.PeerStats) uint64 { return s.NacksSent })
+	pc("gocarp_pfsync_peer_nacks_received_total", "Reports of lost frames received from the peer.", func(s *pfsync.PeerStats) uint64 { return s.NacksReceived })
+	pc("gocarp_pfsync_peer_gaps_total", "Sequence gaps that opened in the peer's stream (frames missing, usually resent).", func(s *pfsync.PeerStats) uint64 { return s.Gaps })
+	pc("gocarp_pfsync_peer_gaps_given_up_total", "Sequence gaps in the peer's stream given up for good, then resynchronised.", func(s *pfsync.PeerStats) uint64 { return s.GapsGivenUp })
+	pg("gocarp_pfsync_peer_bulk_expected_records", "Records the running bulk sync from the peer announced (0 when none runs).", func(s *pfsync.PeerStats) float64 { return float64(s.BulkExpected) })
+	pg("gocarp_pfsync_peer_bulk_received_records", "Distinct records received so far in the running bulk sync from the peer.", func(s *pfsync.PeerStats) float64 { return float64(s.BulkReceived) })
+	pg("gocarp_pfsync_peer_bulk_ranges", "Ranges (digest buckets) the running bulk sync from the peer must settle (0 when none runs).", func(s *pfsync.PeerStats) float64 { return float64(s.BulkRanges) })
+	pg("gocarp_pfsync_peer_bulk_ranges_done", "Ranges of the running bulk sync from the peer settled so far.", func(s *pfsync.PeerStats) float64 { return float64(s.BulkRangesDone) })
 
 	c.takeover = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "gocarp_pfsync_takeover_commit_duration_seconds",

@@ -439,6 +439,7 @@ func (e *Engine) retryBulk(p *peer, now time.Time) {
 // full bulk session in progress completes.
 func (e *Engine) streamLost(p *peer, seq uint64, now time.Time) {
 	e.stats.GapsGivenUp++
+	p.stats.GapsGivenUp++
 	if b := &p.bulk; b.active() && b.creator == 0 {
 		// A lost bulk frame fails its range's mark on its own; lost
 		// incremental updates may concern records of any range, settled

@@ -680,6 +680,12 @@ func (e *Engine) Stats() Stats {
 		if p.next > 0 {
 			ps.Received = p.next - 1
 		}
+		if b := &p.bulk; b.active() {
+			ps.BulkRanges, ps.BulkRangesDone = b.session.Len(), b.done.Len()
+			if b.state == bulkReceiving {
+				ps.BulkExpected, ps.BulkReceived = int(b.expected), int(b.received().Count)
+			}
+		}
 		s.Peers[id] = ps
 	}
 	return s

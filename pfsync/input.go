@@ -95,6 +95,7 @@ func (e *Engine) input(d Datagram, now time.Time) {
 	if p.hasGap() {
 		if p.gapSince.IsZero() {
 			p.gapSince, p.gapHigh = now, p.highest
+			p.stats.Gaps++
 		}
 		if now.After(p.nackAt) || p.nackAt.IsZero() {
 			p.ackDue, p.ackAt = true, now
@@ -477,6 +478,7 @@ func (e *Engine) acked(p *peer, a *wire.Ack, now time.Time) {
 	}
 	if len(a.Nacks) > 0 {
 		e.stats.NacksReceived++
+		p.stats.NacksReceived++
 	}
 	// Only the frames held for resending can be sent again: each range is
 	// cut to them before it is walked. The ranges come from the network

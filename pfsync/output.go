@@ -175,6 +175,7 @@ func (e *Engine) addAcks(now time.Time, all bool) {
 		p.ackDue = false
 		if len(e.ack.Nacks) > 0 {
 			e.stats.NacksSent++
+			p.stats.NacksSent++
 			p.nackAt = now.Add(2 * e.cfg.AckDelay)
 		}
 	}
@@ -305,6 +306,7 @@ func (e *Engine) retransmit(p *peer, f *sentFrame, now time.Time) {
 			break
 		}
 		e.stats.Retransmits++
+		p.stats.Retransmits++
 	}
 	e.sendFrame(p.id, e.b.Frame(), now)
 }

@@ -122,4 +122,20 @@ type PeerStats struct {
 	Acked               uint64 // highest sequence number the peer acknowledged
 	Received            uint64 // highest in-order sequence number received from it
 	Restarts            uint64 // epoch changes seen
+
+	// Reliability, per peer (Stats has the sums).
+	Retransmits   uint64 // records sent to it again because it nacked their frame
+	NacksSent     uint64 // acks to it that asked for missing frames
+	NacksReceived uint64 // acks from it that asked for missing frames
+	Gaps          uint64 // gaps that opened in its stream (frames missing, then usually resent)
+	GapsGivenUp   uint64 // gaps in its stream given up for good (then resynchronised)
+
+	// Bulk sync from this peer: the attempt running now, or zero. The
+	// records count is the one the peer announced and the distinct
+	// records received so far; a range is one of the wire.Buckets buckets
+	// a session must settle (a digest repair asks for fewer than all).
+	BulkExpected   int
+	BulkReceived   int
+	BulkRanges     int // ranges the session must settle
+	BulkRangesDone int // of which settled
 }

@@ -15,7 +15,12 @@
 //     interface without an IPv4 address and while its link-local address is
 //     still tentative.
 //   - VirtualMAC creates a macvlan link with CARP's virtual MAC
-//     00:00:5e:00:01:<vhid>, for the VIPs to live on.
+//     00:00:5e:00:01:<vhid> (VRRPv3: VRRPVirtualMACAddr, ...:02:<vrid>
+//     for IPv6), for the VIPs to live on.
+//   - NoAccept is VRRPv3's accept mode off (keepalived's no_accept): an
+//     nftables rule dropping packets addressed to the VIPs while still
+//     answering ARP and neighbour discovery for them. Accepting is the
+//     default, as in keepalived and in CARP.
 //   - Follower ties them to a carp.Group: plug Follower.Handle into
 //     carp.Config.OnTransition. On MASTER it runs Config.BeforeInstall
 //     (pfsync's "commit state"), installs the addresses, and announces them

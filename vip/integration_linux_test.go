@@ -550,3 +550,55 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
+
+// TestIntegrationVirtualMACVRRPv6: a VRRPv3 router of IPv6 addresses uses
+// 00:00:5e:00:02:<vrid> (VirtualMACConfig.MAC), on its own link name, and
+// the client learns that MAC for the VIP.
+func TestIntegrationVirtualMACVRRPv6(t *testing.T) {
+	netns.RequireBinary(t, "ping")
+	l := newLAN(t, false)
+	want := vip.VRRPVirtualMACAddr(10, true)
+	var vm *vip.VirtualMAC
+	inNS(t, l.a, func() error {
+		parent, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		vm, err = vip.NewVirtualMAC(parent, 10, &vip.VirtualMACConfig{MAC: want})
+		return err
+	})
+	t.Cleanup(func() {
+		if err := vm.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	if got := vm.HardwareAddr(); !bytes.Equal(got, want) || vm.Interface().Name != "carp10v6" {
+		t.Fatalf("link %s with %v; want carp10v6 with %v", vm.Interface().Name, got, want)
+	}
+	if out := l.a.IP("link", "show", "carp10v6"); !strings.Contains(out, "00:00:5e:00:02:0a") {
+		t.Errorf("ip link show carp10v6 lacks 00:00:5e:00:02:0a:\n%s", out)
+	}
+
+	w := watchNeigh(t, l.c)
+	a := newNode(t, l.a, "carp10v6", vip6)
+	l.c.IP("neigh", "replace", vip6.String(), "lladdr", anyMAC.String(), "dev", "eth0", "nud", "stale")
+	master(a)
+	w.waitFor(t, vip6, want)
+	l.c.Run("ping", "-c", "1", "-W", "2", vip6.String())
+	if got := neighMAC(t, l.c, vip6); got != want.String() {
+		t.Errorf("client's entry for %v: %q; want the virtual MAC", vip6, got)
+	}
+
+	// A MAC that cannot be a link's address is refused by name.
+	inNS(t, l.a, func() error {
+		parent, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		_, err = vip.NewVirtualMAC(parent, 11, &vip.VirtualMACConfig{MAC: net.HardwareAddr{1, 0, 0x5e, 0, 0, 1}})
+		if err == nil || !strings.Contains(err.Error(), "VirtualMACConfig.MAC 01:00:5e:00:00:01 is not a 6-byte unicast") {
+			return errors.New("NewVirtualMAC with a multicast MAC: " + errString(err))
+		}
+		return nil
+	})
+}

@@ -130,7 +130,21 @@ func (v VIP) resolve(onIf []netip.Prefix) netip.Prefix {
 // VirtualMACAddr returns CARP's virtual MAC for vhid, 00:00:5e:00:01:<vhid>,
 // for both IPv4 and IPv6 (OpenBSD and FreeBSD carp(4); CARP does not use
 // VRRPv3's 00:00:5e:00:02 prefix for IPv6). A CARP vhid and a VRRP VRID with
-// the same number on one LAN therefore share a MAC.
+// the same number on one LAN therefore share a MAC. For a VRRPv3 group use
+// [VRRPVirtualMACAddr].
 func VirtualMACAddr(vhid uint8) net.HardwareAddr {
 	return net.HardwareAddr{0x00, 0x00, 0x5e, 0x00, 0x01, vhid}
+}
+
+// VRRPVirtualMACAddr returns VRRP's virtual MAC for vrid in one address
+// family: 00:00:5e:00:01:<vrid> for IPv4 and 00:00:5e:00:02:<vrid> for IPv6
+// (RFC 5798 section 7.3). A VRRP router is one instance per family, so an
+// IPv4 and an IPv6 router with the same VRID have different MACs; a
+// dual-stack group that wants virtual MACs needs one [VirtualMAC] link per
+// family.
+func VRRPVirtualMACAddr(vrid uint8, ipv6 bool) net.HardwareAddr {
+	if ipv6 {
+		return net.HardwareAddr{0x00, 0x00, 0x5e, 0x00, 0x02, vrid}
+	}
+	return VirtualMACAddr(vrid)
 }

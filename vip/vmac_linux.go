@@ -18,7 +18,8 @@ import (
 )
 
 // VirtualMAC is a macvlan link carrying CARP's virtual MAC
-// 00:00:5e:00:01:<vhid> on top of a parent interface. Put the VIPs on it
+// 00:00:5e:00:01:<vhid> (or another one, VirtualMACConfig.MAC, such as
+// VRRPv3's IPv6 virtual MAC) on top of a parent interface. Put the VIPs on it
 // (NetlinkManager on Interface()), announce them from it (PacketAnnouncer on
 // Interface(), whose MAC is the virtual one) and send the CARP
 // advertisements from it, and neighbours keep the same MAC for the VIPs
@@ -77,15 +78,24 @@ func NewVirtualMAC(parent *net.Interface, vhid uint8, cfg *VirtualMACConfig) (*V
 	if cfg == nil {
 		cfg = &VirtualMACConfig{}
 	}
+	mac := cfg.MAC
+	if mac == nil {
+		mac = VirtualMACAddr(vhid)
+	}
+	if len(mac) != 6 || mac[0]&1 != 0 {
+		return nil, fmt.Errorf("vip: VirtualMACConfig.MAC %v is not a 6-byte unicast MAC address", mac)
+	}
 	name := cfg.Name
 	if name == "" {
 		name = "carp" + strconv.Itoa(int(vhid))
+		if bytes.Equal(mac, VRRPVirtualMACAddr(vhid, true)) {
+			name += "v6"
+		}
 	}
 	if len(name) > 15 || name == "." || name == ".." || bytes.ContainsAny([]byte(name), "/ \t\n:") {
 		return nil, fmt.Errorf("vip: VirtualMACConfig.Name %q is not a valid interface name (at most 15 bytes, no '/', ':' or space)", name)
 	}
 	log := orDiscard(cfg.Logger)
-	mac := VirtualMACAddr(vhid)
 	wrap := func(what string, err error) error {
 		return fmt.Errorf("vip: virtual MAC %s (%v) on %s: %s: %w", name, mac, parent.Name, what, err)
 	}
@@ -114,7 +124,7 @@ func NewVirtualMAC(parent *net.Interface, vhid uint8, cfg *VirtualMACConfig) (*V
 		}
 		a := l.Attributes
 		// The parent (IFLA_LINK) is not compared: rtnetlink v2.2.0 returns
-		// it as 0 for macvlan links. The kind and the CARP MAC suffice.
+		// it as 0 for macvlan links. The kind and the virtual MAC suffice.
 		if a.Info == nil || a.Info.Kind != "macvlan" || !bytes.Equal(a.Address, mac) {
 			return fail(wrap("create", fmt.Errorf("a different link named %s exists", name)))
 		}

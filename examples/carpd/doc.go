@@ -53,7 +53,9 @@
 //	   --demote-skew        while demoted, also advertise advskew 240 (FreeBSD), for ucarp peers
 //	   --manage-vip         install, announce (GARP / unsolicited NA) and remove the addresses
 //	   --vmac               the addresses live on macvlan carp<vhid> with MAC 00:00:5e:00:01:<vhid>;
-//	                        implies --manage-vip
+//	                        implies --manage-vip; with vrrp3 and IPv6 addresses the MAC is
+//	                        00:00:5e:00:02:<vrid> (RFC 5798) on carp<vrid>v6, and a dual-stack
+//	                        vrrp3 group is refused (one carpd per family, as keepalived)
 //	   --script-timeout D   kill a script still running after D, with its process group;
 //	                        1ms-24h, default 10s (there is no "no limit")
 //	   --metrics ADDR:PORT  serve Prometheus /metrics (package metrics: the group, the addresses,
@@ -65,6 +67,11 @@
 //	                        demote file lowers it, never below 1
 //	   --advert-int D       VRRP advertisement interval, 10ms-40.95s in 10ms steps, default 1s
 //	                        (vrrp3 only); SIGTERM as MASTER sends priority 0 (the bow-out)
+//	   --no-accept          VRRP accept mode off, keepalived's no_accept (vrrp3 only): an nftables
+//	                        table gocarp_noaccept_<vrid> drops packets addressed to the addresses
+//	                        (ARP and neighbour discovery still answered), from start to exit,
+//	                        whoever installs them; default: accept, as keepalived without
+//	                        vrrp_strict. Needs the nft binary
 //	   --track-script CMD   demote while CMD (/bin/sh -c) exits non-zero; repeatable
 //	                        (keepalived track_script)
 //	   --track-interface IF demote while IF is down or without carrier; repeatable

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gocarp/gocarp/carp"
+	"github.com/gocarp/gocarp/vip"
 )
 
 // options is the parsed and validated command line.
@@ -50,6 +52,7 @@ type options struct {
 	Protocol       carp.Protocol // --protocol: carp (default) or vrrp3
 	Priority       uint8         // --priority, VRRPv3 only (default 100)
 	AdvertInterval time.Duration // --advert-int, VRRPv3 only (default 1s)
+	NoAccept       bool          // --no-accept, VRRPv3 only: drop packets addressed to the addresses
 
 	Track trackOptions // --track-* (track.go)
 
@@ -218,7 +221,7 @@ var flagTable = []flagSpec{
 		o.ManageVIP = true
 		return nil
 	}},
-	{0, "vmac", "", "put the addresses on a macvlan with the virtual MAC 00:00:5e:00:01:<vhid> (implies --manage-vip)", func(o *options, _ string) error {
+	{0, "vmac", "", "put the addresses on a macvlan with the virtual MAC 00:00:5e:00:01:<vhid> (VRRPv3 IPv6: ...:02:<vrid>; implies --manage-vip)", func(o *options, _ string) error {
 		o.VMAC, o.ManageVIP = true, true
 		return nil
 	}},
@@ -264,6 +267,10 @@ var vrrpFlags = []flagSpec{
 			return errors.New("out of range 10ms-40.95s in steps of 10ms (a duration, e.g. 100ms)")
 		}
 		o.AdvertInterval = d
+		return nil
+	}},
+	{0, "no-accept", "", "VRRP accept mode off (keepalived's no_accept): as master, drop packets addressed to the addresses, answering only ARP and ND; needs nft (--protocol vrrp3)", func(o *options, _ string) error {
+		o.NoAccept = true
 		return nil
 	}},
 }
@@ -461,6 +468,8 @@ func (o *options) checkProtocol() error {
 			return usagef("--priority %d: only with --protocol vrrp3 (CARP ranks by --advskew)", o.Priority)
 		case o.AdvertInterval != 0:
 			return usagef("--advert-int %v: only with --protocol vrrp3 (CARP uses --advbase, --advskew)", o.AdvertInterval)
+		case o.NoAccept:
+			return usagef("--no-accept: only with --protocol vrrp3 (CARP has no accept mode: its master accepts)")
 		}
 		return nil
 	}
@@ -480,6 +489,10 @@ func (o *options) checkProtocol() error {
 			return usagef("%s: not with --protocol vrrp3 (VRRPv3 has no password; use --priority and --advert-int)", f.flag)
 		}
 	}
+	if has4, has6 := o.families(); o.VMAC && has4 && has6 {
+		// One macvlan has one MAC, and VRRP's differs by family.
+		return usagef("--vmac: not with IPv4 and IPv6 --addr under --protocol vrrp3 (its virtual MAC is 00:00:5e:00:01:<vrid> for IPv4, 00:00:5e:00:02:<vrid> for IPv6; run one carpd per family, as keepalived runs one instance per family)")
+	}
 	if o.Priority == 0 {
 		o.Priority = carp.DefaultPriority
 	}
@@ -487,6 +500,17 @@ func (o *options) checkProtocol() error {
 		o.AdvertInterval = time.Second
 	}
 	return nil
+}
+
+// virtualMAC returns the MAC of the --vmac link: CARP's
+// 00:00:5e:00:01:<vhid> for both families, VRRPv3's per family (check
+// refuses a dual-stack VRRPv3 group with --vmac).
+func (o *options) virtualMAC() net.HardwareAddr {
+	_, has6 := o.families()
+	if o.Protocol == carp.ProtocolVRRPv3 {
+		return vip.VRRPVirtualMACAddr(o.VHID, has6)
+	}
+	return vip.VirtualMACAddr(o.VHID)
 }
 
 // families reports which address families the group advertises on.

@@ -147,6 +147,8 @@ type daemon struct {
 	ann      *vip.PacketAnnouncer
 	follower *vip.Follower
 
+	noAccept *vip.NoAccept // --no-accept
+
 	metrics *httpmetrics.Server // --metrics
 	notify  *sdnotify.Notifier  // systemd's notify protocol
 }
@@ -212,6 +214,14 @@ func (d *daemon) start(pass []byte) (err error) {
 		return errors.Join(err, tr.Close())
 	}
 
+	if o.NoAccept {
+		// Before the group can become MASTER: no moment at which a fresh
+		// master accepts (vip.NoAccept). Whoever installs the addresses
+		// (--manage-vip or the upscript), they are dropped.
+		if d.noAccept, err = vip.NewNoAccept(o.VHID, o.Addrs, &vip.NoAcceptConfig{Logger: log}); err != nil {
+			return err
+		}
+	}
 	if o.ManageVIP {
 		if err := d.openVIP(ifi); err != nil {
 			return err
@@ -260,7 +270,7 @@ func (d *daemon) openVIP(parent *net.Interface) error {
 	ifi := parent
 	if d.o.VMAC {
 		var err error
-		d.vmac, err = vip.NewVirtualMAC(parent, d.o.VHID, &vip.VirtualMACConfig{Logger: d.base})
+		d.vmac, err = vip.NewVirtualMAC(parent, d.o.VHID, &vip.VirtualMACConfig{MAC: d.o.virtualMAC(), Logger: d.base})
 		if err != nil {
 			return err
 		}
@@ -433,6 +443,10 @@ func (d *daemon) close() {
 	}
 	if d.vmac != nil {
 		errs = append(errs, d.vmac.Close())
+	}
+	if d.noAccept != nil {
+		// After the addresses are gone (the downscript ran above).
+		errs = append(errs, d.noAccept.Close())
 	}
 	if err := errors.Join(errs...); err != nil {
 		d.log.Warn("carpd: releasing addresses", "err", err)

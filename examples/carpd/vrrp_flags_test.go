@@ -40,6 +40,7 @@ func TestParseArgsVRRP(t *testing.T) {
 			vrrp(func(o *options) {
 				o.UpScript, o.Peers, o.VMAC, o.ManageVIP, o.DemoteFile = "/up", []netip.Addr{netip.MustParseAddr("10.0.0.2")}, true, true, "/d"
 			})},
+		{"accept mode off", append(vrrpBase, "--no-accept"), vrrp(func(o *options) { o.NoAccept = true })},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -75,6 +76,8 @@ func TestParseArgsVRRPErrors(t *testing.T) {
 		{"no addr with vrrp3", []string{"-i", "eth0", "-v", "7", "--protocol", "vrrp3"}, "--addr is required"},
 		{"priority with carp", append(base, "--priority", "100"), "--priority 100: only with --protocol vrrp3"},
 		{"interval with carp", append(base, "--advert-int", "1s"), "--advert-int 1s: only with --protocol vrrp3"},
+		{"no-accept with carp", append(base, "--no-accept"), "--no-accept: only with --protocol vrrp3"},
+		{"vmac dual-stack with vrrp3", append(vrrpBase, "-a", "2001:db8::1", "--vmac"), "--vmac: not with IPv4 and IPv6 --addr under --protocol vrrp3"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -117,5 +120,27 @@ func TestGroupConfig(t *testing.T) {
 	c = o.groupConfig(carp.Config{})
 	if c.Protocol != carp.ProtocolCARP || c.AdvBase != 1 || c.AdvSkew != 20 || c.DeadRatio != 3 || c.Priority != 0 {
 		t.Errorf("CARP config %+v", c)
+	}
+}
+
+// TestVirtualMACByProtocol: --vmac uses CARP's MAC for both families and
+// VRRPv3's per family (00:00:5e:00:02:<vrid> for IPv6).
+func TestVirtualMACByProtocol(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{append(base, "--vmac"), "00:00:5e:00:01:07"},
+		{[]string{"-i", "eth0", "-v", "7", "-p", "x", "-a", "2001:db8::7", "--vmac"}, "00:00:5e:00:01:07"},
+		{append(vrrpBase, "--vmac"), "00:00:5e:00:01:07"},
+		{[]string{"-i", "eth0", "-v", "7", "-a", "2001:db8::7", "--protocol", "vrrp3", "--vmac"}, "00:00:5e:00:02:07"},
+	} {
+		o, err := parseArgs(tt.args)
+		if err != nil {
+			t.Fatalf("parseArgs(%q): %v", tt.args, err)
+		}
+		if got := o.virtualMAC().String(); got != tt.want {
+			t.Errorf("parseArgs(%q): virtual MAC %s; want %s", tt.args, got, tt.want)
+		}
 	}
 }

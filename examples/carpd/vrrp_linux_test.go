@@ -113,3 +113,37 @@ func TestVRRPKeepalived(t *testing.T) {
 		t.Fatal("keepalived did not exit after SIGTERM")
 	}
 }
+
+// TestVRRPNoAccept: carpd --protocol vrrp3 --no-accept --manage-vip, as
+// MASTER, holds the address and answers ARP for it, but a ping to it gets
+// no answer (keepalived's no_accept); the rule is in place from start-up
+// and gone after exit.
+func TestVRRPNoAccept(t *testing.T) {
+	netns.RequireBinary(t, "nft")
+	netns.RequireBinary(t, "ping")
+	tb := newTestbed(t, "a")
+	p := tb.carpdVRRP("a", "--no-accept", "--manage-vip")
+	tb.waitEvent(0, "a up")
+	tb.waitVIP("a", true)
+	a, obs := tb.nodes["a"].ns, tb.nodes["obs"].ns
+	if _, err := a.Output("nft", "list", "table", "inet", "gocarp_noaccept_"+testVHID); err != nil {
+		t.Fatalf("no-accept table missing while carpd runs: %v", err)
+	}
+	if out, err := obs.Output("ping", "-c", "1", "-W", "1", testVIP.String()); err == nil {
+		t.Errorf("ping %v answered with --no-accept:\n%s", testVIP, out)
+	}
+	if out := obs.IP("neigh", "show", testVIP.String()); !strings.Contains(out, "lladdr") {
+		t.Errorf("observer did not resolve %v (ARP must still be answered): %q", testVIP, out)
+	}
+
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-p.Done()
+	if err := p.Err(); err != nil {
+		t.Errorf("carpd exited with %v", err)
+	}
+	if out, err := a.Output("nft", "list", "table", "inet", "gocarp_noaccept_"+testVHID); err == nil {
+		t.Errorf("no-accept table left after exit:\n%s", out)
+	}
+}

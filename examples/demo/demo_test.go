@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"testing/synctest"
+	"time"
 )
 
 // TestScenario plays the whole demo inside a synctest bubble: every
@@ -58,6 +59,37 @@ func TestScenario(t *testing.T) {
 				"node5  bulk sync complete: 500 connections",
 				"took over 6.391s after the crash (master-down 3×advbase+advskew/256 = 3×2+100/256 = 6.391s)",
 				"node1  holds 500/500 connections after the preemption ✓",
+				"✓ all invariants held",
+			},
+		},
+		{
+			name: "VRRPv3",
+			opts: func(o *options) { o.Protocol = "vrrp3" },
+			want: []string{
+				"speaking VRRPv3, VIP 192.0.2.100 (VRID 1)",
+				"priority node1=200 node2=150, advert interval 1s",
+				"node2  demoted 32 (sync: bulk sync pending) → advertises priority 1",
+				`node2  demotion "pfsync-bulk" cleared → advertises priority 150`,
+				"node1  CRASH: power lost",
+				// RFC 5798: skew (256-150)×1s/256 = 0.414s, master-down 3×1s+0.414s.
+				"node2  BACKUP → MASTER (master timed out): took over 3.414s after the crash (master-down 3×interval+skew, skew (256-priority)×interval/256 = (256-150)×1.000s/256 = 0.414s; 3×1.000s+0.414s = 3.414s)",
+				"node2  committed 500 replicated connections into its table",
+				"node2  holds 500/500 connections after the takeover ✓",
+				"node1  BACKUP → MASTER (preempting a lower-priority master)",
+				"node2  MASTER → BACKUP (higher-priority advertisement received)",
+				"node1  holds 500/500 connections after the preemption ✓",
+				"✓ all invariants held",
+			},
+		},
+		{
+			name: "VRRPv3, three nodes, 100 ms, lossy, without preemption",
+			opts: func(o *options) {
+				o.Protocol, o.Nodes, o.AdvertInt, o.Preempt, o.Loss, o.Seed = "vrrp3", 3, 100*time.Millisecond, false, 0.05, 3
+			},
+			want: []string{
+				"node3  bulk sync complete: 500 connections",
+				"node2  holds 500/500 connections after the takeover ✓",
+				"node1  ready to take over: 500/500 connections replicated",
 				"✓ all invariants held",
 			},
 		},

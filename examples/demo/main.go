@@ -7,6 +7,12 @@
 //
 //	go run ./examples/demo
 //	go run ./examples/demo -nodes 3 -conns 50000 -loss 0.05
+//	go run ./examples/demo -protocol vrrp3 -advert-int 200ms
+//
+// With -protocol vrrp3 the group speaks VRRPv3 (RFC 5798, keepalived's
+// protocol) instead of CARP, ranked by priority instead of advskew; the
+// timeline explains priority, the advertisement interval and RFC 5798's
+// skew and master-down interval the first time they appear.
 //
 // The scenario runs in real time: Go cannot simulate time outside a test,
 // so the default advbase is 1 s and a default run takes about 10 s. The
@@ -26,6 +32,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
+	"time"
+
+	"github.com/gocarp/gocarp/carp"
 )
 
 func main() {
@@ -55,11 +65,30 @@ type options struct {
 	Preempt bool    // a returning, better node takes the master role back
 	Loss    float64 // probability that a frame (advert or sync) is lost
 	Seed    uint64  // seed of the in-memory networks' fault decisions
+
+	// Protocol is "carp" (the default) or "vrrp3": the same story with the
+	// group speaking VRRPv3 (RFC 5798). Priority and AdvertInt replace
+	// AdvBase and AdvSkew then.
+	Protocol  string
+	Priority  int           // VRRP priority of node2, the preferred backup
+	AdvertInt time.Duration // VRRP advertisement interval of every node
 }
 
 func defaultOptions() options {
-	return options{Nodes: 2, Conns: 10000, AdvBase: 1, AdvSkew: 100, Preempt: true, Seed: 1}
+	return options{Nodes: 2, Conns: 10000, AdvBase: 1, AdvSkew: 100, Preempt: true, Seed: 1,
+		Protocol: "carp", Priority: 150, AdvertInt: time.Second}
 }
+
+// vrrp reports whether the group speaks VRRPv3.
+func (o options) vrrp() bool { return o.Protocol == "vrrp3" }
+
+// Node1's VRRP priority: high, but not the address owner's 255 (an owner
+// starts as master at once, and the demo's founder must wait for its sync
+// engine). Further backups go priorityStep below node2.
+const (
+	node1Priority = 200
+	priorityStep  = 20
+)
 
 // skewStep separates the advskew of further backups (node3, node4, ...) so
 // that the order of succession is fixed.
@@ -76,11 +105,17 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		"3×advbase+advskew/256 s of silence")
 	fs.IntVar(&o.AdvSkew, "advskew", o.AdvSkew, "CARP advertisement `skew` in 1/256 s (1-255) of node2, the preferred backup; node1 uses 0\n"+
 		"and every further node adds 40 (156 ms), so the order of succession is node1, node2, ...")
-	fs.BoolVar(&o.Preempt, "preempt", o.Preempt, "let a returning node with a better advskew take the master role back\n"+
+	fs.BoolVar(&o.Preempt, "preempt", o.Preempt, "let a returning node with a better advskew (VRRP: priority) take the master role back\n"+
 		"(once its state sync is complete); -preempt=false keeps the current master")
 	fs.Float64Var(&o.Loss, "loss", o.Loss, "`probability` (0-0.5) that a frame on the LAN is lost, for CARP adverts and sync\n"+
 		"frames alike; the sync engine retransmits, CARP tolerates two lost adverts in a row")
 	fs.Uint64Var(&o.Seed, "seed", o.Seed, "`seed` of the in-memory networks' loss decisions")
+	fs.StringVar(&o.Protocol, "protocol", o.Protocol, "wire `protocol` of the group: carp, or vrrp3 for VRRPv3 (RFC 5798, keepalived's\n"+
+		"protocol); the story is the same, ranked by -priority and timed by -advert-int instead")
+	fs.IntVar(&o.Priority, "priority", o.Priority, "VRRP `priority` (1-199) of node2, the preferred backup, with -protocol vrrp3; node1 has 200\n"+
+		"and every further node 20 less; the highest priority wins the election")
+	fs.DurationVar(&o.AdvertInt, "advert-int", o.AdvertInt, "VRRP advertisement `interval` (10ms-40.95s, in 10 ms steps) of every node, with\n"+
+		"-protocol vrrp3; a backup takes over after 3×interval+(256-priority)×interval/256 of silence")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: go run ./examples/demo [flags]
 
@@ -90,6 +125,10 @@ state sync, the master crashing without a word, the backup taking over after
 the master-down interval, the virtual address installed and announced, the
 connections the new master holds, and the old master returning (and, with
 -preempt, taking the role back once its own sync is complete).
+
+With -protocol vrrp3 the group speaks VRRPv3 (RFC 5798, the protocol of
+keepalived and routers) instead of CARP: the same story, the election decided
+by -priority, the timing by -advert-int.
 
 Everything runs in real time (Go cannot simulate time outside a test), which
 is why advbase defaults to 1 s: the default run takes about 10 s, a 5-node run
@@ -104,6 +143,21 @@ Flags:
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	// The timing flags of the other protocol would be silently ignored.
+	var wrong []string
+	fs.Visit(func(f *flag.Flag) {
+		carpOnly := f.Name == "advbase" || f.Name == "advskew"
+		vrrpOnly := f.Name == "priority" || f.Name == "advert-int"
+		if o.vrrp() && carpOnly || !o.vrrp() && vrrpOnly {
+			wrong = append(wrong, "-"+f.Name)
+		}
+	})
+	if len(wrong) > 0 {
+		err := fmt.Errorf("%s: not with -protocol %s (CARP: -advbase, -advskew; VRRPv3: -priority, -advert-int)", strings.Join(wrong, ", "), o.Protocol)
+		fmt.Fprintln(stderr, err)
+		fs.Usage()
 		return o, err
 	}
 	if fs.NArg() > 0 {
@@ -132,8 +186,30 @@ func (o options) validate() error {
 		return fmt.Errorf("-advskew %d out of range 1-%d (with %d nodes)", o.AdvSkew, 255-skewStep*(o.Nodes-2), o.Nodes)
 	case !(o.Loss >= 0 && o.Loss <= 0.5):
 		return fmt.Errorf("-loss %v out of range 0-0.5", o.Loss)
+	case o.Protocol != "carp" && o.Protocol != "vrrp3":
+		return fmt.Errorf("-protocol %q out of range (carp, vrrp3)", o.Protocol)
+	case o.Priority-priorityStep*(o.Nodes-2) < 1 || o.Priority >= node1Priority:
+		return fmt.Errorf("-priority %d out of range %d-%d (with %d nodes)", o.Priority, 1+priorityStep*(o.Nodes-2), node1Priority-1, o.Nodes)
+	case o.AdvertInt < carp.MinAdvertInterval || o.AdvertInt > carp.MaxAdvertInterval || o.AdvertInt%carp.MinAdvertInterval != 0:
+		return fmt.Errorf("-advert-int %v out of range 10ms-40.95s in steps of 10ms", o.AdvertInt)
 	}
 	return nil
+}
+
+// priority returns the VRRP priority of node i (1-based).
+func (o options) priority(i int) uint8 {
+	if i == 1 {
+		return node1Priority
+	}
+	return uint8(o.Priority - priorityStep*(i-2))
+}
+
+// interval returns the advertisement interval of the preferred master.
+func (o options) interval() time.Duration {
+	if o.vrrp() {
+		return o.AdvertInt
+	}
+	return time.Duration(o.AdvBase) * time.Second
 }
 
 // advSkew returns the advskew of node i (1-based).

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -18,8 +19,20 @@ func TestParseFlags(t *testing.T) {
 		{args: nil, want: defaultOptions()},
 		{
 			args: []string{"-nodes", "5", "-conns", "500", "-advbase", "2", "-advskew", "50", "-preempt=false", "-loss", "0.1", "-seed", "9"},
-			want: options{Nodes: 5, Conns: 500, AdvBase: 2, AdvSkew: 50, Preempt: false, Loss: 0.1, Seed: 9},
+			want: options{Nodes: 5, Conns: 500, AdvBase: 2, AdvSkew: 50, Preempt: false, Loss: 0.1, Seed: 9,
+				Protocol: "carp", Priority: 150, AdvertInt: time.Second},
 		},
+		{
+			args: []string{"-protocol", "vrrp3", "-nodes", "3", "-priority", "100", "-advert-int", "250ms"},
+			want: options{Nodes: 3, Conns: 10000, AdvBase: 1, AdvSkew: 100, Preempt: true, Seed: 1,
+				Protocol: "vrrp3", Priority: 100, AdvertInt: 250 * time.Millisecond},
+		},
+		{args: []string{"-protocol", "vrrp2"}, wantErr: `-protocol "vrrp2" out of range (carp, vrrp3)`},
+		{args: []string{"-protocol", "vrrp3", "-priority", "200"}, wantErr: "-priority 200 out of range 1-199 (with 2 nodes)"},
+		{args: []string{"-protocol", "vrrp3", "-nodes", "5", "-priority", "60"}, wantErr: "-priority 60 out of range 61-199 (with 5 nodes)"},
+		{args: []string{"-protocol", "vrrp3", "-advert-int", "15ms"}, wantErr: "-advert-int 15ms out of range 10ms-40.95s in steps of 10ms"},
+		{args: []string{"-protocol", "vrrp3", "-advbase", "2"}, wantErr: "-advbase: not with -protocol vrrp3"},
+		{args: []string{"-priority", "120"}, wantErr: "-priority: not with -protocol carp"},
 		{args: []string{"-nodes", "1"}, wantErr: "-nodes 1 out of range 2-5"},
 		{args: []string{"-nodes", "6"}, wantErr: "-nodes 6 out of range 2-5"},
 		{args: []string{"-conns", "0"}, wantErr: "-conns 0 out of range 1-1000000"},
@@ -60,7 +73,8 @@ func TestHelp(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("error = %v, want flag.ErrHelp", err)
 	}
-	for _, f := range []string{"-nodes", "-conns", "-advbase", "-advskew", "-preempt", "-loss", "-seed", "real time"} {
+	for _, f := range []string{"-nodes", "-conns", "-advbase", "-advskew", "-preempt", "-loss", "-seed", "real time",
+		"-protocol", "-priority", "-advert-int", "VRRPv3"} {
 		if !strings.Contains(out.String(), f) {
 			t.Errorf("usage lacks %q:\n%s", f, out.String())
 		}

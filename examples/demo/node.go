@@ -29,11 +29,12 @@ import (
 //     Engine.PrepareTakeover) and only then installs and announces the
 //     virtual address, here on the recording fakes of viptest.
 type node struct {
-	lan   *lan
-	name  string
-	id    pfsync.NodeID
-	skew  uint8
-	table *pfsync.MemTable
+	lan      *lan
+	name     string
+	id       pfsync.NodeID
+	skew     uint8 // CARP advskew
+	priority uint8 // VRRP priority
+	table    *pfsync.MemTable
 
 	port     *carptest.Port
 	sync     *pfsynctest.Endpoint
@@ -69,14 +70,15 @@ const commitTimeout = 10 * time.Second
 // there.
 func (l *lan) bootNode(i int, boot uint32, intro string) (*node, error) {
 	n := &node{
-		lan:     l,
-		name:    fmt.Sprintf("node%d", i),
-		id:      pfsync.NodeID(i),
-		skew:    l.opts.advSkew(i),
-		table:   &pfsync.MemTable{},
-		rec:     &viptest.Recorder{},
-		demoted: make(chan struct{}),
-		demote:  make(map[string]int),
+		lan:      l,
+		name:     fmt.Sprintf("node%d", i),
+		id:       pfsync.NodeID(i),
+		skew:     l.opts.advSkew(i),
+		priority: l.opts.priority(i),
+		table:    &pfsync.MemTable{},
+		rec:      &viptest.Recorder{},
+		demoted:  make(chan struct{}),
+		demote:   make(map[string]int),
 	}
 	founder := i == 1 && boot == 1
 	if intro != "" {
@@ -85,21 +87,31 @@ func (l *lan) bootNode(i int, boot uint32, intro string) (*node, error) {
 	l.booted = append(l.booted, n)
 	n.port = l.segment.Join(carp.IPv4)
 	n.tap = newAdvertTap(n.port)
-	group, err := carp.NewGroup(carp.Config{
+	cfg := carp.Config{
 		VHID:     vhid,
 		AdvBase:  uint8(l.opts.AdvBase),
 		AdvSkew:  n.skew,
 		Password: []byte(password),
-		Addrs:    []netip.Addr{vipAddr},
-		Preempt:  l.opts.Preempt,
-		// The very first node of the LAN would start as master, but its
-		// sync engine demotes it until its discovery window has shown that
-		// no peer holds state, so it waits as BACKUP and takes over when the master-down interval
-		// passes in silence.
-		StartAsMaster: founder,
-		Transport:     n.tap,
-		OnTransition:  n.onTransition,
-	})
+	}
+	if l.opts.vrrp() {
+		// Demotion weight 255: a demoted node advertises priority 1, below
+		// every fit one, as a demoted CARP node ranks below every undemoted
+		// one. With keepalived's weight-per-point a returning node1 (200,
+		// demoted 32 → 168) would still outrank node2 (150) and take the
+		// address before its bulk sync is done.
+		cfg = carp.Config{VHID: vhid, Protocol: carp.ProtocolVRRPv3, Priority: n.priority,
+			AdvertInterval: l.opts.AdvertInt, DemotionWeight: 255}
+	}
+	cfg.Addrs = []netip.Addr{vipAddr}
+	cfg.Preempt = l.opts.Preempt
+	// The very first node of the LAN would start as master, but its sync
+	// engine demotes it until its discovery window has shown that no peer
+	// holds state, so it waits as BACKUP and takes over when the
+	// master-down interval passes in silence.
+	cfg.StartAsMaster = founder
+	cfg.Transport = n.tap
+	cfg.OnTransition = n.onTransition
+	group, err := carp.NewGroup(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -187,12 +199,21 @@ func (n *node) onTransition(tr carp.Transition) {
 		return
 	}
 	n.lan.watch.transition(n.name, tr)
-	line := fmt.Sprintf("%v → %v (%s)", tr.From, tr.To, tr.Reason)
+	o := n.lan.opts
+	line := fmt.Sprintf("%v → %v (%s)", tr.From, tr.To, o.reasonText(tr.Reason))
 	if crashed := n.lan.crashTime(); tr.Reason == carp.ReasonMasterTimedOut && !crashed.IsZero() {
 		// Measured against the formula: the crash came right after an
 		// advert, which restarted this backup's master-down timer.
-		line += fmt.Sprintf(": took over %v after the crash (master-down 3×advbase+advskew/256 = 3×%d+%d/256 = %v)",
-			seconds(tr.At.Sub(crashed)), n.lan.opts.AdvBase, n.skew, seconds(n.group.MasterDownInterval()))
+		took := seconds(tr.At.Sub(crashed))
+		if o.vrrp() {
+			iv := n.group.AdvertInterval()
+			skew := time.Duration(256-int(n.priority)) * iv / 256
+			line += fmt.Sprintf(": took over %v after the crash (master-down 3×interval+skew, skew (256-priority)×interval/256 = (256-%d)×%v/256 = %v; 3×%v+%v = %v)",
+				took, n.priority, seconds(iv), seconds(skew), seconds(iv), seconds(skew), seconds(n.group.MasterDownInterval()))
+		} else {
+			line += fmt.Sprintf(": took over %v after the crash (master-down 3×advbase+advskew/256 = 3×%d+%d/256 = %v)",
+				took, o.AdvBase, n.skew, seconds(n.group.MasterDownInterval()))
+		}
 	}
 	n.lan.tl.printAt(tr.At, n.name, "%s", line)
 	n.follower.Handle(tr)
@@ -232,10 +253,16 @@ func (n *node) SetDemotion(source string, v int) {
 	why := map[string]string{
 		pfsync.DemoteSourceBulk: "bulk sync pending",
 	}[source]
+	advertises := fmt.Sprintf("advertises demote %d", n.group.Demotion())
+	if n.lan.opts.vrrp() {
+		// What the group advertises: the priority lowered by demotion ×
+		// weight 255, never below 1.
+		advertises = fmt.Sprintf("advertises priority %d", max(1, int(n.priority)-255*n.group.Demotion()))
+	}
 	if v > 0 {
-		n.show("demoted %d (sync: %s) → advertises demote %d", v, why, n.group.Demotion())
+		n.show("demoted %d (sync: %s) → %s", v, why, advertises)
 	} else {
-		n.show("demotion %q cleared → advertises demote %d", source, n.group.Demotion())
+		n.show("demotion %q cleared → %s", source, advertises)
 	}
 }
 
@@ -351,16 +378,16 @@ func (n *node) showCall(op viptest.Op, format string, args ...any) {
 // so that the scenario can crash the master right after an advert and
 // measure the takeover against the master-down interval exactly.
 type advertTap struct {
-	carp.Transport
+	*carptest.Port
 	sent chan time.Time
 }
 
-func newAdvertTap(t carp.Transport) *advertTap {
-	return &advertTap{Transport: t, sent: make(chan time.Time, 1)}
+func newAdvertTap(p *carptest.Port) *advertTap {
+	return &advertTap{Port: p, sent: make(chan time.Time, 1)}
 }
 
 func (t *advertTap) Send(f carp.Family, payload []byte) error {
-	err := t.Transport.Send(f, payload)
+	err := t.Port.Send(f, payload)
 	if err == nil {
 		select {
 		case t.sent <- time.Now():

@@ -69,11 +69,18 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		return err
 	}
 	defer l.close()
-	tl.note("gocarp demo: %d nodes on an in-memory LAN, VIP %v (vhid %d), %d connections, real time",
-		o.Nodes, vipAddr, vhid, o.Conns)
-	tl.note("advbase %ds, advskew %s, preempt %s, loss %g%%, master-down 3×advbase+advskew/256 (%s)",
-		o.AdvBase, l.skews(), onOff(o.Preempt), o.Loss*100, carp.ProfileFreeBSD)
-	for _, line := range legend {
+	if o.vrrp() {
+		tl.note("gocarp demo: %d nodes on an in-memory LAN speaking VRRPv3, VIP %v (VRID %d), %d connections, real time",
+			o.Nodes, vipAddr, vhid, o.Conns)
+		tl.note("priority %s, advert interval %v, preempt %s, loss %g%%, master-down 3×interval+skew (RFC 5798)",
+			l.priorities(), o.AdvertInt, onOff(o.Preempt), o.Loss*100)
+	} else {
+		tl.note("gocarp demo: %d nodes on an in-memory LAN, VIP %v (vhid %d), %d connections, real time",
+			o.Nodes, vipAddr, vhid, o.Conns)
+		tl.note("advbase %ds, advskew %s, preempt %s, loss %g%%, master-down 3×advbase+advskew/256 (%s)",
+			o.AdvBase, l.skews(), onOff(o.Preempt), o.Loss*100, carp.ProfileFreeBSD)
+	}
+	for _, line := range o.legend() {
 		tl.note("  %s", line)
 	}
 	tl.note("")
@@ -109,7 +116,7 @@ func newLAN(o options, tl *timeline) (*lan, error) {
 	}
 	segment := carptest.NewSegment(o.Seed)
 	segment.SetDefaultLink(carptest.Link{Loss: o.Loss})
-	allow := time.Duration(o.AdvBase) * time.Second // one advert interval
+	allow := o.interval() // one advert interval
 	if o.Loss > 0 {
 		allow *= 3 // a few adverts may be lost before the old master hears the new one
 	}
@@ -377,6 +384,18 @@ func (l *lan) skews() string {
 	return b.String()
 }
 
+// priorities describes the VRRP priority of every node.
+func (l *lan) priorities() string {
+	var b strings.Builder
+	for i := 1; i <= l.opts.Nodes; i++ {
+		if i > 1 {
+			b.WriteString(" ")
+		}
+		fmt.Fprintf(&b, "node%d=%d", i, l.opts.priority(i))
+	}
+	return b.String()
+}
+
 // close stops every node still running: the backups first, then the
 // master, so that shutting down causes no takeover.
 func (l *lan) close() {
@@ -405,4 +424,36 @@ var legend = []string{
 	"advbase/advskew: the master sends an advert every advbase+advskew/256 s; the lowest advskew wins the election",
 	"master-down: how long a backup hears no advert before it takes over as master",
 	"demotion: a penalty a node advertises while unfit (here: its state sync is not done); the least demoted wins",
+}
+
+// vrrpLegend explains the VRRPv3 words, as RFC 5798 computes them.
+var vrrpLegend = []string{
+	"priority: 1-254, the highest wins the election (255 is the owner of the address); VRRPv3 has no password",
+	"advert interval: the master sends an advert every interval; backups adopt the master's interval",
+	"skew: (256-priority)×interval/256, so that the highest-priority backup is the first to act",
+	"master-down: a backup that hears no advert for 3×interval+skew takes over as master",
+	"demotion: a penalty while a node is unfit (here: its state sync is not done); it then advertises priority 1, below every fit node",
+}
+
+// legend returns the legend lines of the protocol in use.
+func (o options) legend() []string {
+	if o.vrrp() {
+		return vrrpLegend
+	}
+	return legend
+}
+
+// reasonText is a transition's reason in the protocol's words: the group
+// names its reasons after CARP's timing ("a slower master", "more frequent
+// advertisement"), which VRRPv3 expresses as priority.
+func (o options) reasonText(r carp.Reason) string {
+	if o.vrrp() {
+		switch r {
+		case carp.ReasonPreempt:
+			return "preempting a lower-priority master"
+		case carp.ReasonMoreFrequent:
+			return "higher-priority advertisement received"
+		}
+	}
+	return string(r)
 }

@@ -19,15 +19,18 @@ import (
 // Config is the fwpair configuration file (JSON). Every field is
 // documented in doc.go; fwpair.example.json is a complete example.
 type Config struct {
-	Node          uint32          `json:"node"`
-	ControlSocket string          `json:"control_socket"`
-	LogLevel      string          `json:"log_level"`
-	CARP          CARPConfig      `json:"carp"`
-	Groups        []GroupConfig   `json:"groups"`
-	Sync          SyncConfig      `json:"sync"`
-	Conntrack     ConntrackConfig `json:"conntrack"`
-	Follow        FollowConfig    `json:"follow"`
-	Metrics       MetricsConfig   `json:"metrics,omitzero"`
+	Node          uint32 `json:"node"`
+	ControlSocket string `json:"control_socket"`
+	LogLevel      string `json:"log_level"`
+	// LogFormat is "text" or "json"; the -log-format flag, when given,
+	// wins. Empty means text.
+	LogFormat string          `json:"log_format,omitempty"`
+	CARP      CARPConfig      `json:"carp"`
+	Groups    []GroupConfig   `json:"groups"`
+	Sync      SyncConfig      `json:"sync"`
+	Conntrack ConntrackConfig `json:"conntrack"`
+	Follow    FollowConfig    `json:"follow"`
+	Metrics   MetricsConfig   `json:"metrics,omitzero"`
 
 	Forwarding ForwardingConfig `json:"forwarding"` // the forwarding gate (gate.go)
 }
@@ -47,6 +50,11 @@ type CARPConfig struct {
 	Protocol  string   `json:"protocol,omitempty"`
 	Priority  uint8    `json:"priority,omitempty"`
 	AdvertInt Duration `json:"advert_int,omitzero"`
+	// Accept is VRRPv3's accept mode (vrrp3 only): absent or true, a
+	// master accepts packets addressed to the virtual addresses
+	// (keepalived's default); false drops them (keepalived's no_accept;
+	// accept.go).
+	Accept *bool `json:"accept,omitempty"`
 }
 
 // GroupConfig is one CARP group (one vhid on one interface).
@@ -187,6 +195,11 @@ func (c *Config) setDefaultsAndValidate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("log_level %q not one of debug, info, warn, error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "", "text", "json":
+	default:
+		return fmt.Errorf("log_format %q not one of text, json", c.LogFormat)
 	}
 
 	// carp
@@ -433,6 +446,9 @@ func (cc *CARPConfig) validateProtocol() error {
 		}
 		if cc.AdvertInt.Duration != 0 {
 			return fmt.Errorf("carp.advert_int %v set with carp.protocol carp, want it unset (vrrp3 only)", cc.AdvertInt.Duration)
+		}
+		if cc.Accept != nil {
+			return fmt.Errorf("carp.accept %v set with carp.protocol carp, want it unset (vrrp3 only: a CARP master accepts)", *cc.Accept)
 		}
 		return nil
 	case "vrrp3":

@@ -46,16 +46,17 @@ type daemon struct {
 	log     *slog.Logger
 	started time.Time
 
-	sealer  *seal.Sealer
-	tr      *udp.Unicast
-	backend *conntrack.Backend
-	engine  *pfsync.Engine
-	follow  *carp.FollowGroup // the engine's Demoter, and the groups' follow rule
-	groups  []*groupRun
-	control *controlServer
-	metrics *httpmetrics.Server // metrics.listen
-	gate    *gate               // nil when forwarding.gate is false
-	notify  *sdnotify.Notifier  // systemd's notify protocol (notify.go)
+	sealer   *seal.Sealer
+	tr       *udp.Unicast
+	backend  *conntrack.Backend
+	engine   *pfsync.Engine
+	follow   *carp.FollowGroup // the engine's Demoter, and the groups' follow rule
+	groups   []*groupRun
+	control  *controlServer
+	metrics  *httpmetrics.Server // metrics.listen
+	gate     *gate               // nil when forwarding.gate is false
+	noAccept *vip.NoAccept       // carp.accept false (accept.go)
+	notify   *sdnotify.Notifier  // systemd's notify protocol (notify.go)
 
 	// The work of a takeover commit: the engine's PrepareTakeover and the
 	// backend's Takeover (fields, so that a test can make them hang).
@@ -128,6 +129,9 @@ func newDaemon(ctx context.Context, cfg *Config, log *slog.Logger) (_ *daemon, e
 		}
 	}
 	d.startedAsMaster = startAsMaster
+	if err := d.openNoAccept(); err != nil {
+		return nil, err
+	}
 	for _, gc := range cfg.Groups {
 		gr, err := d.openGroup(gc, startAsMaster)
 		if gr != nil {
@@ -509,6 +513,9 @@ func (d *daemon) close() {
 	}
 	step("address followers", fols)
 	step("announcers and address managers", addrs)
+	if d.noAccept != nil { // after the addresses are gone
+		step("no-accept rule", []closer{{"no-accept rule", d.noAccept.Close}})
+	}
 	if d.backend != nil {
 		step("conntrack", []closer{{"conntrack backend", d.backend.Close}})
 	}

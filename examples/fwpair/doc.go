@@ -145,6 +145,9 @@
 //	control_socket     unix socket of the status (mode 0600). Default
 //	                   "/run/fwpair.sock".
 //	log_level          "debug", "info" (default), "warn" or "error".
+//	log_format         "text" (default: key=value lines) or "json" (one
+//	                   object a line); the -log-format flag, when given,
+//	                   wins.
 //
 //	carp.advbase       advertisement base interval in seconds, 1-255.
 //	                   Default 1.
@@ -179,6 +182,13 @@
 //	                   give the primary the higher one.
 //	carp.advert_int    vrrp3 only: advertisement interval, 10ms-40.95s in
 //	                   steps of 10ms. Default "1s".
+//	carp.accept        vrrp3 only: accept mode. Absent or true (keepalived's
+//	                   default without vrrp_strict): a master accepts packets
+//	                   addressed to the virtual addresses. false
+//	                   (keepalived's no_accept): an nftables table
+//	                   fwpair_noaccept drops them from start to exit (ARP and
+//	                   neighbour discovery still answered; forwarded traffic
+//	                   untouched); needs the nft binary.
 //
 //	groups[]           1-16 CARP groups, all following each other:
 //	  .name            label for logs and status. Default "vhid<N>".

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,4 +24,19 @@ func newFormatLogger(w io.Writer, level slog.Level, format string) *slog.Logger 
 		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
 	}
 	return newLogger(w, level)
+}
+
+// effectiveLogFormat returns -log-format when the command line gives it,
+// else the configuration file's log_format, else "text": a unit file can
+// leave the flag out and the file decides.
+func effectiveLogFormat(fl *flag.FlagSet, flagValue, configValue string) string {
+	given := false
+	fl.Visit(func(f *flag.Flag) { given = given || f.Name == "log-format" })
+	switch {
+	case given:
+		return flagValue
+	case configValue != "":
+		return configValue
+	}
+	return "text"
 }

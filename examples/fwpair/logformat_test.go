@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -32,5 +34,34 @@ func TestLogFormatFlag(t *testing.T) {
 	}
 	if want := `fwpair: -log-format "xml" out of range (text, json)`; !strings.Contains(stderr.String(), want) {
 		t.Errorf("stderr %q, want %q", stderr.String(), want)
+	}
+}
+
+// TestLogFormatConfig: log_format in the file applies when the flag is
+// absent; the flag wins when given; a bad value names the key.
+func TestLogFormatConfig(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		file string
+		want string
+	}{
+		{nil, "", "text"},
+		{nil, "json", "json"},
+		{[]string{"-log-format", "text"}, "json", "text"},
+		{[]string{"-log-format", "json"}, "", "json"},
+	} {
+		fl := flag.NewFlagSet("fwpair", flag.ContinueOnError)
+		fl.SetOutput(io.Discard)
+		v := fl.String("log-format", "text", "")
+		if err := fl.Parse(tt.args); err != nil {
+			t.Fatal(err)
+		}
+		if got := effectiveLogFormat(fl, *v, tt.file); got != tt.want {
+			t.Errorf("flags %q, log_format %q: %q, want %q", tt.args, tt.file, got, tt.want)
+		}
+	}
+	_, err := ParseConfig(strings.NewReader(edit(t, func(m map[string]any) { m["log_format"] = "xml" })))
+	if want := `log_format "xml" not one of text, json`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("log_format xml: %v, want %q", err, want)
 	}
 }

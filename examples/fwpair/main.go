@@ -88,7 +88,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "fwpair: log_level: %v\n", err)
 		return 2
 	}
-	log := newFormatLogger(stderr, level, *logFormat)
+	log := newFormatLogger(stderr, level, effectiveLogFormat(fl, *logFormat, cfg.LogFormat))
 
 	// Catch signals before anything starts: a terminating one during
 	// start-up (start_as_master waits up to start_wait for a peer) stops

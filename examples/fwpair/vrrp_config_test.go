@@ -74,6 +74,8 @@ func TestParseConfigVRRPErrors(t *testing.T) {
 		{"dead ratio with vrrp3", vrrp(map[string]any{"dead_ratio": 3}), "carp.dead_ratio set with carp.protocol vrrp3"},
 		{"priority with carp", func(m map[string]any) { m["carp"] = map[string]any{"priority": 100} }, "carp.priority 100 set with carp.protocol carp"},
 		{"interval with carp", func(m map[string]any) { m["carp"] = map[string]any{"advert_int": "1s"} }, "carp.advert_int 1s set with carp.protocol carp"},
+		{"accept with carp", func(m map[string]any) { m["carp"] = map[string]any{"accept": false} }, "carp.accept false set with carp.protocol carp, want it unset (vrrp3 only"},
+		{"accept not a bool", vrrp(map[string]any{"accept": "no"}), "carp.accept"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -82,5 +84,31 @@ func TestParseConfigVRRPErrors(t *testing.T) {
 				t.Errorf("error = %v, want it to contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestAcceptMode: VRRPv3 accepts unless carp.accept is false (keepalived's
+// default and its no_accept); CARP always accepts.
+func TestAcceptMode(t *testing.T) {
+	for _, tt := range []struct {
+		carp map[string]any
+		want bool
+	}{
+		{map[string]any{}, true},
+		{map[string]any{"protocol": "vrrp3"}, true},
+		{map[string]any{"protocol": "vrrp3", "accept": true}, true},
+		{map[string]any{"protocol": "vrrp3", "accept": false}, false},
+	} {
+		c, err := ParseConfig(strings.NewReader(edit(t, func(m map[string]any) { m["carp"] = tt.carp })))
+		if err != nil {
+			t.Fatalf("carp %v: %v", tt.carp, err)
+		}
+		if got := c.CARP.accepts(); got != tt.want {
+			t.Errorf("carp %v: accepts() = %v, want %v", tt.carp, got, tt.want)
+		}
+		back, err := ParseConfig(strings.NewReader(c.String()))
+		if err != nil || back.CARP.accepts() != tt.want {
+			t.Errorf("carp %v: -check output parses back to accepts() %v (%v)", tt.carp, back.CARP.accepts(), err)
+		}
 	}
 }
