@@ -138,5 +138,6 @@ var knownTransitions = []carp.TransitionCount{
 	{To: carp.Master, Reason: string(carp.ReasonDemotedMaster)},
 	{To: carp.Master, Reason: string(carp.ReasonWillTimeOut)},
 	{To: carp.Master, Reason: string(carp.ReasonBowOut)},
+	{To: carp.Master, Reason: string(carp.ReasonSteppedDown)},
 	{To: carp.Master, Reason: string(carp.ReasonStartAsMaster)},
 }

@@ -98,6 +98,7 @@ gocarp_carp_transitions_total{reason="initialization complete",state="backup",vh
 gocarp_carp_transitions_total{reason="link down",state="init",vhid="3"} 0
 gocarp_carp_transitions_total{reason="link up",state="backup",vhid="3"} 0
 gocarp_carp_transitions_total{reason="master timed out",state="master",vhid="3"} 0
+gocarp_carp_transitions_total{reason="master stepped down",state="master",vhid="3"} 0
 gocarp_carp_transitions_total{reason="master will time out",state="master",vhid="3"} 0
 gocarp_carp_transitions_total{reason="more frequent advertisement received",state="backup",vhid="3"} 0
 gocarp_carp_transitions_total{reason="preempting a more demoted master",state="master",vhid="3"} 0
