@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -164,22 +165,17 @@ func planFixed(d *daemon, next *Config) (*sectionPlan, error) {
 	return &sectionPlan{changes: notes, apply: func() error { return nil }}, nil
 }
 
-// show formats a value of the configuration for an error: JSON-like, as
-// the user wrote it.
+// show formats a value of the configuration for an error as the user
+// wrote it: JSON.
 func show(v any) string {
-	switch v := v.(type) {
-	case string:
-		return fmt.Sprintf("%q", v)
-	case Duration:
-		return v.String()
-	case fmt.Stringer:
-		return v.String()
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
 	}
-	s := fmt.Sprintf("%+v", v)
-	if len(s) > 80 {
-		s = s[:77] + "..."
+	if len(b) > 120 {
+		return string(b[:117]) + "..."
 	}
-	return s
+	return string(b)
 }
 
 // planSync plans sync.peers and sync.key_file: each is one function
