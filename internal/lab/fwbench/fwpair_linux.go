@@ -73,6 +73,9 @@ type FwpairOptions struct {
 	// Protocol is carp.protocol: empty for CARP (advskew 0 on fw1, 100 on
 	// fw2), "vrrp3" for VRRPv3 (priority 200 on fw1, 100 on fw2).
 	Protocol string
+	// Extra are top-level keys added to the configuration (e.g. "track"),
+	// replacing the lab's own of the same name.
+	Extra map[string]any
 }
 
 // KeyFile returns the path of the lab's sync key, creating it on first use.
@@ -155,6 +158,9 @@ func (l *Lab) FwpairConfig(i int, o FwpairOptions) (cfgPath, socket string) {
 	}
 	if o.BulkRate != 0 {
 		cfg["sync"].(map[string]any)["bulk_rate"] = o.BulkRate
+	}
+	for k, v := range o.Extra {
+		cfg[k] = v
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
