@@ -2,6 +2,7 @@ package fwbench
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -58,6 +59,9 @@ type Gocarp struct {
 	L     *Lab
 	Bin   string
 	Opts  FwpairOptions
+	// Extra are configuration keys of one firewall only (by index),
+	// added to Opts.Extra.
+	Extra [3]map[string]any
 	cfg   [3]string
 	sock  [3]string
 	proc  [3]*netns.Process
@@ -75,6 +79,13 @@ func (g *Gocarp) Name() string {
 func (g *Gocarp) Start(i int) {
 	o := g.Opts
 	o.StartAsMaster = i == 1
+	if g.Extra[i] != nil {
+		o.Extra = maps.Clone(o.Extra)
+		if o.Extra == nil {
+			o.Extra = map[string]any{}
+		}
+		maps.Copy(o.Extra, g.Extra[i])
+	}
 	g.cfg[i], g.sock[i] = g.L.FwpairConfig(i, o)
 	g.proc[i] = g.L.FW[i].Start(g.Bin, "-config", g.cfg[i])
 }
@@ -146,12 +157,12 @@ func (g *Gocarp) Crash(i int) {
 // doc/sync/ftfw/conntrackd.conf, docs/interop.md, "The firewall-pair lab").
 type Conntrackd struct {
 	L *Lab
-	// TrackScript, if set, is a health check keepalived runs on both
-	// firewalls (vrrp_script, tracked by both instances): a shell command
+	// TrackScript, if set, returns the health check keepalived runs on
+	// firewall i (vrrp_script, tracked by both instances): a shell command
 	// line run every second, failed after two failures in a row, healthy
 	// after two successes, weight 0 (the instance goes to FAULT and gives
 	// its addresses up).
-	TrackScript string
+	TrackScript func(i int) string
 	dir         [3]string
 	ctd         [3]*netns.Process
 	kad         [3]*netns.Process
@@ -298,10 +309,10 @@ func (c *Conntrackd) Start(i int) {
 		"LAN": FWAddr(i, "lan").String(), "WAN": FWAddr(i, "wan").String(), "Prio": prio,
 		"Script": filepath.Join(dir, "primary-backup.sh"), "TrackDef": "", "TrackUse": "",
 	}
-	if c.TrackScript != "" {
+	if c.TrackScript != nil {
 		// keepalived runs a script file, not a command line.
 		chk := filepath.Join(dir, "check.sh")
-		if err := os.WriteFile(chk, []byte("#!/bin/sh\n"+c.TrackScript+"\n"), 0o700); err != nil {
+		if err := os.WriteFile(chk, []byte("#!/bin/sh\n"+c.TrackScript(i)+"\n"), 0o700); err != nil {
 			t.Fatal(err)
 		}
 		kv["TrackDef"] = "vrrp_script chk {\n\tscript \"" + chk + "\"\n\tinterval 1\n\ttimeout 1\n\tfall 2\n\trise 2\n\tweight 0\n}\n"
