@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -74,11 +75,25 @@ func TestOperate(t *testing.T) {
 				lan := c["groups"].([]any)[0].(map[string]any)
 				lan["addresses"] = append(lan["addresses"].([]any), added.String())
 			})
+			want := "groups[0].addresses: +" + added.String() + " (group lan)"
+			if i == 2 { // SIGHUP reloads (and no longer shuts down)
+				from := p.proc[2].Len()
+				if err := p.proc[2].Signal(syscall.SIGHUP); err != nil {
+					t.Fatal(err)
+				}
+				if _, _, err := p.proc[2].WaitLine(from, "msg=\"fwpair: configuration reloaded\" trigger=SIGHUP changes=1", 30*time.Second); err != nil {
+					t.Fatalf("fw2 SIGHUP: %v", err)
+				}
+				if n := p.proc[2].Count(from, strconv.Quote(want)); n != 1 {
+					t.Errorf("fw2 logged the change %q %d times, want once", want, n)
+				}
+				continue
+			}
 			r, err := Request(p.sock[i], reqReload, time.Minute)
 			if err != nil {
 				t.Fatalf("fw%d reload: %v", i, err)
 			}
-			if want := "groups[0].addresses: +" + added.String() + " (group lan)"; strings.Join(r.Changes, "\n") != want {
+			if strings.Join(r.Changes, "\n") != want {
 				t.Errorf("fw%d reload changes %q, want %q", i, r.Changes, want)
 			}
 		}
@@ -143,9 +158,13 @@ func TestOperate(t *testing.T) {
 		}
 		s := checkFlows(t, "maintenance on: handover to fw2", fs)
 		t.Logf("maintenance on: fw2 MASTER and installed within %v", took.Round(time.Millisecond))
-		if lost := s.MaxGapTCP - e2eInterval; lost > 100*time.Millisecond {
-			t.Errorf("a flow lost %v in the planned handover (largest gap %v, %v between echoes), want at most 100ms",
-				lost.Round(time.Millisecond), s.MaxGapTCP.Round(time.Millisecond), e2eInterval)
+		// Lost time is the gap beyond the interval between echoes; the
+		// jitter the flows saw before any change (the machine is shared)
+		// is allowed on top of the 100 ms.
+		jitter := max(baseline.MaxGapTCP-e2eInterval, 0)
+		if lost := s.MaxGapTCP - e2eInterval; lost > 100*time.Millisecond+jitter {
+			t.Errorf("a flow lost %v in the planned handover (largest gap %v, %v between echoes), want at most 100ms (+%v of jitter before)",
+				lost.Round(time.Millisecond), s.MaxGapTCP.Round(time.Millisecond), e2eInterval, jitter.Round(time.Millisecond))
 		}
 
 		// Restarted, fw1 stays in maintenance: fw2 keeps the groups.
