@@ -263,6 +263,30 @@ func TestReloadPlanGroups(t *testing.T) {
 	if strings.Contains(got, "groups[1].addresses") {
 		t.Errorf("an unchanged address set listed:\n%s", got)
 	}
+
+	// A vhid no longer listed is removed, a new one added (its interface
+	// must exist: the loopback does).
+	write(func(s string) string {
+		return strings.Replace(s, `{"name": "wan", "vhid": 2, "interface": "wan0", "addresses": ["10.2.0.254"]}`,
+			`{"name": "mgmt", "vhid": 3, "interface": "lo", "addresses": ["10.3.0.254"]}`, 1)
+	})
+	if next, err = LoadConfig(d.cfg.File); err != nil {
+		t.Fatal(err)
+	}
+	if p, err = planGroups(d, next); err != nil {
+		t.Fatal(err)
+	}
+	want := "groups[1]: new group mgmt (vhid 3 on lo, addresses [10.3.0.254])\ngroup wan removed (vhid 2 on wan0)"
+	if got := strings.Join(p.changes, "\n"); got != want {
+		t.Errorf("changes:\n%s\nwant:\n%s", got, want)
+	}
+	// A new group on an interface that does not exist is refused.
+	write(func(s string) string {
+		return strings.Replace(s, `"vhid": 2, "interface": "wan0"`, `"vhid": 4, "interface": "nosuch0"`, 1)
+	})
+	if _, err := d.reload("test"); err == nil || !strings.Contains(err.Error(), `groups[1].interface "nosuch0"`) {
+		t.Errorf("a group moved to a missing interface: %v", err)
+	}
 }
 
 // Trackers follow the file: added, changed (restarted), removed; a removed

@@ -220,6 +220,11 @@ func QueryFwpair(socket string) (*FwpairStatus, error) {
 	if err := c.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
 		return nil, err
 	}
+	// The request: a client that sends none gets the status only after
+	// the daemon stopped waiting for one.
+	if _, err := io.WriteString(c, "status\n"); err != nil {
+		return nil, err
+	}
 	b, err := io.ReadAll(c)
 	if err != nil {
 		return nil, err
