@@ -30,3 +30,18 @@ func (d *daemon) openNoAccept() error {
 	d.noAccept, err = vip.NewNoAccept(d.cfg.Groups[0].VHID, addrs, &vip.NoAcceptConfig{Table: noAcceptTable, Logger: d.log})
 	return err
 }
+
+// noAcceptFollow keeps the drop rule of carp.accept false on the addresses
+// of the groups that run now, after a reload added, removed or changed
+// some: an address added by reload is dropped as the ones at start are.
+func (d *daemon) noAcceptFollow() error {
+	if d.noAccept == nil {
+		return nil
+	}
+	groups, _ := d.running()
+	var addrs []netip.Addr
+	for _, gr := range groups {
+		addrs = append(addrs, gr.cfg.Addresses...)
+	}
+	return d.noAccept.SetAddresses(addrs)
+}
