@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,7 +10,10 @@ import (
 )
 
 // exampleWithFiles writes fwpair.example.json into dir with its key and
-// boot file replaced, and returns the new file's path.
+// boot file replaced, and its documents moved into dir: the ruleset
+// subscribed (nft -c needs privileges; TestRunCheckRuleset checks it), the
+// file published from dir and applied with true, the state directory dir.
+// It returns the new file's path.
 func exampleWithFiles(t *testing.T, dir, key, boot string) string {
 	t.Helper()
 	b, err := os.ReadFile("fwpair.example.json")
@@ -18,8 +22,24 @@ func exampleWithFiles(t *testing.T, dir, key, boot string) string {
 	}
 	s := strings.Replace(string(b), "/etc/fwpair/sync.key", key, 1)
 	s = strings.Replace(s, "/var/lib/fwpair/boot", boot, 1)
+	var m map[string]any
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		t.Fatal(err)
+	}
+	dhcp := filepath.Join(dir, "dhcp.conf")
+	if err := os.WriteFile(dhcp, []byte("{}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m["firewall"] = map[string]any{"sync": "subscribe"}
+	f := m["files"].([]any)[0].(map[string]any)
+	f["path"], f["apply"] = dhcp, []string{"true"}
+	m["config_sync"].(map[string]any)["state_dir"] = dir
+	b, err = json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
 	path := filepath.Join(dir, "fwpair.json")
-	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -30,6 +30,11 @@ type Config struct {
 	Metrics       MetricsConfig   `json:"metrics,omitzero"`
 
 	Forwarding ForwardingConfig `json:"forwarding"` // the forwarding gate (gate.go)
+
+	// The replicated documents (documents_config.go).
+	Firewall   FirewallConfig   `json:"firewall,omitzero"`
+	Files      []FileConfig     `json:"files,omitempty"`
+	ConfigSync ConfigSyncConfig `json:"config_sync,omitzero"`
 }
 
 // CARPConfig holds the settings shared by every group.
@@ -319,6 +324,10 @@ func (c *Config) setDefaultsAndValidate() error {
 	}
 	if s.BulkRate < 0 || s.BulkRate > 10000000 {
 		return rangeErr("sync.bulk_rate", s.BulkRate, "0-10000000 (0 means 2000 frames/s)")
+	}
+
+	if err := c.validateDocuments(); err != nil {
+		return err
 	}
 
 	// conntrack
