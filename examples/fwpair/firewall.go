@@ -34,7 +34,7 @@ const nftTimeout = 30 * time.Second
 var (
 	// tableDecl matches a table declaration at the start of a line:
 	// "table inet fw {", "add table ip nat", "table filter" (family ip).
-	tableDecl = regexp.MustCompile(`(?m)^[ \t]*(?:(?:add|create)[ \t]+)?table[ \t]+(?:(ip|ip6|inet|arp|bridge|netdev)[ \t]+)?([A-Za-z_][A-Za-z0-9_./-]*|"[^"\n]*")`)
+	tableDecl    = regexp.MustCompile(`(?m)^[ \t]*(?:(?:add|create)[ \t]+)?table[ \t]+(?:(ip|ip6|inet|arp|bridge|netdev)[ \t]+)?([A-Za-z_][A-Za-z0-9_./-]*|"[^"\n]*")`)
 	flushRuleset = regexp.MustCompile(`(?m)^[ \t]*flush[ \t]+ruleset\b`)
 	includeStmt  = regexp.MustCompile(`(?m)^[ \t]*include[ \t]`)
 )
