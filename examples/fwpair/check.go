@@ -41,6 +41,16 @@ func checkFiles(cfg *Config) error {
 			return fmt.Errorf("fwpair: sync.boot_file %s holds %q, not a decimal boot counter", cfg.Sync.BootFile, b)
 		}
 	}
+	if _, err := readMaintenance(cfg.maintenancePath()); err != nil {
+		return err
+	}
+	for i, tc := range cfg.Track {
+		if tc.Type == "script" {
+			if _, err := os.Stat("/bin/sh"); err != nil {
+				return fmt.Errorf("fwpair: track[%d].script: runs with /bin/sh: %w", i, err)
+			}
+		}
+	}
 	return checkDocuments(cfg)
 }
 

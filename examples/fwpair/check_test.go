@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,24 +21,24 @@ func exampleWithFiles(t *testing.T, dir, key, boot string) string {
 	}
 	s := strings.Replace(string(b), "/etc/fwpair/sync.key", key, 1)
 	s = strings.Replace(s, "/var/lib/fwpair/boot", boot, 1)
-	var m map[string]any
-	if err := json.Unmarshal([]byte(s), &m); err != nil {
-		t.Fatal(err)
-	}
 	dhcp := filepath.Join(dir, "dhcp.conf")
 	if err := os.WriteFile(dhcp, []byte("{}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	m["firewall"] = map[string]any{"sync": "subscribe"}
-	f := m["files"].([]any)[0].(map[string]any)
-	f["path"], f["apply"] = dhcp, []string{"true"}
-	m["config_sync"].(map[string]any)["state_dir"] = dir
-	b, err = json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
+	for _, r := range [][2]string{
+		{`"ruleset": "/etc/fwpair/ruleset.nft",
+    "sync": "publish"`, `"sync": "subscribe"`},
+		{"/etc/kea/kea-dhcp4.conf", dhcp},
+		{`"/usr/bin/systemctl", "reload", "kea-dhcp4-server"`, `"true"`},
+		{`"state_dir": "/var/lib/fwpair"`, `"state_dir": "` + dir + `"`},
+	} {
+		if !strings.Contains(s, r[0]) {
+			t.Fatalf("fwpair.example.json lacks %s", r[0])
+		}
+		s = strings.Replace(s, r[0], r[1], 1)
 	}
 	path := filepath.Join(dir, "fwpair.json")
-	if err := os.WriteFile(path, b, 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -28,6 +28,7 @@ type Config struct {
 	Conntrack     ConntrackConfig `json:"conntrack"`
 	Follow        FollowConfig    `json:"follow"`
 	Metrics       MetricsConfig   `json:"metrics,omitzero"`
+	Track         []TrackConfig   `json:"track,omitempty"` // health checks (trackers.go)
 
 	Forwarding ForwardingConfig `json:"forwarding"` // the forwarding gate (gate.go)
 
@@ -35,6 +36,9 @@ type Config struct {
 	Firewall   FirewallConfig   `json:"firewall,omitzero"`
 	Files      []FileConfig     `json:"files,omitempty"`
 	ConfigSync ConfigSyncConfig `json:"config_sync,omitzero"`
+	// File is the file LoadConfig read it from, which a reload reads
+	// again; not a key of the file.
+	File string `json:"-"`
 }
 
 // CARPConfig holds the settings shared by every group.
@@ -128,7 +132,7 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()
 
 // Defaults of the zero values.
 const (
-	defaultControlSocket = "/run/fwpair.sock"
+	defaultControlSocket = "/run/fwpair/fwpair.sock" // fwpair.service's RuntimeDirectory
 	defaultStartWait     = 3 * time.Second
 	defaultCommitTimeout = 2 * time.Second
 	defaultFollowHold    = 10 * time.Second
@@ -150,6 +154,7 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fwpair: config %s: %w", path, err)
 	}
+	c.File = path
 	return c, nil
 }
 
@@ -350,6 +355,10 @@ func (c *Config) setDefaultsAndValidate() error {
 		if _, err := netip.ParseAddrPort(l); err != nil {
 			return fmt.Errorf("metrics.listen %q is not an IP address and port (e.g. \"127.0.0.1:9310\")", l)
 		}
+	}
+
+	if err := c.validateTracks(); err != nil {
+		return err
 	}
 
 	// follow

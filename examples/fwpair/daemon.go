@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -51,7 +52,6 @@ type daemon struct {
 	backend *conntrack.Backend
 	engine  *pfsync.Engine
 	follow  *carp.FollowGroup // the engine's Demoter, and the groups' follow rule
-	groups  []*groupRun
 	control *controlServer
 	metrics *httpmetrics.Server // metrics.listen
 	gate    *gate               // nil when forwarding.gate is false
@@ -67,16 +67,37 @@ type daemon struct {
 	mu              sync.Mutex
 	commits         []CommitStatus // the latest maxCommits takeover commits
 	startedAsMaster bool
+
+	// What runs: a reload replaces these slices, never changes them in
+	// place, so a reader ranges over what running returned without a lock.
+	runMu  sync.Mutex
+	groups []*groupRun
+	tracks []*trackRun
+
+	// reloadMu serialises reloads with each other and with the shutdown
+	// (closing: no reload starts once the shutdown has begun).
+	reloadMu  sync.Mutex
+	closing   bool
+	syncKey   []byte     // the sealing key in use, to tell a changed sync.key_file
+	syncPeers []SyncPeer // the sync peers in use
+
+	maintMu sync.Mutex
+	maint   Maintenance
 }
 
-// groupRun is one CARP group and what follows it.
+// groupRun is one CARP group and what follows it. A reload that changes
+// the group replaces its groupRun by a copy with the new configuration.
 type groupRun struct {
-	cfg   GroupConfig
-	group *carp.Group
-	mgr   *vip.NetlinkManager
-	ann   *vip.PacketAnnouncer
-	fol   *vip.Follower
-	link  *carp.LinkWatcher
+	cfg           GroupConfig
+	carp          CARPConfig // the carp section the group runs with
+	startAsMaster bool       // carp.Config.StartAsMaster, fixed at NewGroup
+	ifindex       int
+	tr            *carp.RawTransport
+	group         *carp.Group
+	mgr           *vip.NetlinkManager
+	ann           *vip.PacketAnnouncer
+	fol           *vip.Follower
+	link          *carp.LinkWatcher
 }
 
 // newDaemon opens and starts everything. On error it closes what it
@@ -107,6 +128,16 @@ func newDaemon(ctx context.Context, cfg *Config, log *slog.Logger) (_ *daemon, e
 	}); err != nil {
 		return nil, err
 	}
+	// Maintenance mode (maintenance.go) is in force before anything
+	// advertises: a node restarted in maintenance never takes a group
+	// from a healthy peer.
+	if d.maint, err = readMaintenance(cfg.maintenancePath()); err != nil {
+		return nil, err
+	}
+	if d.maint.On {
+		log.Info("fwpair: maintenance mode on (from an earlier run): the groups stay with the peer", "since", d.maint.Since)
+		d.applyMaintenance()
+	}
 	if err := d.openSync(); err != nil {
 		return nil, err
 	}
@@ -135,16 +166,32 @@ func newDaemon(ctx context.Context, cfg *Config, log *slog.Logger) (_ *daemon, e
 		}
 	}
 	d.startedAsMaster = startAsMaster
+	var groups []*groupRun
 	for _, gc := range cfg.Groups {
-		gr, err := d.openGroup(gc, startAsMaster)
+		gr, err := d.openGroup(gc, cfg.CARP, startAsMaster)
 		if gr != nil {
-			d.groups = append(d.groups, gr)
+			groups = append(groups, gr)
+			d.setRunning(groups, nil)
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
-	if d.control, err = listenControl(cfg.ControlSocket, d.status, log); err != nil {
+	// The trackers start before the groups, so that a check failing at
+	// start keeps the node from taking a group from a healthy peer.
+	var tracks []*trackRun
+	for _, tc := range cfg.Track {
+		tr, err := d.newTracker(tc)
+		if err != nil {
+			return nil, err
+		}
+		tracks = append(tracks, tr)
+		d.setRunning(groups, tracks)
+		if err := tr.t.Start(); err != nil {
+			return nil, fmt.Errorf("track %s: %w", tc.Name, err)
+		}
+	}
+	if d.control, err = listenControlRequests(cfg.ControlSocket, d.handleRequest, log); err != nil {
 		return nil, err
 	}
 	if err := d.openMetrics(); err != nil {
@@ -153,7 +200,7 @@ func newDaemon(ctx context.Context, cfg *Config, log *slog.Logger) (_ *daemon, e
 	if ctx.Err() != nil {
 		return nil, errAborted
 	}
-	for _, gr := range d.groups {
+	for _, gr := range groups {
 		if err := gr.group.Start(); err != nil {
 			return nil, fmt.Errorf("group %s: %w", gr.cfg.Name, err)
 		}
@@ -162,8 +209,8 @@ func newDaemon(ctx context.Context, cfg *Config, log *slog.Logger) (_ *daemon, e
 	if off := linkdownOff("/proc/sys"); len(off) > 0 {
 		log.Warn("fwpair: routes through a link without carrier are still used: a packet sent to it waits and arrives late, after newer ones through the peer; set these to 1 (docs/interop.md, \"Host sysctls\")", "sysctls", off)
 	}
-	log.Info("fwpair: started", "node", cfg.Node, "groups", len(d.groups), "start_as_master", startAsMaster,
-		"commit", cfg.Sync.Commit, "control", cfg.ControlSocket)
+	log.Info("fwpair: started", "node", cfg.Node, "groups", len(groups), "start_as_master", startAsMaster,
+		"commit", cfg.Sync.Commit, "control", cfg.ControlSocket, "track", len(tracks), "maintenance", d.maint.On)
 	return d, nil
 }
 
@@ -180,6 +227,7 @@ func (d *daemon) openSync() error {
 		return err
 	}
 	d.boot = boot
+	d.syncKey, d.syncPeers = key, slices.Clone(cfg.Sync.Peers)
 	if d.sealer, err = seal.New(seal.Config{
 		Node: pfsync.NodeID(cfg.Node), Boot: boot,
 		Keys: []seal.Key{{ID: sendKeyID, Secret: key}}, SendKeyID: sendKeyID, Logger: d.log,
@@ -271,9 +319,9 @@ func (d *daemon) waitForPeer(ctx context.Context, wait time.Duration) bool {
 	return d.engine.Stats().PeersUp > 0
 }
 
-// openGroup creates one group, its address follower and its link watcher.
-// The group is not started.
-func (d *daemon) openGroup(gc GroupConfig, startAsMaster bool) (*groupRun, error) {
+// openGroup creates one group, with the carp section cc, its address
+// follower and its link watcher. The group is not started.
+func (d *daemon) openGroup(gc GroupConfig, cc CARPConfig, startAsMaster bool) (*groupRun, error) {
 	log := d.groupLog(gc)
 	ifi, err := net.InterfaceByName(gc.Interface)
 	if err != nil {
@@ -296,17 +344,10 @@ func (d *daemon) openGroup(gc GroupConfig, startAsMaster bool) (*groupRun, error
 	if err != nil {
 		return nil, fmt.Errorf("group %s: %w", gc.Name, err)
 	}
-	gr := &groupRun{cfg: gc}
-	gr.group, err = carp.NewGroup(d.cfg.CARP.groupConfig(carp.Config{
-		VHID:          gc.VHID,
-		Addrs:         gc.Addresses,
-		Preempt:       d.cfg.CARP.Preempt,
-		StartAsMaster: startAsMaster,
-		IfIndex:       ifi.Index,
-		Transport:     tr,
-		Logger:        log,
-		OnTransition:  d.onTransition,
-	}))
+	gr := &groupRun{cfg: gc, carp: cc, startAsMaster: startAsMaster, ifindex: ifi.Index, tr: tr}
+	c := gr.carpConfig()
+	c.Transport, c.Logger, c.OnTransition = tr, log, d.onTransition
+	gr.group, err = carp.NewGroup(c)
 	if err != nil {
 		tr.Close()
 		return nil, fmt.Errorf("group %s: %w", gc.Name, err)
@@ -356,7 +397,7 @@ func (d *daemon) groupLog(gc GroupConfig) *slog.Logger {
 func (d *daemon) onTransition(t carp.Transition) {
 	d.log.Info("fwpair: carp transition", "vhid", t.VHID, "from", t.From, "to", t.To, "reason", t.Reason)
 	d.notifyState()
-	for _, gr := range d.groups {
+	for _, gr := range d.groupList() {
 		if gr.cfg.VHID == t.VHID && gr.fol != nil {
 			gr.fol.Handle(t)
 		}
@@ -482,6 +523,9 @@ func closeAll(within time.Duration, cs []closer) (errs []error, pending []string
 // watcher; the engine (it flushes what is queued); the control socket.
 // Kernel conntrack entries stay.
 func (d *daemon) close() {
+	d.reloadMu.Lock() // waits for a reload that runs
+	d.closing = true
+	d.reloadMu.Unlock()
 	d.metricsRunning(false)
 	var errs []error
 	step := func(what string, cs []closer) {
@@ -491,8 +535,9 @@ func (d *daemon) close() {
 			d.log.Error("fwpair: shutdown step not finished; going on without it", "step", what, "pending", pending, "waited", shutdownStep)
 		}
 	}
-	var links, groups, fols, addrs []closer
-	for _, gr := range d.groups {
+	var links, groups, fols, addrs, tracks []closer
+	running, trackers := d.running()
+	for _, gr := range running {
 		name := gr.cfg.Name
 		if gr.link != nil {
 			links = append(links, closer{name + " link watcher", gr.link.Close})
@@ -512,6 +557,10 @@ func (d *daemon) close() {
 	}
 	step("link watchers", links)
 	step("groups", groups)
+	for _, tr := range trackers { // after the groups: a cleared demotion must not let a leaving group take over
+		tracks = append(tracks, closer{"tracker " + tr.cfg.Name, tr.t.Close})
+	}
+	step("trackers", tracks)
 	if d.follow != nil {
 		d.follow.Close()
 	}
@@ -540,4 +589,16 @@ func (d *daemon) close() {
 	if err := errors.Join(errs...); err != nil {
 		d.log.Warn("fwpair: shutting down", "err", err)
 	}
+}
+
+// carpConfig is the group's carp.Config without its Transport, Logger and
+// OnTransition (nil: unchanged, for Group.Reconfigure).
+func (gr *groupRun) carpConfig() carp.Config {
+	return gr.carp.groupConfig(carp.Config{
+		VHID:          gr.cfg.VHID,
+		Addrs:         gr.cfg.Addresses,
+		Preempt:       gr.carp.Preempt,
+		StartAsMaster: gr.startAsMaster,
+		IfIndex:       gr.ifindex,
+	})
 }

@@ -93,12 +93,15 @@
 //	fwpair -config /etc/fwpair/fwpair.json     # run
 //	fwpair -config FILE -check                  # validate (and the key file, boot file directory), print with defaults
 //	fwpair -config FILE -status                 # status of the running daemon (JSON)
-//	fwpair -status -socket /run/fwpair.sock     # same, socket given directly
+//	fwpair -status -socket /run/fwpair/fwpair.sock  # same, socket given directly
+//	fwpair -config FILE -reload                 # apply the edited file live (as SIGHUP); prints the changes
+//	fwpair -config FILE -maintenance on|off     # persistent maintenance mode
 //	fwpair -genkey /etc/fwpair/sync.key         # new pre-shared key (0600)
 //	fwpair -config FILE -log-format json        # run, logging JSON objects (default: text)
 //
-// Signals: SIGUSR1 logs the status (the same JSON as -status); SIGTERM,
-// SIGINT and SIGHUP shut down: every MASTER group sends its bow-out advert
+// Signals: SIGUSR1 logs the status (the same JSON as -status); SIGHUP
+// reloads the configuration (see Reloading) and never shuts down; SIGTERM
+// and SIGINT shut down: every MASTER group sends its bow-out advert
 // at once (the peer takes over at once), the addresses are withdrawn;
 // kernel conntrack entries stay. They are caught from the start: during
 // start-up (carp.start_wait) they stop it without starting the groups.
@@ -118,7 +121,79 @@
 // local, external cache), bulk progress and every engine, seal, transport and
 // conntrack counter, the last takeover commit (records, duration), and
 // the forwarding gate ("forwarding": state open, closed or disabled,
-// opened_at, reason, error).
+// opened_at, reason, error), the maintenance mode ("maintenance": on,
+// since) and every tracker ("track": state unknown, healthy or failed,
+// weight, the demotion it contributes now, streak, checks, last_error).
+//
+// The control socket takes one request line (a client that sends none
+// gets the status after 200 ms, so "connect and read" still works):
+// "status", "reload", "maintenance on", "maintenance off"; the answer is
+// one JSON object. -status, -reload and -maintenance send them.
+//
+// # Reloading
+//
+// SIGHUP or fwpair -config FILE -reload makes the running daemon read its
+// configuration file again, validate it as at start, and apply the
+// difference live, with no group closed and re-opened that the change
+// does not remove, so no group changes state unless the election outcome
+// does:
+//
+//   - carp.advbase, advskew, password, preempt, dead_ratio (vrrp3:
+//     priority, advert_int): every group takes them at once
+//     (carp.Group.Reconfigure). A new password is rolled over: for a
+//     window (at least the master-down interval) a group sends with the
+//     old key and accepts both, so the two nodes can be reloaded a few
+//     seconds apart without either taking over.
+//   - groups[]: a group is known by its vhid. A new vhid starts as BACKUP,
+//     a vhid no longer listed is closed (a MASTER bows out, its addresses
+//     are withdrawn), and a listed one takes its new name, addresses (the
+//     MASTER installs and announces added ones, withdraws removed ones and
+//     leaves the others alone) and unicast peers.
+//   - track[]: a tracker is known by its name: a new one starts, a changed
+//     one restarts, a removed one stops and its demotion is cleared.
+//   - carp.start_as_master and carp.start_wait are taken for the next start.
+//
+// Anything else is refused, with an error naming the key, and the daemon
+// goes on running its previous configuration untouched: node,
+// control_socket, log_level, carp.protocol, a group's interface or source,
+// a new address family in a group, sync (but for the key file's path),
+// conntrack, follow, metrics, forwarding. sync.peers and a new key in
+// sync.key_file are refused too, until the sync engine takes them at run
+// time. Every change is checked before any is applied; should applying one
+// fail (an interface gone), the others are applied, the error is reported,
+// and the next reload tries it again. -reload prints the changes (one line
+// each, "none" when the file is unchanged) and exits 1 with the error if
+// the daemon refused the file; the log has a line per change.
+//
+// A reload on one node only is a configuration the pair does not share:
+// change both nodes (the password rollover covers the seconds between).
+//
+// # Maintenance mode
+//
+// fwpair -config FILE -maintenance on hands every group to the peer at
+// once and keeps them there, across restarts of fwpair, until
+// -maintenance off (pfSense's persistent CARP maintenance mode). It raises
+// the node-wide demotion (source "maintenance") to carp's cap, 255: a
+// MASTER advertises it at once and the peer, less demoted, takes over at
+// once whatever its preempt setting; with off the demotion is cleared and,
+// with preempt, the groups come back. The mode is recorded in the file
+// "maintenance" in sync.boot_file's directory (written atomically; it
+// holds the time it was switched on), read at start before any group
+// advertises. When no fwpair runs, -maintenance records the mode for the
+// next start. A node in maintenance still takes the groups when no
+// healthier node advertises (its peer down): maintenance moves the
+// traffic, it never leaves the pair without a master.
+//
+// # Health checks
+//
+// The track list runs health checks (package track) that, while failed,
+// demote every group of the node (through the follow group, so the groups
+// move together), as keepalived's track_script, track_interface,
+// track_process, TCP_CHECK and HTTP_GET do. A check fails after fall
+// failures in a row and recovers after rise successes; the first result
+// after start sets the state at once. A failed check on the MASTER raises
+// its demotion, which it advertises at once, and the peer takes over
+// within one advertisement. Removing a check (reload) clears its demotion.
 //
 // # Running under systemd
 //
@@ -142,8 +217,10 @@
 //
 //	node               sync node id of this firewall, 1-4294967295, unique in
 //	                   the pair and kept across restarts. Required.
-//	control_socket     unix socket of the status (mode 0600). Default
-//	                   "/run/fwpair.sock".
+//	control_socket     unix socket of the status and the requests (mode
+//	                   0600; its directory is created if missing). Default
+//	                   "/run/fwpair/fwpair.sock" (fwpair.service's
+//	                   RuntimeDirectory).
 //	log_level          "debug", "info" (default), "warn" or "error".
 //
 //	carp.advbase       advertisement base interval in seconds, 1-255.
@@ -268,6 +345,30 @@
 //	                   node is in sync or MASTER (see Forwarding gate;
 //	                   needs the nft binary). false: fwpair leaves
 //	                   forwarding alone.
+//
+//	track[]            0-64 health checks, each {"name", "type", the type's
+//	                   keys, "interval", "timeout", "rise", "fall", "weight"}:
+//	  .name            unique, 1-64 bytes; the demotion source is
+//	                   "track:<name>".
+//	  .type            "script": .script, a shell command line (sh -c),
+//	                   healthy when it exits 0, killed with its children at
+//	                   the timeout. "interface": .interface, healthy while
+//	                   up with carrier. "process": .pid_file or .process (the
+//	                   name in /proc/PID/comm), healthy while it runs. "tcp":
+//	                   .address "host:port", healthy when a connection is
+//	                   accepted. "http": .url (http or https) and .status
+//	                   (100-599; 0 or absent: any 2xx).
+//	  .interval        time between the end of a check and the next,
+//	                   10ms-1h; default "1s".
+//	  .timeout         a check still running then has failed, 10ms-1h;
+//	                   default the interval.
+//	  .rise, .fall     successes (failures) in a row that turn a failed
+//	                   (healthy) check healthy (failed), 1-1000; default 1.
+//	  .weight          the demotion while failed, 1-255; 0 (default) forces
+//	                   the node out of MASTER: the cap, 255, above any
+//	                   healthy peer (keepalived's FAULT, without its own
+//	                   state: the node would still take over if no healthier
+//	                   one advertised).
 //
 // Durations are Go duration strings ("1.5s", "200ms").
 //

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -379,61 +380,91 @@ func runCommand(ctx context.Context, argv []string, env []string) error {
 	return nil
 }
 
-// reload re-reads the files of the documents this node publishes or
-// applies from its own files and brings the changed ones into force: a
-// ruleset through nft -c and one transaction, a file through its apply
-// command; then each changed one is published with a new version. A
-// document that fails keeps its version in force (and published); the
-// errors are returned together. Roles, names, paths and config_sync
-// cannot change without a restart: cfg must have the same documents.
-func (ds *documents) reload(cfg *Config) error {
-	if err := sameDocuments(ds.cfg, cfg); err != nil {
-		return err
+// docChange is one document a reload brings into force.
+type docChange struct {
+	d    *docState
+	data []byte
+}
+
+// planReload is the documents' part of a reload (reload.go): it re-reads
+// the files of the documents this node publishes or applies from its own
+// files and finds those that changed. A changed ruleset must pass nft -c
+// here: one that does not refuses the whole reload (nothing changes, the
+// version in force stays published, -status shows why). Roles, names,
+// paths and config_sync cannot change without a restart. The returned
+// apply brings the changed documents into force (a ruleset in one nft
+// transaction, a file through its apply command) and publishes each with a
+// new version; a document that fails there keeps its version in force.
+func (ds *documents) planReload(next *Config) (changes []string, apply func() error, err error) {
+	if err := sameDocuments(ds.cfg, next); err != nil {
+		return nil, nil, err
 	}
 	ds.op.Lock()
 	defer ds.op.Unlock()
-	newFiles := map[string]*FileConfig{}
-	for _, dc := range cfg.docConfigs() {
+	files := map[string]*FileConfig{}
+	for _, dc := range next.docConfigs() {
 		if dc.file != nil {
-			newFiles[dc.name] = dc.file
+			files[dc.name] = dc.file
 		}
 	}
-	var errs []error
+	var todo []docChange
+	var refused []error
 	for _, name := range ds.order {
 		d := ds.docs[name]
-		if f := newFiles[name]; f != nil {
-			ds.mu.Lock()
-			d.file = f // apply command and timeout may change
-			ds.mu.Unlock()
-		}
 		if d.role == syncSubscribe {
 			continue
 		}
-		changed, err := ds.reloadOne(d)
-		if err != nil {
-			ds.failed(d, fmt.Errorf("reload: %s refused, version %d stays in force: %w", d.path, d.version, err))
-			errs = append(errs, fmt.Errorf("document %s: %w", name, err))
+		data, err := os.ReadFile(d.path)
+		if err == nil && d.data != nil && bytes.Equal(data, d.data) {
 			continue
 		}
-		if changed {
-			ds.mu.Lock()
-			d.err = ""
-			ds.mu.Unlock()
+		if err == nil && d.isRules {
+			err = checkRulesetOver(ds.nft, data, d.data)
+		}
+		if err != nil {
+			err = fmt.Errorf("%s %s refused, version %d stays in force: %w", docKey(d), d.path, d.version, err)
+			ds.failed(d, err)
+			refused = append(refused, err)
+			continue
+		}
+		todo = append(todo, docChange{d: d, data: data})
+		changes = append(changes, fmt.Sprintf("%s %s: changed (%d bytes), published with a new version", docKey(d), d.path, len(data)))
+	}
+	if err := errors.Join(refused...); err != nil {
+		return nil, nil, err
+	}
+	for _, name := range ds.order {
+		if d, f := ds.docs[name], files[name]; d.file != nil && f != nil && !reflect.DeepEqual(*d.file, *f) {
+			changes = append(changes, fmt.Sprintf("files[%s]: apply command or timeout changed", name))
 		}
 	}
-	ds.cfg = cfg
-	return errors.Join(errs...)
+	apply = func() error {
+		ds.op.Lock()
+		defer ds.op.Unlock()
+		ds.mu.Lock()
+		for _, d := range ds.docs {
+			if f := files[d.name]; f != nil {
+				d.file = f // apply command and timeout may change
+			}
+		}
+		ds.cfg = next
+		ds.mu.Unlock()
+		var errs []error
+		for _, c := range todo {
+			if err := ds.bringIntoForce(c.d, c.data); err != nil {
+				err = fmt.Errorf("%s %s: version %d stays in force: %w", docKey(c.d), c.d.path, c.d.version, err)
+				ds.failed(c.d, err)
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	}
+	return changes, apply, nil
 }
 
-// reloadOne brings d's file into force if it changed.
-func (ds *documents) reloadOne(d *docState) (bool, error) {
-	data, err := os.ReadFile(d.path)
-	if err != nil {
-		return false, err
-	}
-	if d.data != nil && bytes.Equal(data, d.data) {
-		return false, nil
-	}
+// bringIntoForce applies data as d's new version and publishes it.
+func (ds *documents) bringIntoForce(d *docState, data []byte) error {
+	var err error
 	if d.isRules {
 		err = applyRuleset(ds.nft, data, d.data)
 	} else {
@@ -445,9 +476,23 @@ func (ds *documents) reloadOne(d *docState) (bool, error) {
 		}
 	}
 	if err != nil {
-		return false, err
+		return err
 	}
-	return true, ds.install(d, data)
+	if err := ds.install(d, data); err != nil {
+		return err
+	}
+	ds.mu.Lock()
+	d.err = ""
+	ds.mu.Unlock()
+	return nil
+}
+
+// docKey names d's key in the configuration file.
+func docKey(d *docState) string {
+	if d.isRules {
+		return "firewall.ruleset"
+	}
+	return "files[" + d.name + "]"
 }
 
 // sameDocuments refuses a reload that changes what needs a restart.
@@ -468,4 +513,17 @@ func sameDocuments(old, cfg *Config) error {
 		return errors.New("config_sync changed; restart fwpair to change it")
 	}
 	return nil
+}
+
+// planDocuments is the reload section of the firewall ruleset and the
+// files (documents.planReload).
+func planDocuments(d *daemon, next *Config) (*sectionPlan, error) {
+	if d.docs == nil {
+		return nil, nil
+	}
+	changes, apply, err := d.docs.planReload(next)
+	if err != nil || len(changes) == 0 {
+		return nil, err
+	}
+	return &sectionPlan{changes: changes, apply: apply}, nil
 }

@@ -184,7 +184,12 @@ func applyRuleset(nft nftRunner, rules, prev []byte) error {
 
 // checkRuleset is applyRuleset's check alone (-check).
 func checkRuleset(nft nftRunner, rules []byte) error {
-	script, err := rulesetScript(rules, nil)
+	return checkRulesetOver(nft, rules, nil)
+}
+
+// checkRulesetOver is applyRuleset's check alone, replacing prev.
+func checkRulesetOver(nft nftRunner, rules, prev []byte) error {
+	script, err := rulesetScript(rules, prev)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -31,7 +32,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	configPath := fl.String("config", defaultConfigPath, "configuration `file` (JSON, see the package documentation)")
 	check := fl.Bool("check", false, "validate the configuration, the key file and the boot file directory, print the configuration with defaults filled in, and exit")
 	status := fl.Bool("status", false, "print the status of the fwpair running with this configuration (its control socket) and exit")
-	socket := fl.String("socket", "", "with -status: control socket `path` (default: control_socket of -config)")
+	reload := fl.Bool("reload", false, "make the fwpair running with this configuration read it again and apply the changes live (as SIGHUP does); print them and exit")
+	maintenance := fl.String("maintenance", "", "`on`: hand every group to the peer and keep them there, across restarts, until off; print the mode and exit")
+	socket := fl.String("socket", "", "with -status, -reload, -maintenance: control socket `path` (default: control_socket of -config)")
 	genkey := fl.String("genkey", "", "write a new sync pre-shared key to `file` (mode 0600) and exit")
 	logFormat := fl.String("log-format", "text", "log lines as key=value `text` or as json objects")
 	fl.Usage = func() {} // -h prints writeUsage on stdout; a bad flag only its error
@@ -63,6 +66,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
+	if n := countTrue(*check, *status, *reload, *maintenance != ""); n > 1 {
+		fmt.Fprintln(stderr, "fwpair: -check, -status, -reload and -maintenance exclude each other")
+		return 2
+	}
+	var maintOn bool
+	if *maintenance != "" {
+		var err error
+		if maintOn, err = parseMaintenanceArg(*maintenance); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 2
+		}
+	}
 	if *status && *socket != "" {
 		return printStatus(*socket, stdout, stderr)
 	}
@@ -71,7 +86,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
+	sock := cfg.ControlSocket
+	if *socket != "" {
+		sock = *socket
+	}
 	switch {
+	case *reload:
+		return requestReload(sock, stdout, stderr)
+	case *maintenance != "":
+		return requestMaintenance(cfg, sock, maintOn, stdout, stderr)
 	case *check:
 		if err := checkFiles(cfg); err != nil {
 			fmt.Fprintln(stderr, err)
@@ -119,7 +142,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			r.d.serve(pending, sigs)
 			return 0
 		case sig := <-sigs:
-			if sig == syscall.SIGUSR1 {
+			if sig == syscall.SIGUSR1 || sig == syscall.SIGHUP {
 				pending = append(pending, sig)
 				continue
 			}
@@ -164,9 +187,10 @@ func printStatus(path string, stdout, stderr io.Writer) int {
 }
 
 // serve handles signals (first those that arrived during start-up) until
-// one ends the daemon: SIGUSR1 logs the status; SIGTERM, SIGINT and SIGHUP
-// shut down (MASTER groups send their bow-out advert, addresses are
-// withdrawn), each step bounded by shutdownStep.
+// one ends the daemon: SIGUSR1 logs the status; SIGHUP reloads the
+// configuration (reload.go); SIGTERM and SIGINT shut down (MASTER groups
+// send their bow-out advert, addresses are withdrawn), each step bounded
+// by shutdownStep.
 func (d *daemon) serve(pending []os.Signal, sigs <-chan os.Signal) {
 	for {
 		var sig os.Signal
@@ -175,8 +199,12 @@ func (d *daemon) serve(pending []os.Signal, sigs <-chan os.Signal) {
 		} else {
 			sig = <-sigs
 		}
-		if sig == syscall.SIGUSR1 {
+		switch sig {
+		case syscall.SIGUSR1:
 			d.logStatus("status")
+			continue
+		case syscall.SIGHUP:
+			d.reload("SIGHUP") // logs what it did, or why not
 			continue
 		}
 		d.log.Info("fwpair: shutting down", "signal", sig.String())
@@ -196,4 +224,67 @@ func (d *daemon) logStatus(msg string) {
 		return
 	}
 	d.log.Info(msg, "status", json.RawMessage(b))
+}
+
+func countTrue(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
+}
+
+// requestReload asks the running daemon to reload and prints the changes
+// it applied: exit status 0 when all were applied, 1 when the daemon
+// refused the new file (it runs on the old one) or a change failed.
+func requestReload(sock string, stdout, stderr io.Writer) int {
+	r, err := Request(sock, reqReload, time.Minute)
+	if r != nil {
+		for _, c := range r.Changes {
+			fmt.Fprintln(stdout, c)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// requestMaintenance switches the maintenance mode of the running daemon,
+// or, when none answers on its control socket, records it for the next
+// start. It prints the mode.
+func requestMaintenance(cfg *Config, sock string, on bool, stdout, stderr io.Writer) int {
+	req := reqMaintenanceOff
+	if on {
+		req = reqMaintenanceOn
+	}
+	r, err := Request(sock, req, 10*time.Second)
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, fs.ErrNotExist) { // not running
+		m := Maintenance{On: on}
+		if on {
+			m.Since = time.Now()
+		}
+		if werr := writeMaintenance(cfg.maintenancePath(), m); werr != nil {
+			fmt.Fprintf(stderr, "%v\n%v\n", err, werr)
+			return 1
+		}
+		fmt.Fprintf(stdout, "maintenance %s (fwpair not running: recorded in %s for its next start)\n", onOff(on), cfg.maintenancePath())
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "maintenance %s\n", onOff(r.Maintenance != nil && r.Maintenance.On))
+	return 0
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
 }

@@ -17,7 +17,7 @@ func (d *daemon) openMetrics() error {
 		return nil
 	}
 	reg := prometheus.NewRegistry()
-	for _, gr := range d.groups {
+	for _, gr := range d.groupList() {
 		reg.MustRegister(metrics.NewGroup(gr.group), metrics.NewFollower(gr.cfg.VHID, gr.fol))
 	}
 	ec := metrics.NewEngine(d.engine)

@@ -18,8 +18,9 @@ import (
 func (d *daemon) notifyReady() {
 	d.notify.Status(d.statusLine())
 	d.notify.Ready()
-	groups := make([]*carp.Group, len(d.groups))
-	for i, gr := range d.groups {
+	running := d.groupList()
+	groups := make([]*carp.Group, len(running))
+	for i, gr := range running {
 		groups[i] = gr.group
 	}
 	stall := sdnotify.NewStall(time.Now(), groups...)
@@ -50,8 +51,9 @@ func (d *daemon) statusLine() string {
 	if founder {
 		start = "founder"
 	}
-	states := make([]string, len(d.groups))
-	for i, gr := range d.groups {
+	running := d.groupList()
+	states := make([]string, len(running))
+	for i, gr := range running {
 		states[i] = fmt.Sprintf("%s %v", gr.cfg.Name, gr.group.State())
 	}
 	return fmt.Sprintf("node %d (%s): %s", d.cfg.Node, start, strings.Join(states, ", "))

@@ -4,11 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"time"
@@ -28,8 +28,10 @@ type Status struct {
 	Node            uint32          `json:"node"`
 	Uptime          string          `json:"uptime"`
 	StartedAsMaster bool            `json:"started_as_master"`
-	Goroutines      int             `json:"goroutines"` // runtime.NumGoroutine(): growing over a long run is a leak
+	Goroutines      int             `json:"goroutines"`  // runtime.NumGoroutine(): growing over a long run is a leak
+	Maintenance     Maintenance     `json:"maintenance"` // persistent maintenance mode (maintenance.go)
 	Groups          []GroupStatus   `json:"groups"`
+	Track           []TrackStatus   `json:"track,omitempty"` // the health checks (trackers.go)
 	Follow          FollowStatus    `json:"follow"`
 	Forwarding      GateStatus      `json:"forwarding"` // the forwarding gate (gate.go)
 	Sync            SyncStatus      `json:"sync"`
@@ -147,8 +149,10 @@ func (s *Status) CommittedSince(t time.Time) (records int, allGroups bool, errs 
 func (d *daemon) status() *Status {
 	st := &Status{Node: d.cfg.Node, Uptime: time.Since(d.started).Round(time.Millisecond).String(),
 		StartedAsMaster: d.startedAsMaster, Goroutines: runtime.NumGoroutine(), Follow: followStatus(d.follow),
-		Forwarding: d.gate.Status()}
-	for _, gr := range d.groups {
+		Forwarding: d.gate.Status(), Maintenance: d.maintenanceStatus()}
+	groups, tracks := d.running()
+	st.Track = trackStatus(tracks)
+	for _, gr := range groups {
 		g := GroupStatus{Name: gr.cfg.Name, VHID: gr.cfg.VHID, Interface: gr.cfg.Interface,
 			State: gr.group.State().String(), Demotion: gr.group.Demotion(),
 			AdvertInterval: gr.group.AdvertInterval().String(), MasterDown: gr.group.MasterDownInterval().String(),
@@ -179,22 +183,33 @@ func (d *daemon) status() *Status {
 	return st
 }
 
-// controlServer answers every connection on a unix socket with the status
-// as JSON and closes it. There is no request: connecting is asking.
+// controlServer answers every connection on a unix socket with the answer
+// to its request (control.go) as JSON and closes it. A client that sends
+// no request gets the status: connecting is asking.
 type controlServer struct {
-	ln   net.Listener
-	path string
-	log  *slog.Logger
-	get  func() *Status
-	wg   sync.WaitGroup
-	once sync.Once
-	err  error
+	ln     net.Listener
+	path   string
+	log    *slog.Logger
+	handle func(req string) any
+	wg     sync.WaitGroup
+	once   sync.Once
+	err    error
 }
 
-// listenControl creates the socket (mode 0600: the status reveals the
-// topology) and starts serving. A stale socket left by a crashed run is
-// replaced; any other file at path is an error.
+// listenControl serves only the status (get) on the socket at path.
 func listenControl(path string, get func() *Status, log *slog.Logger) (*controlServer, error) {
+	return listenControlRequests(path, func(string) any { return get() }, log)
+}
+
+// listenControlRequests creates the socket (mode 0600: the status reveals
+// the topology, and the requests change the node) and starts serving
+// handle. A stale socket left by a crashed run is replaced; any other file
+// at path is an error. A missing parent directory (the runtime directory
+// systemd would create) is created, mode 0755.
+func listenControlRequests(path string, handle func(req string) any, log *slog.Logger) (*controlServer, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&fs.ModeSocket == 0 {
 			return nil, fmt.Errorf("control socket %s: exists and is not a socket", path)
@@ -218,7 +233,7 @@ func listenControl(path string, get func() *Status, log *slog.Logger) (*controlS
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &controlServer{ln: ln, path: path, log: log, get: get}
+	s := &controlServer{ln: ln, path: path, log: log, handle: handle}
 	s.wg.Add(1)
 	go s.serve()
 	return s, nil
@@ -238,11 +253,17 @@ func (s *controlServer) serve() {
 		go func() {
 			defer s.wg.Done()
 			defer c.Close()
+			req, err := readRequest(c)
+			if err != nil {
+				s.log.Debug("fwpair: control socket: reading the request", "err", err)
+				return
+			}
+			answer := s.handle(req)
 			if err := c.SetWriteDeadline(time.Now().Add(5 * time.Second)); err != nil {
 				return
 			}
-			if err := json.NewEncoder(c).Encode(s.get()); err != nil {
-				s.log.Debug("fwpair: control socket: writing status", "err", err)
+			if err := json.NewEncoder(c).Encode(answer); err != nil {
+				s.log.Debug("fwpair: control socket: writing the answer", "err", err)
 			}
 		}()
 	}
@@ -268,20 +289,9 @@ const maxStatus = 1 << 20
 // QueryStatus asks the fwpair listening on the control socket at path for
 // its status.
 func QueryStatus(path string, timeout time.Duration) (*Status, error) {
-	c, err := net.DialTimeout("unix", path, timeout)
+	b, err := controlRequest(path, reqStatus, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("fwpair: status: %w", err)
-	}
-	defer c.Close()
-	if err := c.SetDeadline(time.Now().Add(timeout)); err != nil {
-		return nil, fmt.Errorf("fwpair: status: %w", err)
-	}
-	b, err := io.ReadAll(io.LimitReader(c, maxStatus+1))
-	if err != nil {
-		return nil, fmt.Errorf("fwpair: status: %w", err)
-	}
-	if len(b) > maxStatus {
-		return nil, fmt.Errorf("fwpair: status: larger than %d bytes: not an fwpair status", maxStatus)
 	}
 	var st Status
 	if err := json.Unmarshal(b, &st); err != nil {
