@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -116,12 +117,13 @@ func rulesetScript(rules, prev []byte) (string, error) {
 			}
 		}
 	}
+	// One line, so that nft's line numbers are the file's plus one
+	// (nftError takes it off).
 	var b strings.Builder
-	b.WriteString("# fwpair: replace the tables this ruleset owns\n")
 	for _, t := range tables {
-		fmt.Fprintf(&b, "table %s\ndelete table %s\n", t, t)
+		fmt.Fprintf(&b, "table %s; delete table %s; ", t, t)
 	}
-	b.WriteString("# fwpair: the ruleset\n")
+	b.WriteString("\n")
 	b.Write(rules)
 	if len(rules) > 0 && rules[len(rules)-1] != '\n' {
 		b.WriteByte('\n')
@@ -177,9 +179,28 @@ func applyRuleset(nft nftRunner, rules, prev []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), nftTimeout)
 	defer cancel()
 	if err := nft(ctx, true, script); err != nil {
-		return err
+		return nftError(err)
 	}
-	return nft(ctx, false, script)
+	return nftError(nft(ctx, false, script))
+}
+
+// stdinLine is where nft's messages point into the script.
+var stdinLine = regexp.MustCompile(`/dev/stdin:(\d+):`)
+
+// nftError rewrites the positions in nft's message from the script's
+// lines to the ruleset file's.
+func nftError(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := stdinLine.ReplaceAllStringFunc(err.Error(), func(m string) string {
+		n, _ := strconv.Atoi(stdinLine.FindStringSubmatch(m)[1])
+		if n <= 1 {
+			return "fwpair's preamble:"
+		}
+		return fmt.Sprintf("line %d:", n-1)
+	})
+	return errors.New(msg)
 }
 
 // checkRuleset is applyRuleset's check alone (-check).
@@ -195,5 +216,5 @@ func checkRulesetOver(nft nftRunner, rules, prev []byte) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), nftTimeout)
 	defer cancel()
-	return nft(ctx, true, script)
+	return nftError(nft(ctx, true, script))
 }

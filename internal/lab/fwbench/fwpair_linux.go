@@ -73,6 +73,9 @@ type FwpairOptions struct {
 	// Protocol is carp.protocol: empty for CARP (advskew 0 on fw1, 100 on
 	// fw2), "vrrp3" for VRRPv3 (priority 200 on fw1, 100 on fw2).
 	Protocol string
+	// Firewall, Files and ConfigSync, if not nil, are the firewall, files
+	// and config_sync sections.
+	Firewall, Files, ConfigSync any
 }
 
 // KeyFile returns the path of the lab's sync key, creating it on first use.
@@ -155,6 +158,11 @@ func (l *Lab) FwpairConfig(i int, o FwpairOptions) (cfgPath, socket string) {
 	}
 	if o.BulkRate != 0 {
 		cfg["sync"].(map[string]any)["bulk_rate"] = o.BulkRate
+	}
+	for k, v := range map[string]any{"firewall": o.Firewall, "files": o.Files, "config_sync": o.ConfigSync} {
+		if v != nil {
+			cfg[k] = v
+		}
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
