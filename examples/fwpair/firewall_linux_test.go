@@ -158,8 +158,22 @@ func TestFirewallSync(t *testing.T) {
 		}
 	}
 	writeRules()
-	opts[1] = fwbench.FwpairOptions{StartAsMaster: true, Firewall: map[string]any{"ruleset": rules, "sync": "publish"}}
-	opts[2] = fwbench.FwpairOptions{Firewall: map[string]any{"sync": "subscribe"}}
+	// A file rides along: fw1 publishes its copy, fw2 replaces its own
+	// and runs the apply command, which records the version it was given.
+	var motd, applied [3]string
+	for i := 1; i <= 2; i++ {
+		motd[i] = filepath.Join(p.Dir, fmt.Sprintf("motd%d", i))
+		applied[i] = filepath.Join(p.Dir, fmt.Sprintf("applied%d", i))
+	}
+	if err := os.WriteFile(motd[1], []byte("replicated\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	file := func(i int, role string) []any {
+		return []any{map[string]any{"name": "motd", "path": motd[i], "sync": role,
+			"apply": []string{"/bin/sh", "-c", `echo "$FWPAIR_VERSION" > ` + applied[i]}}}
+	}
+	opts[1] = fwbench.FwpairOptions{StartAsMaster: true, Firewall: map[string]any{"ruleset": rules, "sync": "publish"}, Files: file(1, "publish")}
+	opts[2] = fwbench.FwpairOptions{Firewall: map[string]any{"sync": "subscribe"}, Files: file(2, "subscribe")}
 	for i := 1; i <= 2; i++ {
 		p.cfg[i], p.sock[i] = p.FwpairConfig(i, opts[i])
 		p.FW[i].Run("nft", "delete", "table", "inet", "fw") // the lab's; fwpair installs its own
@@ -183,6 +197,14 @@ func TestFirewallSync(t *testing.T) {
 	})
 	if r := fwRules(p, 2); !strings.Contains(r, "snat ip to "+fwbench.WANVIP.String()) {
 		t.Fatalf("fw2's table inet fw lacks the source NAT of the replicated ruleset:\n%s", r)
+	}
+	mv := document(t, p.status(1), "motd").Version
+	p.wait(2, "fw2 applies the file", 10*time.Second, func(s *Status) bool { return docVersion(s, "motd") == mv })
+	if b, err := os.ReadFile(motd[2]); err != nil || string(b) != "replicated\n" {
+		t.Errorf("fw2's file holds %q, %v; want fw1's", b, err)
+	}
+	if b, err := os.ReadFile(applied[2]); err != nil || strings.TrimSpace(string(b)) != strconv.FormatUint(mv, 10) {
+		t.Errorf("fw2's apply command recorded %q, %v; want version %d", b, err, mv)
 	}
 
 	const nTCP, nUDP = 100, 10
