@@ -399,10 +399,13 @@
 //	config_sync.from   the node that publishes what this node subscribes
 //	                   to; default the only sync peer.
 //	config_sync.demote true (default): hold the groups demoted (by 50)
-//	                   while a subscribed document failed to apply or is
-//	                   older than the publisher's, so the node does not
-//	                   take over with a stale ruleset (unless the peer is
-//	                   gone: a demotion only ranks).
+//	                   while a subscribed document has failed to apply or
+//	                   been older than the publisher's for 2 s, so the node
+//	                   does not take over with a stale ruleset (unless the
+//	                   peer is gone: a demotion only ranks). The 2 s cover
+//	                   the transfer after a reload on the publisher, which
+//	                   would otherwise hand a MASTER subscriber's groups to
+//	                   the publisher on every reload there.
 //
 // Durations are Go duration strings ("1.5s", "200ms").
 //

@@ -52,6 +52,7 @@ type documents struct {
 	dir      string
 	versions *versionStore
 	node     *confsync.Node // nil when nothing is replicated
+	demoter  *graceDemoter  // config_sync.demote; nil when off
 	runCmd   func(ctx context.Context, argv []string, env []string) error
 
 	op    sync.Mutex // serialises applies and reloads
@@ -175,7 +176,8 @@ func (ds *documents) openNode(boot uint32, demoter pfsync.Demoter) error {
 	if len(sub) > 0 {
 		cc.Subscribe = sub
 		if cfg.ConfigSync.demoteOnStale() {
-			cc.Demoter = demoter
+			ds.demoter = &graceDemoter{next: demoter, grace: demoteGrace}
+			cc.Demoter = ds.demoter
 		}
 	} else {
 		cc.Subscribe, cc.Apply = nil, nil
@@ -290,7 +292,11 @@ func (ds *documents) close() error {
 	if ds == nil || ds.node == nil {
 		return nil
 	}
-	return ds.node.Close()
+	err := ds.node.Close()
+	if ds.demoter != nil {
+		ds.demoter.stop()
+	}
+	return err
 }
 
 // applyReceived is confsync's Apply on a subscriber: the ruleset through
@@ -526,4 +532,64 @@ func planDocuments(d *daemon, next *Config) (*sectionPlan, error) {
 		return nil, err
 	}
 	return &sectionPlan{changes: changes, apply: apply}, nil
+}
+
+// demoteGrace is how long a subscribed document must stay stale or failed
+// before config_sync.demote demotes the node. A reload on the publisher
+// makes every subscriber stale for the ~100 ms of the transfer and apply;
+// demoting at once would make a MASTER subscriber hand its groups to the
+// publisher on every reload there.
+const demoteGrace = 2 * time.Second
+
+// graceDemoter passes a demotion on to next once it has lasted
+// demoteGrace; a cleared one is cleared at once.
+type graceDemoter struct {
+	next  pfsync.Demoter
+	grace time.Duration
+
+	mu     sync.Mutex
+	timer  *time.Timer
+	passed bool // next has the demotion
+}
+
+// SetDemotion implements pfsync.Demoter.
+func (g *graceDemoter) SetDemotion(source string, n int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.timer != nil {
+		g.timer.Stop()
+		g.timer = nil
+	}
+	if n == 0 {
+		if g.passed {
+			g.passed = false
+			g.next.SetDemotion(source, 0)
+		}
+		return
+	}
+	if g.passed {
+		g.next.SetDemotion(source, n)
+		return
+	}
+	var t *time.Timer
+	t = time.AfterFunc(g.grace, func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.timer != t { // cleared or replaced meanwhile
+			return
+		}
+		g.timer, g.passed = nil, true
+		g.next.SetDemotion(source, n)
+	})
+	g.timer = t
+}
+
+// stop cancels a pending demotion (at shutdown).
+func (g *graceDemoter) stop() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.timer != nil {
+		g.timer.Stop()
+		g.timer = nil
+	}
 }

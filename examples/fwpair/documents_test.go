@@ -7,7 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/gocarp/gocarp/confsync"
+	"github.com/google/go-cmp/cmp"
 )
 
 // fakeRulesetNft records the scripts it is given and refuses those containing
@@ -212,4 +218,47 @@ func TestDocumentsConfig(t *testing.T) {
 	if cs := c.ConfigSync; cs.Port != 7241 || cs.StateDir != dir || cs.From != 2 || !cs.demoteOnStale() {
 		t.Errorf("config_sync defaults: %+v", cs)
 	}
+}
+
+type levelDemoter struct {
+	mu    sync.Mutex
+	calls []int
+}
+
+func (r *levelDemoter) SetDemotion(source string, n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, n)
+}
+
+// A subscriber stale for less than the grace (a transfer after a reload
+// on the publisher) is not demoted; one stale longer is, and the
+// demotion is cleared at once.
+func TestGraceDemoter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &levelDemoter{}
+		g := &graceDemoter{next: rec, grace: 2 * time.Second}
+		g.SetDemotion(confsync.DemoteSource, 50)
+		time.Sleep(time.Second)
+		g.SetDemotion(confsync.DemoteSource, 0)
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		if len(rec.calls) != 0 {
+			t.Fatalf("demotions passed on for a stale second: %v", rec.calls)
+		}
+		g.SetDemotion(confsync.DemoteSource, 50)
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		g.SetDemotion(confsync.DemoteSource, 0)
+		if diff := cmp.Diff([]int{50, 0}, rec.calls); diff != "" {
+			t.Errorf("demotions (-want +got):\n%s", diff)
+		}
+		g.SetDemotion(confsync.DemoteSource, 50)
+		g.stop()
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		if len(rec.calls) != 2 {
+			t.Errorf("a demotion passed on after stop: %v", rec.calls)
+		}
+	})
 }
