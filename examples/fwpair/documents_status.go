@@ -63,10 +63,9 @@ func (ds *documents) status() []DocumentStatus {
 		if c, ok := cs[name]; ok {
 			switch d.role {
 			case syncSubscribe:
+				// The version is fwpair's, not confsync's record: a copy
+				// that failed to re-apply at start is not in force.
 				st.Publisher, st.Offered, st.Receiving, st.Failed = uint32(c.Publisher), c.Offered, c.Receiving, c.Failed
-				if c.Version > st.Version {
-					st.Version = c.Version
-				}
 				if st.Err == "" && c.Err != "" {
 					st.Err = c.Err
 				}
