@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -261,4 +262,64 @@ func TestGraceDemoter(t *testing.T) {
 			t.Errorf("a demotion passed on after stop: %v", rec.calls)
 		}
 	})
+}
+
+// A subscriber restarting (a reboot: the kernel lost the ruleset)
+// re-applies its copy of the version confsync recorded as applied.
+func TestDocumentsSubscriberRestart(t *testing.T) {
+	dir := t.TempDir()
+	cfg := docTestConfig(t, dir, `{"sync": "subscribe"}`, `[]`)
+	ds, _, _ := testDocuments(t, cfg)
+	if err := ds.applyReceived(firewallDoc, 4, []byte("table inet fw { }\n")); err != nil {
+		t.Fatal(err)
+	}
+	ds2, nft, _ := testDocuments(t, cfg)
+	d := ds2.docs[firewallDoc]
+	if err := ds2.startOne(d, 4); err != nil {
+		t.Fatal(err)
+	}
+	if d.version != 4 || len(nft.applied) != 1 || !strings.Contains(nft.applied[0], "table inet fw { }") {
+		t.Errorf("after a restart: version %d, applied %q; want version 4 re-applied", d.version, nft.applied)
+	}
+}
+
+// A published file: read at start without running its command; a reload
+// of a changed file runs the command with the new version and keeps it
+// only if the command succeeds.
+func TestDocumentsPublisherFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "dhcp.conf")
+	write(t, path, "one\n")
+	cfg := docTestConfig(t, dir, `{}`, `[{"name": "dhcp", "path": "`+path+`", "apply": ["reload-dhcp"], "sync": "publish"}]`)
+	ds, _, cmds := testDocuments(t, cfg)
+	d := ds.docs["dhcp"]
+	if err := ds.startOne(d, 0); err != nil {
+		t.Fatal(err)
+	}
+	v1 := d.version
+	if v1 == 0 || len(*cmds) != 0 {
+		t.Fatalf("after start: version %d, commands %q", v1, *cmds)
+	}
+	write(t, path, "two\n")
+	_, apply, err := ds.planReload(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := apply(); err != nil {
+		t.Fatal(err)
+	}
+	if d.version <= v1 || len(*cmds) != 1 || !strings.Contains((*cmds)[0], "FWPAIR_VERSION="+strconv.FormatUint(d.version, 10)) {
+		t.Errorf("after the reload: version %d (was %d), commands %q", d.version, v1, *cmds)
+	}
+	v2 := d.version
+
+	next := docTestConfig(t, dir, `{}`, `[{"name": "dhcp", "path": "`+path+`", "apply": ["false"], "sync": "publish"}]`)
+	write(t, path, "three\n")
+	changes, apply, err := ds.planReload(next)
+	if err != nil || len(changes) != 2 {
+		t.Fatalf("reload with a new command: changes %q, err %v", changes, err)
+	}
+	if err := apply(); err == nil || d.version != v2 {
+		t.Errorf("failing command: err %v, version %d; want an error and version %d in force", err, d.version, v2)
+	}
 }
