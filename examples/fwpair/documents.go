@@ -119,8 +119,7 @@ func openDocuments(cfg *Config, boot uint32, demoter pfsync.Demoter, log *slog.L
 	}
 	for _, name := range ds.order {
 		if err := ds.startOne(ds.docs[name], applied[name]); err != nil {
-			ds.close()
-			return nil, err
+			return nil, errors.Join(err, ds.close())
 		}
 	}
 	return ds, nil
@@ -174,7 +173,6 @@ func (ds *documents) openNode(boot uint32, demoter pfsync.Demoter) error {
 		StateFile: filepath.Join(ds.dir, confsyncStateFile), Logger: ds.log,
 	}
 	if len(sub) > 0 {
-		cc.Subscribe = sub
 		if cfg.ConfigSync.demoteOnStale() {
 			ds.demoter = &graceDemoter{next: demoter, grace: demoteGrace}
 			cc.Demoter = ds.demoter
