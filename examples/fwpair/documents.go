@@ -219,6 +219,8 @@ func (ds *documents) startOne(d *docState, applied uint64) error {
 			}
 			d.data = rules
 			ds.log.Info("fwpair: firewall ruleset applied from the local file until the publisher's arrives", "document", d.name, "path", d.path)
+		default:
+			ds.log.Warn("fwpair: no firewall ruleset in force until the publisher's arrives (set firewall.ruleset to have one from the start)", "document", d.name)
 		}
 		return nil
 	}
