@@ -97,6 +97,21 @@
 // only the sync link lost keeps its role, whichever end notices first, and
 // after the link heals. The reasoning is in docs/sync-demotion.md.
 //
+// # Peers at run time
+//
+// The engine learns its peers from what it receives: any sender that
+// authenticates becomes a peer, echoes this node's epoch, and is asked for
+// a bulk sync (it asks for ours likewise). Which nodes can reach it is the
+// Transport's configuration. To change the cluster while it runs, change
+// the Transport's peers first (udp.Unicast.SetPeers, udp.Multicast.SetPeers),
+// then tell the engine: AddPeer greets a new node at once, so the two
+// confirm each other and exchange their bulk syncs within a few round
+// trips instead of at the next heartbeat; RemovePeer drops everything kept
+// for a node (its stream, its acks and the frames held for it, the bulk
+// syncs from and to it, its Stats.Peers entry, its part in being in sync
+// and so in DemoteSourceBulk) and ignores its frames until it is added
+// again.
+//
 // # Input from the network
 //
 // Every field of a received element that could drive a loop or an

@@ -50,8 +50,11 @@ type Engine struct {
 	records
 	sender
 	peers peerSet
-	bulk  bulkOut
-	ae    antiEntropy
+	// removed are the nodes RemovePeer forgot: their frames are dropped
+	// until AddPeer.
+	removed map[NodeID]struct{}
+	bulk    bulkOut
+	ae      antiEntropy
 	syncState
 	tableWriter
 	stats Stats

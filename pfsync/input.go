@@ -140,6 +140,9 @@ const (
 // admit reports whether a frame from sender, a node not heard before, may
 // create its peer state. It logs the first refusal of a run of them.
 func (e *Engine) admit(sender NodeID) bool {
+	if _, gone := e.removed[sender]; gone {
+		return false
+	}
 	unconfirmed := e.peers.unconfirmed()
 	if len(e.peers) < maxPeers && unconfirmed < maxUnconfirmed {
 		return true

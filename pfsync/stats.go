@@ -24,7 +24,7 @@ type Stats struct {
 	// PeersRefused counts frames dropped because their sender was new and
 	// the engine already remembered 256 peers, or 16 not yet confirmed
 	// (unconfirmed peers are forgotten once silent for DeadAfter
-	// heartbeats).
+	// heartbeats), or was removed with Engine.RemovePeer.
 	PeersRefused uint64
 
 	// Authentication, by the Sealer error sentinel.

@@ -21,9 +21,15 @@ import (
 	"github.com/gocarp/gocarp/vip"
 )
 
-// sendKeyID is the key id of the pre-shared key on the wire. fwpair has
-// one key; a rotation would add a second one (seal.Sealer.Rotate).
-const sendKeyID = 1
+// sendKeyID is the key id of the pre-shared key on the wire at start. The
+// key is accepted under otherKeyID too: a live rotation (reload_sync.go)
+// ends with the new key under both ids, sending with either, so a node
+// that starts afterwards with id 1 understands, and is understood by,
+// one that rotated.
+const (
+	sendKeyID  = 1
+	otherKeyID = 2
+)
 
 // maxCommits is how many takeover commits the status keeps.
 const maxCommits = 8
@@ -80,6 +86,7 @@ type daemon struct {
 	closing   bool
 	syncKey   []byte     // the sealing key in use, to tell a changed sync.key_file
 	syncPeers []SyncPeer // the sync peers in use
+	keyRot    keyRotation
 
 	maintMu sync.Mutex
 	maint   Maintenance
@@ -230,7 +237,7 @@ func (d *daemon) openSync() error {
 	d.syncKey, d.syncPeers = key, slices.Clone(cfg.Sync.Peers)
 	if d.sealer, err = seal.New(seal.Config{
 		Node: pfsync.NodeID(cfg.Node), Boot: boot,
-		Keys: []seal.Key{{ID: sendKeyID, Secret: key}}, SendKeyID: sendKeyID, Logger: d.log,
+		Keys: []seal.Key{{ID: sendKeyID, Secret: key}, {ID: otherKeyID, Secret: key}}, SendKeyID: sendKeyID, Logger: d.log,
 	}); err != nil {
 		return err
 	}
@@ -525,6 +532,7 @@ func closeAll(within time.Duration, cs []closer) (errs []error, pending []string
 func (d *daemon) close() {
 	d.reloadMu.Lock() // waits for a reload that runs
 	d.closing = true
+	d.stopKeyRotation()
 	d.reloadMu.Unlock()
 	d.metricsRunning(false)
 	var errs []error

@@ -151,6 +151,17 @@
 //     leaves the others alone) and unicast peers.
 //   - track[]: a tracker is known by its name: a new one starts, a changed
 //     one restarts, a removed one stops and its demotion is cleared.
+//   - sync.peers: the transport's list is replaced; a node no longer
+//     listed is forgotten by the engine (its stream and bulk syncs; the
+//     flows it created stay), a new one is greeted at once and gets a
+//     bulk sync.
+//   - sync.key_file holding a new key: it is rolled in over 60 s, in three
+//     steps: at once it is accepted (under the other key id) next to the
+//     old one, after 30 s it seals, after 60 s the old key is refused. Two
+//     nodes reloaded less than 30 s apart never stop understanding each
+//     other. A node restarted during the minute, with the new file, is not
+//     understood by its peer until the peer's second step. Another new key
+//     is refused until the rotation is over.
 //   - firewall.ruleset and files[]: a changed ruleset must pass nft -c, or
 //     the whole reload is refused; then it is applied in one transaction
 //     and published with a new version. A changed published file runs its
@@ -161,10 +172,8 @@
 // Anything else is refused, with an error naming the key, and the daemon
 // goes on running its previous configuration untouched: node,
 // control_socket, log_level, carp.protocol, a group's interface or source,
-// a new address family in a group, sync (but for the key file's path),
-// conntrack, follow, metrics, forwarding. sync.peers and a new key in
-// sync.key_file are refused too, until the sync engine takes them at run
-// time. Every change is checked before any is applied; should applying one
+// a new address family in a group, the rest of sync, conntrack, follow,
+// metrics, forwarding. Every change is checked before any is applied; should applying one
 // fail (an interface gone), the others are applied, the error is reported,
 // and the next reload tries it again. -reload prints the changes (one line
 // each, "none" when the file is unchanged) and exits 1 with the error if

@@ -53,6 +53,8 @@ type documents struct {
 	versions *versionStore
 	node     *confsync.Node // nil when nothing is replicated
 	demoter  *graceDemoter  // config_sync.demote; nil when off
+	sealer   *seal.Sealer   // the node's; nil when nothing is replicated
+	tr       *udp.Unicast   // the node's transport (it owns it)
 	runCmd   func(ctx context.Context, argv []string, env []string) error
 
 	op    sync.Mutex // serialises applies and reloads
@@ -145,17 +147,19 @@ func (ds *documents) openNode(boot uint32, demoter pfsync.Demoter) error {
 	if err != nil {
 		return err
 	}
-	key, err := confsync.Key(psk)
+	// The key ids are the state sync's (daemon.go), so that a live key
+	// rotation (reload_sync.go) moves both protocols in step.
+	keys, err := confsyncKeys([]seal.Key{{ID: sendKeyID, Secret: psk}, {ID: otherKeyID, Secret: psk}})
 	if err != nil {
 		return err
 	}
 	sealer, err := seal.New(seal.Config{
-		Node: pfsync.NodeID(cfg.Node), Boot: boot,
-		Keys: []seal.Key{{ID: sendKeyID, Secret: key}}, SendKeyID: sendKeyID, Logger: ds.log,
+		Node: pfsync.NodeID(cfg.Node), Boot: boot, Keys: keys, SendKeyID: sendKeyID, Logger: ds.log,
 	})
 	if err != nil {
 		return err
 	}
+	ds.sealer = sealer
 	port := cfg.ConfigSync.Port
 	local, _ := parseAddrPort(cfg.Sync.Local) // validated
 	peers := map[pfsync.NodeID]netip.AddrPort{}
@@ -167,6 +171,7 @@ func (ds *documents) openNode(boot uint32, demoter pfsync.Demoter) error {
 	if err != nil {
 		return fmt.Errorf("config_sync: %w", err)
 	}
+	ds.tr = tr
 	cc := confsync.Config{
 		Node: pfsync.NodeID(cfg.Node), Transport: tr, Sealer: sealer,
 		Publish: pub, Subscribe: sub, Apply: ds.applyReceived,
@@ -515,7 +520,8 @@ func sameDocuments(old, cfg *Config) error {
 		return errors.New("firewall or files: documents, roles or paths changed; restart fwpair to change them")
 	}
 	oc, nc := old.ConfigSync, cfg.ConfigSync
-	if oc.Port != nc.Port || oc.StateDir != nc.StateDir || oc.From != nc.From || oc.demoteOnStale() != nc.demoteOnStale() {
+	fromChanged := oc.From != nc.From && old.subscribes() // the publisher of what this node receives
+	if oc.Port != nc.Port || oc.StateDir != nc.StateDir || fromChanged || oc.demoteOnStale() != nc.demoteOnStale() {
 		return errors.New("config_sync changed; restart fwpair to change it")
 	}
 	return nil
@@ -592,4 +598,50 @@ func (g *graceDemoter) stop() {
 		g.timer.Stop()
 		g.timer = nil
 	}
+}
+
+// confsyncKeys derives the configuration sync's keys from the state
+// sync's, id for id.
+func confsyncKeys(keys []seal.Key) ([]seal.Key, error) {
+	out := make([]seal.Key, len(keys))
+	for i, k := range keys {
+		d, err := confsync.Key(k.Secret)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = seal.Key{ID: k.ID, Secret: d}
+	}
+	return out, nil
+}
+
+// rotateKeys gives the configuration sync's sealer the keys the state
+// sync's now has (a step of a live key rotation). ds may be nil.
+func (ds *documents) rotateKeys(keys []seal.Key, send uint8) error {
+	if ds == nil || ds.sealer == nil {
+		return nil
+	}
+	derived, err := confsyncKeys(keys)
+	if err != nil {
+		return err
+	}
+	if err := ds.sealer.Rotate(derived, send); err != nil {
+		return fmt.Errorf("config_sync: %w", err)
+	}
+	return nil
+}
+
+// setPeers gives the configuration sync's transport the sync peers of a
+// reload, on config_sync.port. ds may be nil.
+func (ds *documents) setPeers(peers map[pfsync.NodeID]netip.AddrPort) error {
+	if ds == nil || ds.tr == nil {
+		return nil
+	}
+	cp := make(map[pfsync.NodeID]netip.AddrPort, len(peers))
+	for id, ap := range peers {
+		cp[id] = netip.AddrPortFrom(ap.Addr(), ds.cfg.ConfigSync.Port)
+	}
+	if err := ds.tr.SetPeers(cp); err != nil {
+		return fmt.Errorf("config_sync: %w", err)
+	}
+	return nil
 }

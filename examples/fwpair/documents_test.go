@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/gocarp/gocarp/confsync"
+	"github.com/gocarp/gocarp/pfsync"
+	"github.com/gocarp/gocarp/pfsync/seal"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -321,5 +324,56 @@ func TestDocumentsPublisherFile(t *testing.T) {
 	}
 	if err := apply(); err == nil || d.version != v2 {
 		t.Errorf("failing command: err %v, version %d; want an error and version %d in force", err, d.version, v2)
+	}
+}
+
+// A live key rotation moves the configuration sync with the state sync:
+// after the rotation's last step, a peer restarted with the new key file
+// (keys derived as at start) opens what this node seals, and the reverse.
+func TestDocumentsRotateKeys(t *testing.T) {
+	oldKey, newKey := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	sealer := func(node pfsync.NodeID, psk []byte) *seal.Sealer {
+		t.Helper()
+		keys, err := confsyncKeys([]seal.Key{{ID: sendKeyID, Secret: psk}, {ID: otherKeyID, Secret: psk}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := seal.New(seal.Config{Node: node, Boot: 1, Keys: keys, SendKeyID: sendKeyID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	ds := &documents{sealer: sealer(1, oldKey)}
+	// The steps of reload_sync.go's rotation, from id 1 to id 2.
+	for _, step := range []struct {
+		keys []seal.Key
+		send uint8
+	}{
+		{[]seal.Key{{ID: sendKeyID, Secret: oldKey}, {ID: otherKeyID, Secret: newKey}}, sendKeyID},
+		{[]seal.Key{{ID: sendKeyID, Secret: oldKey}, {ID: otherKeyID, Secret: newKey}}, otherKeyID},
+		{[]seal.Key{{ID: sendKeyID, Secret: newKey}, {ID: otherKeyID, Secret: newKey}}, otherKeyID},
+	} {
+		if err := ds.rotateKeys(step.keys, step.send); err != nil {
+			t.Fatal(err)
+		}
+	}
+	peer := sealer(2, newKey)
+	frame, err := ds.sealer.Seal(nil, []byte("offer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, p, err := peer.Open(nil, frame); err != nil || string(p) != "offer" {
+		t.Errorf("restarted peer opens this node's frame: %q, %v", p, err)
+	}
+	frame, err = peer.Seal(nil, []byte("have"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, p, err := ds.sealer.Open(nil, frame); err != nil || string(p) != "have" {
+		t.Errorf("this node opens the restarted peer's frame: %q, %v", p, err)
+	}
+	if err := (*documents)(nil).rotateKeys(nil, sendKeyID); err != nil {
+		t.Errorf("no documents: %v", err)
 	}
 }

@@ -172,8 +172,10 @@ func TestFirewallSync(t *testing.T) {
 		return []any{map[string]any{"name": "motd", "path": motd[i], "sync": role,
 			"apply": []string{"/bin/sh", "-c", `echo "$FWPAIR_VERSION" > ` + applied[i]}}}
 	}
-	opts[1] = fwbench.FwpairOptions{StartAsMaster: true, Firewall: map[string]any{"ruleset": rules, "sync": "publish"}, Files: file(1, "publish")}
-	opts[2] = fwbench.FwpairOptions{Firewall: map[string]any{"sync": "subscribe"}, Files: file(2, "subscribe")}
+	opts[1] = fwbench.FwpairOptions{StartAsMaster: true, Extra: map[string]any{
+		"firewall": map[string]any{"ruleset": rules, "sync": "publish"}, "files": file(1, "publish")}}
+	opts[2] = fwbench.FwpairOptions{Extra: map[string]any{
+		"firewall": map[string]any{"sync": "subscribe"}, "files": file(2, "subscribe")}}
 	for i := 1; i <= 2; i++ {
 		p.cfg[i], p.sock[i] = p.FwpairConfig(i, opts[i])
 		p.FW[i].Run("nft", "delete", "table", "inet", "fw") // the lab's; fwpair installs its own

@@ -2,13 +2,17 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/gocarp/gocarp/carp"
+	"github.com/gocarp/gocarp/pfsync"
 	"github.com/gocarp/gocarp/pfsync/seal"
 	"github.com/gocarp/gocarp/track"
 )
@@ -52,7 +56,12 @@ func reloadDaemon(t *testing.T) (*daemon, func(edit func(string) string)) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{cfg: cfg, log: slog.New(slog.DiscardHandler), follow: f, syncKey: k, syncPeers: cfg.Sync.Peers}
+	sealer, err := seal.New(seal.Config{Node: 1, Boot: 1, Keys: []seal.Key{{ID: sendKeyID, Secret: k}, {ID: otherKeyID, Secret: k}}, SendKeyID: sendKeyID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{cfg: cfg, log: slog.New(slog.DiscardHandler), follow: f, syncKey: k, syncPeers: cfg.Sync.Peers, sealer: sealer}
+	t.Cleanup(d.stopKeyRotation)
 	var groups []*groupRun
 	for _, gc := range cfg.Groups {
 		groups = append(groups, &groupRun{cfg: gc, carp: cfg.CARP})
@@ -102,8 +111,8 @@ func TestReloadRefused(t *testing.T) {
 		{"group family", func(s string) string {
 			return strings.Replace(s, `["10.1.0.254"]`, `["10.1.0.254", "fd00::254"]`, 1)
 		}, `groups[0].addresses [10.1.0.254 fd00::254]: the group sends on IPv4`},
-		{"sync peers", func(s string) string { return strings.Replace(s, `10.9.0.2:7240`, `10.9.0.3:7240`, 1) },
-			"sync.peers cannot change while fwpair runs (sync.peers: -node 2 10.9.0.2:7240, sync.peers: +node 2 10.9.0.3:7240)"},
+		{"sync local", func(s string) string { return strings.Replace(s, `10.9.0.1:7240`, `10.9.0.3:7240`, 1) },
+			`sync.local "10.9.0.3:7240" cannot change while fwpair runs (running with "10.9.0.1:7240")`},
 		{"conntrack", func(s string) string { return strings.Replace(s, `"assured_only": false`, `"assured_only": true`, 1) },
 			`conntrack {"protocols":["tcp","udp","icmp"],"assured_only":true`},
 		{"invalid file", func(s string) string { return strings.Replace(s, `"vhid": 2`, `"vhid": 0`, 1) },
@@ -123,35 +132,102 @@ func TestReloadRefused(t *testing.T) {
 	}
 }
 
-// A new key in sync.key_file is refused, naming the key; the same key
-// under another path is not a change.
-func TestReloadSyncKey(t *testing.T) {
-	d, write := reloadDaemon(t)
-	other := filepath.Join(t.TempDir(), "copy.key")
-	b, err := os.ReadFile(d.cfg.Sync.KeyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(other, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	write(func(s string) string { return strings.Replace(s, d.cfg.Sync.KeyFile, other, 1) })
-	if changes, err := d.reload("test"); err != nil || strings.Join(changes, ",") != "none" {
-		t.Errorf("same key, other path: %q, %v; want none", changes, err)
-	}
-	k, err := seal.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(other); err != nil {
-		t.Fatal(err)
-	}
-	if err := seal.WriteKeyFile(other, k); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.reload("test"); err == nil || !strings.Contains(err.Error(), `sync.key_file "`+other+`" holds a new key`) {
-		t.Errorf("new key: error %v", err)
-	}
+// A new key in sync.key_file is rotated in: accepted at once under the
+// other key id, sealing after syncKeyRollover, the old key dropped after
+// twice that; the same key under another path is not a change, and a new
+// key while a rotation runs is refused, naming the key.
+func TestReloadSyncKeyRotation(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d, write := reloadDaemon(t)
+		other := filepath.Join(t.TempDir(), "copy.key")
+		b, err := os.ReadFile(d.cfg.Sync.KeyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(other, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		write(func(s string) string { return strings.Replace(s, d.cfg.Sync.KeyFile, other, 1) })
+		if changes, err := d.reload("test"); err != nil || strings.Join(changes, ",") != "none" {
+			t.Errorf("same key, other path: %q, %v; want none", changes, err)
+		}
+		newKey := func() {
+			t.Helper()
+			k, err := seal.GenerateKey()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(other); err != nil {
+				t.Fatal(err)
+			}
+			if err := seal.WriteKeyFile(other, k); err != nil {
+				t.Fatal(err)
+			}
+		}
+		keyIDs := func() string {
+			ids, send := d.sealer.KeyIDs()
+			return fmt.Sprintf("accepted %v, send %d", ids, send)
+		}
+		oldKey := d.syncKey
+		// opens reports whether d opens a frame of a peer node holding
+		// key under both ids and sealing with id send.
+		opens := func(node pfsync.NodeID, key []byte, send uint8) error {
+			t.Helper()
+			peer, err := seal.New(seal.Config{Node: node, Boot: 1, Keys: []seal.Key{{ID: 1, Secret: key}, {ID: 2, Secret: key}}, SendKeyID: send})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := peer.Seal(nil, []byte("frame"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, err = d.sealer.Open(nil, f)
+			return err
+		}
+		newKey()
+		rotated, err := seal.LoadKeyFile(other)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changes, err := d.reload("test")
+		if err != nil || len(changes) != 1 || !strings.Contains(changes[0], "new key (id 2), sealing with it in 30s") {
+			t.Fatalf("new key: %q, %v", changes, err)
+		}
+		if got := keyIDs(); got != "accepted [1 2], send 1" {
+			t.Errorf("step 1: %s", got)
+		}
+		if err := opens(2, oldKey, 1); err != nil {
+			t.Errorf("step 1: a peer not yet reloaded is refused: %v", err)
+		}
+		if err := opens(3, rotated, 2); err != nil {
+			t.Errorf("step 1: a peer in step 2 is refused: %v", err)
+		}
+		newKey()
+		if _, err := d.reload("test"); err == nil || !strings.Contains(err.Error(), "while the rotation to the previous one runs") {
+			t.Errorf("new key during a rotation: %v", err)
+		}
+		time.Sleep(syncKeyRollover)
+		synctest.Wait()
+		if got := keyIDs(); got != "accepted [1 2], send 2" {
+			t.Errorf("step 2: %s", got)
+		}
+		time.Sleep(syncKeyRollover)
+		synctest.Wait()
+		if got := keyIDs(); got != "accepted [1 2], send 2" {
+			t.Errorf("step 3: %s", got)
+		}
+		if err := opens(4, oldKey, 1); err == nil {
+			t.Error("step 3: the old key is still accepted")
+		}
+		if err := opens(5, rotated, 1); err != nil {
+			t.Errorf("step 3: a peer started with the new key (id 1) is refused: %v", err)
+		}
+		// The rotation is over: the key written during it is taken now,
+		// from id 2 to id 1.
+		if changes, err := d.reload("test"); err != nil || !strings.Contains(strings.Join(changes, ""), "new key (id 1)") {
+			t.Errorf("second rotation: %q, %v", changes, err)
+		}
+	})
 }
 
 // The groups' planner lists every live change of a running group.
@@ -186,6 +262,30 @@ func TestReloadPlanGroups(t *testing.T) {
 	}
 	if strings.Contains(got, "groups[1].addresses") {
 		t.Errorf("an unchanged address set listed:\n%s", got)
+	}
+
+	// A vhid no longer listed is removed, a new one added (its interface
+	// must exist: the loopback does).
+	write(func(s string) string {
+		return strings.Replace(s, `{"name": "wan", "vhid": 2, "interface": "wan0", "addresses": ["10.2.0.254"]}`,
+			`{"name": "mgmt", "vhid": 3, "interface": "lo", "addresses": ["10.3.0.254"]}`, 1)
+	})
+	if next, err = LoadConfig(d.cfg.File); err != nil {
+		t.Fatal(err)
+	}
+	if p, err = planGroups(d, next); err != nil {
+		t.Fatal(err)
+	}
+	want := "groups[1]: new group mgmt (vhid 3 on lo, addresses [10.3.0.254])\ngroup wan removed (vhid 2 on wan0)"
+	if got := strings.Join(p.changes, "\n"); got != want {
+		t.Errorf("changes:\n%s\nwant:\n%s", got, want)
+	}
+	// A new group on an interface that does not exist is refused.
+	write(func(s string) string {
+		return strings.Replace(s, `"vhid": 2, "interface": "wan0"`, `"vhid": 4, "interface": "nosuch0"`, 1)
+	})
+	if _, err := d.reload("test"); err == nil || !strings.Contains(err.Error(), `groups[1].interface "nosuch0"`) {
+		t.Errorf("a group moved to a missing interface: %v", err)
 	}
 }
 

@@ -23,7 +23,13 @@
 // its Config.Keys and seals with Config.SendKeyID. To rotate without losing
 // frames: give every node the new key next to the old one (Rotate with both,
 // still sending with the old id), then switch every node's send id to the
-// new one, then remove the old key.
+// new one, then remove the old key. Each step may reach the nodes in any
+// order, but must have reached all of them before the next one starts: a
+// node that seals under the new id is understood by every node that holds
+// both keys. LoadKeyFiles reads the key files of a step (one per key id)
+// into the list Rotate takes; KeyIDs reports the keys in use. Rotate
+// keeps the run (epoch, sequence, replay windows), so a running engine
+// (or confsync node) sees no restart.
 //
 // # Traffic keys and nonces
 //

@@ -31,6 +31,13 @@
 // authentication either; it keeps stray traffic out and, without a Sealer,
 // keeps the engine's peer set to the configured nodes.
 //
+// # Peers at run time
+//
+// Unicast.SetPeers and Multicast.SetPeers replace the peer list of a
+// running transport, validated as the configuration is; the socket stays
+// open. Pair them with pfsync.Engine.AddPeer and RemovePeer (see "Peers at
+// run time" in package pfsync).
+//
 // # Multicast groups and port
 //
 // The defaults are the groups BSD pfsync uses, DefaultGroup4 (224.0.0.240)

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/net/ipv4"
@@ -62,15 +65,21 @@ type Multicast struct {
 	ifi   *net.Interface
 	group netip.AddrPort
 	mtu   int
-	peers map[pfsync.NodeID]netip.AddrPort
-	byIP  map[netip.Addr]pfsync.NodeID
+	v6    bool
+	peers atomic.Pointer[mcastPeers] // replaced whole by SetPeers
 	// sources are the allowed source prefixes; nil means only the
-	// addresses in byIP.
+	// addresses of the peers.
 	sources []netip.Prefix
 	stats   counters
 
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// mcastPeers are a Multicast's listed peers.
+type mcastPeers struct {
+	peers map[pfsync.NodeID]netip.AddrPort
+	byIP  map[netip.Addr]pfsync.NodeID
 }
 
 var _ pfsync.Transport = (*Multicast)(nil)
@@ -106,26 +115,14 @@ func NewMulticast(cfg MulticastConfig) (*Multicast, error) {
 	m := &Multicast{
 		ifi:   ifi,
 		mtu:   mtu,
+		v6:    v6,
 		group: netip.AddrPortFrom(withLinkZone(group, ifi), port),
-		peers: make(map[pfsync.NodeID]netip.AddrPort, len(cfg.Peers)),
-		byIP:  make(map[netip.Addr]pfsync.NodeID, len(cfg.Peers)),
 	}
-	for id, a := range cfg.Peers {
-		a = a.Unmap()
-		switch {
-		case id == pfsync.Broadcast:
-			return nil, fmt.Errorf("udp: MulticastConfig.Peers node id 0 (%v) out of range 1-4294967295", a)
-		case !a.IsValid() || a.IsUnspecified() || a.IsMulticast():
-			return nil, fmt.Errorf("udp: MulticastConfig.Peers[%d] %v is not a unicast address", id, a)
-		case a.Is6() != v6:
-			return nil, fmt.Errorf("udp: MulticastConfig.Peers[%d] %v is not of the family of MulticastConfig.Group %v", id, a, group)
-		}
-		if other, dup := m.byIP[peerKey(a)]; dup {
-			return nil, fmt.Errorf("udp: MulticastConfig.Peers[%d] %v is also the address of node %d", id, a, other)
-		}
-		m.peers[id] = netip.AddrPortFrom(withLinkZone(a.WithZone(""), ifi), port)
-		m.byIP[peerKey(a)] = id
+	t, err := m.peerTable("MulticastConfig.Peers", cfg.Peers)
+	if err != nil {
+		return nil, err
 	}
+	m.peers.Store(t)
 	if m.sources, err = sourcesFor(cfg.Sources, len(cfg.Peers) > 0, ifi, v6); err != nil {
 		return nil, err
 	}
@@ -153,6 +150,52 @@ func NewMulticast(cfg MulticastConfig) (*Multicast, error) {
 		return nil, errors.Join(err, m.conn.Close())
 	}
 	return m, nil
+}
+
+// peerTable validates peers, named field in errors, and indexes them.
+func (m *Multicast) peerTable(field string, peers map[pfsync.NodeID]netip.Addr) (*mcastPeers, error) {
+	t := &mcastPeers{
+		peers: make(map[pfsync.NodeID]netip.AddrPort, len(peers)),
+		byIP:  make(map[netip.Addr]pfsync.NodeID, len(peers)),
+	}
+	// In node id order, so that the error for a duplicate address names
+	// the same node every time.
+	for _, id := range slices.Sorted(maps.Keys(peers)) {
+		a := peers[id].Unmap()
+		switch {
+		case id == pfsync.Broadcast:
+			return nil, fmt.Errorf("udp: %s node id 0 (%v) out of range 1-4294967295", field, a)
+		case !a.IsValid() || a.IsUnspecified() || a.IsMulticast():
+			return nil, fmt.Errorf("udp: %s[%d] %v is not a unicast address", field, id, a)
+		case a.Is6() != m.v6:
+			return nil, fmt.Errorf("udp: %s[%d] %v is not of the family of MulticastConfig.Group %v", field, id, a, m.group.Addr().WithZone(""))
+		}
+		if other, dup := t.byIP[peerKey(a)]; dup {
+			return nil, fmt.Errorf("udp: %s[%d] %v is also the address of node %d", field, id, a, other)
+		}
+		t.peers[id] = netip.AddrPortFrom(withLinkZone(a.WithZone(""), m.ifi), m.group.Port())
+		t.byIP[peerKey(a)] = id
+	}
+	return t, nil
+}
+
+// SetPeers replaces MulticastConfig.Peers at run time, validated the same
+// way (errors name "SetPeers peers"); on error the list in use is kept.
+// When the allowed sources defaulted to the peers' addresses (Peers set,
+// Sources empty), they follow the new list, which may then not be empty;
+// otherwise Sources stay as they were. Frames to Broadcast still go to the
+// group, which every node on the link that joined it receives: the
+// engine's AddPeer and RemovePeer decide which of them it listens to.
+func (m *Multicast) SetPeers(peers map[pfsync.NodeID]netip.Addr) error {
+	if len(peers) == 0 && m.sources == nil {
+		return fmt.Errorf("udp: SetPeers peers is empty, but the allowed sources are the peers' addresses (MulticastConfig.Sources empty): nothing would be received")
+	}
+	t, err := m.peerTable("SetPeers peers", peers)
+	if err != nil {
+		return err
+	}
+	m.peers.Store(t)
+	return nil
 }
 
 func (m *Multicast) setup(group netip.Addr) error {
@@ -268,7 +311,7 @@ func (m *Multicast) Send(to pfsync.NodeID, frame []byte) error {
 		return fmt.Errorf("udp: %d-byte frame exceeds MTU %d", len(frame), m.mtu)
 	}
 	dst := m.group
-	if ap, ok := m.peers[to]; ok && to != pfsync.Broadcast {
+	if ap, ok := m.peers.Load().peers[to]; ok && to != pfsync.Broadcast {
 		dst = ap
 	}
 	if _, err := m.conn.WriteToUDPAddrPort(frame, dst); err != nil {
@@ -334,7 +377,7 @@ func (m *Multicast) Receive() (pfsync.Datagram, error) {
 			ap = netip.AddrPortFrom(a, ua.AddrPort().Port())
 		}
 		srcIP := peerKey(ap.Addr())
-		from := m.byIP[srcIP]
+		from := m.peers.Load().byIP[srcIP]
 		if !m.allowed(srcIP, from) {
 			m.stats.unknown.Add(1)
 			continue

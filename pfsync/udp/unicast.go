@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/gocarp/gocarp/pfsync"
 )
@@ -23,7 +25,8 @@ type UnicastConfig struct {
 	// nothing is sent elsewhere. Linux only.
 	Interface string
 	// Peers are the other nodes and where they listen; at least one.
-	// Addresses must be of Local's family.
+	// Addresses must be of Local's family. SetPeers replaces them at run
+	// time.
 	Peers map[pfsync.NodeID]netip.AddrPort
 	// MTU is the largest frame sent or received. Zero means DefaultMTU4 or
 	// DefaultMTU6 by family.
@@ -34,19 +37,27 @@ type UnicastConfig struct {
 	ReadBuffer int
 }
 
-// Unicast is a pfsync.Transport sending UDP datagrams to a static list of
-// peers from one socket.
+// Unicast is a pfsync.Transport sending UDP datagrams to a list of peers
+// from one socket. The list can change at run time (SetPeers).
 type Unicast struct {
 	conn  *net.UDPConn
+	v6    bool
+	local netip.AddrPort // as configured, for errors
 	mtu   int
-	peers map[pfsync.NodeID]netip.AddrPort
-	order []pfsync.NodeID // Broadcast sends in this order
-	byAP  map[netip.AddrPort]pfsync.NodeID
-	byIP  map[netip.Addr]pfsync.NodeID // only addresses used by one peer
+	peers atomic.Pointer[peerTable]
 	stats counters
 
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// peerTable is a Unicast's peer list, replaced whole by SetPeers so that
+// Send and Receive read one consistent version without a lock.
+type peerTable struct {
+	peers map[pfsync.NodeID]netip.AddrPort
+	order []pfsync.NodeID // Broadcast sends in this order
+	byAP  map[netip.AddrPort]pfsync.NodeID
+	byIP  map[netip.Addr]pfsync.NodeID // only addresses used by one peer
 }
 
 var _ pfsync.Transport = (*Unicast)(nil)
@@ -61,41 +72,12 @@ func NewUnicast(cfg UnicastConfig) (*Unicast, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(cfg.Peers) == 0 {
-		return nil, fmt.Errorf("udp: UnicastConfig.Peers is empty, want at least one peer")
+	u := &Unicast{mtu: mtu, v6: v6, local: cfg.Local}
+	t, err := u.peerTable("UnicastConfig.Peers", cfg.Peers)
+	if err != nil {
+		return nil, err
 	}
-	u := &Unicast{
-		mtu:   mtu,
-		peers: make(map[pfsync.NodeID]netip.AddrPort, len(cfg.Peers)),
-		byAP:  make(map[netip.AddrPort]pfsync.NodeID, len(cfg.Peers)),
-		byIP:  make(map[netip.Addr]pfsync.NodeID, len(cfg.Peers)),
-	}
-	ipCount := make(map[netip.Addr]int)
-	for id, ap := range cfg.Peers {
-		a := ap.Addr().Unmap()
-		switch {
-		case id == pfsync.Broadcast:
-			return nil, fmt.Errorf("udp: UnicastConfig.Peers node id 0 (%v) out of range 1-4294967295", ap)
-		case !a.IsValid() || ap.Port() == 0 || a.IsUnspecified() || a.IsMulticast():
-			return nil, fmt.Errorf("udp: UnicastConfig.Peers[%d] %v is not a unicast address and port", id, ap)
-		case a.Is6() != v6:
-			return nil, fmt.Errorf("udp: UnicastConfig.Peers[%d] %v is not of the family of UnicastConfig.Local %v", id, ap, cfg.Local)
-		}
-		if _, dup := u.byAP[netip.AddrPortFrom(peerKey(a), ap.Port())]; dup {
-			return nil, fmt.Errorf("udp: UnicastConfig.Peers[%d] %v is also another peer's address", id, ap)
-		}
-		u.peers[id] = netip.AddrPortFrom(a, ap.Port())
-		u.order = append(u.order, id)
-		u.byAP[netip.AddrPortFrom(peerKey(a), ap.Port())] = id
-		ipCount[peerKey(a)]++
-		u.byIP[peerKey(a)] = id
-	}
-	for a, n := range ipCount {
-		if n > 1 {
-			delete(u.byIP, a)
-		}
-	}
-	slices.Sort(u.order)
+	u.peers.Store(t)
 
 	rbuf, err := readBufferFor("UnicastConfig", cfg.ReadBuffer)
 	if err != nil {
@@ -117,6 +99,69 @@ func NewUnicast(cfg UnicastConfig) (*Unicast, error) {
 	return u, nil
 }
 
+// peerTable validates peers, named field in errors, and indexes them.
+func (u *Unicast) peerTable(field string, peers map[pfsync.NodeID]netip.AddrPort) (*peerTable, error) {
+	if len(peers) == 0 {
+		return nil, fmt.Errorf("udp: %s is empty, want at least one peer", field)
+	}
+	t := &peerTable{
+		peers: make(map[pfsync.NodeID]netip.AddrPort, len(peers)),
+		byAP:  make(map[netip.AddrPort]pfsync.NodeID, len(peers)),
+		byIP:  make(map[netip.Addr]pfsync.NodeID, len(peers)),
+	}
+	// In node id order, so that the error for a duplicate address names
+	// the same node every time.
+	ids := slices.Sorted(maps.Keys(peers))
+	ipCount := make(map[netip.Addr]int)
+	for _, id := range ids {
+		ap := peers[id]
+		a := ap.Addr().Unmap()
+		switch {
+		case id == pfsync.Broadcast:
+			return nil, fmt.Errorf("udp: %s node id 0 (%v) out of range 1-4294967295", field, ap)
+		case !a.IsValid() || ap.Port() == 0 || a.IsUnspecified() || a.IsMulticast():
+			return nil, fmt.Errorf("udp: %s[%d] %v is not a unicast address and port", field, id, ap)
+		case a.Is6() != u.v6:
+			return nil, fmt.Errorf("udp: %s[%d] %v is not of the family of UnicastConfig.Local %v", field, id, ap, u.local)
+		}
+		if _, dup := t.byAP[netip.AddrPortFrom(peerKey(a), ap.Port())]; dup {
+			return nil, fmt.Errorf("udp: %s[%d] %v is also another peer's address", field, id, ap)
+		}
+		t.peers[id] = netip.AddrPortFrom(a, ap.Port())
+		t.order = append(t.order, id)
+		t.byAP[netip.AddrPortFrom(peerKey(a), ap.Port())] = id
+		ipCount[peerKey(a)]++
+		t.byIP[peerKey(a)] = id
+	}
+	for a, n := range ipCount {
+		if n > 1 {
+			delete(t.byIP, a)
+		}
+	}
+	return t, nil
+}
+
+// SetPeers replaces the peer list at run time, validated as
+// UnicastConfig.Peers is (errors name "SetPeers peers"); on error the list
+// in use is kept. From its return, Send reaches only the new peers and
+// Receive delivers only their datagrams (a datagram already being read
+// when it is called may still come from a removed peer). The socket is
+// kept. Pair it with pfsync.Engine.AddPeer and RemovePeer for the nodes
+// that came and went.
+func (u *Unicast) SetPeers(peers map[pfsync.NodeID]netip.AddrPort) error {
+	t, err := u.peerTable("SetPeers peers", peers)
+	if err != nil {
+		return err
+	}
+	u.peers.Store(t)
+	return nil
+}
+
+// Peers returns a copy of the peer list in use.
+func (u *Unicast) Peers() map[pfsync.NodeID]netip.AddrPort {
+	return maps.Clone(u.peers.Load().peers)
+}
+
 // LocalAddr is the address the socket is bound to, with the port chosen
 // when Local's port was 0.
 func (u *Unicast) LocalAddr() netip.AddrPort {
@@ -133,16 +178,17 @@ func (u *Unicast) Send(to pfsync.NodeID, frame []byte) error {
 	if len(frame) > u.mtu {
 		return fmt.Errorf("udp: %d-byte frame exceeds MTU %d", len(frame), u.mtu)
 	}
+	t := u.peers.Load()
 	if to != pfsync.Broadcast {
-		ap, ok := u.peers[to]
+		ap, ok := t.peers[to]
 		if !ok {
 			return fmt.Errorf("udp: no peer with node id %d", to)
 		}
 		return u.sendTo(to, ap, frame)
 	}
 	var errs []error
-	for _, id := range u.order {
-		if err := u.sendTo(id, u.peers[id], frame); err != nil {
+	for _, id := range t.order {
+		if err := u.sendTo(id, t.peers[id], frame); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -189,11 +235,12 @@ func (u *Unicast) Receive() (pfsync.Datagram, error) {
 // lookup maps a source to a peer: by address and port, else by address if
 // only one peer uses it.
 func (u *Unicast) lookup(src netip.AddrPort) pfsync.NodeID {
+	t := u.peers.Load()
 	a := peerKey(src.Addr())
-	if id, ok := u.byAP[netip.AddrPortFrom(a, src.Port())]; ok {
+	if id, ok := t.byAP[netip.AddrPortFrom(a, src.Port())]; ok {
 		return id
 	}
-	return u.byIP[a]
+	return t.byIP[a]
 }
 
 // Stats returns a snapshot of the counters.

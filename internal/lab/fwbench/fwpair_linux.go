@@ -73,9 +73,9 @@ type FwpairOptions struct {
 	// Protocol is carp.protocol: empty for CARP (advskew 0 on fw1, 100 on
 	// fw2), "vrrp3" for VRRPv3 (priority 200 on fw1, 100 on fw2).
 	Protocol string
-	// Firewall, Files and ConfigSync, if not nil, are the firewall, files
-	// and config_sync sections.
-	Firewall, Files, ConfigSync any
+	// Extra are top-level keys added to the configuration (e.g. "track"),
+	// replacing the lab's own of the same name.
+	Extra map[string]any
 }
 
 // KeyFile returns the path of the lab's sync key, creating it on first use.
@@ -159,10 +159,8 @@ func (l *Lab) FwpairConfig(i int, o FwpairOptions) (cfgPath, socket string) {
 	if o.BulkRate != 0 {
 		cfg["sync"].(map[string]any)["bulk_rate"] = o.BulkRate
 	}
-	for k, v := range map[string]any{"firewall": o.Firewall, "files": o.Files, "config_sync": o.ConfigSync} {
-		if v != nil {
-			cfg[k] = v
-		}
+	for k, v := range o.Extra {
+		cfg[k] = v
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
@@ -220,6 +218,11 @@ func QueryFwpair(socket string) (*FwpairStatus, error) {
 	}
 	defer c.Close()
 	if err := c.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		return nil, err
+	}
+	// The request: a client that sends none gets the status only after
+	// the daemon stopped waiting for one.
+	if _, err := io.WriteString(c, "status\n"); err != nil {
 		return nil, err
 	}
 	b, err := io.ReadAll(c)

@@ -2,6 +2,7 @@ package fwbench
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -58,6 +59,9 @@ type Gocarp struct {
 	L     *Lab
 	Bin   string
 	Opts  FwpairOptions
+	// Extra are configuration keys of one firewall only (by index),
+	// added to Opts.Extra.
+	Extra [3]map[string]any
 	cfg   [3]string
 	sock  [3]string
 	proc  [3]*netns.Process
@@ -75,6 +79,13 @@ func (g *Gocarp) Name() string {
 func (g *Gocarp) Start(i int) {
 	o := g.Opts
 	o.StartAsMaster = i == 1
+	if g.Extra[i] != nil {
+		o.Extra = maps.Clone(o.Extra)
+		if o.Extra == nil {
+			o.Extra = map[string]any{}
+		}
+		maps.Copy(o.Extra, g.Extra[i])
+	}
 	g.cfg[i], g.sock[i] = g.L.FwpairConfig(i, o)
 	g.proc[i] = g.L.FW[i].Start(g.Bin, "-config", g.cfg[i])
 }
@@ -127,6 +138,9 @@ func (g *Gocarp) CPU() time.Duration {
 	return d
 }
 
+// Config returns firewall i's configuration file and control socket.
+func (g *Gocarp) Config(i int) (cfgPath, socket string) { return g.cfg[i], g.sock[i] }
+
 // Crash implements Stack.
 func (g *Gocarp) Crash(i int) {
 	if err := g.proc[i].Stop(); err != nil {
@@ -142,11 +156,17 @@ func (g *Gocarp) Crash(i int) {
 // conntrackd's documentation sets them up (doc/sync/keepalived.conf,
 // doc/sync/ftfw/conntrackd.conf, docs/interop.md, "The firewall-pair lab").
 type Conntrackd struct {
-	L    *Lab
-	dir  [3]string
-	ctd  [3]*netns.Process
-	kad  [3]*netns.Process
-	conf [3]string
+	L *Lab
+	// TrackScript, if set, returns the health check keepalived runs on
+	// firewall i (vrrp_script, tracked by both instances): a shell command
+	// line run every second, failed after two failures in a row, healthy
+	// after two successes, weight 0 (the instance goes to FAULT and gives
+	// its addresses up).
+	TrackScript func(i int) string
+	dir         [3]string
+	ctd         [3]*netns.Process
+	kad         [3]*netns.Process
+	conf        [3]string
 }
 
 // Name implements Stack.
@@ -210,7 +230,7 @@ const keepalivedConf = `global_defs {
 	script_user root
 	enable_script_security
 }
-vrrp_sync_group G1 {
+{{.TrackDef}}vrrp_sync_group G1 {
 	group {
 		LAN
 		WAN
@@ -232,7 +252,7 @@ vrrp_instance LAN {
 	virtual_ipaddress {
 		{{.LANVIP}}/24 dev {{.LANIf}}
 	}
-}
+{{.TrackUse}}}
 vrrp_instance WAN {
 	interface {{.WANIf}}
 	state BACKUP
@@ -246,7 +266,7 @@ vrrp_instance WAN {
 	virtual_ipaddress {
 		{{.WANVIP}}/24 dev {{.WANIf}}
 	}
-}
+{{.TrackUse}}}
 `
 
 func expand(tmpl string, kv map[string]string) string {
@@ -287,7 +307,16 @@ func (c *Conntrackd) Start(i int) {
 		"I": strconv.Itoa(i), "Dir": dir, "Local": FWAddr(i, "sync").String(), "Peer": FWAddr(3-i, "sync").String(),
 		"SyncIf": SyncIf, "LANIf": LANIf, "WANIf": WANIf, "LANVIP": LANVIP.String(), "WANVIP": WANVIP.String(),
 		"LAN": FWAddr(i, "lan").String(), "WAN": FWAddr(i, "wan").String(), "Prio": prio,
-		"Script": filepath.Join(dir, "primary-backup.sh"),
+		"Script": filepath.Join(dir, "primary-backup.sh"), "TrackDef": "", "TrackUse": "",
+	}
+	if c.TrackScript != nil {
+		// keepalived runs a script file, not a command line.
+		chk := filepath.Join(dir, "check.sh")
+		if err := os.WriteFile(chk, []byte("#!/bin/sh\n"+c.TrackScript(i)+"\n"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		kv["TrackDef"] = "vrrp_script chk {\n\tscript \"" + chk + "\"\n\tinterval 1\n\ttimeout 1\n\tfall 2\n\trise 2\n\tweight 0\n}\n"
+		kv["TrackUse"] = "\ttrack_script {\n\t\tchk\n\t}\n"
 	}
 	c.conf[i] = filepath.Join(dir, "conntrackd.conf")
 	script, err := primaryBackupScript(c.conf[i], filepath.Join(dir, "conntrack.lock"))
