@@ -424,7 +424,8 @@
 // primary) to the one that subscribes (the secondary), as pfSense's
 // configuration sync does, over the sync link: package confsync, on its
 // own UDP port (config_sync.port), sealed with a key derived from
-// sync.key_file and the same boot counter as the state sync. A subscriber
+// sync.key_file and the same boot counter as the state sync (a reload
+// that changes sync.peers or rotates the key changes both). A subscriber
 // reports what it applied; -status shows, per document, the version in
 // force, on the publisher every peer's applied version, and the last error
 // ("documents": name, role, path, version, offered, failed, error,
