@@ -19,6 +19,7 @@ import (
 	"github.com/gocarp/gocarp/pfsync/seal"
 	"github.com/gocarp/gocarp/pfsync/udp"
 	"github.com/gocarp/gocarp/vip"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // sendKeyID is the key id of the pre-shared key on the wire at start. The
@@ -60,10 +61,14 @@ type daemon struct {
 	follow  *carp.FollowGroup // the engine's Demoter, and the groups' follow rule
 	control *controlServer
 	metrics *httpmetrics.Server // metrics.listen
-	gate    *gate               // nil when forwarding.gate is false
-	notify  *sdnotify.Notifier  // systemd's notify protocol (notify.go)
-	docs    *documents          // the firewall ruleset and files (documents.go)
-	boot    uint32              // the boot counter read at start, shared by both syncs' sealers
+	// The metrics registry and each group's collectors (metrics.go), so
+	// that a reload adds and removes a group's.
+	metricsReg      *prometheus.Registry
+	groupCollectors map[*carp.Group][]prometheus.Collector
+	gate            *gate              // nil when forwarding.gate is false
+	notify          *sdnotify.Notifier // systemd's notify protocol (notify.go)
+	docs            *documents         // the firewall ruleset and files (documents.go)
+	boot            uint32             // the boot counter read at start, shared by both syncs' sealers
 
 	// The work of a takeover commit: the engine's PrepareTakeover and the
 	// backend's Takeover (fields, so that a test can make them hang).

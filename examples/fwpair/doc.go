@@ -169,6 +169,12 @@
 //     change live; roles, names, paths and config_sync need a restart.
 //   - carp.start_as_master and carp.start_wait are taken for the next start.
 //
+// A group a reload adds is in /metrics and watched by the systemd watchdog
+// at once; one it removes leaves both. The flows to or from a virtual
+// address a reload adds are replicated (the conntrack filter that ignores
+// the virtual addresses is fixed at start): harmless, as the peer's
+// kernel gets a flow it never forwards, until the next restart.
+//
 // Anything else is refused, with an error naming the key, and the daemon
 // goes on running its previous configuration untouched: node,
 // control_socket, log_level, carp.protocol, a group's interface or source,

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+
+	"github.com/gocarp/gocarp/carp"
 	"github.com/gocarp/gocarp/internal/httpmetrics"
 	"github.com/gocarp/gocarp/metrics"
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,8 +20,11 @@ func (d *daemon) openMetrics() error {
 		return nil
 	}
 	reg := prometheus.NewRegistry()
+	d.metricsReg, d.groupCollectors = reg, map[*carp.Group][]prometheus.Collector{}
 	for _, gr := range d.groupList() {
-		reg.MustRegister(metrics.NewGroup(gr.group), metrics.NewFollower(gr.cfg.VHID, gr.fol))
+		if err := d.metricsAddGroup(gr); err != nil {
+			return err
+		}
 	}
 	ec := metrics.NewEngine(d.engine)
 	reg.MustRegister(ec, metrics.NewSealer(d.sealer), metrics.NewConntrack(d.backend))
@@ -44,4 +50,35 @@ func (d *daemon) closeMetrics() error {
 		return nil
 	}
 	return d.metrics.Close()
+}
+
+// metricsAddGroup registers the collectors of a group (at start, and when
+// a reload adds one). Without metrics.listen it does nothing.
+func (d *daemon) metricsAddGroup(gr *groupRun) error {
+	if d.metricsReg == nil {
+		return nil
+	}
+	cs := []prometheus.Collector{metrics.NewGroup(gr.group), metrics.NewFollower(gr.cfg.VHID, gr.fol)}
+	for i, c := range cs {
+		if err := d.metricsReg.Register(c); err != nil {
+			for _, c := range cs[:i] {
+				d.metricsReg.Unregister(c)
+			}
+			return fmt.Errorf("metrics: group %s: %w", gr.cfg.Name, err)
+		}
+	}
+	d.groupCollectors[gr.group] = cs
+	return nil
+}
+
+// metricsRemoveGroup unregisters the collectors of a group a reload
+// removed.
+func (d *daemon) metricsRemoveGroup(gr *groupRun) {
+	if d.metricsReg == nil {
+		return
+	}
+	for _, c := range d.groupCollectors[gr.group] {
+		d.metricsReg.Unregister(c)
+	}
+	delete(d.groupCollectors, gr.group)
 }

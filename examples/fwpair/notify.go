@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,13 +19,21 @@ import (
 func (d *daemon) notifyReady() {
 	d.notify.Status(d.statusLine())
 	d.notify.Ready()
-	running := d.groupList()
-	groups := make([]*carp.Group, len(running))
-	for i, gr := range running {
-		groups[i] = gr.group
-	}
-	stall := sdnotify.NewStall(time.Now(), groups...)
-	d.notify.StartWatchdog(func() error { return stall.Check(time.Now()) })
+	// The groups a reload adds are watched too: a new list of groups
+	// starts a new Stall (called from the watchdog's goroutine only).
+	var stall *sdnotify.Stall
+	var watched []*carp.Group
+	d.notify.StartWatchdog(func() error {
+		running := d.groupList()
+		groups := make([]*carp.Group, len(running))
+		for i, gr := range running {
+			groups[i] = gr.group
+		}
+		if stall == nil || !slices.Equal(groups, watched) {
+			stall, watched = sdnotify.NewStall(time.Now(), groups...), groups
+		}
+		return stall.Check(time.Now())
+	})
 }
 
 // notifyState updates the status systemctl shows after a transition.

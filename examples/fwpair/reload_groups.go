@@ -179,6 +179,9 @@ func (d *daemon) applyGroups(next *Config, removed []*groupRun, changed []*group
 	var errs []error
 	if len(removed) > 0 {
 		d.closeGroups(removed)
+		for _, gr := range removed {
+			d.metricsRemoveGroup(gr)
+		}
 		d.replaceGroups(func(gs []*groupRun) []*groupRun {
 			return slices.DeleteFunc(gs, func(gr *groupRun) bool { return slices.Contains(removed, gr) })
 		})
@@ -198,7 +201,12 @@ func (d *daemon) applyGroups(next *Config, removed []*groupRun, changed []*group
 	for _, gc := range added {
 		gr, err := d.openGroup(gc, next.CARP, false)
 		if err == nil {
-			err = gr.group.Start()
+			err = d.metricsAddGroup(gr)
+		}
+		if err == nil {
+			if err = gr.group.Start(); err != nil {
+				d.metricsRemoveGroup(gr)
+			}
 		}
 		if err != nil {
 			if gr != nil {

@@ -328,3 +328,25 @@ func TestReloadTrackers(t *testing.T) {
 		t.Errorf("the removed tracker still runs: Start = %v", err)
 	}
 }
+
+// A change of sync.peers is planned node by node: the removed, the added,
+// and a node whose address changed (both lines, same node).
+func TestReloadPlanSyncPeers(t *testing.T) {
+	d, write := reloadDaemon(t)
+	write(func(s string) string {
+		return strings.Replace(s, `"peers": [{"node": 2, "address": "10.9.0.2:7240"}]`,
+			`"peers": [{"node": 3, "address": "10.9.0.3:7240"}, {"node": 4, "address": "10.9.0.4"}]`, 1)
+	})
+	next, err := LoadConfig(d.cfg.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := planSync(d, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "sync.peers: -node 2 10.9.0.2:7240\nsync.peers: +node 3 10.9.0.3:7240\nsync.peers: +node 4 10.9.0.4"
+	if got := strings.Join(p.changes, "\n"); got != want {
+		t.Errorf("changes:\n%s\nwant:\n%s", got, want)
+	}
+}
