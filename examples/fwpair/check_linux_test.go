@@ -31,7 +31,7 @@ func TestRunCheckRuleset(t *testing.T) {
 		t.Fatal(err)
 	}
 	rules := filepath.Join(dir, "ruleset.nft")
-	s := strings.Replace(string(b), `"sync": "subscribe"`, `"ruleset": "`+rules+`", "sync": "publish"`, 1)
+	s := strings.Replace(string(b), `"sync": "off"`, `"ruleset": "`+rules+`", "sync": "publish"`, 1)
 	if err := os.WriteFile(conf, []byte(s), 0o600); err != nil {
 		t.Fatal(err)
 	}

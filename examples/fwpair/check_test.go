@@ -9,8 +9,8 @@ import (
 )
 
 // exampleWithFiles writes fwpair.example.json into dir with its key and
-// boot file replaced, and its documents moved into dir: the ruleset
-// subscribed (nft -c needs privileges; TestRunCheckRuleset checks it), the
+// boot file replaced, and its documents moved into dir: no ruleset (nft
+// -c needs privileges; TestRunCheckRuleset checks it), the
 // file published from dir and applied with true, the state directory dir.
 // It returns the new file's path.
 func exampleWithFiles(t *testing.T, dir, key, boot string) string {
@@ -27,7 +27,7 @@ func exampleWithFiles(t *testing.T, dir, key, boot string) string {
 	}
 	for _, r := range [][2]string{
 		{`"ruleset": "/etc/fwpair/ruleset.nft",
-    "sync": "publish"`, `"sync": "subscribe"`},
+    "sync": "publish"`, `"sync": "off"`},
 		{"/etc/kea/kea-dhcp4.conf", dhcp},
 		{`"/usr/bin/systemctl", "reload", "kea-dhcp4-server"`, `"true"`},
 		{`"state_dir": "/var/lib/fwpair"`, `"state_dir": "` + dir + `"`},
