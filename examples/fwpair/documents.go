@@ -229,10 +229,12 @@ func (ds *documents) startOne(d *docState, applied uint64) error {
 		}
 		return nil
 	}
-	// publish or off: this node's own file.
+	// publish or off: this node's own file, replacing the tables of the
+	// version in force before the restart too (a table dropped from the
+	// file meanwhile goes).
 	data, err := os.ReadFile(d.path)
 	if err == nil && d.isRules {
-		err = applyRuleset(ds.nft, data, nil)
+		err = applyRuleset(ds.nft, data, cp)
 	}
 	if err != nil {
 		v, _ := ds.versions.get(d.name)

@@ -377,3 +377,24 @@ func TestDocumentsRotateKeys(t *testing.T) {
 		t.Errorf("no documents: %v", err)
 	}
 }
+
+// A publisher restarted with a file that dropped a table deletes it: the
+// transaction replaces the tables of its copy of the version in force.
+func TestDocumentsPublisherRestartDropsTable(t *testing.T) {
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "rules.nft")
+	write(t, rules, "table inet fw { }\ntable ip old { }\n")
+	cfg := docTestConfig(t, dir, `{"ruleset": "`+rules+`", "sync": "off"}`, `[]`)
+	ds, _, _ := testDocuments(t, cfg)
+	if err := ds.startOne(ds.docs[firewallDoc], 0); err != nil {
+		t.Fatal(err)
+	}
+	write(t, rules, "table inet fw { }\n")
+	ds2, nft, _ := testDocuments(t, cfg)
+	if err := ds2.startOne(ds2.docs[firewallDoc], 0); err != nil {
+		t.Fatal(err)
+	}
+	if len(nft.applied) != 1 || !strings.Contains(nft.applied[0], "delete table ip old;") {
+		t.Errorf("transaction after the restart %q, want it to delete table ip old", nft.applied)
+	}
+}
