@@ -45,7 +45,8 @@
 //	  ^  |                                             |    ^
 //	  |  |         master-down timer expired, bow-out, |    | faster or equally fast advert
 //	  |  |     preempting a slower master (Preempt),   |    | (unless less demoted), less
-//	  |  |  more demoted master, master will time out  v    | demoted advert, StepDown
+//	  |  |  more demoted master, master stepped down,  |    | demoted advert, StepDown
+//	  |  |  master will time out                       v    | (one bow-out first)
 //	  |  |                                           +--------+
 //	  |  +------ StartAsMaster (first election) ---> |        |
 //	  |                                              | MASTER |
@@ -79,8 +80,11 @@
 //     Stats.Suppressed.
 //   - BACKUP becomes MASTER at once on a bow-out advert (advbase 255,
 //     advskew 255), if Preempt is set and the master is slower and not less
-//     demoted, if the master is more demoted (even without Preempt), or if
-//     the master advertises so slowly that it would time out anyway
+//     demoted, if the master is more demoted (even without Preempt), if the
+//     master just made itself slower than this node (its advskew rose since
+//     its previous advert, at the same advbase and not less demoted: a
+//     planned handover, see below; even without Preempt), or if the master
+//     advertises so slowly that it would time out anyway
 //     (DeadRatio·advbase < its interval); otherwise it restarts the
 //     master-down timer of the advert's family.
 //   - A BACKUP whose master-down timer is seen more than 50 ms late was not
@@ -160,6 +164,35 @@
 // whichever is longer), then sends the new one and still accepts the old
 // for another window: nodes changed less than one window apart always
 // hear each other and never both become MASTER.
+//
+// # Planned handover
+//
+// A MASTER that steps down on purpose hands the group over within a link
+// delay, not a master-down interval, and whatever the backup's Preempt:
+//
+//   - [Group.StepDown] sends a bow-out (VRRPv3: priority 0) and only then
+//     becomes BACKUP, so the backup takes over on that advert (a VRRPv3
+//     backup after its Skew_Time, RFC 5798) and the two are never both
+//     MASTER. It stays BACKUP for the time given; if nobody took over by
+//     then, it takes the group back once the master-down interval passed.
+//   - A demotion raised while MASTER (SetDemotion, a FollowGroup, a health
+//     tracker, a maintenance switch) and a Reconfigure that ranks it lower
+//     (a higher advskew, a lower VRRPv3 priority) are advertised at once.
+//     A backup that now wins the election takes over on that advert, with
+//     or without Preempt (a less demoted one by the demote byte; a faster
+//     one because the master's advskew or priority just got worse); the
+//     old master yields on the new one's first advert, one link delay
+//     later, so the group is never without a master. A backup that does
+//     not win (equally demoted, slower) leaves the master in place: no
+//     failover for nothing, and no master lost when there is no peer. The
+//     demoted node stays BACKUP: the demotion that moved the group keeps
+//     it behind.
+//
+// Peers that ignore the demote byte and never take over without
+// preemption (FreeBSD, ucarp, keepalived with nopreempt) see only the
+// bow-out: StepDown hands over to them too, a demotion only with their
+// preemption and Config.DemoteInSkew. docs/design.md ("Planned handover")
+// has the reasoning.
 //
 // # Groups that fail over together
 //

@@ -200,8 +200,10 @@ func (g *Group) Close() error {
 // all sources, capped at 255 (OpenBSD interface-group demotion). A lower
 // demotion wins elections even without Preempt, so raising it hands
 // mastership to a healthier peer. n <= 0 clears the source. A change while
-// MASTER is advertised at once. Clearing every source always restores the
-// configured priority, whatever the state.
+// MASTER is advertised at once, and a backup that now wins the election
+// takes over on that advert, with or without Preempt (see "Planned
+// handover" in the package documentation). Clearing every source always
+// restores the configured priority, whatever the state.
 //
 // Peers that ignore the demote byte (FreeBSD, ucarp) do not see it unless
 // Config.DemoteInSkew also folds it into the advskew.
@@ -258,9 +260,13 @@ func (g *Group) SetLinkState(up bool) {
 }
 
 // StepDown makes a MASTER become BACKUP and keeps the group from taking over
-// for d, whatever it hears (ucarp SIGUSR2 uses 3 s). If no other node has
-// become master when d is over and the master-down interval has passed, the
-// group takes over again. On a BACKUP it only suppresses takeover for d.
+// for d, whatever it hears (ucarp SIGUSR2 uses 3 s). The MASTER first sends
+// a bow-out advert (advbase 255, advskew 255; VRRPv3: priority 0), so a
+// backup takes over at once (VRRPv3: after its Skew_Time), whether or not
+// it preempts, instead of after its master-down interval. If no other node
+// has become master when d is over and the master-down interval has
+// passed, the group takes over again. On a BACKUP it only suppresses
+// takeover for d.
 func (g *Group) StepDown(d time.Duration) {
 	g.mu.Lock()
 	g.stepReq = true

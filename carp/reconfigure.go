@@ -99,8 +99,10 @@ type reconfig struct {
 // A MASTER advertises its new settings at once and goes on advertising
 // every new interval, so a backup hears no gap; a BACKUP restarts its
 // master-down timer with the new interval. If the change makes a peer win
-// the election (a higher advskew or lower priority than a backup that
-// preempts), the peer takes over on that first advert.
+// the election (a higher advskew or lower priority than a backup's), the
+// peer takes over on that first advert, whether or not it preempts: a
+// planned handover (see the package documentation). A new AdvBase alone
+// never hands over to a backup that does not preempt.
 //
 // A new Password or a new set of Addrs changes the HMAC of every CARP
 // advert (and a VRRPv3 advert lists the addresses), so a node that

@@ -84,7 +84,19 @@ type run struct {
 
 	vrrp vrrpRun // VRRPv3 state; unused with CARP
 
+	// prev is the election view of the last advert acted on as BACKUP,
+	// per family: a master whose next advert is worse stepped down on
+	// purpose (see process).
+	prev [2]prevOffer
+
 	old rollover // the key replaced by the last Reconfigure
+}
+
+// prevOffer is what a BACKUP last heard from the master of one family.
+type prevOffer struct {
+	set            bool
+	src            netip.Addr
+	timing, demote int
 }
 
 // A counterRun is the counters lo, lo+1, ..., lo+n (mod 2^64).
@@ -407,6 +419,13 @@ func (r *run) control() {
 			r.step.stop()
 		}
 		if r.state == Master {
+			// Hand over before leaving: a bow-out (VRRP: priority 0)
+			// makes every backup, whatever its Preempt, take over
+			// now instead of after its master-down interval. Sent
+			// first, so that no peer's advert finds this node still
+			// MASTER and draws an answer that would take the
+			// addresses back.
+			r.advertise(255, 255)
 			r.becomeBackup(ReasonUser)
 		}
 	}
@@ -491,6 +510,7 @@ func (r *run) becomeMaster(reason Reason) {
 	r.sendOKs = 0
 	r.state = Master
 	r.master = tracked{} // whoever we followed is master no more
+	r.prev = [2]prevOffer{}
 	r.vrrp.leaving = false
 	g.state.Store(uint32(Master))
 	g.st.preempt.Add(1)
@@ -522,6 +542,7 @@ func (r *run) toInit(reason Reason) {
 	r.hold.stop()
 	r.suppress, r.downFired, r.startWait = false, false, false
 	r.master = tracked{}
+	r.prev = [2]prevOffer{}
 	r.state = Init
 	r.g.state.Store(uint32(Init))
 	r.transition(from, reason)
@@ -851,6 +872,7 @@ func (r *run) process(f Family, src netip.Addr, a offer) {
 			return
 		}
 		r.startWait = false // a master is there: the election decides
+		stepped := r.steppedDown(f, src, a)
 		if r.suppress {
 			if a.leaving {
 				r.downFired = true // the master left: take over when StepDown ends
@@ -872,6 +894,11 @@ func (r *run) process(f Family, src netip.Addr, a offer) {
 			r.becomeMaster(ReasonPreempt)
 		case dpeer > dme:
 			r.becomeMaster(ReasonDemotedMaster)
+		case stepped && tme < tpeer && dpeer >= dme:
+			// The master made itself worse than this node (a higher
+			// advskew or demotion in skew, a lower priority): a
+			// planned handover, taken at once even without Preempt.
+			r.becomeMaster(ReasonSteppedDown)
 		case g.vrrp == nil && g.cfg.AdvBase != 0 && g.cfg.DeadRatio*int(g.cfg.AdvBase)<<8 < tpeer:
 			r.becomeMaster(ReasonWillTimeOut)
 		default:
@@ -882,6 +909,22 @@ func (r *run) process(f Family, src netip.Addr, a offer) {
 			r.restartDown(f)
 		}
 	}
+}
+
+// steppedDown records the election view of a, the master's advert from
+// src a BACKUP acts on, and reports whether it is worse than the master's
+// previous one from the same address: a higher advskew (VRRP: a lower
+// priority) or demotion. A master changes neither unless its embedder did
+// (Reconfigure, SetDemotion): it means to step down, and a backup that now
+// wins the election takes over whatever its Preempt says. A new advbase is
+// not such a sign: it is the interval, which a cluster changes on every
+// node, and a master that changed first must not lose the group for that.
+func (r *run) steppedDown(f Family, src netip.Addr, a offer) bool {
+	p := &r.prev[familyIndex(f)]
+	worse := p.set && p.src == src && !a.leaving && a.timing>>8 == p.timing>>8 &&
+		(a.timing > p.timing || a.demote > p.demote)
+	*p = prevOffer{set: !a.leaving, src: src, timing: a.timing, demote: a.demote}
+	return worse
 }
 
 // fresh applies CARP's freshness rules to a valid advert a BACKUP

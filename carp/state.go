@@ -55,12 +55,17 @@ const (
 	ReasonMoreFrequent   Reason = "more frequent advertisement received"
 	ReasonWillTimeOut    Reason = "master will time out"
 	ReasonBowOut         Reason = "bow-out received"
-	ReasonLinkDown       Reason = "link down"
-	ReasonLinkUp         Reason = "link up"
-	ReasonUser           Reason = "user requested"
-	ReasonInit           Reason = "initialization complete"
-	ReasonStartAsMaster  Reason = "configured to start as master"
-	ReasonClosed         Reason = "group closed"
+	// ReasonSteppedDown: the master advertised a worse timing, priority
+	// or demotion than before, which makes this BACKUP the better node; a
+	// planned handover (Reconfigure, SetDemotion on the master), taken
+	// without waiting and whatever Config.Preempt says.
+	ReasonSteppedDown   Reason = "master stepped down"
+	ReasonLinkDown      Reason = "link down"
+	ReasonLinkUp        Reason = "link up"
+	ReasonUser          Reason = "user requested"
+	ReasonInit          Reason = "initialization complete"
+	ReasonStartAsMaster Reason = "configured to start as master"
+	ReasonClosed        Reason = "group closed"
 )
 
 // String returns the reason's sentence.

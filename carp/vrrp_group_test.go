@@ -417,8 +417,10 @@ func TestVRRPBadPackets(t *testing.T) {
 }
 
 // TestVRRPDemotionWithoutPreempt: VRRP carries demotion only in the
-// priority, so a demoted master stays master when the backups do not
-// preempt (unlike CARP, where a less demoted backup always takes over).
+// priority. A master whose demotion drops its priority below a backup's
+// steps down on purpose: the backup takes over at once even without
+// preemption, and the demoted node stays BACKUP. A demotion that leaves
+// the master ahead changes nothing.
 func TestVRRPDemotionWithoutPreempt(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		seg := carptest.NewSegment(1)
@@ -426,13 +428,23 @@ func TestVRRPDemotionWithoutPreempt(t *testing.T) {
 		b := newVRRPNode(t, seg, "b", carp.Config{Priority: 150}).start(t)
 		sleep(10 * time.Second)
 		wantState(t, a, carp.Master)
-		a.g.SetDemotion("sync", 100)
+		a.g.SetDemotion("sync", 30) // priority 170: still ahead
 		sleep(10 * time.Second)
 		wantState(t, a, carp.Master)
 		wantState(t, b, carp.Backup)
+		a.g.SetDemotion("sync", 100) // priority 100: behind b
+		sleep(10 * time.Millisecond)
+		wantState(t, a, carp.Backup)
+		wantState(t, b, carp.Master)
+		if got := b.last().Reason; got != carp.ReasonSteppedDown {
+			t.Errorf("b: reason %q, want %q", got, carp.ReasonSteppedDown)
+		}
 		if got := lastVRRP(t, a, carp.IPv4).Priority; got != 100 {
 			t.Errorf("priority %d, want 100", got)
 		}
+		sleep(time.Minute)
+		wantState(t, a, carp.Backup)
+		wantState(t, b, carp.Master)
 	})
 }
 

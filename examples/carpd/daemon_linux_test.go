@@ -146,8 +146,12 @@ func (tb *testbed) carpd(name string, vipScripts bool, extra ...string) *netns.P
 	tb.t.Helper()
 	n := tb.nodes[name]
 	up, down := tb.scripts(vipScripts)
-	args := []string{"-i", "eth0", "-s", n.ip.String(), "-v", testVHID, "-p", testPass,
-		"-a", testVIP.String(), "-u", up, "-d", down, "-x", name}
+	pass := []string{"-p", testPass}
+	if slices.Contains(extra, "-o") || slices.Contains(extra, "-p") {
+		pass = nil // the test gives its own
+	}
+	args := append([]string{"-i", "eth0", "-s", n.ip.String(), "-v", testVHID}, pass...)
+	args = append(args, "-a", testVIP.String(), "-u", up, "-d", down, "-x", name)
 	p := n.ns.Start(carpdBin, append(args, extra...)...)
 	t := tb.t
 	t.Cleanup(func() {
@@ -634,19 +638,23 @@ func TestBowOut(t *testing.T) {
 	}
 }
 
-// TestStepDown: SIGUSR2 makes the master step down; the backup becomes
-// MASTER; when the pause is over the first node, which has preempt and the
-// lower skew, takes over again.
+// TestStepDown: SIGUSR2 makes the master step down with a bow-out; the
+// backup becomes MASTER on it, without waiting for its master-down
+// interval; when the pause is over the first node, which has preempt and
+// the lower skew, takes over again.
 func TestStepDown(t *testing.T) {
 	t.Parallel()
 	tb := newTestbed(t, "a", "b")
-	a, _ := tb.startPair("a", "b", tb.carpdFn(false, "-P"), tb.carpdFn(false))
-	from := len(tb.eventLines())
+	a, b := tb.startPair("a", "b", tb.carpdFn(false, "-P"), tb.carpdFn(false))
+	from, bFrom := len(tb.eventLines()), b.Len()
 	if err := a.Signal(syscall.SIGUSR2); err != nil {
 		t.Fatal(err)
 	}
-	i := tb.waitEvent(from, "a down")
-	i = tb.waitEvent(i+1, "b up")
+	// b takes over as a leaves, so their scripts may run in either order.
+	i := max(tb.waitEvent(from, "a down"), tb.waitEvent(from, "b up"))
+	if _, _, err := b.WaitLine(bFrom, `reason="bow-out received"`, stateTimeout); err != nil {
+		t.Fatal(err)
+	}
 	// a's preempting advert makes b yield before a's own hook runs, so the
 	// two scripts of the handover back may run in either order.
 	tb.waitEvent(i+1, "a up")
@@ -1008,4 +1016,89 @@ func TestShutdownWithDemoteFIFO(t *testing.T) {
 	}
 	waitExit(t, a, syscall.SIGTERM)
 	checkBowOut(t, b, bFrom)
+}
+
+// TestReload: SIGHUP re-reads the password file and the demotion file at
+// once, and carpd keeps running. A peer that has only the new password
+// first hears the master's adverts under the old one (the master keeps
+// sending it for the rollover window) and takes over for want of them;
+// once the master signs with the new password the peer accepts it and
+// yields. A demotion written to the file is applied while SIGHUP is
+// handled, not at the next poll, and hands the group over.
+func TestReload(t *testing.T) {
+	t.Parallel()
+	tb := newTestbed(t, "a", "b")
+	passfile, demote := filepath.Join(tb.dir, "pass"), filepath.Join(tb.dir, "demote")
+	if err := os.WriteFile(passfile, []byte(testPass+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := tb.carpd("a", false, "-o", passfile, "--demote-file", demote, "-k", "0")
+	tb.waitEvent(0, "a up")
+
+	if err := os.WriteFile(passfile, []byte("renewed\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	from := a.Len()
+	if err := a.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	line, _, err := a.WaitLine(from, `msg="carpd: reloaded"`, stateTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(line, "password_changed=true") {
+		t.Fatalf("reload did not take the new password: %s", line)
+	}
+	ev := len(tb.eventLines())
+	b := tb.carpd("b", false, "-p", "renewed", "-k", "100")
+	i := tb.waitEvent(ev, "b up") // a's adverts still carry the old password
+	// Once a signs with the new password (within the rollover window of
+	// 10 s), b accepts its adverts and yields to the faster master.
+	tb.waitEvent(i+1, "b down")
+	if s := stats(t, a); s["state"] != "MASTER" {
+		t.Errorf("a: state %s after the password change, want MASTER", s["state"])
+	}
+
+	// The demotion file, applied by SIGHUP: its line comes between the
+	// start and the end of the reload. Should the once-a-second poll read
+	// the file between the write and the signal, the value is changed
+	// again and the signal sent again.
+	ev = len(tb.eventLines())
+	for n := 50; ; n++ {
+		if n == 55 {
+			t.Fatal("the demotion file was never applied by SIGHUP")
+		}
+		from = a.Len()
+		if err := os.WriteFile(demote, []byte(strconv.Itoa(n)+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		_, hup, err := a.WaitLine(from, `msg="carpd: SIGHUP: re-reading files"`, stateTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, done, err := a.WaitLine(hup, `msg="carpd: reloaded"`, stateTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, applied, err := a.WaitLine(from, `msg="carpd: demotion from file"`, stateTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hup < applied && applied < done {
+			break
+		}
+	}
+	tb.waitEvent(ev, "b up")
+	tb.waitEvent(ev, "a down")
+	select {
+	case <-a.Done():
+		t.Fatalf("a exited after SIGHUP: %v", a.Err())
+	default:
+	}
+	if s := stats(t, b); atoi(t, s, "badauth") == 0 {
+		t.Errorf("b: badauth 0; want the adverts a signed with the old password counted")
+	}
 }

@@ -42,6 +42,7 @@ type demoteFile struct {
 
 	last    int
 	lastErr string
+	reread  chan chan struct{} // Reread's requests to the loop
 	stop    chan struct{}
 	done    chan struct{}
 }
@@ -51,7 +52,7 @@ type demoteFile struct {
 // every period on its own goroutine until Close.
 func startDemoteFile(path string, every time.Duration, set func(int), log *slog.Logger) *demoteFile {
 	d := &demoteFile{path: path, every: every, set: set, log: log, last: -1,
-		stop: make(chan struct{}), done: make(chan struct{})}
+		reread: make(chan chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
 	d.poll()
 	go d.loop()
 	return d
@@ -67,7 +68,22 @@ func (d *demoteFile) loop() {
 			return
 		case <-t.C:
 			d.poll()
+		case reply := <-d.reread:
+			d.poll()
+			close(reply)
 		}
+	}
+}
+
+// Reread reads the file now (SIGHUP) instead of at the next poll, and
+// returns once a changed value has been applied. The read happens on the
+// polling goroutine, so reads never overlap. After Close it does nothing.
+func (d *demoteFile) Reread() {
+	reply := make(chan struct{})
+	select {
+	case d.reread <- reply:
+		<-reply
+	case <-d.done:
 	}
 }
 

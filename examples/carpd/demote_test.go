@@ -181,3 +181,32 @@ func TestDemoteFileFollowsFile(t *testing.T) {
 		}
 	})
 }
+
+// TestDemoteFileReread: Reread (SIGHUP) applies a changed file before it
+// returns, without waiting for the poll; after Close it returns at once.
+// Fake time: no poll falls due during the test.
+func TestDemoteFileReread(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "demote")
+		var (
+			mu  sync.Mutex
+			got []int
+		)
+		d := startDemoteFile(path, time.Hour, func(n int) {
+			mu.Lock()
+			got = append(got, n)
+			mu.Unlock()
+		}, slog.New(slog.DiscardHandler))
+		if err := os.WriteFile(path, []byte("42\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		d.Reread()
+		mu.Lock()
+		if diff := cmp.Diff([]int{0, 42}, got); diff != "" {
+			t.Errorf("demotions set (-want +got):\n%s", diff)
+		}
+		mu.Unlock()
+		d.Close()
+		d.Reread() // must not block
+	})
+}

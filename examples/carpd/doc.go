@@ -26,7 +26,7 @@
 //	-s --srcip IPv4         advert source; required             optional: default the interface's first address
 //	-v --vhid 1-255         required                            same
 //	-p --pass STR           password, <= 19 chars               same, <= 20 bytes (the BSD key size)
-//	-o --passfile FILE      first line is the password          same; exclusive with -p
+//	-o --passfile FILE      first line is the password          same; exclusive with -p; re-read on SIGHUP
 //	-a --addr IPv4          the one virtual address; required   repeatable, IPv4 and IPv6
 //	-b --advbase SECONDS    default 1, 0 accepted (broken)      1-255
 //	-k --advskew 0-255      default 0                           0-254 (carp(4): 255 is the bow-out)
@@ -49,7 +49,7 @@
 //
 //	carpd only
 //	   --peer ADDR          unicast adverts to ADDR; repeatable (FreeBSD peer/peer6, keepalived unicast_peer)
-//	   --demote-file FILE   demotion (0-255) read from FILE every second; absent = 0
+//	   --demote-file FILE   demotion (0-255) read from FILE every second and on SIGHUP; absent = 0
 //	   --demote-skew        while demoted, also advertise advskew 240 (FreeBSD), for ucarp peers
 //	   --manage-vip         install, announce (GARP / unsolicited NA) and remove the addresses
 //	   --vmac               the addresses live on macvlan carp<vhid> with MAC 00:00:5e:00:01:<vhid>;
@@ -110,7 +110,21 @@
 // SIGUSR2 steps down from MASTER and stays out of the election for 3 s
 // plus the master-down interval (ucarp sleeps 3 s and then restarts its
 // state machine, which waits a master-down interval; with only 3 s a peer
-// with a larger skew would never get its turn). SIGTERM, SIGINT, SIGHUP and
+// with a larger skew would never get its turn). A MASTER first sends a
+// bow-out advert, so the backup takes over at once, whether or not it
+// preempts (ucarp sends nothing, and its backup waits its master-down
+// interval).
+// SIGHUP re-reads --demote-file and --passfile at once and carpd keeps
+// running: the demotion applies before the reload is logged as done
+// ("carpd: reloaded"), and a new password goes through the group's key
+// rollover (carp.Group.Reconfigure): for 10 s or the master-down
+// interval, whichever is longer, carpd still signs with the old password
+// while accepting both, then signs with the new one and still accepts the
+// old for as long again. Change the password file on every node within
+// that window and send each SIGHUP: the nodes never stop hearing each
+// other. A password file that cannot be read keeps the password in use
+// (logged). Other flags are not re-read: restart carpd to change them.
+// SIGTERM, SIGINT and
 // SIGQUIT end carpd: a script still running is killed with its process
 // group (an upscript still queued does not run), a MASTER sends a bow-out advert (OpenBSD's advbase 255 / advskew
 // 255), so a carpd backup takes over at once instead of after the

@@ -119,7 +119,7 @@ var flagTable = []flagSpec{
 		o.Pass = v
 		return nil
 	}},
-	{'o', "passfile", "FILE", "read the password from the first line of FILE", func(o *options, v string) error {
+	{'o', "passfile", "FILE", "read the password from the first line of FILE (again on SIGHUP)", func(o *options, v string) error {
 		if v == "" {
 			return errors.New("is not a file name")
 		}
@@ -168,7 +168,7 @@ var flagTable = []flagSpec{
 		o.DeadRatio = n
 		return err
 	}},
-	{'z', "shutdown", "", "run the downscript on exit (SIGTERM, SIGINT, SIGHUP, SIGQUIT) unless BACKUP", func(o *options, _ string) error {
+	{'z', "shutdown", "", "run the downscript on exit (SIGTERM, SIGINT, SIGQUIT) unless BACKUP", func(o *options, _ string) error {
 		o.Shutdown = true
 		return nil
 	}},
@@ -203,7 +203,7 @@ var flagTable = []flagSpec{
 		o.Peers = append(o.Peers, a)
 		return nil
 	}},
-	{0, "demote-file", "FILE", "demote by the integer (0-255) in FILE, re-read every second; absent means 0", func(o *options, v string) error {
+	{0, "demote-file", "FILE", "demote by the integer (0-255) in FILE, re-read every second and on SIGHUP; absent means 0", func(o *options, v string) error {
 		if v == "" {
 			return errors.New("is not a file name")
 		}
@@ -544,7 +544,9 @@ Flags:
 	fmt.Fprint(w, `
 Signals: SIGUSR1 logs the state, the goroutine count and the packet counters;
 SIGUSR2 steps down from MASTER for 3 s plus the master-down interval (as
-ucarp); SIGTERM, SIGINT, SIGHUP and SIGQUIT send a bow-out advert when MASTER
-and exit (running the downscript with --shutdown).
+ucarp; a bow-out advert hands over at once); SIGHUP re-reads --demote-file
+and --passfile (the old password stays accepted for a while) and keeps
+running; SIGTERM, SIGINT and SIGQUIT send a bow-out advert when MASTER and
+exit (running the downscript with --shutdown).
 `)
 }

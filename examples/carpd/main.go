@@ -123,7 +123,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // terminating reports whether sig ends carpd.
 func terminating(sig os.Signal) bool {
-	return sig != syscall.SIGUSR1 && sig != syscall.SIGUSR2
+	return sig != syscall.SIGUSR1 && sig != syscall.SIGUSR2 && sig != syscall.SIGHUP
 }
 
 // errAborted is start's error when a terminating signal stopped it.
@@ -136,6 +136,7 @@ type daemon struct {
 	base    *slog.Logger // for the library parts, which add those themselves
 	scripts *scripts
 	group   *carp.Group
+	cfg     carp.Config // the group's configuration as last applied (reload.go)
 	link    *carp.LinkWatcher
 	demote  *demoteFile
 
@@ -199,7 +200,7 @@ func (d *daemon) start(pass []byte) (err error) {
 	if err != nil {
 		return needCap(err, "CAP_NET_RAW") // caps.go
 	}
-	d.group, err = carp.NewGroup(o.groupConfig(carp.Config{
+	d.cfg = o.groupConfig(carp.Config{
 		Password:     pass,
 		Addrs:        o.Addrs,
 		Preempt:      o.Preempt,
@@ -207,7 +208,8 @@ func (d *daemon) start(pass []byte) (err error) {
 		Transport:    tr,
 		Logger:       groupLog,
 		OnTransition: d.onTransition,
-	}))
+	})
+	d.group, err = carp.NewGroup(d.cfg)
 	if err != nil {
 		return errors.Join(err, tr.Close())
 	}
@@ -351,6 +353,8 @@ func (d *daemon) serve(pending []os.Signal, sigs <-chan os.Signal) bool {
 			pause := stepDownFor + d.group.MasterDownInterval()
 			d.log.Info("carpd: SIGUSR2: stepping down", "state", d.group.State(), "for", pause)
 			d.group.StepDown(pause)
+		case syscall.SIGHUP:
+			d.reload() // reload.go
 		default:
 			d.log.Info("carpd: shutting down", "signal", sig.String(), "state", d.group.State())
 			d.notifyStopping()

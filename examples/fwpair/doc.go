@@ -187,6 +187,11 @@
 //
 // A reload on one node only is a configuration the pair does not share:
 // change both nodes (the password rollover covers the seconds between).
+// After a reload that changed a group's addresses or the password, do not
+// restart a node before the rollover window is over (10 s, or the
+// master-down interval if longer): a node that starts knows only the new
+// key, while its peer still signs with the old one until the window ends,
+// so the restarted node hears no master for that group and takes it.
 //
 // # Maintenance mode
 //

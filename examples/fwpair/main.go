@@ -33,7 +33,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	check := fl.Bool("check", false, "validate the configuration, the key file, the boot file directory, the firewall ruleset (nft -c) and the files, print the configuration with defaults filled in, and exit")
 	status := fl.Bool("status", false, "print the status of the fwpair running with this configuration (its control socket) and exit")
 	reload := fl.Bool("reload", false, "make the fwpair running with this configuration read it again and apply the changes live (as SIGHUP does); print them and exit")
-	maintenance := fl.String("maintenance", "", "`on`: hand every group to the peer and keep them there, across restarts, until off; print the mode and exit")
+	maintenance := fl.String("maintenance", "", "`on|off`: with on, hand every group to the peer and keep them there, across restarts, until off; print the mode and exit")
 	socket := fl.String("socket", "", "with -status, -reload, -maintenance: control socket `path` (default: control_socket of -config)")
 	genkey := fl.String("genkey", "", "write a new sync pre-shared key to `file` (mode 0600) and exit")
 	logFormat := fl.String("log-format", "text", "log lines as key=value `text` or as json objects")

@@ -27,7 +27,9 @@
 // order, but must have reached all of them before the next one starts: a
 // node that seals under the new id is understood by every node that holds
 // both keys. LoadKeyFiles reads the key files of a step (one per key id)
-// into the list Rotate takes; KeyIDs reports the keys in use. Rotate
+// into the list Rotate takes, DeriveKeys turns it into the list of a
+// protocol sealing under derived keys (confsync.Key), and KeyIDs reports
+// the keys in use. Rotate
 // keeps the run (epoch, sequence, replay windows), so a running engine
 // (or confsync node) sees no restart.
 //

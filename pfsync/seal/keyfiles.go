@@ -61,3 +61,19 @@ func (s *Sealer) KeyIDs() (accepted []uint8, send uint8) {
 	slices.Sort(accepted)
 	return accepted, s.send.Load().id
 }
+
+// DeriveKeys returns keys with each secret replaced by derive(secret),
+// under the same ids: the keys of a protocol that seals under a key
+// derived from the cluster's (confsync.Key), so that both rotate from the
+// same key files in step. Errors name the key: "seal: keys[1] (id 2): ...".
+func DeriveKeys(keys []Key, derive func(psk []byte) ([]byte, error)) ([]Key, error) {
+	out := make([]Key, 0, len(keys))
+	for i, k := range keys {
+		secret, err := derive(k.Secret)
+		if err != nil {
+			return nil, fmt.Errorf("seal: keys[%d] (id %d): %w", i, k.ID, err)
+		}
+		out = append(out, Key{ID: k.ID, Secret: secret})
+	}
+	return out, nil
+}

@@ -1,6 +1,7 @@
 package seal
 
 import (
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -172,6 +173,18 @@ func TestLoadKeyFiles(t *testing.T) {
 	s := newSealer(t, 1, 1, keys, 1)
 	if acc, send := s.KeyIDs(); !cmp.Equal(acc, []uint8{1, 2}) || send != 1 {
 		t.Errorf("KeyIDs = %v, %d; want [1 2], 1", acc, send)
+	}
+
+	derived, err := DeriveKeys(keys, func(psk []byte) ([]byte, error) { return testKey(psk[0]), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]Key{{ID: 1, Secret: testKey(keys[0].Secret[0])}, {ID: 2, Secret: testKey(keys[1].Secret[0])}}, derived); diff != "" {
+		t.Errorf("DeriveKeys (-want +got):\n%s", diff)
+	}
+	_, err = DeriveKeys(keys, func(psk []byte) ([]byte, error) { return nil, errors.New("no") })
+	if want := "seal: keys[0] (id 1): no"; err == nil || err.Error() != want {
+		t.Errorf("DeriveKeys error %v, want %q", err, want)
 	}
 
 	for _, tt := range []struct {

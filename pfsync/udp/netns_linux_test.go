@@ -424,3 +424,53 @@ func TestNetnsInjection(t *testing.T) {
 		})
 	}
 }
+
+// TestNetnsMulticastSetPeers: when the allowed sources are the peers'
+// addresses, SetPeers moves them with the list: the removed peer's address
+// is refused from then on, the new one's delivered with its node id. A
+// refused list keeps the one in use.
+func TestNetnsMulticastSetPeers(t *testing.T) {
+	for _, f := range families() {
+		t.Run(f.name, func(t *testing.T) {
+			other := netip.MustParsePrefix("10.77.0.4/24")
+			if f.group.Is6() {
+				other = netip.MustParsePrefix("fd77::4/64")
+			}
+			tp := netns.New(t, "gsu")
+			br := tp.Bridge("br0")
+			nsB, nsX := tp.Node("b"), tp.Node("x")
+			tp.Attach(nsB, br, "sync0", f.addrs[1])
+			tp.Attach(nsX, br, "sync0", f.addrs[2], other)
+			b := multicastIn(t, nsB, f, map[pfsync.NodeID]netip.Addr{3: f.addrs[2].Addr()})
+			rb := startReceiver(t, b)
+
+			if err := b.SetPeers(map[pfsync.NodeID]netip.Addr{4: other.Addr()}); err != nil {
+				t.Fatal(err)
+			}
+			// Once the second is delivered, the first has been judged.
+			sendGroup(t, nsX, f, DefaultPort, f.addrs[2].Addr(), other.Addr())
+			if d := rb.next(t); !bytes.Equal(d.Payload, []byte{1}) || d.From != 4 {
+				t.Fatalf("delivered (%d, %v), want (4, [1]): the datagram from the new peer", d.From, d.Payload)
+			}
+			if diff := cmp.Diff(Stats{Received: 1, UnknownSource: 1}, b.Stats()); diff != "" {
+				t.Errorf("stats (-want +got):\n%s", diff)
+			}
+
+			for _, tt := range []struct {
+				peers map[pfsync.NodeID]netip.Addr
+				want  string
+			}{
+				{nil, "udp: SetPeers peers is empty, but the allowed sources are the peers' addresses (MulticastConfig.Sources empty): nothing would be received"},
+				{map[pfsync.NodeID]netip.Addr{5: f.group}, "udp: SetPeers peers[5] " + f.group.String() + " is not a unicast address"},
+			} {
+				if err := b.SetPeers(tt.peers); err == nil || err.Error() != tt.want {
+					t.Errorf("SetPeers(%v) = %v, want %q", tt.peers, err, tt.want)
+				}
+			}
+			sendGroup(t, nsX, f, DefaultPort, other.Addr())
+			if d := rb.next(t); d.From != 4 {
+				t.Errorf("after refused lists: delivered from node %d, want 4", d.From)
+			}
+		})
+	}
+}
