@@ -9,7 +9,10 @@ import (
 )
 
 // exampleWithFiles writes fwpair.example.json into dir with its key and
-// boot file replaced, and returns the new file's path.
+// boot file replaced, and its documents moved into dir: no ruleset (nft
+// -c needs privileges; TestRunCheckRuleset checks it), the
+// file published from dir and applied with true, the state directory dir.
+// It returns the new file's path.
 func exampleWithFiles(t *testing.T, dir, key, boot string) string {
 	t.Helper()
 	b, err := os.ReadFile("fwpair.example.json")
@@ -18,6 +21,22 @@ func exampleWithFiles(t *testing.T, dir, key, boot string) string {
 	}
 	s := strings.Replace(string(b), "/etc/fwpair/sync.key", key, 1)
 	s = strings.Replace(s, "/var/lib/fwpair/boot", boot, 1)
+	dhcp := filepath.Join(dir, "dhcp.conf")
+	if err := os.WriteFile(dhcp, []byte("{}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range [][2]string{
+		{`"ruleset": "/etc/fwpair/ruleset.nft",
+    "sync": "publish"`, `"sync": "off"`},
+		{"/etc/kea/kea-dhcp4.conf", dhcp},
+		{`"/usr/bin/systemctl", "reload", "kea-dhcp4-server"`, `"true"`},
+		{`"state_dir": "/var/lib/fwpair"`, `"state_dir": "` + dir + `"`},
+	} {
+		if !strings.Contains(s, r[0]) {
+			t.Fatalf("fwpair.example.json lacks %s", r[0])
+		}
+		s = strings.Replace(s, r[0], r[1], 1)
+	}
 	path := filepath.Join(dir, "fwpair.json")
 	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
 		t.Fatal(err)

@@ -35,6 +35,10 @@ type Config struct {
 
 	Forwarding ForwardingConfig `json:"forwarding"` // the forwarding gate (gate.go)
 
+	// The replicated documents (documents_config.go).
+	Firewall   FirewallConfig   `json:"firewall,omitzero"`
+	Files      []FileConfig     `json:"files,omitempty"`
+	ConfigSync ConfigSyncConfig `json:"config_sync,omitzero"`
 	// File is the file LoadConfig read it from, which a reload reads
 	// again; not a key of the file.
 	File string `json:"-"`
@@ -338,6 +342,10 @@ func (c *Config) setDefaultsAndValidate() error {
 	}
 	if s.BulkRate < 0 || s.BulkRate > 10000000 {
 		return rangeErr("sync.bulk_rate", s.BulkRate, "0-10000000 (0 means 2000 frames/s)")
+	}
+
+	if err := c.validateDocuments(); err != nil {
+		return err
 	}
 
 	// conntrack

@@ -68,6 +68,8 @@ type daemon struct {
 	gate            *gate              // nil when forwarding.gate is false
 	noAccept        *vip.NoAccept      // carp.accept false (accept.go)
 	notify          *sdnotify.Notifier // systemd's notify protocol (notify.go)
+	docs            *documents         // the firewall ruleset and files (documents.go)
+	boot            uint32             // the boot counter read at start, shared by both syncs' sealers
 
 	// The work of a takeover commit: the engine's PrepareTakeover and the
 	// backend's Takeover (fields, so that a test can make them hang).
@@ -159,6 +161,11 @@ func newDaemon(ctx context.Context, cfg *Config, log *slog.Logger) (_ *daemon, e
 		return nil, err
 	}
 	d.prepare, d.liberalize = d.engine.PrepareTakeover, d.backend.Takeover
+	// The ruleset is in force before any group starts.
+	if d.docs, err = openDocuments(cfg, d.boot, d.follow, log); err != nil {
+		return nil, err
+	}
+	d.docs.start()
 
 	startAsMaster := false
 	if cfg.CARP.StartAsMaster {
@@ -235,6 +242,7 @@ func (d *daemon) openSync() error {
 	if err != nil {
 		return err
 	}
+	d.boot = boot
 	d.syncKey, d.syncPeers = key, slices.Clone(cfg.Sync.Peers)
 	if d.sealer, err = seal.New(seal.Config{
 		Node: pfsync.NodeID(cfg.Node), Boot: boot,
@@ -585,6 +593,9 @@ func (d *daemon) close() {
 		step("sync engine", []closer{{"sync engine", d.engine.Close}})
 	} else if d.tr != nil {
 		step("sync transport", []closer{{"sync transport", d.tr.Close}})
+	}
+	if d.docs != nil {
+		step("config sync", []closer{{"config sync", d.docs.close}})
 	}
 	if d.gate != nil { // stops retrying; the gate stays as it is
 		step("forwarding gate", []closer{{"forwarding gate", d.gate.Stop}})

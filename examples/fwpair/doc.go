@@ -91,7 +91,7 @@
 // # Usage
 //
 //	fwpair -config /etc/fwpair/fwpair.json     # run
-//	fwpair -config FILE -check                  # validate (and the key file, boot file directory), print with defaults
+//	fwpair -config FILE -check                  # validate (and the key file, boot file directory, ruleset with nft -c, files), print with defaults
 //	fwpair -config FILE -status                 # status of the running daemon (JSON)
 //	fwpair -status -socket /run/fwpair/fwpair.sock  # same, socket given directly
 //	fwpair -config FILE -reload                 # apply the edited file live (as SIGHUP); prints the changes
@@ -162,6 +162,11 @@
 //     other. A node restarted during the minute, with the new file, is not
 //     understood by its peer until the peer's second step. Another new key
 //     is refused until the rotation is over.
+//   - firewall.ruleset and files[]: a changed ruleset must pass nft -c, or
+//     the whole reload is refused; then it is applied in one transaction
+//     and published with a new version. A changed published file runs its
+//     apply command and is published. A file's apply and apply_timeout
+//     change live; roles, names, paths and config_sync need a restart.
 //   - carp.start_as_master and carp.start_wait are taken for the next start.
 //
 // A group a reload adds is in /metrics and watched by the systemd watchdog
@@ -400,12 +405,92 @@
 //	                   state: the node would still take over if no healthier
 //	                   one advertised).
 //
+//	firewall.ruleset   the nftables file fwpair applies (see Firewall ruleset
+//	                   and files); required with sync "publish" or "off". A
+//	                   subscriber applies its own until the publisher's
+//	                   first version arrives, and never writes it.
+//	firewall.sync      "publish", "subscribe" or "off" (default: applied,
+//	                   not replicated).
+//	files[]            0-32 other documents (DHCP, DNS configuration), each
+//	                   {"name", "path", "apply", "apply_timeout", "sync"}:
+//	  .name            the document's name on both nodes (paths may
+//	                   differ): 1-64 of a-z A-Z 0-9 . _ -, not "firewall".
+//	  .path            absolute; read on the publisher, replaced atomically
+//	                   on a subscriber.
+//	  .apply           command and arguments (no shell) run after the file
+//	                   changed, with FWPAIR_DOCUMENT, FWPAIR_PATH and
+//	                   FWPAIR_VERSION set; empty runs nothing.
+//	  .apply_timeout   100ms-10m, default "30s".
+//	  .sync            "publish", "subscribe" or "off" (ignored).
+//	config_sync.port   UDP port of the configuration sync on every node,
+//	                   on the sync link; default sync.local's port + 1.
+//	config_sync.state_dir  where the versions and a copy of each document
+//	                   in force are kept; default sync.boot_file's directory.
+//	config_sync.from   the node that publishes what this node subscribes
+//	                   to; default the only sync peer.
+//	config_sync.demote true (default): hold the groups demoted (by 50)
+//	                   while a subscribed document has failed to apply or
+//	                   been older than the publisher's for 2 s, so the node
+//	                   does not take over with a stale ruleset (unless the
+//	                   peer is gone: a demotion only ranks). The 2 s cover
+//	                   the transfer after a reload on the publisher, which
+//	                   would otherwise hand a MASTER subscriber's groups to
+//	                   the publisher on every reload there.
+//
 // Durations are Go duration strings ("1.5s", "200ms").
+//
+// # Firewall ruleset and files
+//
+// fwpair replicates configuration from the node that publishes it (the
+// primary) to the one that subscribes (the secondary), as pfSense's
+// configuration sync does, over the sync link: package confsync, on its
+// own UDP port (config_sync.port), sealed with a key derived from
+// sync.key_file and the same boot counter as the state sync (a reload
+// that changes sync.peers or rotates the key changes both). A subscriber
+// reports what it applied; -status shows, per document, the version in
+// force, on the publisher every peer's applied version, and the last error
+// ("documents": name, role, path, version, offered, failed, error,
+// peers[]: node, applied, failed, error, heard).
+//
+// The ruleset file owns the tables it declares, as a whole: fwpair applies
+// it as one nft transaction that deletes those tables (and any table of the
+// version in force that the new one dropped) and declares them again from
+// the file, after "nft -c" accepted the same transaction. Applying a file
+// twice therefore replaces its tables rather than appending rules, and
+// every other table (fwpair's own gate, inet fwpair_gate; another
+// program's) is left alone. Write tables, not "flush ruleset" (refused: it
+// would remove the gate and others' tables), and keep the file
+// self-contained ("include" is refused: the peer applies the same bytes).
+// A ruleset that fails nft -c is refused: at start the last good version
+// (its copy in config_sync.state_dir) stays in force and published, on
+// -reload the reload is refused; either way it is never published and the
+// error shows in -status. A subscriber applies each received version the
+// same way; one its kernel refuses leaves the previous in force, reported
+// to the publisher and in -status.
+//
+// Versions only grow. The publisher persists, per document, its last
+// version and the content's SHA-256 (config_sync.state_dir): an unchanged
+// file keeps its version (a restart resends nothing), a changed one gets
+// the larger of the last version + 1 and the Unix time in seconds (so
+// versions still grow when the state directory was lost or the publisher
+// role moved to the other node). So after a restart of the publisher its
+// file as it is then wins, and the subscribers apply it. A subscriber
+// keeps a copy of the ruleset in force and re-applies it at start (after a
+// reboot the kernel has lost it); confsync remembers the applied versions
+// and fetches only newer ones.
+//
+// A published file is read at start and on -reload; on a change its apply
+// command runs on the publisher too (a failure refuses the change). On a
+// subscriber each version replaces the file atomically and the command
+// runs; if it fails, the previous content is put back and the command run
+// again. -check runs the ruleset through nft -c (as root), checks that a
+// published file is readable, a subscribed file's directory exists, every
+// apply command is found, and config_sync.state_dir is writable.
 //
 // # Firewall rules
 //
-// fwpair touches nftables only for its forwarding gate (its own table,
-// above). The rules it is tested with (see
+// Without a firewall section fwpair touches nftables only for its
+// forwarding gate (its own table, above). The rules it is tested with (see
 // internal/lab/fwbench.Ruleset, used by e2e_linux_test.go): forward policy drop, "ct state established,related
 // accept", "ct state invalid drop", new flows LAN->WAN only with a SYN,
 // "snat ip to <WAN VIP>" and "snat ip6 to <WAN IPv6 VIP>" (not masquerade:

@@ -30,7 +30,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("fwpair", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	configPath := fl.String("config", defaultConfigPath, "configuration `file` (JSON, see the package documentation)")
-	check := fl.Bool("check", false, "validate the configuration, the key file and the boot file directory, print the configuration with defaults filled in, and exit")
+	check := fl.Bool("check", false, "validate the configuration, the key file, the boot file directory, the firewall ruleset (nft -c) and the files, print the configuration with defaults filled in, and exit")
 	status := fl.Bool("status", false, "print the status of the fwpair running with this configuration (its control socket) and exit")
 	reload := fl.Bool("reload", false, "make the fwpair running with this configuration read it again and apply the changes live (as SIGHUP does); print them and exit")
 	maintenance := fl.String("maintenance", "", "`on|off`: with on, hand every group to the peer and keep them there, across restarts, until off; print the mode and exit")

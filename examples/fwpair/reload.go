@@ -55,11 +55,11 @@ type reloadSection struct {
 // planner here to make it live.
 func reloadSections() []reloadSection {
 	return []reloadSection{
-		{"fixed", planFixed},   // keys that cannot change live: refused
-		{"groups", planGroups}, // carp and groups (reload_groups.go)
-		{"sync", planSync},     // sync.peers, sync.key_file
-		{"track", planTrack},   // the trackers
-		// The firewall and files sections plug in here.
+		{"fixed", planFixed},         // keys that cannot change live: refused
+		{"groups", planGroups},       // carp and groups (reload_groups.go)
+		{"sync", planSync},           // sync.peers, sync.key_file
+		{"track", planTrack},         // the trackers
+		{"documents", planDocuments}, // firewall and files (documents.go)
 	}
 }
 

@@ -42,6 +42,9 @@ func (d *daemon) planSyncPeers(next []SyncPeer) (apply func() error, changes []s
 		if err := d.tr.SetPeers(peers); err != nil {
 			return fmt.Errorf("sync.peers: %w", err)
 		}
+		if err := d.docs.setPeers(peers); err != nil { // the configuration sync's transport
+			return fmt.Errorf("sync.peers: %w", err)
+		}
 		var errs []error
 		for _, id := range gone {
 			if _, err := d.engine.RemovePeer(id); err != nil {
@@ -111,7 +114,7 @@ func (d *daemon) planSyncKey(path string) (apply func() error, changes []string,
 	}
 	old := d.syncKey
 	apply = func() error {
-		if err := d.sealer.Rotate([]seal.Key{{ID: send, Secret: old}, {ID: next, Secret: key}}, send); err != nil {
+		if err := d.rotateSealers([]seal.Key{{ID: send, Secret: old}, {ID: next, Secret: key}}, send); err != nil {
 			return fmt.Errorf("sync.key_file: %w", err)
 		}
 		d.syncKey = key
@@ -136,7 +139,7 @@ func (d *daemon) startKeyRotation(old, key []byte, from, to uint8) {
 			if r.until.IsZero() { // stopped
 				return
 			}
-			if err := d.sealer.Rotate(keys, send); err != nil {
+			if err := d.rotateSealers(keys, send); err != nil {
 				d.log.Error("fwpair: sync key rotation", "err", err)
 			} else {
 				d.log.Info("fwpair: sync key rotation", "send_key_id", send, "key_ids", len(keys))
@@ -161,4 +164,14 @@ func (d *daemon) stopKeyRotation() {
 		t.Stop()
 	}
 	r.timers, r.until = nil, time.Time{}
+}
+
+// rotateSealers is one step of a key rotation on the state sync's sealer
+// and the configuration sync's (documents.go), which derives its keys from
+// the same ones.
+func (d *daemon) rotateSealers(keys []seal.Key, send uint8) error {
+	if err := d.sealer.Rotate(keys, send); err != nil {
+		return err
+	}
+	return d.docs.rotateKeys(keys, send)
 }

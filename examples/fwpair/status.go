@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gocarp/gocarp/carp"
+	"github.com/gocarp/gocarp/confsync"
 	"github.com/gocarp/gocarp/pfsync"
 	"github.com/gocarp/gocarp/pfsync/conntrack"
 	"github.com/gocarp/gocarp/pfsync/seal"
@@ -37,6 +38,9 @@ type Status struct {
 	Conntrack       conntrack.Stats `json:"conntrack"`
 	Seal            seal.Stats      `json:"seal"`
 	Transport       udp.Stats       `json:"transport"`
+	// Documents are the firewall ruleset and the files (documents.go).
+	Documents  []DocumentStatus `json:"documents,omitempty"`
+	ConfigSync confsync.Stats   `json:"config_sync,omitzero"`
 }
 
 // GroupStatus is one CARP group.
@@ -175,6 +179,7 @@ func (d *daemon) status() *Status {
 	st.Conntrack = d.backend.Stats()
 	st.Seal = d.sealer.Stats()
 	st.Transport = d.tr.Stats()
+	st.Documents, st.ConfigSync = d.docs.status(), d.docs.stats()
 	return st
 }
 

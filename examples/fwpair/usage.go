@@ -13,7 +13,9 @@ func writeUsage(w io.Writer, fl *flag.FlagSet) {
 
 fwpair runs one node of a Linux HA firewall pair: CARP groups for the
 virtual addresses, failing over together, and conntrack state replicated to
-the peer (pfsync-style, sealed), so flows survive a failover.
+the peer (pfsync-style, sealed), so flows survive a failover. The primary
+can publish its nftables ruleset and other files to the secondary, which
+applies each version atomically ("firewall" and "files" sections).
 
 SIGHUP (or -reload) applies an edited configuration live; -maintenance on
 hands every group to the peer until -maintenance off, across restarts.

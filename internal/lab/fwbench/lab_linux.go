@@ -104,6 +104,18 @@ table inet fw {
 `, LANIf, WANIf, WANVIP, WANVIP6)
 }
 
+// OwnedRuleset is Ruleset as fwpair's firewall.ruleset carries it: the
+// table inet fw alone, without "flush ruleset" (fwpair replaces the
+// tables a ruleset declares), with extra rules first in the forward chain.
+func OwnedRuleset(extra ...string) string {
+	r := strings.TrimPrefix(Ruleset(), "flush ruleset\n")
+	var b strings.Builder
+	for _, e := range extra {
+		b.WriteString("\t\t" + e + "\n")
+	}
+	return strings.Replace(r, "policy drop;\n", "policy drop;\n"+b.String(), 1)
+}
+
 // GateRuleset is the closed forwarding gate of fwpair (its
 // forwarding.gate) for the firewalls' data interfaces, as an appliance's
 // boot ruleset loads it before the links come up (docs/forwarding-gate.md):
