@@ -1,11 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
+	"github.com/gocarp/gocarp/internal/nft"
 	"regexp"
 	"slices"
 	"strconv"
@@ -138,33 +137,10 @@ type nftRunner func(ctx context.Context, checkOnly bool, script string) error
 // execNft returns the nftRunner of the nft binary at path.
 func execNft(path string) nftRunner {
 	return func(ctx context.Context, checkOnly bool, script string) error {
-		args := []string{"-f", "-"}
 		if checkOnly {
-			args = []string{"-c", "-f", "-"}
+			return nft.Check(ctx, path, script)
 		}
-		cmd := exec.CommandContext(ctx, path, args...)
-		cmd.Stdin = strings.NewReader(script)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		cmd.WaitDelay = 100 * time.Millisecond
-		if err := cmd.Run(); err != nil {
-			if ctx.Err() != nil {
-				err = fmt.Errorf("%w (%w)", ctx.Err(), err)
-			}
-			what := "nft -f"
-			if checkOnly {
-				what = "nft -c"
-			}
-			msg := strings.TrimSpace(stderr.String())
-			if len(msg) > 400 {
-				msg = msg[:400] + "..."
-			}
-			if msg != "" {
-				return fmt.Errorf("%s: %w: %s", what, err, msg)
-			}
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		return nil
+		return nft.Run(ctx, path, script)
 	}
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -12,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gocarp/gocarp/internal/nft"
 	"github.com/gocarp/gocarp/pfsync"
 )
 
@@ -119,7 +119,7 @@ type gate struct {
 	nft    string // path of the nft binary
 	ifaces []string
 	log    *slog.Logger
-	run    func(ctx context.Context, nft, script string) error // runNft; a field for the tests
+	run    func(ctx context.Context, nft, script string) error // nft.Run; a field for the tests
 
 	runMu sync.Mutex // one nft run at a time: a close never overtakes an open
 
@@ -138,36 +138,12 @@ type gate struct {
 // newGate finds nft and returns a gate for ifaces; it does not touch the
 // ruleset.
 func newGate(ifaces []string, log *slog.Logger) (*gate, error) {
-	nft, err := exec.LookPath("nft")
+	path, err := exec.LookPath("nft")
 	if err != nil {
 		return nil, fmt.Errorf("forwarding.gate true needs the nft binary: %w", err)
 	}
-	return &gate{nft: nft, ifaces: append([]string(nil), ifaces...), log: log, run: runNft,
+	return &gate{nft: path, ifaces: append([]string(nil), ifaces...), log: log, run: nft.Run,
 		stop: make(chan struct{})}, nil
-}
-
-// runNft feeds script to nft -f -, killed at ctx's end. Its error quotes
-// what nft wrote to stderr.
-func runNft(ctx context.Context, nft, script string) error {
-	cmd := exec.CommandContext(ctx, nft, "-f", "-")
-	cmd.Stdin = strings.NewReader(script)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	cmd.WaitDelay = 100 * time.Millisecond // a child holding stderr open must not keep Wait waiting
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
-		}
-		msg := strings.TrimSpace(stderr.String())
-		if len(msg) > 200 {
-			msg = msg[:200] + "..."
-		}
-		if msg != "" {
-			return fmt.Errorf("nft: %w: %s", err, msg)
-		}
-		return fmt.Errorf("nft: %w", err)
-	}
-	return nil
 }
 
 // nftRunLocked runs one script, bounded by gateTimeout (not by the
@@ -327,12 +303,12 @@ func (d *daemon) openGateAsMaster() {
 
 // checkNotRunning fails if a daemon answers on the control socket at path:
 // a second fwpair started by mistake must not close the gate of the node
-// the first one runs (listenControl would refuse it, but only after the
+// the first one runs (listenControlRequests would refuse it, but only after the
 // gate is closed).
 func checkNotRunning(path string) error {
 	c, err := net.DialTimeout("unix", path, time.Second)
 	if err != nil {
-		return nil // no socket, a stale one, or not a socket: listenControl decides
+		return nil // no socket, a stale one, or not a socket: listenControlRequests decides
 	}
 	c.Close()
 	return fmt.Errorf("control socket %s: another fwpair is running", path)

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -213,39 +211,3 @@ func TestCheckNotRunning(t *testing.T) {
 	}
 }
 
-// fakeNftBinary writes an executable shell script standing in for nft.
-func fakeNftBinary(t *testing.T, body string) string {
-	t.Helper()
-	if _, err := exec.LookPath("sh"); err != nil {
-		t.Skip("no sh")
-	}
-	p := filepath.Join(t.TempDir(), "nft")
-	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// runNft feeds the script on stdin and quotes nft's complaint.
-func TestRunNft(t *testing.T) {
-	ok := fakeNftBinary(t, `test "$1 $2" = "-f -" && grep -q fwpair_gate`)
-	if err := runNft(context.Background(), ok, gateOpenRuleset()); err != nil {
-		t.Errorf("script on stdin: %v", err)
-	}
-	bad := fakeNftBinary(t, `cat >/dev/null; echo "Error: syntax error" >&2; exit 1`)
-	err := runNft(context.Background(), bad, gateOpenRuleset())
-	if err == nil || !strings.HasPrefix(err.Error(), "nft: exit status 1: Error: syntax error") {
-		t.Errorf("failing nft: %v", err)
-	}
-}
-
-// A hung nft is killed at the context's end: the gate never hangs fwpair.
-func TestRunNftHungIsKilled(t *testing.T) {
-	hung := fakeNftBinary(t, `exec sleep 3600`)
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	err := runNft(ctx, hung, gateOpenRuleset()) // returns: else the test times out
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("hung nft: %v, want the context's error", err)
-	}
-}

@@ -1,6 +1,6 @@
-// Package nft runs the nft binary on an nftables script: the one way the
-// library changes the host's ruleset (vip.NoAccept). It is a runtime helper,
-// not a test lab.
+// Package nft runs the nft binary on an nftables script: the one way this
+// module changes the host's ruleset (vip.NoAccept, fwpair's forwarding gate
+// and its replicated ruleset). It is a runtime helper, not a test lab.
 package nft
 
 import (
@@ -12,11 +12,25 @@ import (
 	"time"
 )
 
+// maxMessage bounds how much of nft's stderr an error quotes: enough for
+// the line and the caret nft prints under the offending token.
+const maxMessage = 400
+
 // Run feeds script to nft -f -, killed at ctx's end; nft applies a script
-// as one transaction. The error quotes (the start of) what nft wrote to
-// stderr.
+// as one transaction. The error starts "nft:" and quotes (the start of)
+// what nft wrote to stderr.
 func Run(ctx context.Context, nft, script string) error {
-	cmd := exec.CommandContext(ctx, nft, "-f", "-")
+	return run(ctx, nft, "nft", script, "-f", "-")
+}
+
+// Check feeds script to nft -c -f -: nft parses it and asks the kernel to
+// validate it without committing anything. The error starts "nft -c:".
+func Check(ctx context.Context, nft, script string) error {
+	return run(ctx, nft, "nft -c", script, "-c", "-f", "-")
+}
+
+func run(ctx context.Context, nft, what, script string, args ...string) error {
+	cmd := exec.CommandContext(ctx, nft, args...)
 	cmd.Stdin = strings.NewReader(script)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -26,12 +40,12 @@ func Run(ctx context.Context, nft, script string) error {
 			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
 		}
 		if msg := strings.TrimSpace(stderr.String()); msg != "" {
-			if len(msg) > 200 {
-				msg = msg[:200] + "..."
+			if len(msg) > maxMessage {
+				msg = msg[:maxMessage] + "..."
 			}
-			return fmt.Errorf("nft: %w: %s", err, msg)
+			return fmt.Errorf("%s: %w: %s", what, err, msg)
 		}
-		return fmt.Errorf("nft: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
 }
