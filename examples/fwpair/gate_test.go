@@ -210,4 +210,3 @@ func TestCheckNotRunning(t *testing.T) {
 		t.Errorf("socket answering: %v", err)
 	}
 }
-
