@@ -73,6 +73,9 @@ type FwpairOptions struct {
 	// Protocol is carp.protocol: empty for CARP (advskew 0 on fw1, 100 on
 	// fw2), "vrrp3" for VRRPv3 (priority 200 on fw1, 100 on fw2).
 	Protocol string
+	// AdvertInt is carp.advert_int with "vrrp3"; zero means fwpair's
+	// default (1 s).
+	AdvertInt time.Duration
 }
 
 // KeyFile returns the path of the lab's sync key, creating it on first use.
@@ -125,6 +128,9 @@ func (l *Lab) FwpairConfig(i int, o FwpairOptions) (cfgPath, socket string) {
 		carpSection = map[string]any{
 			"protocol": "vrrp3", "priority": 200 - skew, "preempt": true,
 			"start_as_master": o.StartAsMaster, "start_wait": "1s",
+		}
+		if o.AdvertInt != 0 {
+			carpSection["advert_int"] = o.AdvertInt.String()
 		}
 	}
 	socket = filepath.Join(dir, "fwpair.sock")

@@ -142,7 +142,12 @@ func (g *Gocarp) Crash(i int) {
 // conntrackd's documentation sets them up (doc/sync/keepalived.conf,
 // doc/sync/ftfw/conntrackd.conf, docs/interop.md, "The firewall-pair lab").
 type Conntrackd struct {
-	L    *Lab
+	L *Lab
+	// AdvertInt is keepalived's advert_int; zero means 1 s with VRRPv2
+	// and a password, the example's setup. Any other value runs VRRPv3
+	// (VRRPv2 counts whole seconds only), which has no password.
+	AdvertInt time.Duration
+
 	dir  [3]string
 	ctd  [3]*netns.Process
 	kad  [3]*netns.Process
@@ -150,7 +155,12 @@ type Conntrackd struct {
 }
 
 // Name implements Stack.
-func (c *Conntrackd) Name() string { return "keepalived+conntrackd" }
+func (c *Conntrackd) Name() string {
+	if c.AdvertInt != 0 {
+		return "keepalived+conntrackd@" + c.AdvertInt.String()
+	}
+	return "keepalived+conntrackd"
+}
 
 // conntrackdConf is the FTFW configuration of the example, with UDP
 // unicast on the sync link instead of multicast, UDP accepted next to TCP
@@ -224,11 +234,7 @@ vrrp_instance LAN {
 	state BACKUP
 	virtual_router_id 1
 	priority {{.Prio}}
-	advert_int 1
-	authentication {
-		auth_type PASS
-		auth_pass labpass
-	}
+{{.Timing}}
 	virtual_ipaddress {
 		{{.LANVIP}}/24 dev {{.LANIf}}
 	}
@@ -238,16 +244,21 @@ vrrp_instance WAN {
 	state BACKUP
 	virtual_router_id 2
 	priority {{.Prio}}
-	advert_int 1
-	authentication {
-		auth_type PASS
-		auth_pass labpass
-	}
+{{.Timing}}
 	virtual_ipaddress {
 		{{.WANVIP}}/24 dev {{.WANIf}}
 	}
 }
 `
+
+// keepalivedTiming is the advert interval part of keepalivedConf's
+// instances: the example's VRRPv2 with a password at 1 s, or VRRPv3 at
+// another interval.
+const keepalivedTiming = `	advert_int 1
+	authentication {
+		auth_type PASS
+		auth_pass labpass
+	}`
 
 func expand(tmpl string, kv map[string]string) string {
 	for k, v := range kv {
@@ -287,7 +298,10 @@ func (c *Conntrackd) Start(i int) {
 		"I": strconv.Itoa(i), "Dir": dir, "Local": FWAddr(i, "sync").String(), "Peer": FWAddr(3-i, "sync").String(),
 		"SyncIf": SyncIf, "LANIf": LANIf, "WANIf": WANIf, "LANVIP": LANVIP.String(), "WANVIP": WANVIP.String(),
 		"LAN": FWAddr(i, "lan").String(), "WAN": FWAddr(i, "wan").String(), "Prio": prio,
-		"Script": filepath.Join(dir, "primary-backup.sh"),
+		"Script": filepath.Join(dir, "primary-backup.sh"), "Timing": keepalivedTiming,
+	}
+	if c.AdvertInt != 0 {
+		kv["Timing"] = fmt.Sprintf("\tversion 3\n\tadvert_int %s", strconv.FormatFloat(c.AdvertInt.Seconds(), 'f', -1, 64))
 	}
 	c.conf[i] = filepath.Join(dir, "conntrackd.conf")
 	script, err := primaryBackupScript(c.conf[i], filepath.Join(dir, "conntrack.lock"))
