@@ -45,7 +45,11 @@
 // the failure to that advert, and from the failure to the new master's
 // first gratuitous ARP for the virtual address (carpd runs with
 // --manage-vip, so it installs and announces the address as keepalived
-// does; ucarp runs no script and announces nothing).
+// does; ucarp runs no script and announces nothing). Each trial also
+// records the host's CPU pressure during the failover (the share of the
+// time some runnable task waited for a CPU, /proc/pressure/cpu), so that
+// a late takeover can be told from a loaded moment; every trial is logged
+// on stderr as it ends.
 //
 // Everything the tool creates is removed on exit, also on Ctrl-C.
 package main
@@ -61,6 +65,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -120,6 +125,7 @@ type result struct {
 	gap      time.Duration // old master's last advert -> new master's first
 	detect   time.Duration // failure -> new master's first advert
 	announce time.Duration // failure -> new master's first ARP for the address; -1: none
+	pressure float64       // share of the failover the host's CPU pressure stalled some task; -1: unknown
 }
 
 // bench is one scenario with its topology and results.
@@ -215,6 +221,8 @@ func run(runs int, names []string, carpd, logs string, parallel bool) error {
 			return
 		}
 		b.results = append(b.results, r)
+		fmt.Fprintf(os.Stderr, "%s run %d: last advert -> new master %.4f s (%+.1f ms), failure -> new master %.4f s, CPU pressure %s\n",
+			b.s.name, i+1, r.gap.Seconds(), float64(r.gap-b.s.nominal())/1e6, r.detect.Seconds(), percent(r.pressure))
 	}
 	started := time.Now()
 	if parallel {
@@ -239,15 +247,19 @@ func run(runs int, names []string, carpd, logs string, parallel bool) error {
 		mode = "scenarios in parallel"
 	}
 	fmt.Printf("%d runs per scenario, %s, random phase, %v in all\n\n", runs, mode, time.Since(started).Round(time.Second))
-	fmt.Println("| scenario | nominal | last advert → new master (s) | failure → new master (s) | failure → gratuitous ARP (s) |")
-	fmt.Println("|---|---|---|---|---|")
+	fmt.Println("| scenario | nominal | last advert → new master (s) | failure → new master (s) | failure → gratuitous ARP (s) | CPU pressure |")
+	fmt.Println("|---|---|---|---|---|---|")
 	var errs []error
 	for _, b := range benches {
 		if b.err != nil {
 			errs = append(errs, b.err)
 		}
 		var gaps, dets, anns []time.Duration
+		var press []float64
 		for _, r := range b.results {
+			if r.pressure >= 0 {
+				press = append(press, r.pressure)
+			}
 			gaps = append(gaps, r.gap)
 			dets = append(dets, r.detect)
 			if r.announce >= 0 {
@@ -258,7 +270,12 @@ func run(runs int, names []string, carpd, logs string, parallel bool) error {
 		if n := b.s.nominal(); n >= 0 {
 			nominal = fmt.Sprintf("%.4f", n.Seconds())
 		}
-		fmt.Printf("| %s | %s | %s | %s | %s |", b.s.name, nominal, summary(gaps), summary(dets), summary(anns))
+		pr := "-"
+		if len(press) > 0 {
+			slices.Sort(press)
+			pr = percent(press[0]) + " / " + percent(press[len(press)/2]) + " / " + percent(press[len(press)-1])
+		}
+		fmt.Printf("| %s | %s | %s | %s | %s | %s |", b.s.name, nominal, summary(gaps), summary(dets), summary(anns), pr)
 		if b.err != nil {
 			fmt.Printf(" error: %v", b.err)
 		}
@@ -285,6 +302,33 @@ func summary(ds []time.Duration) string {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return fmt.Sprintf("%.4f / %.4f / %.4f", s[0].Seconds(), s[len(s)/2].Seconds(), s[len(s)-1].Seconds())
+}
+
+// cpuStall returns the host's CPU pressure stall time so far: how long at
+// least one runnable task waited for a CPU (/proc/pressure/cpu, "some").
+// Its growth during a failover, divided by the failover's duration, says
+// how loaded the machine was just then.
+func cpuStall() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/pressure/cpu")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	for f := range strings.FieldsSeq(line) {
+		if v, ok := strings.CutPrefix(f, "total="); ok {
+			us, err := strconv.ParseInt(v, 10, 64)
+			return time.Duration(us) * time.Microsecond, err
+		}
+	}
+	return 0, fmt.Errorf("no total in /proc/pressure/cpu: %q", line)
+}
+
+// percent formats a share; a negative one is unknown.
+func percent(f float64) string {
+	if f < 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f %%", 100*f)
 }
 
 // trial runs one failover and measures it from the capture.
@@ -333,6 +377,7 @@ func trial(ctx context.Context, s scenario, bins map[string]string, topo *topolo
 
 	// Fail at a random phase of the advert cycle.
 	time.Sleep(rand.N(s.interval))
+	stall0, psiErr := cpuStall()
 	failed := time.Now()
 	switch s.fail {
 	case failKill:
@@ -350,11 +395,15 @@ func trial(ctx context.Context, s scenario, bins map[string]string, topo *topolo
 	if err != nil {
 		return result{}, fmt.Errorf("backup never took over: %w", err)
 	}
+	pressure := -1.0
+	if stall1, err := cpuStall(); err == nil && psiErr == nil {
+		pressure = float64(stall1-stall0) / float64(time.Since(failed))
+	}
 	last, ok := capt.lastBefore(a.ip, first)
 	if !ok {
 		return result{}, errors.New("no advert of the master in the capture")
 	}
-	r := result{gap: first.Sub(last), detect: first.Sub(failed), announce: -1}
+	r := result{gap: first.Sub(last), detect: first.Sub(failed), announce: -1, pressure: pressure}
 	if s.backup != ucarp {
 		at, err := capt.waitARP(ctx, b.mac, failed)
 		if err != nil {
