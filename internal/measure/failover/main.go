@@ -31,7 +31,8 @@
 // waits until it logs that it is a backup and has heard two more adverts,
 // waits a random fraction of the advert interval (so the failure lands at
 // a random phase of the advert cycle, docs/interop.md, "Detection
-// jitter"), then fails the master:
+// jitter"; the same fraction for every scenario of a round), then fails
+// the master:
 //
 //   - kill: SIGKILL of the daemon's process group (keepalived's parent and
 //     VRRP child together: killing the parent alone is a graceful stop);
@@ -211,11 +212,18 @@ func run(runs int, names []string, carpd, logs string, parallel bool) error {
 			return b.err
 		}
 	}
+	// Every scenario fails its master at the same phase of its advert
+	// cycle in a round, so that the rows' "failure -> new master" compare
+	// trial by trial, not only as samples of a random phase.
+	phases := make([]float64, runs)
+	for i := range phases {
+		phases[i] = rand.Float64()
+	}
 	one := func(b *bench, i int) {
 		if b.err != nil || ctx.Err() != nil {
 			return
 		}
-		r, err := trial(ctx, b.s, bins, b.topo, b.capt, filepath.Join(tmp, fmt.Sprintf("%s-%d", b.s.name, i)))
+		r, err := trial(ctx, b.s, bins, b.topo, b.capt, phases[i], filepath.Join(tmp, fmt.Sprintf("%s-%d", b.s.name, i)))
 		if err != nil {
 			b.err = fmt.Errorf("%s run %d: %w", b.s.name, i+1, err)
 			return
@@ -323,16 +331,18 @@ func cpuStall() (time.Duration, error) {
 	return 0, fmt.Errorf("no total in /proc/pressure/cpu: %q", line)
 }
 
-// percent formats a share; a negative one is unknown.
+// percent formats a share; a negative one is unknown. The kernel updates
+// the stall total lazily, so a short window can show a little over 100 %:
+// it is shown as 100 %.
 func percent(f float64) string {
 	if f < 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%.0f %%", 100*f)
+	return fmt.Sprintf("%.0f %%", 100*min(f, 1))
 }
 
 // trial runs one failover and measures it from the capture.
-func trial(ctx context.Context, s scenario, bins map[string]string, topo *topology, capt *capture, logs string) (result, error) {
+func trial(ctx context.Context, s scenario, bins map[string]string, topo *topology, capt *capture, phase float64, logs string) (result, error) {
 	a, b := topo.nodes[0], topo.nodes[1]
 	defer func() {
 		// A killed daemon leaves the address behind (so do both after a
@@ -375,8 +385,9 @@ func trial(ctx context.Context, s scenario, bins map[string]string, topo *topolo
 		return result{}, errors.New("the backup became MASTER while the master was alive")
 	}
 
-	// Fail at a random phase of the advert cycle.
-	time.Sleep(rand.N(s.interval))
+	// Fail at the round's phase of the advert cycle, counted from the
+	// advert just seen.
+	time.Sleep(time.Duration(phase * float64(s.interval)))
 	stall0, psiErr := cpuStall()
 	failed := time.Now()
 	switch s.fail {
@@ -387,6 +398,10 @@ func trial(ctx context.Context, s scenario, bins map[string]string, topo *topolo
 	case failCrash:
 		err = topo.setPort(a, false)
 		defer topo.setPort(a, true)
+		// The port is down when ip returns, which on a loaded machine
+		// can be tens of milliseconds after it was started: the master
+		// advertised until then.
+		failed = time.Now()
 	}
 	if err != nil {
 		return result{}, err
