@@ -34,6 +34,8 @@ func startStack(b *testing.B, l *Lab, name string) Stack {
 		s = &Gocarp{L: l, Bin: fwpairBin.Path(b), Opts: FwpairOptions{Commit: "direct"}, Label: name}
 	case "gocarp-fwpair-on-takeover":
 		s = &Gocarp{L: l, Bin: fwpairBin.Path(b), Opts: FwpairOptions{Commit: "on-takeover"}, Label: name}
+	case fastCARP:
+		s = &Gocarp{L: l, Bin: fwpairBin.Path(b), Opts: FwpairOptions{Interval: fastInterval}, Label: name}
 	case fastVRRP:
 		s = &Gocarp{L: l, Bin: fwpairBin.Path(b), Opts: FwpairOptions{Protocol: "vrrp3", AdvertInt: fastInterval}, Label: name}
 	case fastKeepalived:
