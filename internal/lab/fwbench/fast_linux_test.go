@@ -28,8 +28,9 @@ var fastStacks = []string{fastCARP, fastVRRP, fastKeepalived}
 // every stack, then trial 2, ...), so that the machine's load falls on
 // every stack alike; the last trial of each stack logs the
 // distribution of the TCP flows' largest gaps over all trials and each
-// trial's largest gap and takeover time. A gocarp trial whose largest TCP
-// gap reaches fastGoal (1 s) fails. Run with -benchtime 1x.
+// trial's largest gap and takeover time. A gocarp trial in which a TCP
+// flow broke or whose largest TCP gap reaches fastGoal (1 s) fails. Run
+// with -benchtime 1x.
 func BenchmarkFailoverFast(b *testing.B) {
 	trials := envInt(b, "FWBENCH_TRIALS", 3)
 	type outcome struct {
@@ -50,12 +51,12 @@ func BenchmarkFailoverFast(b *testing.B) {
 						out[name] = o
 					}
 					sum := Summarize(stats, true)
-					if name != fastKeepalived && sum.MaxGapTCP >= fastGoal {
+					if name != fastKeepalived && (sum.MaxGapTCP >= fastGoal || sum.TCPFailed > 0) {
 						// The goal of the sub-second timers; a benchmark,
 						// run by hand, may hold it (a test on a shared CI
 						// machine asserts less: examples/fwpair's
 						// TestFailoverFast).
-						b.Errorf("%s: largest TCP gap %v, goal under %v", name, sum.MaxGapTCP, fastGoal)
+						b.Errorf("%s: %d TCP flows broke, largest TCP gap %v; goal: none, under %v", name, sum.TCPFailed, sum.MaxGapTCP, fastGoal)
 					}
 					o.failed += sum.TCPFailed
 					o.maxGaps = append(o.maxGaps, sum.MaxGapTCP)
