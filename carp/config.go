@@ -145,7 +145,12 @@ type Config struct {
 	// means 1, unless ZeroAdvBase is set.
 	AdvBase uint8
 	// ZeroAdvBase makes an AdvBase of 0 mean 0 (OpenBSD allows it: with
-	// AdvSkew 0 a master advertises every 1/256 s). FreeBSD rejects it.
+	// AdvSkew 0 a master advertises every 1/256 s). It is how CARP runs
+	// sub-second: AdvBase 0 and AdvSkew 26 advertise every 101.6 ms. The
+	// master-down interval is then DeadRatio times the advert interval
+	// whatever the Profile (OpenBSD's rule; FreeBSD rejects advbase 0, and
+	// ucarp accepts it but waits one interval only). See
+	// docs/sub-second.md for which peers can follow.
 	ZeroAdvBase bool
 	// AdvSkew is added to AdvBase in 1/256 s, 0-254. The lower the
 	// interval advbase·256+advskew, the more preferred the node.
@@ -232,6 +237,11 @@ type Config struct {
 	// wait out CloseTimeout). The control methods (SetDemotion, ...) never
 	// block and may be called from it.
 	OnTransition func(Transition)
+
+	// Scheduling asks the operating system to run the protocol loop
+	// ahead of other work (a thread of its own, real-time or nice
+	// priority); see [LoopScheduling]. The zero value asks nothing.
+	Scheduling LoopScheduling
 
 	// CloseTimeout bounds how long Close waits for OnTransition to return
 	// from the transitions queued before the group stopped. Zero means
@@ -320,6 +330,9 @@ func (c Config) validate() (Config, error) {
 	}
 	if c.HoldDown < 0 {
 		return c, fmt.Errorf("carp: Config.HoldDown %v out of range (0 or more)", c.HoldDown)
+	}
+	if err := c.Scheduling.validate(); err != nil {
+		return c, err
 	}
 	if c.CloseTimeout < 0 {
 		return c, fmt.Errorf("carp: Config.CloseTimeout %v out of range (0 or more)", c.CloseTimeout)

@@ -60,8 +60,10 @@
 // depends on [Profile]: FreeBSD and ucarp use DeadRatio·advbase +
 // advskew/256 (the default: faster failover, and what ucarp peers use),
 // OpenBSD uses DeadRatio·(advbase + advskew/256). Timings are compared as
-// the integer advbase·256 + advskew; lower wins. A dual-stack group sends
-// one advert per family and runs one master-down timer per family.
+// the integer advbase·256 + advskew; lower wins. With advbase 0
+// (Config.ZeroAdvBase: sub-second adverts) both profiles wait DeadRatio
+// advert intervals. A dual-stack group sends one advert per family and
+// runs one master-down timer per family.
 //
 // # Election rules
 //

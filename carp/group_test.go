@@ -143,6 +143,9 @@ func TestIntervals(t *testing.T) {
 		{"openbsd skew 100", carp.Config{AdvSkew: 100, Profile: carp.ProfileOpenBSD}, time.Second + 390625*time.Microsecond, 4*time.Second + 171875*time.Microsecond},
 		{"ucarp deadratio 5 advbase 2 skew 128", carp.Config{AdvBase: 2, AdvSkew: 128, DeadRatio: 5}, 2500 * time.Millisecond, 10500 * time.Millisecond},
 		{"openbsd advbase 0", carp.Config{ZeroAdvBase: true, Profile: carp.ProfileOpenBSD}, 3906250 * time.Nanosecond, 3 * 3906250 * time.Nanosecond},
+		// FreeBSD has no advbase 0: its formula would wait one interval.
+		{"freebsd advbase 0 skew 26", carp.Config{ZeroAdvBase: true, AdvSkew: 26}, 26 * 3906250 * time.Nanosecond, 3 * 26 * 3906250 * time.Nanosecond},
+		{"ucarp deadratio 4 advbase 0 skew 26", carp.Config{ZeroAdvBase: true, AdvSkew: 26, DeadRatio: 4}, 26 * 3906250 * time.Nanosecond, 4 * 26 * 3906250 * time.Nanosecond},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

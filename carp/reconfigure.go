@@ -57,14 +57,16 @@ func deriveSettings(cfg Config) (settings, error) {
 		d.advInt = ticks(1) // OpenBSD: advbase 0, advskew 0 is 1/256 s
 	}
 	dead := cfg.DeadRatio
-	switch cfg.Profile {
-	case ProfileOpenBSD:
+	switch {
+	case cfg.Profile == ProfileOpenBSD, cfg.AdvBase == 0:
+		// With advbase 0 the FreeBSD formula (which FreeBSD never
+		// applies to it: it refuses advbase 0) would wait a single
+		// advert interval, so any late advert would start a takeover
+		// (ucarp does exactly that). Sub-second timing is OpenBSD's,
+		// and so is its master-down interval (docs/sub-second.md).
 		d.mdInt = time.Duration(dead) * d.advInt
 	default:
 		d.mdInt = ticks(dead*int(cfg.AdvBase)<<8 + int(cfg.AdvSkew))
-		if d.mdInt == 0 {
-			d.mdInt = time.Duration(dead) * d.advInt
-		}
 	}
 	if cfg.Protocol == ProtocolVRRPv3 {
 		if d.vrrp, err = newVRRPGroup(cfg, d.families); err != nil {
@@ -92,7 +94,7 @@ type reconfig struct {
 // Profile, DeadRatio, SkipTTLCheck and, with VRRPv3, Priority,
 // AdvertInterval and DemotionWeight. Every other field is fixed at
 // NewGroup and must be equal (VHID, Protocol, CounterMode, StartAsMaster,
-// HoldDown, IfIndex, CloseTimeout); a nil Transport, Logger or
+// HoldDown, IfIndex, CloseTimeout, Scheduling); a nil Transport, Logger or
 // OnTransition means "unchanged", any other must be the one the group
 // has. A refused field is named in the error.
 //
@@ -183,6 +185,7 @@ func (g *Group) checkFixed(c Config) error {
 		{"HoldDown", old.HoldDown, c.HoldDown},
 		{"IfIndex", old.IfIndex, c.IfIndex},
 		{"CloseTimeout", old.CloseTimeout, c.CloseTimeout},
+		{"Scheduling", old.Scheduling, c.Scheduling},
 	}
 	for _, f := range fixed {
 		if f.old != f.new {

@@ -63,6 +63,7 @@ type RawTransport struct {
 	v4   *ipv4.PacketConn
 	v6   *ipv6.PacketConn
 	rc   []syscall.RawConn // the sockets, for Pending
+	snd  [2]*rawSender     // per family index (rawsend_linux.go)
 	held atomic.Int32      // packets read from a socket and not yet returned by Receive
 	src4 netip.Addr
 	src6 netip.Addr
@@ -202,6 +203,7 @@ func NewRawTransport(ifname string, cfg *RawConfig) (*RawTransport, error) {
 			return nil, err
 		}
 		t.rc = append(t.rc, rc)
+		t.snd[0] = newRawSender(IPv4, rc, t.src4, t.ifindex)
 	}
 	if has(IPv6) {
 		var rc syscall.RawConn
@@ -212,6 +214,7 @@ func NewRawTransport(ifname string, cfg *RawConfig) (*RawTransport, error) {
 			return nil, err
 		}
 		t.rc = append(t.rc, rc)
+		t.snd[1] = newRawSender(IPv6, rc, t.src6, t.ifindex)
 	}
 	if t.v4 != nil {
 		t.wg.Add(1)
@@ -416,21 +419,13 @@ func (t *RawTransport) Send(f Family, payload []byte) error {
 	return errors.Join(errs...)
 }
 
-// send writes one advert to dst.
+// send writes one advert to dst, allocating nothing unless it fails. An
+// IPv6 destination has no zone: resolving a zone name would look up
+// interfaces in the calling thread's namespace, not the socket's; the
+// packet info carries the interface index instead.
 func (t *RawTransport) send(f Family, payload []byte, dst netip.Addr) error {
-	if f == IPv4 {
-		cm := &ipv4.ControlMessage{Src: t.src4.AsSlice(), IfIndex: t.ifindex}
-		if _, err := t.v4.WriteTo(payload, cm, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
-			return fmt.Errorf("carp: send ipv4 to %v on %s: %w", dst, t.ifname, err)
-		}
-		return nil
-	}
-	// No zone on the destination: resolving a zone name would look up
-	// interfaces in the calling thread's namespace, not the socket's.
-	// The packet info carries the interface index instead.
-	cm := &ipv6.ControlMessage{HopLimit: rawTTL, Src: t.src6.AsSlice(), IfIndex: t.ifindex}
-	if _, err := t.v6.WriteTo(payload, cm, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
-		return fmt.Errorf("carp: send ipv6 to %v on %s: %w", dst, t.ifname, err)
+	if err := t.snd[familyIndex(f)].send(payload, dst); err != nil {
+		return fmt.Errorf("carp: send %v to %v on %s: %w", f, dst, t.ifname, err)
 	}
 	return nil
 }

@@ -28,7 +28,8 @@
 //	-p --pass STR           password, <= 19 chars               same, <= 20 bytes (the BSD key size)
 //	-o --passfile FILE      first line is the password          same; exclusive with -p; re-read on SIGHUP
 //	-a --addr IPv4          the one virtual address; required   repeatable, IPv4 and IPv6
-//	-b --advbase SECONDS    default 1, 0 accepted (broken)      1-255
+//	-b --advbase SECONDS    default 1, 0 accepted (broken)      0-255; 0 is sub-second: every advskew/256 s (1-254),
+//	                                                            master-down deadratio adverts (docs/sub-second.md)
 //	-k --advskew 0-255      default 0                           0-254 (carp(4): 255 is the bow-out)
 //	-P --preempt            take over from slower masters       same
 //	-n --neutral            no downscript at start-up           same
@@ -58,6 +59,9 @@
 //	                        vrrp3 group is refused (one carpd per family, as keepalived)
 //	   --script-timeout D   kill a script still running after D, with its process group;
 //	                        1ms-24h, default 10s (there is no "no limit")
+//	   --interval D         sub-second CARP: 10ms-992ms, rounded to 1/256 s, sets -b 0 and -k
+//	                        (100ms is -b 0 -k 26, 101.6 ms; the start-up log shows it);
+//	                        ucarp and FreeBSD peers cannot follow (docs/sub-second.md)
 //	   --metrics ADDR:PORT  serve Prometheus /metrics (package metrics: the group, the addresses,
 //	                        Go and process) and /healthz (200 while the group runs, else 503)
 //	                        on ADDR:PORT only; off by default

@@ -26,7 +26,7 @@ type options struct {
 	Pass       string       // -p
 	PassFile   string       // -o: first line is the password
 	Addrs      []netip.Addr // -a, repeatable, IPv4 and IPv6
-	AdvBase    uint8        // -b, seconds
+	AdvBase    uint8        // -b, seconds; 0 for sub-second adverts
 	AdvSkew    uint8        // -k, 1/256 s
 	Preempt    bool         // -P
 	Neutral    bool         // -n: no downscript at start-up
@@ -53,6 +53,10 @@ type options struct {
 	Priority       uint8         // --priority, VRRPv3 only (default 100)
 	AdvertInterval time.Duration // --advert-int, VRRPv3 only (default 1s)
 	NoAccept       bool          // --no-accept, VRRPv3 only: drop packets addressed to the addresses
+
+	// Interval is --interval as given: check sets AdvBase 0 and AdvSkew
+	// from it (interval.go).
+	Interval time.Duration
 
 	Track trackOptions // --track-* (track.go)
 
@@ -146,8 +150,8 @@ var flagTable = []flagSpec{
 		o.Addrs = append(o.Addrs, a)
 		return nil
 	}},
-	{'b', "advbase", "1-255", "base advertisement interval in seconds (default 1)", func(o *options, v string) error {
-		n, err := parseRange(v, 1, 255)
+	{'b', "advbase", "0-255", "base advertisement interval in seconds (default 1); 0: sub-second, every advskew/256 s (see --interval)", func(o *options, v string) error {
+		n, err := parseRange(v, 0, 255)
 		o.AdvBase = uint8(n)
 		return err
 	}},
@@ -233,6 +237,7 @@ var flagTable = []flagSpec{
 		o.ScriptTimeout = d
 		return nil
 	}},
+	{0, "interval", "DURATION", "sub-second advert interval, 10ms-992ms, rounded to 1/256 s: sets --advbase 0 and --advskew (lower is preferred)", setInterval},
 	{0, "metrics", "ADDR:PORT", "serve Prometheus /metrics and /healthz on ADDR:PORT only (default: off)", func(o *options, v string) error {
 		if _, err := netip.ParseAddrPort(v); err != nil {
 			return errors.New("is not an IP address and port (e.g. 127.0.0.1:9310 or [::1]:9310)")
@@ -467,11 +472,11 @@ func (o *options) checkProtocol() error {
 		case o.Priority != 0:
 			return usagef("--priority %d: only with --protocol vrrp3 (CARP ranks by --advskew)", o.Priority)
 		case o.AdvertInterval != 0:
-			return usagef("--advert-int %v: only with --protocol vrrp3 (CARP uses --advbase, --advskew)", o.AdvertInterval)
+			return usagef("--advert-int %v: only with --protocol vrrp3 (CARP uses --advbase, --advskew or --interval)", o.AdvertInterval)
 		case o.NoAccept:
 			return usagef("--no-accept: only with --protocol vrrp3 (CARP has no accept mode: its master accepts)")
 		}
-		return nil
+		return o.checkInterval() // interval.go
 	}
 	carpOnly := []struct {
 		flag string
@@ -481,6 +486,7 @@ func (o *options) checkProtocol() error {
 		{"--passfile", o.PassFile != ""},
 		{"--advbase", o.AdvBase != 1},
 		{"--advskew", o.AdvSkew != 0},
+		{"--interval", o.Interval != 0},
 		{"--deadratio", o.DeadRatio != 3},
 		{"--demote-skew", o.DemoteSkew},
 	}

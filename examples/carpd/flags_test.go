@@ -76,6 +76,23 @@ func TestParseArgs(t *testing.T) {
 			}),
 		},
 		{
+			// Sub-second CARP: advbase 0, the interval is advskew/256 s.
+			"advbase 0",
+			append(base, "-b", "0", "-k", "26"),
+			want(func(o *options) { o.AdvBase, o.AdvSkew = 0, 26 }),
+		},
+		{
+			// 100 ms is 25.6/256 s: the nearest advskew is 26 (101.6 ms).
+			"interval",
+			append(base, "--interval", "100ms"),
+			want(func(o *options) { o.Interval, o.AdvBase, o.AdvSkew = 100*time.Millisecond, 0, 26 }),
+		},
+		{
+			"interval bounds",
+			append(base, "--interval", "992ms", "--interval=10ms"),
+			want(func(o *options) { o.Interval, o.AdvBase, o.AdvSkew = 10*time.Millisecond, 0, 3 }),
+		},
+		{
 			"several peers of one family",
 			append(base, "--peer", "10.0.0.2", "--peer", "10.0.0.3"),
 			want(func(o *options) {
@@ -122,7 +139,13 @@ func TestParseArgsErrors(t *testing.T) {
 		{"advskew 255 (ucarp allows it, carp(4) does not)", append(base, "-k", "255"), "--advskew 255 out of range 0-254"},
 		{"vhid 0", append(base, "-v", "0"), "--vhid 0 out of range 1-255"},
 		{"vhid not a number", append(base, "--vhid=x"), "--vhid x out of range 1-255"},
-		{"advbase 0", append(base, "-b", "0"), "--advbase 0 out of range 1-255"},
+		{"advbase 256", append(base, "-b", "256"), "--advbase 256 out of range 0-255"},
+		{"advbase 0 with advskew 0", append(base, "-b", "0"), "--advskew 0 out of range 1-254 with --advbase 0 (the interval is advskew/256 s; or use --interval)"},
+		{"interval too short", append(base, "--interval", "5ms"), "--interval 5ms out of range 10ms-992ms (a duration, e.g. 100ms; longer: --advbase, --advskew)"},
+		{"interval too long", append(base, "--interval=1s"), "--interval 1s out of range 10ms-992ms (a duration, e.g. 100ms; longer: --advbase, --advskew)"},
+		{"interval not a duration", append(base, "--interval", "100"), "--interval 100 out of range 10ms-992ms (a duration, e.g. 100ms; longer: --advbase, --advskew)"},
+		{"interval with advskew", append(base, "--interval", "100ms", "-k", "3"), "--interval 100ms: not with --advbase or --advskew (it sets both)"},
+		{"advbase before interval", append(base, "-b", "2", "--interval", "100ms"), "--interval 100ms: not with --advbase or --advskew (it sets both)"},
 		{"deadratio 0", append(base, "-r0"), "--deadratio 0 out of range 1-255"},
 		{"bad addr", append(base, "-a", "10.0.0"), "--addr 10.0.0 does not parse as an IPv4 or IPv6 address (IPv4 address too short)"},
 		{"multicast addr", append(base, "-a", "224.0.0.1"), "--addr 224.0.0.1 is not a unicast IPv4 or IPv6 address"},

@@ -254,7 +254,11 @@ func (d *daemon) start(pass []byte) (err error) {
 		return err
 	}
 	d.metricsRunning(true)
-	timing := []any{"advbase", o.AdvBase, "advskew", o.AdvSkew}
+	timing := []any{"advbase", o.AdvBase, "advskew", o.AdvSkew, "advert_interval", d.group.AdvertInterval()}
+	if o.Interval != 0 {
+		// What --interval was rounded to, for the peers' configuration.
+		timing = append([]any{"interval", o.Interval}, timing...)
+	}
 	if o.Protocol == carp.ProtocolVRRPv3 {
 		timing = []any{"priority", o.Priority, "advert_int", o.AdvertInterval}
 	}
@@ -505,6 +509,7 @@ func (o *options) groupConfig(c carp.Config) carp.Config {
 		return c
 	}
 	c.AdvBase = o.AdvBase
+	c.ZeroAdvBase = o.AdvBase == 0 // sub-second (docs/sub-second.md)
 	c.AdvSkew = o.AdvSkew
 	c.DemoteInSkew = o.DemoteSkew
 	c.Profile = carp.ProfileUCarp

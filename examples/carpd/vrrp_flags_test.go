@@ -72,6 +72,8 @@ func TestParseArgsVRRPErrors(t *testing.T) {
 		{"advskew with vrrp3", append(vrrpBase, "-k", "10"), "--advskew: not with --protocol vrrp3"},
 		{"advbase with vrrp3", append(vrrpBase, "-b", "2"), "--advbase: not with --protocol vrrp3"},
 		{"deadratio with vrrp3", append(vrrpBase, "-r", "4"), "--deadratio: not with --protocol vrrp3"},
+		{"CARP interval with vrrp3", append(vrrpBase, "--interval", "100ms"), "--interval: not with --protocol vrrp3"},
+		{"advbase 0 with vrrp3", append(vrrpBase, "-b", "0"), "--advbase: not with --protocol vrrp3"},
 		{"demote-skew with vrrp3", append(vrrpBase, "--demote-skew"), "--demote-skew: not with --protocol vrrp3"},
 		{"no addr with vrrp3", []string{"-i", "eth0", "-v", "7", "--protocol", "vrrp3"}, "--addr is required"},
 		{"priority with carp", append(base, "--priority", "100"), "--priority 100: only with --protocol vrrp3"},

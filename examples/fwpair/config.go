@@ -53,6 +53,9 @@ type CARPConfig struct {
 	StartAsMaster bool     `json:"start_as_master"`
 	StartWait     Duration `json:"start_wait"`
 	DeadRatio     int      `json:"dead_ratio"`
+	// Interval is sub-second CARP: advbase 0 and the advskew nearest to
+	// it, instead of AdvBase and AdvSkew (validateInterval).
+	Interval Duration `json:"interval,omitzero"`
 
 	// Protocol is "carp" (the default) or "vrrp3"; with "vrrp3" Priority
 	// and AdvertInt replace advbase, advskew, password and dead_ratio.
@@ -217,7 +220,10 @@ func (c *Config) setDefaultsAndValidate() error {
 	if err := cc.validateProtocol(); err != nil {
 		return err
 	}
-	if cc.AdvBase == 0 && cc.Protocol != "vrrp3" {
+	if err := cc.validateInterval(); err != nil {
+		return err
+	}
+	if cc.AdvBase == 0 && cc.Protocol != "vrrp3" && cc.Interval.Duration == 0 {
 		cc.AdvBase = 1
 	}
 	if cc.AdvSkew > 254 {
@@ -454,6 +460,37 @@ func (c *Config) String() string {
 	return b.String()
 }
 
+// Bounds of carp.interval. Below 10 ms the master-down interval (three
+// adverts) is shorter than the scheduling delays of a busy host, so a
+// backup would take over from a live master; 992 ms is advskew 254, the
+// longest interval advbase 0 carries (longer: carp.advbase, carp.advskew).
+const (
+	minInterval = 10 * time.Millisecond
+	maxInterval = 254 * time.Second / 256
+)
+
+// validateInterval checks carp.interval, which sets advbase 0 and the
+// advskew nearest to it (docs/sub-second.md), and so excludes both.
+func (cc *CARPConfig) validateInterval() error {
+	d := cc.Interval.Duration
+	switch {
+	case d == 0:
+		return nil
+	case d < minInterval || d > maxInterval:
+		return rangeErr("carp.interval", d, "10ms-992ms (rounded to 1/256 s; longer: carp.advbase, carp.advskew)")
+	case cc.AdvBase != 0 || cc.AdvSkew != 0:
+		return fmt.Errorf("carp.interval %v set with carp.advbase %d and carp.advskew %d, want them unset (carp.interval sets both)", d, cc.AdvBase, cc.AdvSkew)
+	}
+	return nil
+}
+
+// intervalSkew returns the advskew whose interval with advbase 0 is
+// nearest to d: 100 ms is 25.6/256 s, so 26 (101.6 ms).
+func intervalSkew(d time.Duration) uint8 {
+	const tick = time.Second / 256
+	return uint8((d + tick/2) / tick)
+}
+
 // validateProtocol checks carp.protocol and the keys that belong to one
 // protocol only, and fills in the VRRPv3 defaults.
 func (cc *CARPConfig) validateProtocol() error {
@@ -481,6 +518,7 @@ func (cc *CARPConfig) validateProtocol() error {
 		{"carp.advskew", cc.AdvSkew != 0},
 		{"carp.password", cc.Password != ""},
 		{"carp.dead_ratio", cc.DeadRatio != 0},
+		{"carp.interval", cc.Interval.Duration != 0},
 	} {
 		if k.set {
 			return fmt.Errorf("%s set with carp.protocol vrrp3, want it unset (VRRPv3 has no password; use carp.priority and carp.advert_int)", k.key)
@@ -515,6 +553,9 @@ func (cc *CARPConfig) groupConfig(c carp.Config) carp.Config {
 	}
 	c.AdvBase = cc.AdvBase
 	c.AdvSkew = cc.AdvSkew
+	if cc.Interval.Duration != 0 {
+		c.AdvBase, c.ZeroAdvBase, c.AdvSkew = 0, true, intervalSkew(cc.Interval.Duration)
+	}
 	c.Password = []byte(cc.Password)
 	c.DeadRatio = cc.DeadRatio
 	return c

@@ -274,9 +274,17 @@
 //	                   start_as_master, 0-1m. Default "3s".
 //	carp.dead_ratio    advert intervals without an advert before a backup
 //	                   takes over, 0-255; 0 means 3 (the BSD value).
+//	carp.interval      sub-second CARP instead of advbase and advskew (which
+//	                   must then be unset): "10ms" to "992ms", rounded to
+//	                   1/256 s; it advertises advbase 0 and that advskew
+//	                   ("100ms" is advskew 26, 101.6 ms; -status shows
+//	                   advert_interval and master_down), and a backup
+//	                   waits dead_ratio intervals. Give the primary the
+//	                   shorter one. ucarp and FreeBSD peers cannot follow
+//	                   (docs/sub-second.md).
 //	carp.protocol      "carp" (default) or "vrrp3": the groups speak VRRPv3
 //	                   (RFC 5798, keepalived and routers) instead. advbase,
-//	                   advskew, password and dead_ratio must then be unset;
+//	                   advskew, interval, password and dead_ratio must then be unset;
 //	                   a demotion (sync not ready, a follow rule) puts a
 //	                   node at priority 1, below every undemoted one, as it
 //	                   ranks it below with CARP.

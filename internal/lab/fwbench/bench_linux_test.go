@@ -34,6 +34,12 @@ func startStack(b *testing.B, l *Lab, name string) Stack {
 		s = &Gocarp{L: l, Bin: fwpairBin.Path(b), Opts: FwpairOptions{Commit: "direct"}, Label: name}
 	case "gocarp-fwpair-on-takeover":
 		s = &Gocarp{L: l, Bin: fwpairBin.Path(b), Opts: FwpairOptions{Commit: "on-takeover"}, Label: name}
+	case fastCARP:
+		s = &Gocarp{L: l, Bin: fwpairBin.Path(b), Opts: FwpairOptions{Interval: fastInterval}, Label: name}
+	case fastVRRP:
+		s = &Gocarp{L: l, Bin: fwpairBin.Path(b), Opts: FwpairOptions{Protocol: "vrrp3", AdvertInt: fastInterval}, Label: name}
+	case fastKeepalived:
+		s = &Conntrackd{L: l, AdvertInt: fastInterval}
 	default:
 		s = &Conntrackd{L: l}
 	}
@@ -74,7 +80,9 @@ func BenchmarkFailoverLoaded(b *testing.B) {
 	}
 }
 
-func runFailover(b *testing.B, name string, extra int) {
+// runFailover runs one failover of the stack called name and returns every
+// flow's statistics and the time from the crash until fw2 was master.
+func runFailover(b *testing.B, name string, extra int) ([]FlowStats, time.Duration) {
 	l := NewLab(b, "gfb")
 	s := startStack(b, l, name)
 	nTCP, nUDP := envInt(b, "FWBENCH_FLOWS", 1000), 50
@@ -105,7 +113,8 @@ func runFailover(b *testing.B, name string, extra int) {
 	s.WaitMaster(2, 30*time.Second)
 	takeover := time.Since(crash)
 	recovered := fs.WaitRecovered(time.Now(), 40*time.Second)
-	sum := Summarize(fs.Stop(15*time.Second), true)
+	stats := fs.Stop(15 * time.Second)
+	sum := Summarize(stats, true)
 	resets := srv.Resets() - srvResets
 	if g, ok := s.(*Gocarp); ok {
 		b.Logf("fw2 takeover commits: %v", g.Commits(2))
@@ -118,6 +127,7 @@ func runFailover(b *testing.B, name string, extra int) {
 	b.ReportMetric(float64(sum.MaxGap.Milliseconds()), "max_gap_ms")
 	b.ReportMetric(float64(sum.P50Gap.Milliseconds()), "p50_gap_ms")
 	b.ReportMetric(float64(takeover.Milliseconds()), "takeover_ms")
+	return stats, takeover
 }
 
 // BenchmarkReplication opens FWBENCH_CONNS (default 4000: client and server sockets share the

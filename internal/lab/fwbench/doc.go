@@ -20,7 +20,8 @@
 // FWBENCH_EXTRA (extra established entries of BenchmarkFailoverLoaded,
 // default 20000), FWBENCH_CONNS (connections of BenchmarkReplication,
 // default 4000), FWBENCH_INJECT (flows of BenchmarkReplicationInject,
-// default 50000).
+// default 50000), FWBENCH_TRIALS (crashes per stack of
+// BenchmarkFailoverFast, interleaved, default 3).
 //
 // Everything needs root and runs only inside namespaces the lab creates.
 package fwbench

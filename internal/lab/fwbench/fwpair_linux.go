@@ -76,6 +76,16 @@ type FwpairOptions struct {
 	// Extra are top-level keys added to the configuration (e.g. "track"),
 	// replacing the lab's own of the same name.
 	Extra map[string]any
+	// AdvertInt is carp.advert_int with "vrrp3"; zero means fwpair's
+	// default (1 s).
+	AdvertInt time.Duration
+	// Interval is fw1's carp.interval (CARP below one second: advbase 0)
+	// instead of advbase 1; fw2 advertises every 7/6 of it, so that its
+	// master-down interval, three of its own intervals, is about VRRPv3's
+	// at the same interval for a backup of priority 100 (3 + 156/256
+	// intervals): 100 ms gives fw1 advskew 26 (101.6 ms) and fw2 30
+	// (master-down 351.6 ms, VRRPv3's 360.9 ms).
+	Interval time.Duration
 }
 
 // KeyFile returns the path of the lab's sync key, creating it on first use.
@@ -124,10 +134,22 @@ func (l *Lab) FwpairConfig(i int, o FwpairOptions) (cfgPath, socket string) {
 		"advbase": 1, "advskew": skew, "password": "lab-carp-pw", "preempt": true,
 		"start_as_master": o.StartAsMaster, "start_wait": "1s",
 	}
+	if o.Interval != 0 {
+		iv := o.Interval
+		if i == 2 {
+			iv = (iv * 7 / 6).Round(time.Millisecond)
+		}
+		delete(carpSection, "advbase")
+		delete(carpSection, "advskew")
+		carpSection["interval"] = iv.String()
+	}
 	if o.Protocol == "vrrp3" {
 		carpSection = map[string]any{
 			"protocol": "vrrp3", "priority": 200 - skew, "preempt": true,
 			"start_as_master": o.StartAsMaster, "start_wait": "1s",
+		}
+		if o.AdvertInt != 0 {
+			carpSection["advert_int"] = o.AdvertInt.String()
 		}
 	}
 	socket = filepath.Join(dir, "fwpair.sock")

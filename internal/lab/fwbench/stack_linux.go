@@ -163,14 +163,24 @@ type Conntrackd struct {
 	// after two successes, weight 0 (the instance goes to FAULT and gives
 	// its addresses up).
 	TrackScript func(i int) string
-	dir         [3]string
-	ctd         [3]*netns.Process
-	kad         [3]*netns.Process
-	conf        [3]string
+	// AdvertInt is keepalived's advert_int; zero means 1 s with VRRPv2
+	// and a password, the example's setup. Any other value runs VRRPv3
+	// (VRRPv2 counts whole seconds only), which has no password.
+	AdvertInt time.Duration
+
+	dir  [3]string
+	ctd  [3]*netns.Process
+	kad  [3]*netns.Process
+	conf [3]string
 }
 
 // Name implements Stack.
-func (c *Conntrackd) Name() string { return "keepalived+conntrackd" }
+func (c *Conntrackd) Name() string {
+	if c.AdvertInt != 0 {
+		return "keepalived+conntrackd@" + c.AdvertInt.String()
+	}
+	return "keepalived+conntrackd"
+}
 
 // conntrackdConf is the FTFW configuration of the example, with UDP
 // unicast on the sync link instead of multicast, UDP accepted next to TCP
@@ -244,11 +254,7 @@ vrrp_instance LAN {
 	state BACKUP
 	virtual_router_id 1
 	priority {{.Prio}}
-	advert_int 1
-	authentication {
-		auth_type PASS
-		auth_pass labpass
-	}
+{{.Timing}}
 	virtual_ipaddress {
 		{{.LANVIP}}/24 dev {{.LANIf}}
 	}
@@ -258,16 +264,21 @@ vrrp_instance WAN {
 	state BACKUP
 	virtual_router_id 2
 	priority {{.Prio}}
-	advert_int 1
-	authentication {
-		auth_type PASS
-		auth_pass labpass
-	}
+{{.Timing}}
 	virtual_ipaddress {
 		{{.WANVIP}}/24 dev {{.WANIf}}
 	}
 {{.TrackUse}}}
 `
+
+// keepalivedTiming is the advert interval part of keepalivedConf's
+// instances: the example's VRRPv2 with a password at 1 s, or VRRPv3 at
+// another interval.
+const keepalivedTiming = `	advert_int 1
+	authentication {
+		auth_type PASS
+		auth_pass labpass
+	}`
 
 func expand(tmpl string, kv map[string]string) string {
 	for k, v := range kv {
@@ -307,7 +318,10 @@ func (c *Conntrackd) Start(i int) {
 		"I": strconv.Itoa(i), "Dir": dir, "Local": FWAddr(i, "sync").String(), "Peer": FWAddr(3-i, "sync").String(),
 		"SyncIf": SyncIf, "LANIf": LANIf, "WANIf": WANIf, "LANVIP": LANVIP.String(), "WANVIP": WANVIP.String(),
 		"LAN": FWAddr(i, "lan").String(), "WAN": FWAddr(i, "wan").String(), "Prio": prio,
-		"Script": filepath.Join(dir, "primary-backup.sh"), "TrackDef": "", "TrackUse": "",
+		"Script": filepath.Join(dir, "primary-backup.sh"), "Timing": keepalivedTiming, "TrackDef": "", "TrackUse": "",
+	}
+	if c.AdvertInt != 0 {
+		kv["Timing"] = fmt.Sprintf("\tversion 3\n\tadvert_int %s", strconv.FormatFloat(c.AdvertInt.Seconds(), 'f', -1, 64))
 	}
 	if c.TrackScript != nil {
 		// keepalived runs a script file, not a command line.
