@@ -178,53 +178,78 @@ type item struct {
 func (b *Backend) read(items chan<- item) {
 	defer b.wg.Done()
 	defer close(items)
+	r, err := newEventReader(b.events)
+	if err != nil {
+		b.log.Error("conntrack: watcher stops", "err", err)
+		return
+	}
 	failures := 0
+	// failed counts a failed read or an error in a datagram, hands the
+	// news to process, and reports whether to go on.
+	failed := func(err error) bool {
+		failures++
+		// Counted here, not when handled: a resync already under way
+		// drops the news as superseded.
+		b.t.count(func(s *Stats) {
+			if errors.Is(err, unix.ENOBUFS) {
+				s.Overruns++
+			} else {
+				s.Errors++
+			}
+		})
+		if !errors.Is(err, unix.ENOBUFS) && failures > 100 {
+			b.log.Error("conntrack: event socket keeps failing, watcher stops", "err", err)
+			return false
+		}
+		select {
+		case items <- item{lost: err}:
+			return true
+		case <-b.done:
+			return false
+		}
+	}
+	var stop bool
+	deliver := func(m netlink.Message) {
+		if stop {
+			return
+		}
+		var ev ct.Event
+		if err := ev.Unmarshal(m); err != nil {
+			b.t.count(func(s *Stats) { s.Errors++ })
+			// A malformed or unknown message: the flow it described is
+			// repaired by the resync this triggers.
+			select {
+			case items <- item{lost: fmt.Errorf("conntrack: decode event: %w", err)}:
+			case <-b.done:
+				stop = true
+			}
+			return
+		}
+		select {
+		case items <- item{ev: ev}:
+		case <-b.done:
+			stop = true
+		}
+	}
 	for {
-		msgs, err := b.events.Receive()
+		n, err := r.read()
 		if err != nil {
 			select {
 			case <-b.done:
 				return
 			default:
 			}
-			failures++
-			// Counted here, not when handled: a resync already under way
-			// drops the news as superseded.
-			b.t.count(func(s *Stats) {
-				if errors.Is(err, unix.ENOBUFS) {
-					s.Overruns++
-				} else {
-					s.Errors++
-				}
-			})
-			if !errors.Is(err, unix.ENOBUFS) && failures > 100 {
-				b.log.Error("conntrack: event socket keeps failing, watcher stops", "err", err)
-				return
-			}
-			select {
-			case items <- item{lost: err}:
-			case <-b.done:
+			if !failed(err) {
 				return
 			}
 			continue
 		}
 		failures = 0
-		for _, m := range msgs {
-			var ev ct.Event
-			if err := ev.Unmarshal(m); err != nil {
-				b.t.count(func(s *Stats) { s.Errors++ })
-				// A malformed or unknown message: the flow it described is
-				// repaired by the resync this triggers.
-				select {
-				case items <- item{lost: fmt.Errorf("conntrack: decode event: %w", err)}:
-				case <-b.done:
-					return
-				}
-				continue
+		for i := range n {
+			if err := r.datagram(i, deliver); err != nil && !stop && !failed(err) {
+				return
 			}
-			select {
-			case items <- item{ev: ev}:
-			case <-b.done:
+			if stop {
 				return
 			}
 		}
