@@ -166,10 +166,11 @@ func (b *Backend) start(sink Sink) error {
 	return nil
 }
 
-// item is what the reader hands the processor: an event, or the news that
-// events were lost.
+// item is what the reader hands the processor: an event (its type in ev,
+// its flow in flow: ev.Flow is nil), or the news that events were lost.
 type item struct {
 	ev   ct.Event
+	flow ct.Flow
 	lost error
 }
 
@@ -209,24 +210,33 @@ func (b *Backend) read(items chan<- item) {
 		}
 	}
 	var stop bool
+	var it item
 	deliver := func(m netlink.Message) {
 		if stop {
 			return
 		}
-		var ev ct.Event
-		if err := ev.Unmarshal(m); err != nil {
-			b.t.count(func(s *Stats) { s.Errors++ })
-			// A malformed or unknown message: the flow it described is
-			// repaired by the resync this triggers.
-			select {
-			case items <- item{lost: fmt.Errorf("conntrack: decode event: %w", err)}:
-			case <-b.done:
-				stop = true
+		ev, ok := decodeEvent(m, &it.flow)
+		if !ok {
+			ev = ct.Event{}
+			if err := ev.Unmarshal(m); err != nil {
+				b.t.count(func(s *Stats) { s.Errors++ })
+				// A malformed or unknown message: the flow it described is
+				// repaired by the resync this triggers.
+				select {
+				case items <- item{lost: fmt.Errorf("conntrack: decode event: %w", err)}:
+				case <-b.done:
+					stop = true
+				}
+				return
 			}
-			return
+			if ev.Flow == nil {
+				return // an expectation: not replicated
+			}
+			it.flow = *ev.Flow
 		}
+		it.ev = ct.Event{Type: ev.Type}
 		select {
-		case items <- item{ev: ev}:
+		case items <- it:
 		case <-b.done:
 			stop = true
 		}
@@ -265,6 +275,7 @@ const minLossResync = time.Second
 func (b *Backend) process(items <-chan item) {
 	defer b.wg.Done()
 	var (
+		cur    ct.Flow          // the flow of the event being handled
 		last   time.Time        // end of the last resync
 		retry  *time.Timer      // a postponed loss resync
 		retryC <-chan time.Time // retry's channel while armed
@@ -315,7 +326,9 @@ func (b *Backend) process(items <-chan item) {
 				return
 			}
 			if it.lost == nil {
-				b.handle(&it.ev)
+				cur = it.flow
+				ev := ct.Event{Type: it.ev.Type, Flow: &cur}
+				b.handle(&ev)
 				continue
 			}
 			// Under sustained overload every read fails: counted in

@@ -11,6 +11,8 @@ import (
 
 	"github.com/gocarp/gocarp/pfsync"
 	"github.com/gocarp/gocarp/pfsync/pfsynctest"
+	"github.com/mdlayher/netlink"
+	ct "github.com/ti-mo/conntrack"
 )
 
 // BenchmarkTakeoverWatched measures what fwpair's takeover commit does with
@@ -114,4 +116,84 @@ func benchTakeoverLarge(b *testing.B, n int, watch bool) {
 	}
 	b.ReportMetric(float64(n*b.N)/total.Seconds(), "records/s")
 	b.ReportMetric(total.Seconds()/float64(b.N), "s/commit")
+}
+
+// BenchmarkEventDecode measures the decoding of one conntrack event of an
+// established TCP flow as the kernel reports it (tuples, status, timeout,
+// protocol info, id, mark, SYN proxy): ti-mo/conntrack's Event.Unmarshal,
+// and decodeEvent, which the watcher uses instead where it can.
+func BenchmarkEventDecode(b *testing.B) {
+	var m netlink.Message
+	for _, s := range eventSeeds(b) {
+		if uint16(s.Header.Type)&0xff == ctMsgNew && s.Header.Flags == 0 {
+			m = s // an UPDATE of the first flow
+			break
+		}
+	}
+	// The attributes the kernel adds to the event of an established flow.
+	m.Data = nlAttr(m.Data, ctaID, []byte{0, 0, 0, 7})
+	m.Data = nlAttr(m.Data, ctaSynProxy|nlaNested, nlAttr(nlAttr(nlAttr(nil, ctaSynProxyISN, make([]byte, 4)), ctaSynProxyITS, make([]byte, 4)), ctaSynProxyTSOff, make([]byte, 4)))
+	var f ct.Flow
+	if _, ok := decodeEvent(m, &f); !ok {
+		b.Fatal("decodeEvent refused the event")
+	}
+	b.Run("Unmarshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var ev ct.Event
+			if err := ev.Unmarshal(m); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decodeEvent", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := decodeEvent(m, &f); !ok {
+				b.Fatal("refused")
+			}
+		}
+	})
+}
+
+// BenchmarkObserveEcho measures the watcher's handling of the event that
+// echoes the injection of a peer's record (decoded already): what every
+// record of a takeover commit costs the watcher.
+func BenchmarkObserveEcho(b *testing.B) {
+	recs := benchRecords(1024)
+	tr := newTracker(&Filter{}, time.Minute)
+	flows := make([]ct.Flow, len(recs))
+	for i := range recs {
+		f, err := recordToFlow(&recs[i])
+		if err != nil {
+			b.Fatal(err)
+		}
+		canon, err := canonical(&f, recs[i].ID, recs[i].Version)
+		if err != nil {
+			b.Fatal(err)
+		}
+		reg, ok := tr.register(keyOf(&recs[i].Key), canon, testNow)
+		if !ok {
+			b.Fatal("not registered")
+		}
+		tr.written(reg)
+		fi := f
+		fi.Status = ct.Status(InjectStatus(uint32(f.Status)))
+		tcp := *f.ProtoInfo.TCP
+		of, rf := injectFlags(&tcp)
+		tcp.OriginalFlags, tcp.ReplyFlags = of, rf
+		fi.ProtoInfo.TCP = &tcp
+		flows[i] = fi
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, ok, err := tr.observe(&flows[i%len(flows)], testNow, nil); ok || err != nil {
+			b.Fatalf("echo reported: %v", err)
+		}
+		i++
+	}
+	if s := tr.stats; s.Echoes != uint64(i) {
+		b.Fatalf("%d echoes of %d events", s.Echoes, i)
+	}
 }
