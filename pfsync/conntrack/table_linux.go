@@ -218,8 +218,27 @@ func (b *Backend) finish(p *pendingWrite, how writeOutcome, err error) (writeOut
 // delete and create again); entries the kernel should hold already are
 // updated one by one.
 func (b *Backend) injectBatch(recs []*record.Record, how []writeOutcome, errs []error) {
-	ps := make([]pendingWrite, 0, len(recs))
-	at := make([]int, 0, len(recs)) // ps[i] is recs[at[i]]
+	var pb preparedBatch
+	b.prepareBatch(&pb, recs, how, errs)
+	b.writeBatch(&pb)
+}
+
+// preparedBatch is a batch of records converted and registered with the
+// tracker, waiting for its write: the two halves of injectBatch, which
+// commit runs for two batches at once.
+type preparedBatch struct {
+	ps   []pendingWrite
+	at   []int // ps[i] is the record at[i] of the batch
+	how  []writeOutcome
+	errs []error
+}
+
+// prepareBatch is injectBatch's first half: it converts and registers recs
+// (prepare), noting in how and errs the records that need no write. It
+// needs no injMu: it reads and writes only the tracker (under its lock) and
+// what the Backend never changes. pb's slices are reused.
+func (b *Backend) prepareBatch(pb *preparedBatch, recs []*record.Record, how []writeOutcome, errs []error) {
+	pb.ps, pb.at, pb.how, pb.errs = pb.ps[:0], pb.at[:0], how, errs
 	for i, r := range recs {
 		p, ok, err := b.prepare(r)
 		how[i], errs[i] = 0, err
@@ -229,9 +248,15 @@ func (b *Backend) injectBatch(recs []*record.Record, how []writeOutcome, errs []
 		case ok && p.current:
 			how[i] = wroteNothing
 		case ok:
-			ps, at = append(ps, p), append(at, i)
+			pb.ps, pb.at = append(pb.ps, p), append(pb.at, i)
 		}
 	}
+}
+
+// writeBatch is injectBatch's second half, with injMu held: the writes of
+// a prepared batch, the creates pipelined.
+func (b *Backend) writeBatch(pb *preparedBatch) {
+	ps := pb.ps
 	var creates []*ct.Flow
 	var ci []int // creates[j] is ps[ci[j]]
 	for i := range ps {
@@ -266,7 +291,7 @@ func (b *Backend) injectBatch(recs []*record.Record, how []writeOutcome, errs []
 		default:
 			h, err = b.inj.resolve(&p.f, res[i], regHooks{b.t, p.reg})
 		}
-		how[at[i]], errs[at[i]] = b.finish(p, h, err)
+		pb.how[pb.at[i]], pb.errs[pb.at[i]] = b.finish(p, h, err)
 	}
 }
 
@@ -350,36 +375,83 @@ func (b *Backend) commit(ctx context.Context, recs []record.Record, outcome []er
 		_, ok := r.Extension(ExtMaster)
 		return ok || r.Flags&statusExpected != 0
 	}
-	batch := make([]*record.Record, 0, commitBatch)
-	at := make([]int, 0, commitBatch) // batch[k] is recs[at[k]]
-	how := make([]writeOutcome, commitBatch)
-	berr := make([]error, commitBatch)
-	flush := func() {
-		if len(batch) == 0 {
-			return
+	// Two batches are in hand at a time: while one is written (the
+	// kernel's work, in the sendmsg), the next is converted and registered
+	// (this process's work, which needs no injMu), so on a machine with two
+	// cores the two overlap. The writes themselves stay one at a time and
+	// in order.
+	type slot struct {
+		batch []*record.Record
+		at    []int // batch[k] is recs[at[k]]
+		how   []writeOutcome
+		berr  []error
+		pb    preparedBatch
+	}
+	var slots [2]slot
+	for i := range slots {
+		slots[i] = slot{
+			batch: make([]*record.Record, 0, commitBatch), at: make([]int, 0, commitBatch),
+			how: make([]writeOutcome, commitBatch), berr: make([]error, commitBatch),
 		}
-		b.injMu.Lock()
-		b.injectBatch(batch, how, berr)
-		b.injMu.Unlock()
-		for i := range batch {
+	}
+	cur := 0                    // the slot being filled
+	var writing chan struct{}   // closed when the other slot's write is done; nil if none
+	account := func(sl *slot) { // with the slot's write done
+		for i := range sl.batch {
 			if outcome != nil {
-				outcome[at[i]] = berr[i]
+				outcome[sl.at[i]] = sl.berr[i]
 			}
 			switch {
-			case berr[i] != nil:
+			case sl.berr[i] != nil:
 				res.Failed++
-				errs = append(errs, berr[i])
-			case how[i] == wroteCreated || how[i] == wroteRecreated:
+				errs = append(errs, sl.berr[i])
+			case sl.how[i] == wroteCreated || sl.how[i] == wroteRecreated:
 				res.Created++
-			case how[i] == wroteUpdated:
+			case sl.how[i] == wroteUpdated:
 				res.Updated++
-			case how[i] == wroteNothing:
+			case sl.how[i] == wroteNothing:
 				res.Current++
-			case how[i] == wroteRefused:
+			case sl.how[i] == wroteRefused:
 				res.Refused++
 			}
 		}
-		batch, at = batch[:0], at[:0]
+		sl.batch, sl.at = sl.batch[:0], sl.at[:0]
+	}
+	wait := func() {
+		if writing != nil {
+			<-writing
+			writing = nil
+			account(&slots[1-cur])
+		}
+	}
+	// flush prepares the slot being filled and writes it: on a goroutine of
+	// its own while the next batch is filled, or here when last is set (the
+	// end of a pass: every master is in the kernel before the first RELATED
+	// flow is written).
+	flush := func(last bool) {
+		sl := &slots[cur]
+		if len(sl.batch) > 0 {
+			b.prepareBatch(&sl.pb, sl.batch, sl.how[:len(sl.batch)], sl.berr[:len(sl.batch)])
+		}
+		wait()
+		if len(sl.batch) == 0 {
+			return
+		}
+		if last {
+			b.injMu.Lock()
+			b.writeBatch(&sl.pb)
+			b.injMu.Unlock()
+			account(sl)
+			return
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			b.injMu.Lock()
+			defer b.injMu.Unlock()
+			b.writeBatch(&sl.pb)
+		}()
+		writing, cur = done, 1-cur
 	}
 	for pass := range 2 {
 		for i := range recs {
@@ -399,12 +471,13 @@ func (b *Backend) commit(ctx context.Context, recs []record.Record, outcome []er
 				}
 				continue
 			}
-			at = append(at, i)
-			if batch = append(batch, r); len(batch) == commitBatch {
-				flush()
+			sl := &slots[cur]
+			sl.at = append(sl.at, i)
+			if sl.batch = append(sl.batch, r); len(sl.batch) == commitBatch {
+				flush(false)
 			}
 		}
-		flush() // every master is in the kernel before the first RELATED flow
+		flush(true)
 	}
 	res.Duration = time.Since(start)
 	if err := ctx.Err(); err != nil {

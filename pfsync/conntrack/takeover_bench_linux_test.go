@@ -11,8 +11,8 @@ import (
 
 	"github.com/gocarp/gocarp/pfsync"
 	"github.com/gocarp/gocarp/pfsync/pfsynctest"
-	"github.com/mdlayher/netlink"
 	ct "github.com/ti-mo/conntrack"
+	"golang.org/x/sys/unix"
 )
 
 // BenchmarkTakeoverWatched measures what fwpair's takeover commit does with
@@ -21,8 +21,8 @@ import (
 // called by two goroutines at once (fwpair's LAN and WAN groups take over
 // together), into a namespace's kernel table whose backend watcher runs
 // (Start: every create comes back as a NEW event the watcher reads and
-// recognises as the echo of the injection). The figure is the time from
-// the calls to their return.
+// recognises as the echo of the injection). The figures are the time from
+// the calls to their return and the CPU time the process used meanwhile.
 func BenchmarkTakeoverWatched(b *testing.B) {
 	n := 100000
 	if s := os.Getenv("CONNTRACK_BENCH_RECORDS"); s != "" {
@@ -42,7 +42,7 @@ func BenchmarkTakeoverWatched(b *testing.B) {
 }
 
 func benchTakeoverLarge(b *testing.B, n int, watch bool) {
-	var total time.Duration
+	var total, totalCPU time.Duration
 	for b.Loop() {
 		b.StopTimer()
 		be, err := New(Config{NetNS: benchNS(b)})
@@ -85,7 +85,7 @@ func benchTakeoverLarge(b *testing.B, n int, watch bool) {
 			}
 		}
 		b.StartTimer()
-		start := time.Now()
+		start, cpu0 := time.Now(), processCPU(b)
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		got, errs := 0, []error(nil)
@@ -100,6 +100,8 @@ func benchTakeoverLarge(b *testing.B, n int, watch bool) {
 		wg.Wait()
 		took := time.Since(start)
 		total += took
+		cpu := processCPU(b) - cpu0
+		totalCPU += cpu
 		b.StopTimer()
 		if err := errors.Join(errs...); err != nil || got != n {
 			b.Fatalf("PrepareTakeover = %d, %v; want %d", got, err, n)
@@ -107,7 +109,7 @@ func benchTakeoverLarge(b *testing.B, n int, watch bool) {
 		// The echoes of the creates still arrive; wait for them, so the
 		// next round starts clean and the count says the watcher kept up.
 		st := be.Stats()
-		b.Logf("%d records in %v; watcher: %d events, %d echoes, %d overruns, %d resyncs", n, took.Round(time.Millisecond),
+		b.Logf("%d records in %v, CPU %v; watcher: %d events, %d echoes, %d overruns, %d resyncs", n, took.Round(time.Millisecond), cpu.Round(time.Millisecond),
 			st.Events, st.Echoes, st.Overruns, st.Resyncs)
 		owner.Close()
 		backup.Close()
@@ -116,44 +118,17 @@ func benchTakeoverLarge(b *testing.B, n int, watch bool) {
 	}
 	b.ReportMetric(float64(n*b.N)/total.Seconds(), "records/s")
 	b.ReportMetric(total.Seconds()/float64(b.N), "s/commit")
+	b.ReportMetric(totalCPU.Seconds()/float64(b.N), "cpu_s/commit")
 }
 
-// BenchmarkEventDecode measures the decoding of one conntrack event of an
-// established TCP flow as the kernel reports it (tuples, status, timeout,
-// protocol info, id, mark, SYN proxy): ti-mo/conntrack's Event.Unmarshal,
-// and decodeEvent, which the watcher uses instead where it can.
-func BenchmarkEventDecode(b *testing.B) {
-	var m netlink.Message
-	for _, s := range eventSeeds(b) {
-		if uint16(s.Header.Type)&0xff == ctMsgNew && s.Header.Flags == 0 {
-			m = s // an UPDATE of the first flow
-			break
-		}
+// processCPU returns the CPU time (user and system, every thread) the
+// process has used so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
 	}
-	// The attributes the kernel adds to the event of an established flow.
-	m.Data = nlAttr(m.Data, ctaID, []byte{0, 0, 0, 7})
-	m.Data = nlAttr(m.Data, ctaSynProxy|nlaNested, nlAttr(nlAttr(nlAttr(nil, ctaSynProxyISN, make([]byte, 4)), ctaSynProxyITS, make([]byte, 4)), ctaSynProxyTSOff, make([]byte, 4)))
-	var f ct.Flow
-	if _, ok := decodeEvent(m, &f); !ok {
-		b.Fatal("decodeEvent refused the event")
-	}
-	b.Run("Unmarshal", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			var ev ct.Event
-			if err := ev.Unmarshal(m); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("decodeEvent", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, ok := decodeEvent(m, &f); !ok {
-				b.Fatal("refused")
-			}
-		}
-	})
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkObserveEcho measures the watcher's handling of the event that
