@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/mdlayher/netlink"
 	ct "github.com/ti-mo/conntrack"
@@ -29,6 +30,12 @@ type injector struct {
 	mres  []error
 	rbuf  []byte
 	flags []netlink.HeaderFlags
+
+	// updateBatch's buffers, reused.
+	umsgs []netlink.Message
+	uidx  []int
+	umres []error
+	ures  []error
 }
 
 func dialNetfilter(netns int) (*netlink.Conn, error) {
@@ -188,6 +195,46 @@ func (in *injector) createBatch(fs []*ct.Flow, res []error) error {
 	}
 	return err
 }
+
+// updateBatch sends the updates of the known entries of ps (with their
+// status bits, as write sends them first) in one sendmsg and returns each
+// one's result, indexed like ps: nil for an update the kernel applied,
+// else an error (errNoAck when unknown, the kernel's error, or
+// errNotSent for entries that are not known or whose message could not
+// be built). The slice is reused by the next call.
+func (in *injector) updateBatch(ps []pendingWrite) []error {
+	res := slices.Grow(in.ures[:0], len(ps))[:len(ps)]
+	in.ures = res
+	msgs := in.umsgs[:0]
+	idx := in.uidx[:0] // msgs[k] updates ps[idx[k]]
+	for i := range ps {
+		res[i] = errNotSent
+		if !ps[i].known {
+			continue
+		}
+		m, err := buildMessage(&ps[i].f, false)
+		if err != nil {
+			continue
+		}
+		msgs, idx = append(msgs, m), append(idx, i)
+	}
+	mres := slices.Grow(in.umres[:0], len(msgs))[:len(msgs)]
+	in.umsgs, in.uidx, in.umres = msgs[:0], idx[:0], mres[:0]
+	if len(msgs) == 0 {
+		return res
+	}
+	defer clear(msgs) // drop the message buffers
+	if err := in.execBatch(msgs, mres); err != nil {
+		return res // every update goes through write
+	}
+	for k, i := range idx {
+		res[i] = mres[k]
+	}
+	return res
+}
+
+// errNotSent is updateBatch's result for an entry it did not send.
+var errNotSent = errors.New("not sent")
 
 // execBatch sends msgs (requests with NLM_F_ACK) in one sendmsg, then
 // collects the results, mapped back to their message by sequence number,

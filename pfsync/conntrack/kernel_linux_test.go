@@ -1,10 +1,13 @@
 package conntrack
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/gocarp/gocarp/internal/lab/netns"
+	"github.com/google/go-cmp/cmp"
 	ct "github.com/ti-mo/conntrack"
 	"golang.org/x/sys/unix"
 )
@@ -69,5 +72,55 @@ func TestCreateBatchResults(t *testing.T) {
 	}
 	if lost == 0 {
 		t.Errorf("no answer lost with a minimal receive buffer: the test does not test the overrun")
+	}
+}
+
+// TestCommitKnownRefused: the updates of entries the backend wrote before
+// are pipelined in a commit; one the kernel refuses still ends as a single
+// write would end it — an update that would clear ASSURED (EBUSY) keeps
+// the kernel's status and takes the rest, an entry gone from the kernel
+// (ENOENT) is created again — and the others are updated.
+func TestCommitKnownRefused(t *testing.T) {
+	netns.RequireBinary(t, "conntrack")
+	tp := netns.New(t, "gck")
+	n, fd := testNS(t, tp, "a")
+	b := newBackend(t, Config{NetNS: fd})
+	recs := benchRecords(10)
+	for i := range recs {
+		recs[i].Key.Reply.Dst = recs[i].Key.Orig.Src // no NAT: conntrack(8) names the flows by their original tuple
+		recs[i].Flags = uint32(ct.StatusConfirmed | ct.StatusSeenReply)
+	}
+	if res, err := b.Commit(context.Background(), recs); err != nil || res.Created != len(recs) {
+		t.Fatalf("first commit %+v: %v", res, err)
+	}
+	src := func(i int) string { return recs[i].Key.Orig.Src.Addr().String() }
+	dst := recs[0].Key.Orig.Dst
+	sel := func(i int) []string {
+		return []string{"-p", "tcp", "-s", src(i), "-d", dst.Addr().String(),
+			"--sport", fmt.Sprint(recs[i].Key.Orig.Src.Port()), "--dport", fmt.Sprint(dst.Port())}
+	}
+	n.Run("conntrack", append(append([]string{"-U"}, sel(3)...), "-u", "SEEN_REPLY,ASSURED")...)
+	n.Run("conntrack", append([]string{"-D"}, sel(6)...)...)
+	for i := range recs {
+		recs[i].Version++
+		recs[i].Expire = 200
+	}
+	res, err := b.Commit(context.Background(), recs)
+	res.Duration = 0
+	if diff := cmp.Diff(CommitResult{Masters: len(recs), Updated: len(recs) - 1, Created: 1}, res); err != nil || diff != "" {
+		t.Fatalf("second commit: %v (-want +got):\n%s", err, diff)
+	}
+	flows := dumpNS(t, fd)
+	for i := range recs {
+		f, ok := findFlow(flows, recs[i].Key.Orig.Src)
+		if !ok || f.Timeout > 200 || f.Timeout < 150 {
+			t.Errorf("flow %d: found %v, timeout %d, want 150-200", i, ok, f.Timeout)
+		}
+		if ok && f.Status.Assured() != (i == 3) {
+			t.Errorf("flow %d: ASSURED %v, want %v", i, f.Status.Assured(), i == 3)
+		}
+	}
+	if s := b.Stats(); s.Recreated != 0 || s.InjectErrors != 0 {
+		t.Errorf("stats %+v, want nothing recreated, no error", s)
 	}
 }

@@ -279,11 +279,20 @@ func (b *Backend) writeBatch(pb *preparedBatch) {
 			res[i] = cres[j]
 		}
 	}
+	// The updates of entries the kernel should hold are pipelined too,
+	// after the creates (the order write would send them in). One the
+	// kernel refuses, or whose answer was lost, goes through write: the
+	// refused update is sent again and handled as write handles it
+	// (without the status bits, or delete and create again), at the cost
+	// of one round trip more.
+	ures := b.inj.updateBatch(ps)
 	for i := range ps {
 		p := &ps[i]
 		var h writeOutcome
 		var err error
 		switch {
+		case p.known && ures[i] == nil:
+			h = wroteUpdated
 		case p.known:
 			h, err = b.inj.write(&p.f, true, regHooks{b.t, p.reg})
 		case res[i] == errNoAck:
