@@ -18,7 +18,8 @@ import (
 )
 
 // injectReadBuffer is the receive buffer of the socket that writes into
-// the kernel: it holds the acks of one pipelined batch (commitBatch).
+// the kernel: it holds the answers to one pipelined batch (commitBatch):
+// an error message per refused request and the last request's ack.
 const injectReadBuffer = 1 << 20
 
 // maxParked bounds the RELATED records waiting for their master.

@@ -212,11 +212,12 @@ func (b *Backend) finish(p *pendingWrite, how writeOutcome, err error) (writeOut
 }
 
 // injectBatch writes recs with injMu held, the creates of flows new to the
-// kernel pipelined (createBatch: one sendmsg, then the acks), and stores
-// each record's outcome and error in how and errs. A create answered by
-// EEXIST, or whose ack was lost, continues as write does (update, or
-// delete and create again); entries the kernel should hold already are
-// updated one by one.
+// kernel pipelined (createBatch: one sendmsg, then the answers), then the
+// updates of entries the kernel should hold already (updateBatch), and
+// stores each record's outcome and error in how and errs. A create
+// answered by EEXIST, or whose answer was lost, continues as write does
+// (update, or delete and create again), as does an update the kernel
+// refused.
 func (b *Backend) injectBatch(recs []*record.Record, how []writeOutcome, errs []error) {
 	var pb preparedBatch
 	b.prepareBatch(&pb, recs, how, errs)
@@ -357,12 +358,15 @@ func (b *Backend) releaseParked(master flowKey) {
 // stopped early.
 //
 // The records are written as Insert would; the backend keeps tracking them
-// as the peers' records. The creates are pipelined, commitBatch per
-// sendmsg with their acks read afterwards and matched by sequence number
-// (conntrackd batches its commit the same way), so a commit costs a few
-// system calls per hundred flows instead of two per flow; every flow still
-// gets its own result, and an entry that exists already (EEXIST) is
-// updated as by Insert.
+// as the peers' records. The writes are pipelined, commitBatch per sendmsg
+// with the answers read afterwards and matched by sequence number
+// (conntrackd batches its commit the same way; only the last request of a
+// batch asks for an ack, the kernel reports the others only when they
+// fail), and the next batch is converted while the kernel writes the
+// current one, so a commit costs a few system calls per hundred flows
+// instead of two per flow and overlaps this process's work with the
+// kernel's; every flow still gets its own result, and an entry that exists
+// already (EEXIST) is updated as by Insert.
 func (b *Backend) Commit(ctx context.Context, recs []record.Record) (CommitResult, error) {
 	return b.commit(ctx, recs, nil)
 }
@@ -495,10 +499,11 @@ func (b *Backend) commit(ctx context.Context, recs []record.Record, outcome []er
 	return res, errors.Join(errs...)
 }
 
-// commitBatch is how many creates Commit sends in one sendmsg. Each ack
-// takes about 1 KiB of the socket's receive buffer until read (skb
-// truesize), so 128 stay far below injectReadBuffer; larger batches gain
-// little (the kernel's per-entry work dominates).
+// commitBatch is how many creates Commit sends in one sendmsg. Each answer
+// (an error, or the last request's ack) takes about 1 KiB of the socket's
+// receive buffer until read (skb truesize), so even 128 errors stay far
+// below injectReadBuffer; larger batches gain little (the kernel's
+// per-entry work dominates).
 const commitBatch = 128
 
 // Takeover readies this node's own TCP flows for forwarding again and
