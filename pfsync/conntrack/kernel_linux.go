@@ -24,18 +24,22 @@ type injector struct {
 	c   *netlink.Conn
 	buf []byte // message buffer, reused: calls are serial
 
-	// createBatch's and execBatch's buffers, reused.
+	// createBatch's, updateBatch's and execBatch's buffers, reused.
 	msgs  []netlink.Message
 	idx   []int
 	mres  []error
-	rbuf  []byte
-	flags []netlink.HeaderFlags
-
-	// updateBatch's buffers, reused.
-	umsgs []netlink.Message
 	uidx  []int
 	umres []error
 	ures  []error
+	rbuf  []byte
+	sbuf  []byte // the requests of one sendmsg
+	seq   uint32 // execBatch's sequence numbers
+
+	// The messages of one batch: bodies back to back in mbuf, mhdr[k]'s
+	// body starting at moff[k].
+	mbuf []byte
+	mhdr []netlink.Header
+	moff []int
 }
 
 func dialNetfilter(netns int) (*netlink.Conn, error) {
@@ -172,21 +176,18 @@ var (
 // create message each, and stores each flow's result in res: errCreated,
 // the kernel's error, or errNoAck (see execBatch).
 func (in *injector) createBatch(fs []*ct.Flow, res []error) error {
-	msgs := in.msgs[:0]
 	idx := in.idx[:0] // msgs[i] creates fs[idx[i]]
+	in.startMessages()
 	for i, f := range fs {
-		m, err := buildMessage(f, true)
-		if err != nil {
+		if err := in.addMessage(f, true); err != nil {
 			res[i] = err
 			continue
 		}
-		msgs, idx = append(msgs, m), append(idx, i)
+		idx = append(idx, i)
 	}
-	mres := in.mres[:0]
-	for range msgs {
-		mres = append(mres, nil)
-	}
-	in.msgs, in.idx, in.mres = msgs[:0], idx[:0], mres[:0]
+	msgs := in.messages()
+	mres := slices.Grow(in.mres[:0], len(msgs))[:len(msgs)]
+	in.idx, in.mres = idx[:0], mres[:0]
 	err := in.execBatch(msgs, mres)
 	for k, i := range idx {
 		if res[i] = mres[k]; res[i] == nil {
@@ -194,6 +195,37 @@ func (in *injector) createBatch(fs []*ct.Flow, res []error) error {
 		}
 	}
 	return err
+}
+
+// startMessages, addMessage and messages build the requests of one batch
+// into buffers the injector reuses: messages returns them, valid until the
+// next startMessages.
+func (in *injector) startMessages() {
+	in.mbuf, in.mhdr, in.moff = in.mbuf[:0], in.mhdr[:0], in.moff[:0]
+}
+
+// addMessage appends the create or update (with status) of f.
+func (in *injector) addMessage(f *ct.Flow, create bool) error {
+	start := len(in.mbuf)
+	m, err := appendMessage(in.mbuf, f, create, true)
+	if err != nil {
+		return err
+	}
+	in.mbuf, in.mhdr, in.moff = m.Data, append(in.mhdr, m.Header), append(in.moff, start)
+	return nil
+}
+
+func (in *injector) messages() []netlink.Message {
+	msgs := slices.Grow(in.msgs[:0], len(in.mhdr))[:len(in.mhdr)]
+	for k := range msgs {
+		end := len(in.mbuf)
+		if k+1 < len(in.moff) {
+			end = in.moff[k+1]
+		}
+		msgs[k] = netlink.Message{Header: in.mhdr[k], Data: in.mbuf[in.moff[k]:end:end]}
+	}
+	in.msgs = msgs[:0]
+	return msgs
 }
 
 // updateBatch sends the updates of the known entries of ps (with their
@@ -205,25 +237,24 @@ func (in *injector) createBatch(fs []*ct.Flow, res []error) error {
 func (in *injector) updateBatch(ps []pendingWrite) []error {
 	res := slices.Grow(in.ures[:0], len(ps))[:len(ps)]
 	in.ures = res
-	msgs := in.umsgs[:0]
 	idx := in.uidx[:0] // msgs[k] updates ps[idx[k]]
+	in.startMessages()
 	for i := range ps {
 		res[i] = errNotSent
 		if !ps[i].known {
 			continue
 		}
-		m, err := buildMessage(&ps[i].f, false)
-		if err != nil {
+		if in.addMessage(&ps[i].f, false) != nil {
 			continue
 		}
-		msgs, idx = append(msgs, m), append(idx, i)
+		idx = append(idx, i)
 	}
+	msgs := in.messages()
 	mres := slices.Grow(in.umres[:0], len(msgs))[:len(msgs)]
-	in.umsgs, in.uidx, in.umres = msgs[:0], idx[:0], mres[:0]
+	in.uidx, in.umres = idx[:0], mres[:0]
 	if len(msgs) == 0 {
 		return res
 	}
-	defer clear(msgs) // drop the message buffers
 	if err := in.execBatch(msgs, mres); err != nil {
 		return res // every update goes through write
 	}
@@ -262,28 +293,52 @@ func (in *injector) execBatch(msgs []netlink.Message, res []error) error {
 	}
 	last := len(msgs) - 1
 	acked := msgs[last].Header.Flags&netlink.Acknowledge != 0
-	flags := in.flags[:0]
-	for i := range msgs {
-		flags = append(flags, msgs[i].Header.Flags)
-		if i != last {
-			msgs[i].Header.Flags &^= netlink.Acknowledge
-		}
-	}
-	in.flags = flags
-	sent, err := in.c.SendMessages(msgs)
-	for i := range msgs {
-		msgs[i].Header.Flags = flags[i]
-	}
-	if err != nil {
-		for i := range res {
-			res[i] = err
-		}
-		return fmt.Errorf("conntrack: send %d requests: %w", len(msgs), err)
-	}
-	first := sent[0].Header.Sequence
 	rc, err := in.c.SyscallConn()
 	if err != nil {
+		// Not a socket (a test's fake): send through the netlink.Conn;
+		// every result stays unknown and is written again one by one.
+		if _, err := in.c.SendMessages(msgs); err != nil {
+			for i := range res {
+				res[i] = err
+			}
+			return fmt.Errorf("conntrack: send %d requests: %w", len(msgs), err)
+		}
 		return fmt.Errorf("conntrack: read acks: %w", err)
+	}
+	// The requests go out back to back in one buffer the injector reuses,
+	// numbered from a sequence of its own (netlink.Conn.SendMessages
+	// marshals each into a new buffer and copies them all into another).
+	first := in.seq
+	in.seq += uint32(len(msgs))
+	out := in.sbuf[:0]
+	for i, m := range msgs {
+		flags := m.Header.Flags
+		if i != last {
+			flags &^= netlink.Acknowledge
+		}
+		out = binary.NativeEndian.AppendUint32(out, uint32(unix.NLMSG_HDRLEN+len(m.Data)))
+		out = binary.NativeEndian.AppendUint16(out, uint16(m.Header.Type))
+		out = binary.NativeEndian.AppendUint16(out, uint16(flags))
+		out = binary.NativeEndian.AppendUint32(out, first+uint32(i))
+		out = binary.NativeEndian.AppendUint32(out, 0)
+		out = append(out, m.Data...)
+		for len(out)%4 != 0 {
+			out = append(out, 0)
+		}
+	}
+	in.sbuf = out
+	var serr error
+	if err := rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendto(int(fd), out, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+		return serr != unix.EAGAIN
+	}); err != nil {
+		serr = err
+	}
+	if serr != nil {
+		for i := range res {
+			res[i] = serr
+		}
+		return fmt.Errorf("conntrack: send %d requests: %w", len(msgs), serr)
 	}
 	if len(in.rbuf) == 0 {
 		in.rbuf = make([]byte, 1<<16)
@@ -332,8 +387,7 @@ func (in *injector) execBatch(msgs []netlink.Message, res []error) error {
 			body := b[unix.NLMSG_HDRLEN:l]
 			b = b[min((l+3)&^3, len(b)):]
 			k := int(seq - first)
-			if typ != unix.NLMSG_ERROR || len(body) < 4 || k < 0 || k >= len(sent) ||
-				sent[k].Header.Sequence != seq || res[k] != errNoAck {
+			if typ != unix.NLMSG_ERROR || len(body) < 4 || seq-first >= uint32(len(msgs)) || res[k] != errNoAck {
 				continue
 			}
 			res[k] = nil

@@ -239,7 +239,8 @@ type preparedBatch struct {
 // needs no injMu: it reads and writes only the tracker (under its lock) and
 // what the Backend never changes. pb's slices are reused.
 func (b *Backend) prepareBatch(pb *preparedBatch, recs []*record.Record, how []writeOutcome, errs []error) {
-	pb.ps, pb.at, pb.how, pb.errs = pb.ps[:0], pb.at[:0], how, errs
+	pb.ps = slices.Grow(pb.ps[:0], len(recs))
+	pb.at, pb.how, pb.errs = pb.at[:0], how, errs
 	for i, r := range recs {
 		p, ok, err := b.prepare(r)
 		how[i], errs[i] = 0, err
@@ -296,6 +297,8 @@ func (b *Backend) writeBatch(pb *preparedBatch) {
 			h = wroteUpdated
 		case p.known:
 			h, err = b.inj.write(&p.f, true, regHooks{b.t, p.reg})
+		case res[i] == errCreated:
+			h = wroteCreated // what resolve says, without building its hooks
 		case res[i] == errNoAck:
 			h, err = b.inj.write(&p.f, false, regHooks{b.t, p.reg})
 		default:
