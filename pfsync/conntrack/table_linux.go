@@ -211,22 +211,9 @@ func (b *Backend) finish(p *pendingWrite, how writeOutcome, err error) (writeOut
 	return how, nil
 }
 
-// injectBatch writes recs with injMu held, the creates of flows new to the
-// kernel pipelined (createBatch: one sendmsg, then the answers), then the
-// updates of entries the kernel should hold already (updateBatch), and
-// stores each record's outcome and error in how and errs. A create
-// answered by EEXIST, or whose answer was lost, continues as write does
-// (update, or delete and create again), as does an update the kernel
-// refused.
-func (b *Backend) injectBatch(recs []*record.Record, how []writeOutcome, errs []error) {
-	var pb preparedBatch
-	b.prepareBatch(&pb, recs, how, errs)
-	b.writeBatch(&pb)
-}
-
 // preparedBatch is a batch of records converted and registered with the
-// tracker, waiting for its write: the two halves of injectBatch, which
-// commit runs for two batches at once.
+// tracker, waiting for its write. A batch is written in two halves, which
+// commit runs for two batches at once: prepareBatch, then writeBatch.
 type preparedBatch struct {
 	ps   []pendingWrite
 	at   []int // ps[i] is the record at[i] of the batch
@@ -234,7 +221,7 @@ type preparedBatch struct {
 	errs []error
 }
 
-// prepareBatch is injectBatch's first half: it converts and registers recs
+// prepareBatch is a batch's first half: it converts and registers recs
 // (prepare), noting in how and errs the records that need no write. It
 // needs no injMu: it reads and writes only the tracker (under its lock) and
 // what the Backend never changes. pb's slices are reused.
@@ -255,8 +242,13 @@ func (b *Backend) prepareBatch(pb *preparedBatch, recs []*record.Record, how []w
 	}
 }
 
-// writeBatch is injectBatch's second half, with injMu held: the writes of
-// a prepared batch, the creates pipelined.
+// writeBatch is a batch's second half, with injMu held: it writes the
+// prepared records, the creates of flows new to the kernel pipelined
+// (createBatch: one sendmsg, then the answers), then the updates of entries
+// the kernel should hold already (updateBatch), and stores each record's
+// outcome and error. A create answered by EEXIST, or whose answer was lost,
+// continues as write does (update, or delete and create again), as does an
+// update the kernel refused.
 func (b *Backend) writeBatch(pb *preparedBatch) {
 	ps := pb.ps
 	var creates []*ct.Flow
