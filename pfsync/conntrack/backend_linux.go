@@ -18,7 +18,8 @@ import (
 )
 
 // injectReadBuffer is the receive buffer of the socket that writes into
-// the kernel: it holds the acks of one pipelined batch (commitBatch).
+// the kernel: it holds the answers to one pipelined batch (commitBatch):
+// an error message per refused request and the last request's ack.
 const injectReadBuffer = 1 << 20
 
 // maxParked bounds the RELATED records waiting for their master.
@@ -166,10 +167,11 @@ func (b *Backend) start(sink Sink) error {
 	return nil
 }
 
-// item is what the reader hands the processor: an event, or the news that
-// events were lost.
+// item is what the reader hands the processor: an event (its type in ev,
+// its flow in flow: ev.Flow is nil), or the news that events were lost.
 type item struct {
 	ev   ct.Event
+	flow ct.Flow
 	lost error
 }
 
@@ -178,39 +180,45 @@ type item struct {
 func (b *Backend) read(items chan<- item) {
 	defer b.wg.Done()
 	defer close(items)
+	r, err := newEventReader(b.events)
+	if err != nil {
+		b.log.Error("conntrack: watcher stops", "err", err)
+		return
+	}
 	failures := 0
-	for {
-		msgs, err := b.events.Receive()
-		if err != nil {
-			select {
-			case <-b.done:
-				return
-			default:
+	// failed counts a failed read or an error in a datagram, hands the
+	// news to process, and reports whether to go on.
+	failed := func(err error) bool {
+		failures++
+		// Counted here, not when handled: a resync already under way
+		// drops the news as superseded.
+		b.t.count(func(s *Stats) {
+			if errors.Is(err, unix.ENOBUFS) {
+				s.Overruns++
+			} else {
+				s.Errors++
 			}
-			failures++
-			// Counted here, not when handled: a resync already under way
-			// drops the news as superseded.
-			b.t.count(func(s *Stats) {
-				if errors.Is(err, unix.ENOBUFS) {
-					s.Overruns++
-				} else {
-					s.Errors++
-				}
-			})
-			if !errors.Is(err, unix.ENOBUFS) && failures > 100 {
-				b.log.Error("conntrack: event socket keeps failing, watcher stops", "err", err)
-				return
-			}
-			select {
-			case items <- item{lost: err}:
-			case <-b.done:
-				return
-			}
-			continue
+		})
+		if !errors.Is(err, unix.ENOBUFS) && failures > 100 {
+			b.log.Error("conntrack: event socket keeps failing, watcher stops", "err", err)
+			return false
 		}
-		failures = 0
-		for _, m := range msgs {
-			var ev ct.Event
+		select {
+		case items <- item{lost: err}:
+			return true
+		case <-b.done:
+			return false
+		}
+	}
+	var stop bool
+	var it item
+	deliver := func(m netlink.Message) {
+		if stop {
+			return
+		}
+		ev, ok := decodeEvent(m, &it.flow)
+		if !ok {
+			ev = ct.Event{}
 			if err := ev.Unmarshal(m); err != nil {
 				b.t.count(func(s *Stats) { s.Errors++ })
 				// A malformed or unknown message: the flow it described is
@@ -218,13 +226,41 @@ func (b *Backend) read(items chan<- item) {
 				select {
 				case items <- item{lost: fmt.Errorf("conntrack: decode event: %w", err)}:
 				case <-b.done:
-					return
+					stop = true
 				}
-				continue
+				return
 			}
+			if ev.Flow == nil {
+				return // an expectation: not replicated
+			}
+			it.flow = *ev.Flow
+		}
+		it.ev = ct.Event{Type: ev.Type}
+		select {
+		case items <- it:
+		case <-b.done:
+			stop = true
+		}
+	}
+	for {
+		n, err := r.read()
+		if err != nil {
 			select {
-			case items <- item{ev: ev}:
 			case <-b.done:
+				return
+			default:
+			}
+			if !failed(err) {
+				return
+			}
+			continue
+		}
+		failures = 0
+		for i := range n {
+			if err := r.datagram(i, deliver); err != nil && !stop && !failed(err) {
+				return
+			}
+			if stop {
 				return
 			}
 		}
@@ -240,6 +276,7 @@ const minLossResync = time.Second
 func (b *Backend) process(items <-chan item) {
 	defer b.wg.Done()
 	var (
+		cur    ct.Flow          // the flow of the event being handled
 		last   time.Time        // end of the last resync
 		retry  *time.Timer      // a postponed loss resync
 		retryC <-chan time.Time // retry's channel while armed
@@ -290,7 +327,9 @@ func (b *Backend) process(items <-chan item) {
 				return
 			}
 			if it.lost == nil {
-				b.handle(&it.ev)
+				cur = it.flow
+				ev := ct.Event{Type: it.ev.Type, Flow: &cur}
+				b.handle(&ev)
 				continue
 			}
 			// Under sustained overload every read fails: counted in

@@ -7,7 +7,9 @@
 //   - The watcher (Start) turns the kernel's NEW, UPDATE and DESTROY events
 //     into local inserts, updates and deletes reported to a Sink (the
 //     engine). Each kernel flow keeps one record identity for its whole
-//     life. One goroutine reads the events so their order is kept; a large
+//     life. One goroutine reads the events so their order is kept (up to
+//     64 per system call, decoded straight from the receive buffer; what
+//     the lean decoder does not know goes to ti-mo/conntrack's); a large
 //     socket buffer absorbs bursts, and when events are lost anyway
 //     (ENOBUFS) a full dump resyncs the records by mark and sweep
 //     (conntrackd's NetlinkOverrunResync). A periodic resync re-reports
@@ -28,9 +30,12 @@
 //     deleted and created again only when the update is refused otherwise
 //     (on a node forwarding the flow, a packet between the delete and the
 //     create would make a new entry) — RELATED flows after their master. Commit
-//     pipelines its creates (a batch per sendmsg, acks matched back by
-//     sequence number), so a takeover commit runs at kernel speed rather
-//     than at one netlink round trip per flow.
+//     pipelines its writes (a batch of creates, then one of updates, per
+//     sendmsg; only the last request of a batch asks for an ack, and the
+//     kernel's error messages are matched back by sequence number) and
+//     converts the next batch while the kernel writes the current one, so
+//     a takeover commit runs at kernel speed rather than at one netlink
+//     round trip per flow.
 //
 // A flow this node created is kept up to date the same way when a peer
 // changed it — its record advanced by the peer, or a record of the same

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/mdlayher/netlink"
 	ct "github.com/ti-mo/conntrack"
@@ -23,11 +24,22 @@ type injector struct {
 	c   *netlink.Conn
 	buf []byte // message buffer, reused: calls are serial
 
-	// createBatch's and execBatch's buffers, reused.
-	msgs []netlink.Message
-	idx  []int
-	mres []error
-	rbuf []byte
+	// createBatch's, updateBatch's and execBatch's buffers, reused.
+	msgs  []netlink.Message
+	idx   []int
+	mres  []error
+	uidx  []int
+	umres []error
+	ures  []error
+	rbuf  []byte
+	sbuf  []byte // the requests of one sendmsg
+	seq   uint32 // execBatch's sequence numbers
+
+	// The messages of one batch: bodies back to back in mbuf, mhdr[k]'s
+	// body starting at moff[k].
+	mbuf []byte
+	mhdr []netlink.Header
+	moff []int
 }
 
 func dialNetfilter(netns int) (*netlink.Conn, error) {
@@ -164,21 +176,18 @@ var (
 // create message each, and stores each flow's result in res: errCreated,
 // the kernel's error, or errNoAck (see execBatch).
 func (in *injector) createBatch(fs []*ct.Flow, res []error) error {
-	msgs := in.msgs[:0]
 	idx := in.idx[:0] // msgs[i] creates fs[idx[i]]
+	in.startMessages()
 	for i, f := range fs {
-		m, err := buildMessage(f, true)
-		if err != nil {
+		if err := in.addMessage(f, true); err != nil {
 			res[i] = err
 			continue
 		}
-		msgs, idx = append(msgs, m), append(idx, i)
+		idx = append(idx, i)
 	}
-	mres := in.mres[:0]
-	for range msgs {
-		mres = append(mres, nil)
-	}
-	in.msgs, in.idx, in.mres = msgs[:0], idx[:0], mres[:0]
+	msgs := in.messages()
+	mres := slices.Grow(in.mres[:0], len(msgs))[:len(msgs)]
+	in.idx, in.mres = idx[:0], mres[:0]
 	err := in.execBatch(msgs, mres)
 	for k, i := range idx {
 		if res[i] = mres[k]; res[i] == nil {
@@ -188,15 +197,93 @@ func (in *injector) createBatch(fs []*ct.Flow, res []error) error {
 	return err
 }
 
+// startMessages, addMessage and messages build the requests of one batch
+// into buffers the injector reuses: messages returns them, valid until the
+// next startMessages.
+func (in *injector) startMessages() {
+	in.mbuf, in.mhdr, in.moff = in.mbuf[:0], in.mhdr[:0], in.moff[:0]
+}
+
+// addMessage appends the create or update (with status) of f.
+func (in *injector) addMessage(f *ct.Flow, create bool) error {
+	start := len(in.mbuf)
+	m, err := appendMessage(in.mbuf, f, create, true)
+	if err != nil {
+		return err
+	}
+	in.mbuf, in.mhdr, in.moff = m.Data, append(in.mhdr, m.Header), append(in.moff, start)
+	return nil
+}
+
+func (in *injector) messages() []netlink.Message {
+	msgs := slices.Grow(in.msgs[:0], len(in.mhdr))[:len(in.mhdr)]
+	for k := range msgs {
+		end := len(in.mbuf)
+		if k+1 < len(in.moff) {
+			end = in.moff[k+1]
+		}
+		msgs[k] = netlink.Message{Header: in.mhdr[k], Data: in.mbuf[in.moff[k]:end:end]}
+	}
+	in.msgs = msgs[:0]
+	return msgs
+}
+
+// updateBatch sends the updates of the known entries of ps (with their
+// status bits, as write sends them first) in one sendmsg and returns each
+// one's result, indexed like ps: nil for an update the kernel applied,
+// else an error (errNoAck when unknown, the kernel's error, or
+// errNotSent for entries that are not known or whose message could not
+// be built). The slice is reused by the next call.
+func (in *injector) updateBatch(ps []pendingWrite) []error {
+	res := slices.Grow(in.ures[:0], len(ps))[:len(ps)]
+	in.ures = res
+	idx := in.uidx[:0] // msgs[k] updates ps[idx[k]]
+	in.startMessages()
+	for i := range ps {
+		res[i] = errNotSent
+		if !ps[i].known {
+			continue
+		}
+		if in.addMessage(&ps[i].f, false) != nil {
+			continue
+		}
+		idx = append(idx, i)
+	}
+	msgs := in.messages()
+	mres := slices.Grow(in.umres[:0], len(msgs))[:len(msgs)]
+	in.uidx, in.umres = idx[:0], mres[:0]
+	if len(msgs) == 0 {
+		return res
+	}
+	if err := in.execBatch(msgs, mres); err != nil {
+		return res // every update goes through write
+	}
+	for k, i := range idx {
+		res[i] = mres[k]
+	}
+	return res
+}
+
+// errNotSent is updateBatch's result for an entry it did not send.
+var errNotSent = errors.New("not sent")
+
 // execBatch sends msgs (requests with NLM_F_ACK) in one sendmsg, then
-// collects the acknowledgements, mapped back to their message by sequence
-// number, into res: nil, the kernel's error, or errNoAck when the ack never
-// arrived (the socket's receive buffer overran: whether the request took
-// effect is unknown). The kernel handles the messages one by one during
-// the sendmsg (netlink_rcv_skb), each with its own result, so one failure
-// leaves the others alone. It returns an error when the batch could not be
-// sent (nothing was written; every res is that error) or its acks not
-// read.
+// collects the results, mapped back to their message by sequence number,
+// into res: nil, the kernel's error, or errNoAck when the result is unknown
+// (the socket's receive buffer overran). The kernel handles the messages one
+// by one during the sendmsg (netlink_rcv_skb), each with its own result, so
+// one failure leaves the others alone. It returns an error when the batch
+// could not be sent (nothing was written; every res is that error) or its
+// results not read.
+//
+// Only the last message asks for an acknowledgement: the kernel answers a
+// request without NLM_F_ACK only when it fails, and handles the requests
+// in order, so once the last one's answer is read every earlier request
+// that has no error message succeeded — unless the socket overran
+// (ENOBUFS), which may have dropped error messages: those requests stay
+// errNoAck. An acknowledgement per request cost the kernel a message each
+// and the reader a system call each, about a sixth of a commit. msgs keep
+// their flags.
 func (in *injector) execBatch(msgs []netlink.Message, res []error) error {
 	if len(msgs) == 0 {
 		return nil
@@ -204,25 +291,75 @@ func (in *injector) execBatch(msgs []netlink.Message, res []error) error {
 	for i := range res {
 		res[i] = errNoAck
 	}
-	sent, err := in.c.SendMessages(msgs)
-	if err != nil {
-		for i := range res {
-			res[i] = err
-		}
-		return fmt.Errorf("conntrack: send %d requests: %w", len(msgs), err)
-	}
-	first := sent[0].Header.Sequence
+	last := len(msgs) - 1
+	acked := msgs[last].Header.Flags&netlink.Acknowledge != 0
 	rc, err := in.c.SyscallConn()
 	if err != nil {
+		// Not a socket (a test's fake): send through the netlink.Conn;
+		// every result stays unknown and is written again one by one.
+		if _, err := in.c.SendMessages(msgs); err != nil {
+			for i := range res {
+				res[i] = err
+			}
+			return fmt.Errorf("conntrack: send %d requests: %w", len(msgs), err)
+		}
 		return fmt.Errorf("conntrack: read acks: %w", err)
+	}
+	// The requests go out back to back in one buffer the injector reuses,
+	// numbered from a sequence of its own (netlink.Conn.SendMessages
+	// marshals each into a new buffer and copies them all into another).
+	first := in.seq
+	in.seq += uint32(len(msgs))
+	out := in.sbuf[:0]
+	for i, m := range msgs {
+		flags := m.Header.Flags
+		if i != last {
+			flags &^= netlink.Acknowledge
+		}
+		out = binary.NativeEndian.AppendUint32(out, uint32(unix.NLMSG_HDRLEN+len(m.Data)))
+		out = binary.NativeEndian.AppendUint16(out, uint16(m.Header.Type))
+		out = binary.NativeEndian.AppendUint16(out, uint16(flags))
+		out = binary.NativeEndian.AppendUint32(out, first+uint32(i))
+		out = binary.NativeEndian.AppendUint32(out, 0)
+		out = append(out, m.Data...)
+		for len(out)%4 != 0 {
+			out = append(out, 0)
+		}
+	}
+	in.sbuf = out
+	var serr error
+	if err := rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendto(int(fd), out, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+		return serr != unix.EAGAIN
+	}); err != nil {
+		serr = err
+	}
+	if serr != nil {
+		for i := range res {
+			res[i] = serr
+		}
+		return fmt.Errorf("conntrack: send %d requests: %w", len(msgs), serr)
 	}
 	if len(in.rbuf) == 0 {
 		in.rbuf = make([]byte, 1<<16)
 	}
-	for missing := len(sent); missing > 0; {
+	overrun := false
+	// settle marks the requests without an answer as done once the last
+	// one's answer has been read.
+	settle := func() {
+		if overrun {
+			return
+		}
+		for i := range res {
+			if res[i] == errNoAck {
+				res[i] = nil
+			}
+		}
+	}
+	for done := !acked; !done; {
 		var n int
 		var rerr error
-		// The kernel queued every ack during the sendmsg: read without
+		// The kernel queued every answer during the sendmsg: read without
 		// waiting, and stop when the queue is empty.
 		if err := rc.Read(func(fd uintptr) bool {
 			n, _, rerr = unix.Recvfrom(int(fd), in.rbuf, unix.MSG_DONTWAIT)
@@ -231,8 +368,11 @@ func (in *injector) execBatch(msgs []netlink.Message, res []error) error {
 			return fmt.Errorf("conntrack: read acks: %w", err)
 		}
 		switch {
-		case errors.Is(rerr, unix.ENOBUFS) || errors.Is(rerr, unix.EINTR):
-			continue // ENOBUFS: some acks were dropped; read the rest
+		case errors.Is(rerr, unix.ENOBUFS):
+			overrun = true // some answers were dropped; read the rest
+			continue
+		case errors.Is(rerr, unix.EINTR):
+			continue
 		case errors.Is(rerr, unix.EAGAIN):
 			return nil // the rest were lost: errNoAck
 		case rerr != nil:
@@ -247,16 +387,20 @@ func (in *injector) execBatch(msgs []netlink.Message, res []error) error {
 			body := b[unix.NLMSG_HDRLEN:l]
 			b = b[min((l+3)&^3, len(b)):]
 			k := int(seq - first)
-			if typ != unix.NLMSG_ERROR || len(body) < 4 || k < 0 || k >= len(sent) ||
-				sent[k].Header.Sequence != seq || res[k] != errNoAck {
+			if typ != unix.NLMSG_ERROR || len(body) < 4 || seq-first >= uint32(len(msgs)) || res[k] != errNoAck {
 				continue
 			}
-			missing--
 			res[k] = nil
 			if code := int32(binary.NativeEndian.Uint32(body)); code != 0 {
 				res[k] = unix.Errno(-code)
 			}
+			if k == last {
+				done = true
+			}
 		}
+	}
+	if acked {
+		settle()
 	}
 	return nil
 }

@@ -211,15 +211,23 @@ func (b *Backend) finish(p *pendingWrite, how writeOutcome, err error) (writeOut
 	return how, nil
 }
 
-// injectBatch writes recs with injMu held, the creates of flows new to the
-// kernel pipelined (createBatch: one sendmsg, then the acks), and stores
-// each record's outcome and error in how and errs. A create answered by
-// EEXIST, or whose ack was lost, continues as write does (update, or
-// delete and create again); entries the kernel should hold already are
-// updated one by one.
-func (b *Backend) injectBatch(recs []*record.Record, how []writeOutcome, errs []error) {
-	ps := make([]pendingWrite, 0, len(recs))
-	at := make([]int, 0, len(recs)) // ps[i] is recs[at[i]]
+// preparedBatch is a batch of records converted and registered with the
+// tracker, waiting for its write. A batch is written in two halves, which
+// commit runs for two batches at once: prepareBatch, then writeBatch.
+type preparedBatch struct {
+	ps   []pendingWrite
+	at   []int // ps[i] is the record at[i] of the batch
+	how  []writeOutcome
+	errs []error
+}
+
+// prepareBatch is a batch's first half: it converts and registers recs
+// (prepare), noting in how and errs the records that need no write. It
+// needs no injMu: it reads and writes only the tracker (under its lock) and
+// what the Backend never changes. pb's slices are reused.
+func (b *Backend) prepareBatch(pb *preparedBatch, recs []*record.Record, how []writeOutcome, errs []error) {
+	pb.ps = slices.Grow(pb.ps[:0], len(recs))
+	pb.at, pb.how, pb.errs = pb.at[:0], how, errs
 	for i, r := range recs {
 		p, ok, err := b.prepare(r)
 		how[i], errs[i] = 0, err
@@ -229,9 +237,20 @@ func (b *Backend) injectBatch(recs []*record.Record, how []writeOutcome, errs []
 		case ok && p.current:
 			how[i] = wroteNothing
 		case ok:
-			ps, at = append(ps, p), append(at, i)
+			pb.ps, pb.at = append(pb.ps, p), append(pb.at, i)
 		}
 	}
+}
+
+// writeBatch is a batch's second half, with injMu held: it writes the
+// prepared records, the creates of flows new to the kernel pipelined
+// (createBatch: one sendmsg, then the answers), then the updates of entries
+// the kernel should hold already (updateBatch), and stores each record's
+// outcome and error. A create answered by EEXIST, or whose answer was lost,
+// continues as write does (update, or delete and create again), as does an
+// update the kernel refused.
+func (b *Backend) writeBatch(pb *preparedBatch) {
+	ps := pb.ps
 	var creates []*ct.Flow
 	var ci []int // creates[j] is ps[ci[j]]
 	for i := range ps {
@@ -254,19 +273,30 @@ func (b *Backend) injectBatch(recs []*record.Record, how []writeOutcome, errs []
 			res[i] = cres[j]
 		}
 	}
+	// The updates of entries the kernel should hold are pipelined too,
+	// after the creates (the order write would send them in). One the
+	// kernel refuses, or whose answer was lost, goes through write: the
+	// refused update is sent again and handled as write handles it
+	// (without the status bits, or delete and create again), at the cost
+	// of one round trip more.
+	ures := b.inj.updateBatch(ps)
 	for i := range ps {
 		p := &ps[i]
 		var h writeOutcome
 		var err error
 		switch {
+		case p.known && ures[i] == nil:
+			h = wroteUpdated
 		case p.known:
 			h, err = b.inj.write(&p.f, true, regHooks{b.t, p.reg})
+		case res[i] == errCreated:
+			h = wroteCreated // what resolve says, without building its hooks
 		case res[i] == errNoAck:
 			h, err = b.inj.write(&p.f, false, regHooks{b.t, p.reg})
 		default:
 			h, err = b.inj.resolve(&p.f, res[i], regHooks{b.t, p.reg})
 		}
-		how[at[i]], errs[at[i]] = b.finish(p, h, err)
+		pb.how[pb.at[i]], pb.errs[pb.at[i]] = b.finish(p, h, err)
 	}
 }
 
@@ -323,12 +353,15 @@ func (b *Backend) releaseParked(master flowKey) {
 // stopped early.
 //
 // The records are written as Insert would; the backend keeps tracking them
-// as the peers' records. The creates are pipelined, commitBatch per
-// sendmsg with their acks read afterwards and matched by sequence number
-// (conntrackd batches its commit the same way), so a commit costs a few
-// system calls per hundred flows instead of two per flow; every flow still
-// gets its own result, and an entry that exists already (EEXIST) is
-// updated as by Insert.
+// as the peers' records. The writes are pipelined, commitBatch per sendmsg
+// with the answers read afterwards and matched by sequence number
+// (conntrackd batches its commit the same way; only the last request of a
+// batch asks for an ack, the kernel reports the others only when they
+// fail), and the next batch is converted while the kernel writes the
+// current one, so a commit costs a few system calls per hundred flows
+// instead of two per flow and overlaps this process's work with the
+// kernel's; every flow still gets its own result, and an entry that exists
+// already (EEXIST) is updated as by Insert.
 func (b *Backend) Commit(ctx context.Context, recs []record.Record) (CommitResult, error) {
 	return b.commit(ctx, recs, nil)
 }
@@ -350,36 +383,83 @@ func (b *Backend) commit(ctx context.Context, recs []record.Record, outcome []er
 		_, ok := r.Extension(ExtMaster)
 		return ok || r.Flags&statusExpected != 0
 	}
-	batch := make([]*record.Record, 0, commitBatch)
-	at := make([]int, 0, commitBatch) // batch[k] is recs[at[k]]
-	how := make([]writeOutcome, commitBatch)
-	berr := make([]error, commitBatch)
-	flush := func() {
-		if len(batch) == 0 {
-			return
+	// Two batches are in hand at a time: while one is written (the
+	// kernel's work, in the sendmsg), the next is converted and registered
+	// (this process's work, which needs no injMu), so on a machine with two
+	// cores the two overlap. The writes themselves stay one at a time and
+	// in order.
+	type slot struct {
+		batch []*record.Record
+		at    []int // batch[k] is recs[at[k]]
+		how   []writeOutcome
+		berr  []error
+		pb    preparedBatch
+	}
+	var slots [2]slot
+	for i := range slots {
+		slots[i] = slot{
+			batch: make([]*record.Record, 0, commitBatch), at: make([]int, 0, commitBatch),
+			how: make([]writeOutcome, commitBatch), berr: make([]error, commitBatch),
 		}
-		b.injMu.Lock()
-		b.injectBatch(batch, how, berr)
-		b.injMu.Unlock()
-		for i := range batch {
+	}
+	cur := 0                    // the slot being filled
+	var writing chan struct{}   // closed when the other slot's write is done; nil if none
+	account := func(sl *slot) { // with the slot's write done
+		for i := range sl.batch {
 			if outcome != nil {
-				outcome[at[i]] = berr[i]
+				outcome[sl.at[i]] = sl.berr[i]
 			}
 			switch {
-			case berr[i] != nil:
+			case sl.berr[i] != nil:
 				res.Failed++
-				errs = append(errs, berr[i])
-			case how[i] == wroteCreated || how[i] == wroteRecreated:
+				errs = append(errs, sl.berr[i])
+			case sl.how[i] == wroteCreated || sl.how[i] == wroteRecreated:
 				res.Created++
-			case how[i] == wroteUpdated:
+			case sl.how[i] == wroteUpdated:
 				res.Updated++
-			case how[i] == wroteNothing:
+			case sl.how[i] == wroteNothing:
 				res.Current++
-			case how[i] == wroteRefused:
+			case sl.how[i] == wroteRefused:
 				res.Refused++
 			}
 		}
-		batch, at = batch[:0], at[:0]
+		sl.batch, sl.at = sl.batch[:0], sl.at[:0]
+	}
+	wait := func() {
+		if writing != nil {
+			<-writing
+			writing = nil
+			account(&slots[1-cur])
+		}
+	}
+	// flush prepares the slot being filled and writes it: on a goroutine of
+	// its own while the next batch is filled, or here when last is set (the
+	// end of a pass: every master is in the kernel before the first RELATED
+	// flow is written).
+	flush := func(last bool) {
+		sl := &slots[cur]
+		if len(sl.batch) > 0 {
+			b.prepareBatch(&sl.pb, sl.batch, sl.how[:len(sl.batch)], sl.berr[:len(sl.batch)])
+		}
+		wait()
+		if len(sl.batch) == 0 {
+			return
+		}
+		if last {
+			b.injMu.Lock()
+			b.writeBatch(&sl.pb)
+			b.injMu.Unlock()
+			account(sl)
+			return
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			b.injMu.Lock()
+			defer b.injMu.Unlock()
+			b.writeBatch(&sl.pb)
+		}()
+		writing, cur = done, 1-cur
 	}
 	for pass := range 2 {
 		for i := range recs {
@@ -399,12 +479,13 @@ func (b *Backend) commit(ctx context.Context, recs []record.Record, outcome []er
 				}
 				continue
 			}
-			at = append(at, i)
-			if batch = append(batch, r); len(batch) == commitBatch {
-				flush()
+			sl := &slots[cur]
+			sl.at = append(sl.at, i)
+			if sl.batch = append(sl.batch, r); len(sl.batch) == commitBatch {
+				flush(false)
 			}
 		}
-		flush() // every master is in the kernel before the first RELATED flow
+		flush(true)
 	}
 	res.Duration = time.Since(start)
 	if err := ctx.Err(); err != nil {
@@ -413,10 +494,11 @@ func (b *Backend) commit(ctx context.Context, recs []record.Record, outcome []er
 	return res, errors.Join(errs...)
 }
 
-// commitBatch is how many creates Commit sends in one sendmsg. Each ack
-// takes about 1 KiB of the socket's receive buffer until read (skb
-// truesize), so 128 stay far below injectReadBuffer; larger batches gain
-// little (the kernel's per-entry work dominates).
+// commitBatch is how many creates Commit sends in one sendmsg. Each answer
+// (an error, or the last request's ack) takes about 1 KiB of the socket's
+// receive buffer until read (skb truesize), so even 128 errors stay far
+// below injectReadBuffer; larger batches gain little (the kernel's
+// per-entry work dominates).
 const commitBatch = 128
 
 // Takeover readies this node's own TCP flows for forwarding again and

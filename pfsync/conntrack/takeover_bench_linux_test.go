@@ -1,0 +1,297 @@
+package conntrack
+
+import (
+	"context"
+	"errors"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gocarp/gocarp/pfsync"
+	"github.com/gocarp/gocarp/pfsync/pfsynctest"
+	ct "github.com/ti-mo/conntrack"
+	"golang.org/x/sys/unix"
+)
+
+// BenchmarkTakeoverWatched measures what fwpair's takeover commit does with
+// the external cache: PrepareTakeover of CONNTRACK_BENCH_RECORDS (default
+// 100,000) records an engine with CommitOnTakeover received from a peer,
+// called by two goroutines at once (fwpair's LAN and WAN groups take over
+// together), into a namespace's kernel table whose backend watcher runs
+// (Start: every create comes back as a NEW event the watcher reads and
+// recognises as the echo of the injection). The figures are the time from
+// the calls to their return and the CPU time the process used meanwhile.
+func BenchmarkTakeoverWatched(b *testing.B) {
+	n := 100000
+	if s := os.Getenv("CONNTRACK_BENCH_RECORDS"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v <= 0 {
+			b.Fatalf("CONNTRACK_BENCH_RECORDS=%q: want a positive integer", s)
+		}
+		n = v
+	}
+	for _, watch := range []bool{true, false} {
+		name := "watched"
+		if !watch {
+			name = "unwatched"
+		}
+		b.Run(name, func(b *testing.B) { benchTakeoverLarge(b, n, watch) })
+	}
+}
+
+func benchTakeoverLarge(b *testing.B, n int, watch bool) {
+	var total, totalCPU time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		be, err := New(Config{NetNS: benchNS(b)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		network, err := pfsynctest.New(&pfsynctest.Config{MTU: 9000})
+		if err != nil {
+			b.Fatal(err)
+		}
+		owner, err := pfsync.New(pfsync.Config{Node: 1, Transport: network.Attach(1), Insecure: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		backup, err := pfsync.New(pfsync.Config{Node: 2, Transport: network.Attach(2), Insecure: true,
+			Table: be, Commit: pfsync.CommitOnTakeover})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, e := range []*pfsync.Engine{owner, backup} {
+			if err := e.Start(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if watch {
+			if err := be.Start(backup); err != nil {
+				b.Fatal(err)
+			}
+		}
+		recs := benchRecords(n)
+		for i := range recs {
+			recs[i].ID = owner.NewID()
+			if err := owner.Upsert(recs[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for deadline := time.Now().Add(120 * time.Second); backup.Stats().External < n; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				b.Fatalf("backup holds %d of %d records", backup.Stats().External, n)
+			}
+		}
+		b.StartTimer()
+		start, cpu0 := time.Now(), processCPU(b)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		got, errs := 0, []error(nil)
+		for range 2 {
+			wg.Go(func() {
+				k, err := backup.PrepareTakeover(context.Background())
+				mu.Lock()
+				got, errs = got+k, append(errs, err)
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		took := time.Since(start)
+		total += took
+		cpu := processCPU(b) - cpu0
+		totalCPU += cpu
+		b.StopTimer()
+		if err := errors.Join(errs...); err != nil || got != n {
+			b.Fatalf("PrepareTakeover = %d, %v; want %d", got, err, n)
+		}
+		// The echoes of the creates still arrive; wait for them, so the
+		// next round starts clean and the count says the watcher kept up.
+		st := be.Stats()
+		b.Logf("%d records in %v, CPU %v; watcher: %d events, %d echoes, %d overruns, %d resyncs", n, took.Round(time.Millisecond), cpu.Round(time.Millisecond),
+			st.Events, st.Echoes, st.Overruns, st.Resyncs)
+		owner.Close()
+		backup.Close()
+		be.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(n*b.N)/total.Seconds(), "records/s")
+	b.ReportMetric(total.Seconds()/float64(b.N), "s/commit")
+	b.ReportMetric(totalCPU.Seconds()/float64(b.N), "cpu_s/commit")
+}
+
+// processCPU returns the CPU time (user and system, every thread) the
+// process has used so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkObserveEcho measures the watcher's handling of the event that
+// echoes the injection of a peer's record (decoded already): what every
+// record of a takeover commit costs the watcher.
+func BenchmarkObserveEcho(b *testing.B) {
+	recs := benchRecords(1024)
+	tr := newTracker(&Filter{}, time.Minute)
+	flows := make([]ct.Flow, len(recs))
+	for i := range recs {
+		f, err := recordToFlow(&recs[i])
+		if err != nil {
+			b.Fatal(err)
+		}
+		canon, err := canonical(&f, recs[i].ID, recs[i].Version)
+		if err != nil {
+			b.Fatal(err)
+		}
+		reg, ok := tr.register(keyOf(&recs[i].Key), canon, testNow)
+		if !ok {
+			b.Fatal("not registered")
+		}
+		tr.written(reg)
+		fi := f
+		fi.Status = ct.Status(InjectStatus(uint32(f.Status)))
+		tcp := *f.ProtoInfo.TCP
+		of, rf := injectFlags(&tcp)
+		tcp.OriginalFlags, tcp.ReplyFlags = of, rf
+		fi.ProtoInfo.TCP = &tcp
+		flows[i] = fi
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, ok, err := tr.observe(&flows[i%len(flows)], testNow, nil); ok || err != nil {
+			b.Fatalf("echo reported: %v", err)
+		}
+		i++
+	}
+	if s := tr.stats; s.Echoes != uint64(i) {
+		b.Fatalf("%d echoes of %d events", s.Echoes, i)
+	}
+}
+
+// BenchmarkWatcherEvents measures the watcher's handling of the kernel's
+// NEW events: 5,000 established TCP flows are created (by a second
+// backend's Commit, so they start liberal and need no write) while the
+// watcher's Sink is stalled, so their events wait in the socket buffer;
+// then the Sink is released and the time, CPU and allocations until it has
+// all 5,000 are reported per event — reading, decoding, the tracker and
+// the report, no kernel write.
+func BenchmarkWatcherEvents(b *testing.B) {
+	const n = 5000
+	fd := benchNS(b)
+	w, err := New(Config{NetNS: fd})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	writer, err := New(Config{NetNS: fd})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer writer.Close()
+	sink := newFakeSink(0)
+	if err := w.Start(sink); err != nil {
+		b.Fatal(err)
+	}
+	if err := w.Resync(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	c, err := ct.Dial(netlinkConfig(fd))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	recs := benchRecords(n)
+	var wall, cpu time.Duration
+	var allocs, bytes uint64
+	round := 0
+	for b.Loop() {
+		b.StopTimer()
+		round++
+		for i := range recs {
+			recs[i].ID.Num = uint64(round*n + i) // new identities: new flows to the writer
+		}
+		gate := make(chan struct{})
+		sink.mu.Lock()
+		sink.gate = gate
+		sink.mu.Unlock()
+		if res, err := writer.Commit(context.Background(), recs); err != nil || res.Created != n {
+			b.Fatalf("commit %+v: %v", res, err)
+		}
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		start, cpu0 := time.Now(), processCPU(b)
+		b.StartTimer()
+		sink.mu.Lock()
+		sink.gate = nil
+		sink.mu.Unlock()
+		close(gate)
+		for sink.len() < n {
+			<-sink.changed
+		}
+		b.StopTimer()
+		wall += time.Since(start)
+		cpu += processCPU(b) - cpu0
+		runtime.ReadMemStats(&m1)
+		allocs += m1.Mallocs - m0.Mallocs
+		bytes += m1.TotalAlloc - m0.TotalAlloc
+		if s := w.Stats(); s.Overruns != 0 {
+			b.Fatalf("the event socket overran: %+v", s)
+		}
+		// Empty the table and let the watcher report the deletes.
+		if err := c.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		for i := range recs {
+			if err := writer.Delete(recs[i].ID); err != nil { // forget them
+				b.Fatal(err)
+			}
+		}
+		for sink.len() > 0 {
+			<-sink.changed
+		}
+		b.StartTimer()
+	}
+	events := float64(n * round)
+	b.ReportMetric(float64(wall.Nanoseconds())/events, "ns/event")
+	b.ReportMetric(float64(cpu.Nanoseconds())/events, "cpu_ns/event")
+	b.ReportMetric(float64(allocs)/events, "allocs/event")
+	b.ReportMetric(float64(bytes)/events, "B/event")
+}
+
+// BenchmarkCommitUpdates measures a commit of 10,000 records the kernel
+// holds already in an older state (a direct-mode backup receiving the
+// changes of flows it has): updates only.
+func BenchmarkCommitUpdates(b *testing.B) {
+	const n = 10000
+	recs := benchRecords(n)
+	be, err := New(Config{NetNS: benchNS(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer be.Close()
+	if res, err := be.Commit(context.Background(), recs); err != nil || res.Created != n {
+		b.Fatalf("commit %+v: %v", res, err)
+	}
+	var total time.Duration
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		for i := range recs {
+			recs[i].Version++
+			recs[i].Expire = 3000 + uint32(recs[i].Version)
+		}
+		b.StartTimer()
+		res, err := be.Commit(context.Background(), recs)
+		if err != nil || res.Updated != n {
+			b.Fatalf("commit %+v: %v", res, err)
+		}
+		total += res.Duration
+	}
+	b.ReportMetric(float64(n*b.N)/total.Seconds(), "updates/s")
+}
