@@ -32,5 +32,11 @@ func (r *run) contested(f Family, src netip.Addr, now time.Time) {
 	if g.ntf != nil {
 		g.ntf.pushContest(Contest{VHID: g.cfg.VHID, Family: f, Peer: src, At: now})
 	}
-	r.debug("carp: another master heard and out-ranked; answered at once", src)
+	if held, ok := g.contestLog.Allow(f, now); ok {
+		// Info, at most one line per family per ratelog.DefaultEvery:
+		// a peer that keeps missing this node's adverts (a one-way
+		// link) contests every interval, and Stats.Contested counts
+		// them all.
+		g.log.Info("carp: another master heard; this node out-ranks it and answered", "peer", src, "held", held)
+	}
 }

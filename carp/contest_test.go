@@ -192,3 +192,30 @@ func TestContestedWithoutTransitionHook(t *testing.T) {
 		}
 	})
 }
+
+// TestContestedReconfigure: Reconfigure keeps OnContested when it is nil
+// and refuses another one (fixed at NewGroup, like OnTransition).
+func TestContestedReconfigure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		seg := carptest.NewSegment(1)
+		var ea events
+		cfg := carp.Config{StartAsMaster: true}
+		ea.hook(&cfg)
+		a := newNode(t, seg, "a", cfg).start(t)
+		sleep(time.Second)
+		re := carp.Config{VHID: 1, Addrs: vip4, Password: []byte("secret"), StartAsMaster: true, AdvSkew: 10}
+		if err := a.g.Reconfigure(re); err != nil {
+			t.Fatal(err)
+		}
+		re.OnContested = func(carp.Contest) {}
+		want := "carp: Config.OnContested differs from the group's, fixed at NewGroup (nil keeps it)"
+		if err := a.g.Reconfigure(re); err == nil || err.Error() != want {
+			t.Errorf("Reconfigure with another OnContested = %v, want %q", err, want)
+		}
+		replay(a, attacker, signed(t, 1, 200, 1))
+		synctest.Wait()
+		if n := len(ea.contests()); n != 1 {
+			t.Errorf("%d contests after Reconfigure, want 1", n)
+		}
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gocarp/gocarp/internal/ratelog"
 	"github.com/gocarp/gocarp/internal/recvloop"
 )
 
@@ -75,6 +76,8 @@ type Group struct {
 	closeOnce sync.Once
 	closeErr  error
 	ntf       *notifier
+
+	contestLog ratelog.Limiter[Family] // lines about contests (contest.go)
 }
 
 // NewGroup validates cfg and returns a group in state INIT. It fails,

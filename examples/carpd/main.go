@@ -210,6 +210,7 @@ func (d *daemon) start(pass []byte) (err error) {
 		Transport:    tr,
 		Logger:       groupLog,
 		OnTransition: d.onTransition,
+		OnContested:  d.onContested,
 	})
 	d.group, err = carp.NewGroup(d.cfg)
 	if err != nil {
@@ -340,6 +341,18 @@ func (d *daemon) onTransition(t carp.Transition) {
 		d.follower.Handle(t)
 	}
 	d.scripts.handle(t)
+}
+
+// onContested is the group's OnContested: as MASTER it out-ranked another
+// node that had taken the group over (a split brain healing, a backup that
+// missed an advert). That node announced the addresses with its own MAC;
+// with --manage-vip the follower announces them again at once, so the
+// neighbours come back before their caches expire. The scripts are not
+// run: the state did not change.
+func (d *daemon) onContested(c carp.Contest) {
+	if d.follower != nil {
+		d.follower.HandleContest(c)
+	}
 }
 
 // shutdownGrace is what carpd's shutdown may take beyond --script-timeout
