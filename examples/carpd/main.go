@@ -487,7 +487,7 @@ func (d *daemon) logStats(msg string) {
 		"ipackets", s.Ipackets, "ipackets6", s.Ipackets6, "badif", s.Badif, "badttl", s.Badttl,
 		"hdrops", s.Hdrops, "badsum", s.Badsum, "badver", s.Badver, "badlen", s.Badlen,
 		"badauth", s.Badauth, "badvhid", s.Badvhid, "badloop", s.Badloop, "replay", s.Replay,
-		"suppressed", s.Suppressed, "late_timers", s.LateTimers, "vrrp", s.VRRP,
+		"suppressed", s.Suppressed, "contested", s.Contested, "late_timers", s.LateTimers, "vrrp", s.VRRP,
 		"vrrpv2", s.VRRPv2, "carp", s.CARP,
 		"opackets", s.Opackets, "opackets6", s.Opackets6, "oerrors", s.Oerrors, "preempt", s.Preempt,
 	}
