@@ -42,7 +42,8 @@
 //  2. The CARP group: carp.NewGroup with the VHID, timing (AdvBase,
 //     AdvSkew), password, virtual addresses, Preempt, and a Transport
 //     (carp.NewRawTransport on the LAN interface). Its OnTransition feeds the
-//     vip Follower (step 4).
+//     vip Follower (step 4), and its OnContested the Follower's
+//     HandleContest (announce again after a split brain heals).
 //  3. The sync engine: pfsync.New with the node id, a Transport (pfsync/udp
 //     on a dedicated sync link), a Sealer (pfsync/seal with the cluster key
 //     and a boot counter), the Table, a CommitMode, and Demoter: the group.

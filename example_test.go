@@ -40,7 +40,8 @@ func Example() {
 	// 1. The dataplane's connection table.
 	table := &pfsync.MemTable{}
 
-	// 2. The CARP group; its transitions go to the Follower of step 4.
+	// 2. The CARP group; its transitions (and contests) go to the Follower of
+	// step 4.
 	var follower *vip.Follower
 	group, err := carp.NewGroup(carp.Config{
 		VHID:          1,
@@ -52,6 +53,9 @@ func Example() {
 		StartAsMaster: true, // the first node of a new cluster
 		Transport:     segment.Join(carp.IPv4),
 		OnTransition:  func(t carp.Transition) { follower.Handle(t) },
+		// Announce again when, as master, it out-ranks another node
+		// that claimed the group (a split brain healing).
+		OnContested: func(c carp.Contest) { follower.HandleContest(c) },
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -238,14 +238,32 @@ type Config struct {
 	// block and may be called from it.
 	OnTransition func(Transition)
 
+	// OnContested, if not nil, is called when this group, as MASTER,
+	// hears another node advertise as master and out-ranks it (see
+	// [Contest]): after a split brain or a missed advert, the other node
+	// announced the addresses too. It is called for the adverts answered
+	// at once, at most one per quarter advertisement interval (the others
+	// are counted in Stats.Suppressed), with either protocol: a VRRPv3
+	// master that hears an advert of a lower priority answers it too, as
+	// keepalived does, instead of only discarding it. It runs like
+	// OnTransition, on the same goroutine, serially and in order with the
+	// transitions, never on the protocol loop, and Close waits for it the
+	// same way. It is not a transition: Transitions and the transition
+	// hooks never see it. Wire it to the address follower so the
+	// neighbours learn this node's MAC again:
+	//
+	//	OnContested: follower.HandleContest,
+	OnContested func(Contest)
+
 	// Scheduling asks the operating system to run the protocol loop
 	// ahead of other work (a thread of its own, real-time or nice
 	// priority); see [LoopScheduling]. The zero value asks nothing.
 	Scheduling LoopScheduling
 
-	// CloseTimeout bounds how long Close waits for OnTransition to return
-	// from the transitions queued before the group stopped. Zero means
-	// DefaultCloseTimeout; negative is an error. See Group.Close.
+	// CloseTimeout bounds how long Close waits for OnTransition (and
+	// OnContested) to return from the events queued before the group
+	// stopped. Zero means DefaultCloseTimeout; negative is an error. See
+	// Group.Close.
 	CloseTimeout time.Duration
 }
 

@@ -79,7 +79,8 @@
 //     next interval (an addition to the BSDs, in the spirit of ucarp's
 //     "reassert"; peers see one extra, valid advert). It answers at most
 //     once per quarter advert interval; answers not sent are counted in
-//     Stats.Suppressed.
+//     Stats.Suppressed, the ones sent in Stats.Contested, and each one
+//     sent is reported to Config.OnContested (see Notifications).
 //   - BACKUP becomes MASTER at once on a bow-out advert (advbase 255,
 //     advskew 255), if Preempt is set and the master is slower and not less
 //     demoted, if the master is more demoted (even without Preempt), if the
@@ -227,6 +228,10 @@
 //     (256 - p)·interval/256, so the highest priority goes first; a MASTER
 //     that hears it answers at once;
 //   - priority 255 (the address owner) starts as MASTER;
+//   - a MASTER that hears an advert of a lower priority answers it at once
+//     and reports it to Config.OnContested, as CARP does, where RFC 5798
+//     only discards it: keepalived answers it too, and re-sends its
+//     gratuitous ARPs and unsolicited neighbour advertisements;
 //   - adverts must list the group's addresses of their family (else
 //     Stats.Badauth: most likely another router with the same VRID);
 //     VRRPv2 and CARP packets are counted (Stats.VRRPv2, Stats.CARP) and
@@ -259,4 +264,23 @@
 // hook runs, and a hook that blocks never delays adverts. Group.Close sends
 // the bow-out first and waits for the hook at most Config.CloseTimeout; a
 // hook still blocked then keeps its one goroutine until it returns.
+//
+// Config.OnContested reports a [Contest]: this node, MASTER, heard another
+// node advertise as master of the group and out-ranks it. That happens
+// when a split brain heals or when a backup missed this node's adverts
+// (CPU starvation, a lost advert) and took over; the other node yields to
+// the answer, but while it was MASTER it announced the addresses with its
+// own MAC, and without a virtual MAC the LAN keeps sending there until
+// its neighbour caches expire. Wire the hook to vip.Follower.HandleContest
+// to announce the addresses again at once, as keepalived does. It is
+// called only for the contests answered (at most one per quarter
+// interval), on the OnTransition goroutine, in order with the
+// transitions, and Close waits for it the same way. It is not a state
+// change: Transitions and OnTransition never see it.
+//
+// A contest is per group. In a [FollowGroup] each group that another node
+// claimed is contested on its own (each group answers the adverts of its
+// own vhid), so wiring every group's hook to that group's own address
+// follower re-announces exactly the addresses the other node took; the
+// FollowGroup adds nothing.
 package carp

@@ -112,7 +112,10 @@ type FollowStatus struct {
 // member's state changes (from its protocol loop, before OnTransition
 // runs) and link state (Group.SetLinkState), with no wiring by the
 // embedder. All methods are safe for concurrent use and never block on a
-// protocol loop. Close it after the groups.
+// protocol loop. Close it after the groups. Contests (Config.OnContested)
+// stay per group: another node claims, and is out-ranked on, each group
+// it took, so each group's hook goes to that group's own address follower
+// (see "Notifications" in the package documentation).
 type FollowGroup struct {
 	hold, maxHold time.Duration
 	log           *slog.Logger

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gocarp/gocarp/internal/ratelog"
 	"github.com/gocarp/gocarp/internal/recvloop"
 )
 
@@ -75,6 +76,8 @@ type Group struct {
 	closeOnce sync.Once
 	closeErr  error
 	ntf       *notifier
+
+	contestLog ratelog.Limiter[Family] // lines about contests (contest.go)
 }
 
 // NewGroup validates cfg and returns a group in state INIT. It fails,
@@ -107,8 +110,8 @@ func NewGroup(cfg Config) (*Group, error) {
 	}
 	g.pubInt.Store(int64(d.advInt))
 	g.pubDown.Store(int64(d.mdInt))
-	if cfg.OnTransition != nil {
-		g.ntf = &notifier{fn: cfg.OnTransition, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	if cfg.OnTransition != nil || cfg.OnContested != nil {
+		g.ntf = &notifier{fn: cfg.OnTransition, contested: cfg.OnContested, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	}
 	g.state.Store(uint32(Init))
 	return g, nil
@@ -167,8 +170,8 @@ func (g *Group) Start() error {
 // group then goes to INIT, closes the transport and waits for its protocol
 // and receive goroutines, which never wait for OnTransition.
 //
-// Close then waits for OnTransition to return from the transitions queued
-// so far (the last one is to INIT), but at most Config.CloseTimeout (5 s by
+// Close then waits for OnTransition (and OnContested) to return from the
+// events queued so far (the last transition is to INIT), but at most Config.CloseTimeout (5 s by
 // default). If the hook is still running then, Close logs a warning and
 // returns anyway; the one goroutine that calls the hook stays behind until
 // the hook returns, delivers what is left of the queue and exits. Nothing
@@ -189,7 +192,7 @@ func (g *Group) Close() error {
 		}
 		g.wg.Wait()
 		if started && g.ntf != nil && !g.ntf.close(g.cfg.CloseTimeout) {
-			g.log.Warn("carp: OnTransition still running at close; not waiting for it", "timeout", g.cfg.CloseTimeout)
+			g.log.Warn("carp: OnTransition or OnContested still running at close; not waiting for it", "timeout", g.cfg.CloseTimeout)
 		}
 	})
 	return g.closeErr
@@ -320,20 +323,42 @@ func (g *Group) read(pkts chan<- Packet) {
 	}.Run()
 }
 
-// notifier delivers transitions to OnTransition serially, in order, on its
-// own goroutine, with an unbounded queue so the protocol loop never waits.
+// notifier delivers transitions to OnTransition and contests to
+// OnContested serially, in the order they happened, on its own goroutine,
+// with an unbounded queue so the protocol loop never waits. Either hook may
+// be nil: its events are not queued.
 type notifier struct {
-	fn     func(Transition)
-	mu     sync.Mutex
-	q      []Transition
-	closed bool
-	wake   chan struct{} // capacity 1
-	done   chan struct{}
+	fn        func(Transition)
+	contested func(Contest)
+	mu        sync.Mutex
+	q         []note
+	closed    bool
+	wake      chan struct{} // capacity 1
+	done      chan struct{}
+}
+
+// note is one queued event: a transition, or a contest if isContest.
+type note struct {
+	t         Transition
+	c         Contest
+	isContest bool
 }
 
 func (n *notifier) push(t Transition) {
+	if n.fn != nil {
+		n.enqueue(note{t: t})
+	}
+}
+
+func (n *notifier) pushContest(c Contest) {
+	if n.contested != nil {
+		n.enqueue(note{c: c, isContest: true})
+	}
+}
+
+func (n *notifier) enqueue(e note) {
 	n.mu.Lock()
-	n.q = append(n.q, t)
+	n.q = append(n.q, e)
 	n.mu.Unlock()
 	select {
 	case n.wake <- struct{}{}:
@@ -346,11 +371,15 @@ func (n *notifier) run() {
 	for {
 		n.mu.Lock()
 		if len(n.q) > 0 {
-			t := n.q[0]
-			n.q[0] = Transition{}
+			e := n.q[0]
+			n.q[0] = note{}
 			n.q = n.q[1:]
 			n.mu.Unlock()
-			n.fn(t)
+			if e.isContest {
+				n.contested(e.c)
+			} else {
+				n.fn(e.t)
+			}
 			continue
 		}
 		if n.closed {

@@ -94,9 +94,9 @@ type reconfig struct {
 // Profile, DeadRatio, SkipTTLCheck and, with VRRPv3, Priority,
 // AdvertInterval and DemotionWeight. Every other field is fixed at
 // NewGroup and must be equal (VHID, Protocol, CounterMode, StartAsMaster,
-// HoldDown, IfIndex, CloseTimeout, Scheduling); a nil Transport, Logger or
-// OnTransition means "unchanged", any other must be the one the group
-// has. A refused field is named in the error.
+// HoldDown, IfIndex, CloseTimeout, Scheduling); a nil Transport, Logger,
+// OnTransition or OnContested means "unchanged", any other must be the one
+// the group has. A refused field is named in the error.
 //
 // A MASTER advertises its new settings at once and goes on advertising
 // every new interval, so a backup hears no gap; a BACKUP restarts its
@@ -133,6 +133,9 @@ func (g *Group) Reconfigure(cfg Config) error {
 	}
 	if cfg.OnTransition == nil {
 		cfg.OnTransition = g.cfg.OnTransition
+	}
+	if cfg.OnContested == nil {
+		cfg.OnContested = g.cfg.OnContested
 	}
 	cfg, err := cfg.validate()
 	if err != nil {
@@ -201,6 +204,10 @@ func (g *Group) checkFixed(c Config) error {
 	if (old.OnTransition == nil) != (c.OnTransition == nil) ||
 		(old.OnTransition != nil && reflect.ValueOf(old.OnTransition).Pointer() != reflect.ValueOf(c.OnTransition).Pointer()) {
 		return fmt.Errorf("carp: Config.OnTransition differs from the group's, fixed at NewGroup (nil keeps it)")
+	}
+	if (old.OnContested == nil) != (c.OnContested == nil) ||
+		(old.OnContested != nil && reflect.ValueOf(old.OnContested).Pointer() != reflect.ValueOf(c.OnContested).Pointer()) {
+		return fmt.Errorf("carp: Config.OnContested differs from the group's, fixed at NewGroup (nil keeps it)")
 	}
 	return nil
 }

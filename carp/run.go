@@ -868,6 +868,7 @@ func (r *run) process(f Family, src netip.Addr, a offer) {
 		}
 		r.replied = now
 		r.advertNow = true
+		r.contested(f, src, now)
 	case Backup:
 		if g.vrrp == nil && !r.fresh(f, src, a) {
 			return

@@ -37,6 +37,12 @@ type Stats struct {
 	// Suppressed counts immediate answers to worse adverts not sent because
 	// one had just gone out (the periodic advert still goes out).
 	Suppressed uint64
+	// Contested counts adverts of another, worse master this MASTER
+	// answered at once (Config.OnContested was called, if set, for each):
+	// a backup that missed this node's adverts and took over. The ones
+	// not answered because an answer had just gone out count under
+	// Suppressed only.
+	Contested uint64
 	// LateTimers counts master-down timers seen so late that this node's
 	// protocol loop was not running when they were due (a stopped process,
 	// CPU starvation): each was given a second look instead of a takeover.
@@ -52,7 +58,7 @@ type Stats struct {
 type stats struct {
 	ipackets, ipackets6, badif, badttl, hdrops, badsum, badver, badlen,
 	badauth, badvhid, badloop, vrrp, opackets, opackets6, oerrors,
-	preempt, replay, suppressed, lateTimers, unread, vrrpv2, carp atomic.Uint64
+	preempt, replay, suppressed, contested, lateTimers, unread, vrrpv2, carp atomic.Uint64
 }
 
 func (s *stats) snapshot() Stats {
@@ -75,6 +81,7 @@ func (s *stats) snapshot() Stats {
 		Preempt:    s.preempt.Load(),
 		Replay:     s.replay.Load(),
 		Suppressed: s.suppressed.Load(),
+		Contested:  s.contested.Load(),
 		LateTimers: s.lateTimers.Load(),
 		Unread:     s.unread.Load(),
 		VRRPv2:     s.vrrpv2.Load(),

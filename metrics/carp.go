@@ -90,6 +90,8 @@ func NewGroup(g *carp.Group) *GroupCollector {
 		func(g *groupSnapshot) uint64 { return g.stats.Preempt })
 	t.counter("gocarp_carp_suppressed_answers_total", "Immediate answers to worse adverts not sent because one had just gone out.", vhid,
 		func(g *groupSnapshot) uint64 { return g.stats.Suppressed })
+	t.counter("gocarp_carp_contested_total", "Adverts of another, worse master this master answered at once (a split brain healing, a backup that missed an advert).", vhid,
+		func(g *groupSnapshot) uint64 { return g.stats.Contested })
 	t.counter("gocarp_carp_late_timers_total", "Master-down timers that fired so late the process had been stopped; given a second look instead of a takeover.", vhid,
 		func(g *groupSnapshot) uint64 { return g.stats.LateTimers })
 	t.counter("gocarp_carp_unread_timers_total", "Master-down timers that fired while received packets waited unread; given a second look instead of a takeover.", vhid,

@@ -133,3 +133,33 @@ gocarp_carp_preemptions_total{vhid="3"} 1
 			"gocarp_carp_rejected_total", "gocarp_carp_preemptions_total")
 	})
 }
+
+// TestGroupContested: a master that hears and answers a worse master
+// counts it in gocarp_carp_contested_total.
+func TestGroupContested(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		seg := carptest.NewSegment(1)
+		a, port := newGroup(t, seg, carp.Config{VHID: 3, StartAsMaster: true})
+		c := metrics.NewGroup(a)
+		if err := a.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		auth, err := carp.NewAuthenticator([]byte("secret"), 3, vips)
+		if err != nil {
+			t.Fatal(err)
+		}
+		adv := carp.Advertisement{VHID: 3, AdvBase: 1, AdvSkew: 200, Counter: 7}
+		auth.Sign(&adv)
+		p, _ := adv.MarshalBinary()
+		port.Inject(carp.Packet{Family: carp.IPv4, Payload: p, Src: netip.MustParseAddr("192.0.2.99"),
+			Dst: netip.MustParseAddr("224.0.0.18"), TTL: 255})
+		synctest.Wait()
+		compare(t, c, `
+# HELP gocarp_carp_contested_total Adverts of another, worse master this master answered at once (a split brain healing, a backup that missed an advert).
+# TYPE gocarp_carp_contested_total counter
+gocarp_carp_contested_total{vhid="3"} 1
+`, "gocarp_carp_contested_total")
+	})
+}

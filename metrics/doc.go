@@ -49,6 +49,7 @@
 //	gocarp_carp_carp_packets_total            CARP adverts a VRRPv3 group received, ignored
 //	gocarp_carp_preemptions_total             changes to master
 //	gocarp_carp_suppressed_answers_total      answers to worse adverts not sent (one had just gone out)
+//	gocarp_carp_contested_total               worse masters heard and answered as master (OnContested)
 //	gocarp_carp_late_timers_total             master-down timers seen late (process stopped): second look
 //	gocarp_carp_unread_timers_total           master-down timers with packets unread: second look
 //	gocarp_carp_transitions_total{state,reason}  state changes by state entered and carp.Reason text

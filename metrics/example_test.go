@@ -46,5 +46,5 @@ gocarp_carp_state{state="master",vhid="5"} 0
 	fmt.Println("samples:", n, err)
 	// Output:
 	// scrape matches: true
-	// samples: 41 <nil>
+	// samples: 42 <nil>
 }

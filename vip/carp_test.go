@@ -11,6 +11,7 @@ import (
 	"github.com/gocarp/gocarp/carp/carptest"
 	"github.com/gocarp/gocarp/vip"
 	"github.com/gocarp/gocarp/vip/viptest"
+	"github.com/google/go-cmp/cmp"
 )
 
 // TestFollowerWithGroups plugs Followers into real carp.Groups on a
@@ -129,6 +130,70 @@ func TestFollowerWithGroups(t *testing.T) {
 			if held := m.mgr.Has(vip4); held != (m.g.State() == carp.Master) {
 				t.Errorf("node %d: state %v but holds VIP = %v", i, m.g.State(), held)
 			}
+		}
+	})
+}
+
+// TestFollowerReannouncesWhenContested: a MASTER that hears another node
+// claim its group (a worse master: a backup that missed its adverts) calls
+// OnContested; wired to HandleContest, the Follower announces the
+// addresses again at once, and only then.
+func TestFollowerReannouncesWhenContested(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		seg := carptest.NewSegment(1)
+		port := seg.Join(carp.IPv4)
+		rec := &viptest.Recorder{}
+		f, err := vip.NewFollower(vip.Config{VHID: 7, Addrs: vip.Host(vip4), Manager: viptest.NewAddrManager(rec),
+			Announcer: viptest.NewAnnouncer(rec), Schedule: vip.Schedule{Repeats: vip.NoRepeats}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Start(); err != nil {
+			t.Fatal(err)
+		}
+		addrs := []netip.Addr{vip4}
+		g, err := carp.NewGroup(carp.Config{VHID: 7, Addrs: addrs, StartAsMaster: true, Transport: port,
+			OnTransition: f.Handle, OnContested: f.HandleContest})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := g.Close(); err != nil {
+				t.Error(err)
+			}
+			if err := f.Close(); err != nil {
+				t.Error(err)
+			}
+		}()
+		t0 := time.Now()
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if diff := cmp.Diff([]time.Duration{0}, offsets(rec, viptest.OpAnnounce, t0)); diff != "" {
+			t.Fatalf("announcements before the contest (-want +got):\n%s", diff)
+		}
+
+		// Another master's advert, worse than ours (advskew 200).
+		auth, err := carp.NewAuthenticator(nil, 7, addrs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		adv := carp.Advertisement{VHID: 7, AdvBase: 1, AdvSkew: 200, Counter: 42}
+		auth.Sign(&adv)
+		b, err := adv.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		port.Inject(carp.Packet{Family: carp.IPv4, Payload: b, Src: netip.MustParseAddr("192.0.2.77"),
+			Dst: netip.MustParseAddr("224.0.0.18"), TTL: 255})
+		synctest.Wait()
+		if g.State() != carp.Master || g.Stats().Contested != 1 {
+			t.Fatalf("state %v, Stats.Contested %d; want MASTER and 1", g.State(), g.Stats().Contested)
+		}
+		if diff := cmp.Diff([]time.Duration{0, 10 * time.Second}, offsets(rec, viptest.OpAnnounce, t0)); diff != "" {
+			t.Errorf("announcements (-want +got):\n%s", diff)
 		}
 	})
 }

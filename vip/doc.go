@@ -33,7 +33,15 @@
 //     Follower.SetAddresses changes the address set at run time: a MASTER
 //     installs and announces the added addresses and withdraws the removed
 //     ones without touching the others; any other state records the set
-//     for the next promotion.
+//     for the next promotion. Plug Follower.HandleContest into
+//     carp.Config.OnContested too: when the MASTER hears another node
+//     claim the group and out-ranks it (a split brain healing, a backup
+//     that missed an advert), the other node has announced the addresses
+//     with its own MAC meanwhile, and the neighbours keep sending there
+//     until announced to again; HandleContest announces them again at
+//     once (Reannounce), as keepalived does. Without a virtual MAC this
+//     is what repairs the neighbour caches; with one it costs a few
+//     frames.
 //
 // Errors name the interface and the address. Errors of the Follower's
 // background work go to its logger, to Stats.Errors and to Err.
@@ -46,6 +54,7 @@
 //	ann, _ := vip.NewPacketAnnouncer(vmac.Interface(), nil) // announces the virtual MAC
 //	f, _ := vip.NewFollower(vip.Config{VHID: 10, Addrs: vip.Host(vipAddr), Manager: mgr, Announcer: ann})
 //	groupConfig.OnTransition = f.Handle
+//	groupConfig.OnContested = f.HandleContest
 //	err = f.Start() // before group.Start
 //	// ... on shutdown: group.Close(); f.Close(); ann.Close(); mgr.Close(); vmac.Close()
 //

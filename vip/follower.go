@@ -255,12 +255,32 @@ func (f *Follower) Handle(t carp.Transition) {
 // Reannounce sends a round of announcements now and restarts the Schedule,
 // if MASTER; otherwise it does nothing. Use it when another node may have
 // announced the addresses meanwhile, e.g. after a split brain healed
-// (keepalived#166). It returns at once.
+// (keepalived#166; HandleContest calls it on carp.Config.OnContested). It
+// returns at once.
 func (f *Follower) Reannounce() {
 	f.mu.Lock()
 	f.reannounce = true
 	f.mu.Unlock()
 	f.poke()
+}
+
+// HandleContest re-announces the addresses (Reannounce) when c is for the
+// Follower's group (Config.VHID, if set). It has the signature of
+// carp.Config.OnContested: a MASTER that out-ranked another node's claim
+// of mastership (a split brain healing, a backup that missed an advert)
+// announces the addresses again, because the other node announced them
+// while it was MASTER and the neighbours may still send to its MAC. Wire
+// it next to Handle:
+//
+//	groupConfig.OnTransition = f.Handle
+//	groupConfig.OnContested = f.HandleContest
+//
+// It returns at once.
+func (f *Follower) HandleContest(c carp.Contest) {
+	if f.cfg.VHID != 0 && c.VHID != f.cfg.VHID {
+		return
+	}
+	f.Reannounce()
 }
 
 func (f *Follower) poke() {

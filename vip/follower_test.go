@@ -397,6 +397,31 @@ func TestFollowerOtherVHIDAndReannounce(t *testing.T) {
 	})
 }
 
+// TestFollowerHandleContest: a contest of the Follower's group while
+// MASTER announces again at once; one of another group, or while not
+// MASTER, does nothing.
+func TestFollowerHandleContest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fx := newFixture(t, vip.Config{Addrs: vip.Host(vip4), Schedule: vip.Schedule{Repeats: vip.NoRepeats}})
+		peer := netip.MustParseAddr("192.0.2.2")
+		fx.f.HandleContest(carp.Contest{VHID: 10, Family: carp.IPv4, Peer: peer, At: time.Now()}) // INIT
+		synctest.Wait()
+		if got := fx.rec.Strings(viptest.OpAnnounce); len(got) != 0 {
+			t.Fatalf("announced on a contest while INIT: %v", got)
+		}
+		t0 := time.Now()
+		fx.f.Handle(tr(carp.Master, "test"))
+		time.Sleep(time.Second)
+		fx.f.HandleContest(carp.Contest{VHID: 11, Family: carp.IPv4, Peer: peer, At: time.Now()})
+		time.Sleep(time.Second)
+		fx.f.HandleContest(carp.Contest{VHID: 10, Family: carp.IPv4, Peer: peer, At: time.Now()})
+		synctest.Wait()
+		if diff := cmp.Diff([]time.Duration{0, 2 * time.Second}, offsets(fx.rec, viptest.OpAnnounce, t0)); diff != "" {
+			t.Errorf("announcement times (-want +got):\n%s", diff)
+		}
+	})
+}
+
 func TestNewFollowerValidation(t *testing.T) {
 	mgr := viptest.NewAddrManager(nil)
 	ok := vip.Config{Addrs: vip.Host(vip4), Manager: mgr}

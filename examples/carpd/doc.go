@@ -106,6 +106,15 @@
 // upscript still runs waits for it, so it always undoes a finished "up".
 // Their output is logged line by line.
 //
+// With --manage-vip a MASTER that hears another node advertise as master
+// and out-ranks it (a backup that missed its adverts and took over, a
+// split brain healing) announces the addresses again at once
+// (carp.Config.OnContested): the other node announced them with its own
+// MAC meanwhile. The scripts do not run for it, since the state did not
+// change; the status line counts it (contested=N). Without --manage-vip a
+// ucarp-style upscript cannot learn of it: use --vmac, or keep the ARP
+// cache timeouts of the LAN short.
+//
 // Each script runs in its own process group. One still running after
 // --script-timeout (default 10 s) is killed with SIGKILL, together with
 // everything it started (a "sleep", a pipeline); so is one running when

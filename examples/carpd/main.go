@@ -210,6 +210,7 @@ func (d *daemon) start(pass []byte) (err error) {
 		Transport:    tr,
 		Logger:       groupLog,
 		OnTransition: d.onTransition,
+		OnContested:  d.onContested,
 	})
 	d.group, err = carp.NewGroup(d.cfg)
 	if err != nil {
@@ -340,6 +341,18 @@ func (d *daemon) onTransition(t carp.Transition) {
 		d.follower.Handle(t)
 	}
 	d.scripts.handle(t)
+}
+
+// onContested is the group's OnContested: as MASTER it out-ranked another
+// node that had taken the group over (a split brain healing, a backup that
+// missed an advert). That node announced the addresses with its own MAC;
+// with --manage-vip the follower announces them again at once, so the
+// neighbours come back before their caches expire. The scripts are not
+// run: the state did not change.
+func (d *daemon) onContested(c carp.Contest) {
+	if d.follower != nil {
+		d.follower.HandleContest(c)
+	}
 }
 
 // shutdownGrace is what carpd's shutdown may take beyond --script-timeout
@@ -474,7 +487,7 @@ func (d *daemon) logStats(msg string) {
 		"ipackets", s.Ipackets, "ipackets6", s.Ipackets6, "badif", s.Badif, "badttl", s.Badttl,
 		"hdrops", s.Hdrops, "badsum", s.Badsum, "badver", s.Badver, "badlen", s.Badlen,
 		"badauth", s.Badauth, "badvhid", s.Badvhid, "badloop", s.Badloop, "replay", s.Replay,
-		"suppressed", s.Suppressed, "late_timers", s.LateTimers, "vrrp", s.VRRP,
+		"suppressed", s.Suppressed, "contested", s.Contested, "late_timers", s.LateTimers, "vrrp", s.VRRP,
 		"vrrpv2", s.VRRPv2, "carp", s.CARP,
 		"opackets", s.Opackets, "opackets6", s.Opackets6, "oerrors", s.Oerrors, "preempt", s.Preempt,
 	}

@@ -44,7 +44,7 @@ func (d *daemon) reloadPassword() bool {
 	cfg := d.cfg
 	cfg.Password = pass
 	// Nil keeps what the group has: these are fixed at NewGroup.
-	cfg.Transport, cfg.Logger, cfg.OnTransition = nil, nil, nil
+	cfg.Transport, cfg.Logger, cfg.OnTransition, cfg.OnContested = nil, nil, nil, nil
 	if err := d.group.Reconfigure(cfg); err != nil {
 		d.log.Warn("carpd: keeping the password in use", "err", err)
 		return false

@@ -24,7 +24,8 @@ import (
 //   - a pfsync.Engine replicating that table over the sync network, holding
 //     the CARP group demoted (Config.Demoter) until its bulk sync is done;
 //   - a carp.Group on the LAN segment deciding whether it is master;
-//   - a vip.Follower, fed by the group's OnTransition, which on promotion
+//   - a vip.Follower, fed by the group's OnTransition (and OnContested, to
+//     announce again when the master out-ranks another claimant), which on promotion
 //     first commits the replicated state (BeforeInstall →
 //     Engine.PrepareTakeover) and only then installs and announces the
 //     virtual address, here on the recording fakes of viptest.
@@ -111,6 +112,7 @@ func (l *lan) bootNode(i int, boot uint32, intro string) (*node, error) {
 	cfg.StartAsMaster = founder
 	cfg.Transport = n.tap
 	cfg.OnTransition = n.onTransition
+	cfg.OnContested = n.onContested
 	group, err := carp.NewGroup(cfg)
 	if err != nil {
 		return nil, err
@@ -217,6 +219,18 @@ func (n *node) onTransition(tr carp.Transition) {
 	}
 	n.lan.tl.printAt(tr.At, n.name, "%s", line)
 	n.follower.Handle(tr)
+}
+
+// onContested is the group's OnContested hook: as master it out-ranked
+// another node claiming the group, which announced the address meanwhile;
+// the Follower announces it again.
+func (n *node) onContested(c carp.Contest) {
+	n.mu.Lock()
+	dead := n.dead
+	n.mu.Unlock()
+	if !dead {
+		n.follower.HandleContest(c)
+	}
 }
 
 // commitState is the Follower's BeforeInstall: commit the replicated

@@ -362,7 +362,7 @@ func (d *daemon) openGroup(gc GroupConfig, cc CARPConfig, startAsMaster bool) (*
 	}
 	gr := &groupRun{cfg: gc, carp: cc, startAsMaster: startAsMaster, ifindex: ifi.Index, tr: tr}
 	c := gr.carpConfig()
-	c.Transport, c.Logger, c.OnTransition = tr, log, d.onTransition
+	c.Transport, c.Logger, c.OnTransition, c.OnContested = tr, log, d.onTransition, d.onContested
 	gr.group, err = carp.NewGroup(c)
 	if err != nil {
 		tr.Close()
@@ -416,6 +416,19 @@ func (d *daemon) onTransition(t carp.Transition) {
 	for _, gr := range d.groupList() {
 		if gr.cfg.VHID == t.VHID && gr.fol != nil {
 			gr.fol.Handle(t)
+		}
+	}
+}
+
+// onContested is every group's OnContested: the group, MASTER, out-ranked
+// a peer that had taken it over (a split brain healing, a backup that
+// missed an advert), and that peer announced the group's addresses with
+// its own MAC meanwhile; the group's follower announces them again at
+// once. Each group is contested on its own, so only its addresses go out.
+func (d *daemon) onContested(c carp.Contest) {
+	for _, gr := range d.groupList() {
+		if gr.cfg.VHID == c.VHID && gr.fol != nil {
+			gr.fol.HandleContest(c)
 		}
 	}
 }
@@ -611,8 +624,8 @@ func (d *daemon) close() {
 	}
 }
 
-// carpConfig is the group's carp.Config without its Transport, Logger and
-// OnTransition (nil: unchanged, for Group.Reconfigure).
+// carpConfig is the group's carp.Config without its Transport, Logger,
+// OnTransition and OnContested (nil: unchanged, for Group.Reconfigure).
 func (gr *groupRun) carpConfig() carp.Config {
 	return gr.carp.groupConfig(carp.Config{
 		VHID:          gr.cfg.VHID,

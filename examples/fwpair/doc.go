@@ -20,7 +20,11 @@
 //     (sync.commit "direct"), reaches the kernel before any address is
 //     announced; then this node's own TCP flows are made BE_LIBERAL, since
 //     their sequence windows are stale if the peer forwarded them meanwhile
-//     (conntrack.Backend.Takeover).
+//     (conntrack.Backend.Takeover). A group that, as MASTER, out-ranks a
+//     peer claiming it (carp.Config.OnContested: a split brain healing, a
+//     starved backup that took over) has its follower announce its
+//     addresses again (vip.Follower.HandleContest), so the LAN and WAN
+//     neighbours do not keep the peer's MAC.
 //
 //   - pfsync: one Engine, sealed with the pre-shared key (pfsync/seal,
 //     AES-256-GCM, boot counter persisted in sync.boot_file), over UDP
