@@ -57,6 +57,12 @@ type Backend struct {
 	// resync (watcher goroutine only).
 	drops     map[uint16][2]uint32
 	dropsSeen bool
+
+	// The watcher's own flows waiting for their BE_LIBERAL write, and the
+	// reports of the events handled since the first of them (watcher
+	// goroutine only; see flushOwn).
+	ownStrict []flowKey
+	deferred  []action
 }
 
 // dumper is the socket the watcher dumps the table and reads the
@@ -173,6 +179,7 @@ type item struct {
 	ev   ct.Event
 	flow ct.Flow
 	lost error
+	end  bool // no event: the events of one read of the socket were all handed over
 }
 
 // read receives events in kernel order (one reader: several would reorder
@@ -264,6 +271,13 @@ func (b *Backend) read(items chan<- item) {
 				return
 			}
 		}
+		// The processor writes the BE_LIBERAL flags the events of a read
+		// called for in one batch, at this mark.
+		select {
+		case items <- item{end: true}:
+		case <-b.done:
+			return
+		}
 	}
 }
 
@@ -324,14 +338,23 @@ func (b *Backend) process(items <-chan item) {
 			return
 		case it, ok := <-items:
 			if !ok {
+				b.flushOwn()
 				return
+			}
+			if it.end {
+				b.flushOwn()
+				continue
 			}
 			if it.lost == nil {
 				cur = it.flow
 				ev := ct.Event{Type: it.ev.Type, Flow: &cur}
 				b.handle(&ev)
+				if len(b.ownStrict) >= commitBatch || len(b.deferred) >= maxDeferred {
+					b.flushOwn()
+				}
 				continue
 			}
+			b.flushOwn()
 			// Under sustained overload every read fails: counted in
 			// Stats.Overruns each, logged once in a while.
 			b.logs.log(b.log, logEventsLost, slog.LevelWarn, "conntrack: events lost, resyncing", "err", it.lost)
@@ -344,10 +367,13 @@ func (b *Backend) process(items <-chan item) {
 			}
 			logged("lost events")
 		case <-retryC:
+			b.flushOwn()
 			logged("lost events")
 		case reply := <-b.resyncReq:
+			b.flushOwn()
 			reply <- resync("requested")
 		case <-tick:
+			b.flushOwn()
 			logged("periodic")
 		}
 	}
@@ -368,17 +394,50 @@ func (b *Backend) handle(ev *ct.Event) {
 		}
 		if !b.cfg.StrictLocal {
 			if k, ok := b.t.toLiberalize(ev.Flow); ok {
-				b.liberalizeOwn([]flowKey{k})
+				b.ownStrict = append(b.ownStrict, k)
 			}
 		}
 		if ok {
-			b.act(a)
+			b.report(a)
 		}
 	case ct.EventDestroy:
 		if a, ok := b.t.destroyed(ev.Flow); ok {
-			b.act(a)
+			b.report(a)
 		}
 	}
+}
+
+// maxDeferred bounds the reports flushOwn holds back.
+const maxDeferred = 1024
+
+// report hands a to the Sink, or holds it back until flushOwn when an own
+// flow's BE_LIBERAL write is pending, so the Sink hears of an event only
+// after the writes its predecessors called for.
+func (b *Backend) report(a action) {
+	if len(b.ownStrict) > 0 {
+		b.deferred = append(b.deferred, a)
+		return
+	}
+	b.act(a)
+}
+
+// flushOwn makes the own flows handle found strict BE_LIBERAL, all in one
+// pipelined batch, then makes the reports held back meanwhile. The
+// watcher calls it once the events of one read of the socket (up to
+// eventBatch) are handled, when a batch is full, and before anything else
+// it does: a burst of new connections then costs one write per read rather
+// than one netlink round trip per flow, while a lone event is written at
+// once.
+func (b *Backend) flushOwn() {
+	if len(b.ownStrict) > 0 {
+		b.liberalizeOwn(b.ownStrict)
+		b.ownStrict = b.ownStrict[:0]
+	}
+	for i := range b.deferred {
+		b.act(b.deferred[i])
+		b.deferred[i] = action{}
+	}
+	b.deferred = b.deferred[:0]
 }
 
 func (b *Backend) act(a action) {
