@@ -63,6 +63,9 @@ type Backend struct {
 	// goroutine only; see flushOwn).
 	ownStrict []flowKey
 	deferred  []action
+
+	lossResync time.Duration       // minLossResync; tests shorten it
+	wrapDump   func(dumper) dumper // tests only: wraps the dump socket in Start
 }
 
 // dumper is the socket the watcher dumps the table and reads the
@@ -109,14 +112,15 @@ func newBackendConn(cfg Config, c *netlink.Conn, tmo timeouts) *Backend {
 	f.IgnoreZones = slices.Clone(f.IgnoreZones)
 	f.Protocols = slices.Clone(f.Protocols)
 	return &Backend{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		t:         newTracker(&f, max(cfg.Resync, 0)),
-		tmo:       tmo,
-		inj:       injector{c: c},
-		parked:    make(map[flowKey][]record.Record),
-		done:      make(chan struct{}),
-		resyncReq: make(chan chan error),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		t:          newTracker(&f, max(cfg.Resync, 0)),
+		tmo:        tmo,
+		inj:        injector{c: c},
+		parked:     make(map[flowKey][]record.Record),
+		done:       make(chan struct{}),
+		resyncReq:  make(chan chan error),
+		lossResync: minLossResync,
 	}
 }
 
@@ -165,7 +169,11 @@ func (b *Backend) start(sink Sink) error {
 		ev.Close()
 		return fmt.Errorf("conntrack: dial dump socket: %w", err)
 	}
-	b.events, b.dump, b.sink, b.started = ev, d, sink, true
+	var dd dumper = d
+	if b.wrapDump != nil {
+		dd = b.wrapDump(d)
+	}
+	b.events, b.dump, b.sink, b.started = ev, dd, sink, true
 	items := make(chan item, 1024)
 	b.wg.Add(2)
 	go b.read(items)
@@ -179,7 +187,6 @@ type item struct {
 	ev   ct.Event
 	flow ct.Flow
 	lost error
-	end  bool // no event: the events of one read of the socket were all handed over
 }
 
 // read receives events in kernel order (one reader: several would reorder
@@ -257,6 +264,14 @@ func (b *Backend) read(items chan<- item) {
 				return
 			default:
 			}
+			if errors.Is(err, unix.ENOBUFS) {
+				// Empty the socket before the news reaches process, so
+				// the resync it causes dumps only once the kernel
+				// delivers events again (see eventReader.drop).
+				if _, derr := r.drop(); derr != nil {
+					b.log.Debug("conntrack: emptying the event socket after an overrun failed", "err", derr)
+				}
+			}
 			if !failed(err) {
 				return
 			}
@@ -270,13 +285,6 @@ func (b *Backend) read(items chan<- item) {
 			if stop {
 				return
 			}
-		}
-		// The processor writes the BE_LIBERAL flags the events of a read
-		// called for in one batch, at this mark.
-		select {
-		case items <- item{end: true}:
-		case <-b.done:
-			return
 		}
 	}
 }
@@ -294,7 +302,16 @@ func (b *Backend) process(items <-chan item) {
 		last   time.Time        // end of the last resync
 		retry  *time.Timer      // a postponed loss resync
 		retryC <-chan time.Time // retry's channel while armed
+		own    *time.Timer      // the pending BE_LIBERAL writes' deadline
+		ownC   <-chan time.Time // own's channel while armed
 	)
+	flush := func() {
+		if own != nil {
+			own.Stop()
+			own, ownC = nil, nil
+		}
+		b.flushOwn()
+	}
 	resync := func(why string) error {
 		if retry != nil {
 			retry.Stop()
@@ -331,6 +348,9 @@ func (b *Backend) process(items <-chan item) {
 		if retry != nil {
 			retry.Stop()
 		}
+		if own != nil {
+			own.Stop()
+		}
 	}()
 	for {
 		select {
@@ -338,27 +358,28 @@ func (b *Backend) process(items <-chan item) {
 			return
 		case it, ok := <-items:
 			if !ok {
-				b.flushOwn()
+				flush()
 				return
-			}
-			if it.end {
-				b.flushOwn()
-				continue
 			}
 			if it.lost == nil {
 				cur = it.flow
 				ev := ct.Event{Type: it.ev.Type, Flow: &cur}
+				pending := len(b.ownStrict) > 0
 				b.handle(&ev)
-				if len(b.ownStrict) >= commitBatch || len(b.deferred) >= maxDeferred {
-					b.flushOwn()
+				switch {
+				case len(b.ownStrict) >= commitBatch || len(b.deferred) >= maxDeferred:
+					flush()
+				case !pending && len(b.ownStrict) > 0:
+					own = time.NewTimer(ownLiberalDelay)
+					ownC = own.C
 				}
 				continue
 			}
-			b.flushOwn()
+			flush()
 			// Under sustained overload every read fails: counted in
 			// Stats.Overruns each, logged once in a while.
 			b.logs.log(b.log, logEventsLost, slog.LevelWarn, "conntrack: events lost, resyncing", "err", it.lost)
-			if wait := minLossResync - time.Since(last); wait > 0 {
+			if wait := b.lossResync - time.Since(last); wait > 0 {
 				if retry == nil {
 					retry = time.NewTimer(wait)
 					retryC = retry.C
@@ -366,14 +387,17 @@ func (b *Backend) process(items <-chan item) {
 				continue
 			}
 			logged("lost events")
+		case <-ownC:
+			own, ownC = nil, nil
+			flush()
 		case <-retryC:
-			b.flushOwn()
+			flush()
 			logged("lost events")
 		case reply := <-b.resyncReq:
-			b.flushOwn()
+			flush()
 			reply <- resync("requested")
 		case <-tick:
-			b.flushOwn()
+			flush()
 			logged("periodic")
 		}
 	}
@@ -410,6 +434,16 @@ func (b *Backend) handle(ev *ct.Event) {
 // maxDeferred bounds the reports flushOwn holds back.
 const maxDeferred = 1024
 
+// ownLiberalDelay is how long the watcher collects its own flows that need
+// BE_LIBERAL before it writes them, in one pipelined batch (or sooner, when
+// commitBatch are waiting). At a few thousand new connections a second
+// that is tens of flows per write instead of a netlink round trip per
+// flow. It leaves the guarantee as it was: the flag matters only once a
+// peer forwards part of the flow, and a peer learns of the flow only after
+// the engine's flush delay (100 ms by default) anyway, so a flow younger
+// than that is at the same risk with or without the wait.
+const ownLiberalDelay = 10 * time.Millisecond
+
 // report hands a to the Sink, or holds it back until flushOwn when an own
 // flow's BE_LIBERAL write is pending, so the Sink hears of an event only
 // after the writes its predecessors called for.
@@ -423,11 +457,9 @@ func (b *Backend) report(a action) {
 
 // flushOwn makes the own flows handle found strict BE_LIBERAL, all in one
 // pipelined batch, then makes the reports held back meanwhile. The
-// watcher calls it once the events of one read of the socket (up to
-// eventBatch) are handled, when a batch is full, and before anything else
-// it does: a burst of new connections then costs one write per read rather
-// than one netlink round trip per flow, while a lone event is written at
-// once.
+// watcher calls it ownLiberalDelay after the first of them was found, when
+// commitBatch are waiting, and before anything else it does (a resync, a
+// loss, stopping).
 func (b *Backend) flushOwn() {
 	if len(b.ownStrict) > 0 {
 		b.liberalizeOwn(b.ownStrict)
