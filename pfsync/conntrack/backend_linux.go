@@ -57,6 +57,15 @@ type Backend struct {
 	// resync (watcher goroutine only).
 	drops     map[uint16][2]uint32
 	dropsSeen bool
+
+	// The watcher's own flows waiting for their BE_LIBERAL write, and the
+	// reports of the events handled since the first of them (watcher
+	// goroutine only; see flushOwn).
+	ownStrict []flowKey
+	deferred  []action
+
+	lossResync time.Duration       // minLossResync; tests shorten it
+	wrapDump   func(dumper) dumper // tests only: wraps the dump socket in Start
 }
 
 // dumper is the socket the watcher dumps the table and reads the
@@ -103,14 +112,15 @@ func newBackendConn(cfg Config, c *netlink.Conn, tmo timeouts) *Backend {
 	f.IgnoreZones = slices.Clone(f.IgnoreZones)
 	f.Protocols = slices.Clone(f.Protocols)
 	return &Backend{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		t:         newTracker(&f, max(cfg.Resync, 0)),
-		tmo:       tmo,
-		inj:       injector{c: c},
-		parked:    make(map[flowKey][]record.Record),
-		done:      make(chan struct{}),
-		resyncReq: make(chan chan error),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		t:          newTracker(&f, max(cfg.Resync, 0)),
+		tmo:        tmo,
+		inj:        injector{c: c},
+		parked:     make(map[flowKey][]record.Record),
+		done:       make(chan struct{}),
+		resyncReq:  make(chan chan error),
+		lossResync: minLossResync,
 	}
 }
 
@@ -159,7 +169,11 @@ func (b *Backend) start(sink Sink) error {
 		ev.Close()
 		return fmt.Errorf("conntrack: dial dump socket: %w", err)
 	}
-	b.events, b.dump, b.sink, b.started = ev, d, sink, true
+	var dd dumper = d
+	if b.wrapDump != nil {
+		dd = b.wrapDump(d)
+	}
+	b.events, b.dump, b.sink, b.started = ev, dd, sink, true
 	items := make(chan item, 1024)
 	b.wg.Add(2)
 	go b.read(items)
@@ -250,6 +264,14 @@ func (b *Backend) read(items chan<- item) {
 				return
 			default:
 			}
+			if errors.Is(err, unix.ENOBUFS) {
+				// Empty the socket before the news reaches process, so
+				// the resync it causes dumps only once the kernel
+				// delivers events again (see eventReader.drop).
+				if _, derr := r.drop(); derr != nil {
+					b.log.Debug("conntrack: emptying the event socket after an overrun failed", "err", derr)
+				}
+			}
 			if !failed(err) {
 				return
 			}
@@ -280,7 +302,16 @@ func (b *Backend) process(items <-chan item) {
 		last   time.Time        // end of the last resync
 		retry  *time.Timer      // a postponed loss resync
 		retryC <-chan time.Time // retry's channel while armed
+		own    *time.Timer      // the pending BE_LIBERAL writes' deadline
+		ownC   <-chan time.Time // own's channel while armed
 	)
+	flush := func() {
+		if own != nil {
+			own.Stop()
+			own, ownC = nil, nil
+		}
+		b.flushOwn()
+	}
 	resync := func(why string) error {
 		if retry != nil {
 			retry.Stop()
@@ -317,6 +348,9 @@ func (b *Backend) process(items <-chan item) {
 		if retry != nil {
 			retry.Stop()
 		}
+		if own != nil {
+			own.Stop()
+		}
 	}()
 	for {
 		select {
@@ -324,18 +358,28 @@ func (b *Backend) process(items <-chan item) {
 			return
 		case it, ok := <-items:
 			if !ok {
+				flush()
 				return
 			}
 			if it.lost == nil {
 				cur = it.flow
 				ev := ct.Event{Type: it.ev.Type, Flow: &cur}
+				pending := len(b.ownStrict) > 0
 				b.handle(&ev)
+				switch {
+				case len(b.ownStrict) >= commitBatch || len(b.deferred) >= maxDeferred:
+					flush()
+				case !pending && len(b.ownStrict) > 0:
+					own = time.NewTimer(ownLiberalDelay)
+					ownC = own.C
+				}
 				continue
 			}
+			flush()
 			// Under sustained overload every read fails: counted in
 			// Stats.Overruns each, logged once in a while.
 			b.logs.log(b.log, logEventsLost, slog.LevelWarn, "conntrack: events lost, resyncing", "err", it.lost)
-			if wait := minLossResync - time.Since(last); wait > 0 {
+			if wait := b.lossResync - time.Since(last); wait > 0 {
 				if retry == nil {
 					retry = time.NewTimer(wait)
 					retryC = retry.C
@@ -343,11 +387,17 @@ func (b *Backend) process(items <-chan item) {
 				continue
 			}
 			logged("lost events")
+		case <-ownC:
+			own, ownC = nil, nil
+			flush()
 		case <-retryC:
+			flush()
 			logged("lost events")
 		case reply := <-b.resyncReq:
+			flush()
 			reply <- resync("requested")
 		case <-tick:
+			flush()
 			logged("periodic")
 		}
 	}
@@ -368,17 +418,58 @@ func (b *Backend) handle(ev *ct.Event) {
 		}
 		if !b.cfg.StrictLocal {
 			if k, ok := b.t.toLiberalize(ev.Flow); ok {
-				b.liberalizeOwn([]flowKey{k})
+				b.ownStrict = append(b.ownStrict, k)
 			}
 		}
 		if ok {
-			b.act(a)
+			b.report(a)
 		}
 	case ct.EventDestroy:
 		if a, ok := b.t.destroyed(ev.Flow); ok {
-			b.act(a)
+			b.report(a)
 		}
 	}
+}
+
+// maxDeferred bounds the reports flushOwn holds back.
+const maxDeferred = 1024
+
+// ownLiberalDelay is how long the watcher collects its own flows that need
+// BE_LIBERAL before it writes them, in one pipelined batch (or sooner, when
+// commitBatch are waiting). At a few thousand new connections a second
+// that is tens of flows per write instead of a netlink round trip per
+// flow. It leaves the guarantee as it was: the flag matters only once a
+// peer forwards part of the flow, and a peer learns of the flow only after
+// the engine's flush delay (100 ms by default) anyway, so a flow younger
+// than that is at the same risk with or without the wait.
+const ownLiberalDelay = 10 * time.Millisecond
+
+// report hands a to the Sink, or holds it back until flushOwn when an own
+// flow's BE_LIBERAL write is pending, so the Sink hears of an event only
+// after the writes its predecessors called for.
+func (b *Backend) report(a action) {
+	if len(b.ownStrict) > 0 {
+		b.deferred = append(b.deferred, a)
+		return
+	}
+	b.act(a)
+}
+
+// flushOwn makes the own flows handle found strict BE_LIBERAL, all in one
+// pipelined batch, then makes the reports held back meanwhile. The
+// watcher calls it ownLiberalDelay after the first of them was found, when
+// commitBatch are waiting, and before anything else it does (a resync, a
+// loss, stopping).
+func (b *Backend) flushOwn() {
+	if len(b.ownStrict) > 0 {
+		b.liberalizeOwn(b.ownStrict)
+		b.ownStrict = b.ownStrict[:0]
+	}
+	for i := range b.deferred {
+		b.act(b.deferred[i])
+		b.deferred[i] = action{}
+	}
+	b.deferred = b.deferred[:0]
 }
 
 func (b *Backend) act(a action) {

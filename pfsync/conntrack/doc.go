@@ -11,8 +11,9 @@
 //     64 per system call, decoded straight from the receive buffer; what
 //     the lean decoder does not know goes to ti-mo/conntrack's); a large
 //     socket buffer absorbs bursts, and when events are lost anyway
-//     (ENOBUFS) a full dump resyncs the records by mark and sweep
-//     (conntrackd's NetlinkOverrunResync). A periodic resync re-reports
+//     (ENOBUFS) the watcher empties the socket (the kernel delivers no
+//     further event until it is empty) and a full dump resyncs the records
+//     by mark and sweep (conntrackd's NetlinkOverrunResync). A periodic resync re-reports
 //     long-lived flows whose timeout packets refreshed without an event.
 //     A Filter drops local traffic (own addresses, VIPs, the sync link),
 //     chosen zones and protocols, or everything not yet ASSURED; loopback
@@ -46,8 +47,9 @@
 // kernel event, though, so a peer that forwarded this node's flows for a
 // while has usually reported nothing. So the watcher itself makes this
 // node's own replicated TCP flows BE_LIBERAL as soon as they carry data
-// (ESTABLISHED to LAST_ACK; one netlink write per flow, found by its event
-// or a resync): packets acknowledging data this node never saw are then not
+// (ESTABLISHED to LAST_ACK, found by its event or a resync; the flows found
+// within 10 ms are written in one pipelined batch, and the reports of the
+// events meanwhile wait for it): packets acknowledging data this node never saw are then not
 // INVALID, also while a peer forwards one direction of a flow and this
 // node the other — both nodes MASTER of different groups when one's
 // adverts are lost, where a source-NATed reply that is INVALID would not be

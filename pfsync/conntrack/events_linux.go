@@ -101,6 +101,52 @@ func (r *eventReader) read() (int, error) {
 	return n, serr
 }
 
+// drop reads and discards every datagram queued, without waiting, until
+// the socket is empty, and returns how many it discarded. The watcher calls
+// it when a read reported lost events (ENOBUFS): after an overrun the
+// kernel drops every further event, silently, until the socket's queue has
+// been emptied once, so a resync whose dump starts while the queue still
+// holds events misses the flows created meanwhile. Whatever is queued is
+// older than that dump, which supersedes it.
+func (r *eventReader) drop() (int, error) {
+	total := 0
+	for {
+		var n int
+		var serr error
+		err := r.rc.Read(func(fd uintptr) bool {
+			for {
+				m, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdr[0])), uintptr(len(r.hdr)),
+					unix.MSG_DONTWAIT, 0, 0)
+				switch e {
+				case 0:
+					n = int(m)
+				case unix.EINTR:
+					continue
+				case unix.EAGAIN, unix.ENOBUFS:
+					// Empty; or another overrun since the queue last
+					// emptied, which the same resync covers.
+					n = -1
+					if e == unix.ENOBUFS {
+						n = 0
+					}
+				default:
+					serr = e
+				}
+				return true
+			}
+		})
+		switch {
+		case err != nil:
+			return total, err
+		case serr != nil:
+			return total, serr
+		case n < 0:
+			return total, nil
+		}
+		total += n
+	}
+}
+
 // datagram returns the netlink messages of the i-th datagram of the last
 // read, in order, their data pointing into the reader's buffer (valid
 // until the next read). A message with a netlink error code is returned
