@@ -485,6 +485,7 @@ func addrStrings(as []netip.Addr) []string {
 func (o *options) groupConfig(c carp.Config) carp.Config {
 	c.VHID = o.VHID
 	c.Protocol = o.Protocol
+	c.Scheduling.RealtimePriority = o.Realtime
 	if o.Protocol == carp.ProtocolVRRPv3 {
 		c.Priority = o.Priority
 		c.AdvertInterval = o.AdvertInterval
