@@ -55,7 +55,7 @@ type options struct {
 	// from it (interval.go).
 	Interval time.Duration
 
-	Realtime int // --realtime: SCHED_FIFO priority of the protocol loop's thread, 0 off
+	Realtime int // --realtime: SCHED_FIFO priority of the whole process, 0 off (realtime_linux.go)
 
 	Track trackOptions // --track-* (track.go)
 
@@ -237,7 +237,7 @@ var flagTable = []flagSpec{
 		return nil
 	}},
 	{0, "interval", "DURATION", "sub-second advert interval, 10ms-992ms, rounded to 1/256 s: sets --advbase 0 and --advskew (lower is preferred)", setInterval},
-	{0, "realtime", "1-99", "run the protocol loop on a thread of its own at SCHED_FIFO priority 1-99, if permitted (CAP_SYS_NICE); else a warning", func(o *options, v string) error {
+	{0, "realtime", "1-99", "run carpd under SCHED_FIFO at priority 1-99, scripts included, if permitted (CAP_SYS_NICE); else a warning", func(o *options, v string) error {
 		n, err := parseRange(v, 1, 99)
 		o.Realtime = n
 		return err

@@ -17,8 +17,8 @@ func TestRealtimeFlag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := o.groupConfig(carp.Config{}); c.Scheduling.RealtimePriority != 50 {
-		t.Errorf("Scheduling %+v, want RealtimePriority 50", c.Scheduling)
+	if o.Realtime != 50 {
+		t.Errorf("Realtime %d, want 50", o.Realtime)
 	}
 	for _, v := range []string{"0", "100", "x"} {
 		if _, err := parseArgs(append(base, "--realtime", v)); err == nil || err.Error() != "--realtime "+v+" out of range 1-99" {

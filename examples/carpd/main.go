@@ -76,6 +76,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 	log := base.With("iface", o.Interface, "vhid", o.VHID)
+	if o.Realtime != 0 {
+		setRealtime(log, o.Realtime) // before the group starts its goroutines
+	}
 
 	// Catch signals from the start. A terminating one that arrives while
 	// carpd starts (the start-up downscript may hang) kills that script
@@ -485,7 +488,6 @@ func addrStrings(as []netip.Addr) []string {
 func (o *options) groupConfig(c carp.Config) carp.Config {
 	c.VHID = o.VHID
 	c.Protocol = o.Protocol
-	c.Scheduling.RealtimePriority = o.Realtime
 	if o.Protocol == carp.ProtocolVRRPv3 {
 		c.Priority = o.Priority
 		c.AdvertInterval = o.AdvertInterval

@@ -12,11 +12,13 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"strings"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/gocarp/gocarp/carp"
 )
@@ -35,7 +37,7 @@ func nodeMain(args []string) int {
 	skew := fs.Int("skew", 25, "advskew (advbase 0)")
 	master := fs.Bool("master", false, "start as master")
 	garbage := fs.Int("garbage", 0, "goroutines allocating garbage")
-	sched := fs.String("sched", "", "lock, rt, nice")
+	sched := fs.String("sched", "", "rt: the process under SCHED_FIFO")
 	fs.Parse(args)
 
 	out := bufio.NewWriter(os.Stdout)
@@ -53,24 +55,27 @@ func nodeMain(args []string) int {
 		return 1
 	}
 	tt := &timedTransport{RawTransport: tr, interval: time.Duration(*skew) * time.Second / 256, delays: make([]int64, 0, 1<<20)}
-	var s carp.LoopScheduling
-	for _, w := range strings.Split(*sched, ",") {
-		switch w {
-		case "":
-		case "lock":
-			s.LockThread = true
-		case "rt":
-			s.RealtimePriority = 50
-		case "nice":
-			s.Nice = -10
-		default:
-			fmt.Fprintf(os.Stderr, "-sched %q: want lock, rt or nice\n", w)
+	switch *sched {
+	case "":
+	case "rt":
+		// The whole node process SCHED_FIFO, as carpd --realtime or a
+		// unit's CPUSchedulingPolicy=fifo makes a daemon: every thread,
+		// including the ones that notice timers and packets.
+		if *garbage > 0 {
+			fmt.Fprintln(os.Stderr, "-sched rt with -garbage: a real-time goroutine that never sleeps would starve the host")
 			return 2
 		}
+		if err := processRealtime(50); err != nil {
+			fmt.Fprintln(os.Stderr, "-sched rt:", err)
+			return 1
+		}
+	default:
+		fmt.Fprintf(os.Stderr, "-sched %q: want rt or nothing\n", *sched)
+		return 2
 	}
 	g, err := carp.NewGroup(carp.Config{
 		VHID: 1, AdvBase: 0, ZeroAdvBase: true, AdvSkew: uint8(*skew), Password: password,
-		Addrs: []netip.Addr{vip}, StartAsMaster: *master, Transport: tt, Scheduling: s,
+		Addrs: []netip.Addr{vip}, StartAsMaster: *master, Transport: tt,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		OnTransition: func(t carp.Transition) {
 			if t.From == carp.Master {
@@ -119,6 +124,25 @@ func nodeMain(args []string) int {
 	b, _ := json.Marshal(sum)
 	emit("summary %s", b)
 	return 0
+}
+
+// processRealtime makes every thread of the process SCHED_FIFO at prio;
+// threads started later inherit it from the thread that starts them.
+func processRealtime(prio int) error {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return err
+	}
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		if err := unix.SchedSetAttr(tid, &unix.SchedAttr{Policy: unix.SCHED_FIFO, Priority: uint32(prio)}, 0); err != nil {
+			return fmt.Errorf("thread %d: %w", tid, err)
+		}
+	}
+	return nil
 }
 
 func numGC() uint32 {
