@@ -10,7 +10,7 @@
 //
 //	go run ./internal/measure/flap -duration 10m -busy -1            # CPUs saturated
 //	go run ./internal/measure/flap -duration 10m -loss 5             # 5 % random loss
-//	go run ./internal/measure/flap -duration 1m -busy -1 -garbage 0 -sched rt   # nodes under SCHED_FIFO
+//	go run ./internal/measure/flap -duration 10m -busy -1 -sched rt  # the nodes under SCHED_FIFO
 //
 // Topology: a bridge in a "switch" namespace and nodes a and b, names
 // prefixed "flap<pid>-". Each node is this program run again in its
@@ -98,7 +98,7 @@ func run() error {
 	flag.IntVar(&o.busy, "busy", 0, "busy-loop processes to start; -1: one per CPU")
 	flag.IntVar(&o.garbage, "garbage", 1, "goroutines per node allocating garbage without pause (0: none)")
 	flag.IntVar(&o.loss, "loss", 0, "percent of CARP packets dropped at random at each node's input (0-99)")
-	flag.StringVar(&o.sched, "sched", "", "rt: run both node processes under SCHED_FIFO 50, as carpd --realtime does (not with -garbage)")
+	flag.StringVar(&o.sched, "sched", "", "rt: run both node processes under SCHED_FIFO 50, as carpd --realtime does (the -garbage goroutines on normal threads)")
 	flag.BoolVar(&o.jsonOut, "json", false, "print the result as JSON")
 	flag.BoolVar(&o.verbose, "v", false, "print the nodes' events as they happen")
 	flag.Parse()

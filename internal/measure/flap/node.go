@@ -61,10 +61,6 @@ func nodeMain(args []string) int {
 		// The whole node process SCHED_FIFO, as carpd --realtime or a
 		// unit's CPUSchedulingPolicy=fifo makes a daemon: every thread,
 		// including the ones that notice timers and packets.
-		if *garbage > 0 {
-			fmt.Fprintln(os.Stderr, "-sched rt with -garbage: a real-time goroutine that never sleeps would starve the host")
-			return 2
-		}
 		if err := processRealtime(50); err != nil {
 			fmt.Fprintln(os.Stderr, "-sched rt:", err)
 			return 1
@@ -93,7 +89,7 @@ func nodeMain(args []string) int {
 		return 1
 	}
 	for range *garbage {
-		go churn()
+		go churn(*sched == "rt")
 	}
 
 	sigs := make(chan os.Signal, 2)
@@ -155,8 +151,18 @@ func numGC() uint32 {
 var sink []byte
 
 // churn allocates without pause, keeping a few megabytes live, so that the
-// garbage collector is always running or about to.
-func churn() {
+// garbage collector is always running or about to. In a real-time process
+// it runs on a thread of its own under the normal policy: the embedder's
+// busy work that a real-time daemon must not let starve the host (the
+// collector's own workers stay real-time, as they would in the daemon).
+func churn(normal bool) {
+	if normal {
+		runtime.LockOSThread()
+		if err := unix.SchedSetAttr(0, &unix.SchedAttr{Policy: unix.SCHED_NORMAL}, 0); err != nil {
+			fmt.Fprintln(os.Stderr, "churn thread:", err)
+			return
+		}
+	}
 	live := make([][]byte, 64)
 	for i := 0; ; i++ {
 		b := make([]byte, 64<<10)
