@@ -10,7 +10,7 @@
 //
 //	go run ./internal/measure/flap -duration 10m -busy -1            # CPUs saturated
 //	go run ./internal/measure/flap -duration 10m -loss 5             # 5 % random loss
-//	go run ./internal/measure/flap -duration 10m -busy -1 -sched rt  # the nodes under SCHED_FIFO
+//	go run ./internal/measure/flap -duration 10m -busy -1 -pace 1ms -sched rt  # nodes under SCHED_FIFO
 //
 // Topology: a bridge in a "switch" namespace and nodes a and b, names
 // prefixed "flap<pid>-". Each node is this program run again in its
@@ -24,8 +24,8 @@
 //   - -busy N starts N processes that spin on the CPU (-1: one per CPU), at
 //     the same priority as the nodes;
 //   - -garbage N runs N goroutines in each node that allocate and drop
-//     memory without pause, so the garbage collector runs all the time
-//     (one GC cycle every few milliseconds);
+//     memory, without pause or, with -pace D, pausing D after every 2 MiB,
+//     so the garbage collector runs all the time (tens of cycles a second);
 //   - -loss P drops P % of the CARP packets arriving at each node, at
 //     random (nftables "numgen random mod 100 < P" in each node's input
 //     hook: each advert crosses exactly one such rule, at its receiver).
@@ -86,6 +86,7 @@ type options struct {
 	garbage  int
 	loss     int
 	sched    string
+	pace     time.Duration
 	jsonOut  bool
 	verbose  bool
 }
@@ -98,7 +99,8 @@ func run() error {
 	flag.IntVar(&o.busy, "busy", 0, "busy-loop processes to start; -1: one per CPU")
 	flag.IntVar(&o.garbage, "garbage", 1, "goroutines per node allocating garbage without pause (0: none)")
 	flag.IntVar(&o.loss, "loss", 0, "percent of CARP packets dropped at random at each node's input (0-99)")
-	flag.StringVar(&o.sched, "sched", "", "rt: run both node processes under SCHED_FIFO 50, as carpd --realtime does (the -garbage goroutines on normal threads)")
+	flag.DurationVar(&o.pace, "pace", 0, "pause of each garbage goroutine after every 2 MiB it allocates (0: none, it spins); needed with -sched rt")
+	flag.StringVar(&o.sched, "sched", "", "rt: run both node processes under SCHED_FIFO 50, as carpd --realtime does")
 	flag.BoolVar(&o.jsonOut, "json", false, "print the result as JSON")
 	flag.BoolVar(&o.verbose, "v", false, "print the nodes' events as they happen")
 	flag.Parse()
@@ -246,8 +248,8 @@ func report(o options, watched time.Duration, a, b nodeSummary) error {
 	if o.jsonOut {
 		return json.NewEncoder(os.Stdout).Encode(r)
 	}
-	fmt.Printf("watched %s: busy %d, garbage %d per node, loss %d %%, sched %q, %d GC cycles in a\n",
-		r.Duration, r.Busy, r.Garbage, r.LossPercent, r.Sched, r.GCCycles)
+	fmt.Printf("watched %s: busy %d, garbage %d per node (pace %v), loss %d %%, sched %q, %d GC cycles in a\n",
+		r.Duration, r.Busy, r.Garbage, o.pace, r.LossPercent, r.Sched, r.GCCycles)
 	fmt.Printf("adverts: a sent %d, b received %d (measured loss %.2f %%)\n", r.AdvertsSent, r.AdvertsHeard, 100*r.MeasuredLoss)
 	fmt.Printf("spurious takeovers (b to MASTER): %d; a yielded: %d; expected from loss alone: %.2f\n", r.Spurious, r.AYielded, r.Expected)
 	fmt.Printf("advert delay (due -> sent), %d adverts: p50 %s p99 %s p99.9 %s max %s; later than 1/5/10/50 ms: %v\n",
@@ -296,7 +298,7 @@ func startNode(tp *topology, self, name string, o options, master bool) (*nodePr
 		skew = o.skewA
 	}
 	args := []string{"netns", "exec", tp.ns(name), self, "-node",
-		"-skew", strconv.Itoa(skew), "-garbage", strconv.Itoa(o.garbage), "-sched", o.sched}
+		"-skew", strconv.Itoa(skew), "-garbage", strconv.Itoa(o.garbage), "-pace", o.pace.String(), "-sched", o.sched}
 	if master {
 		args = append(args, "-master")
 	}

@@ -38,6 +38,7 @@ func nodeMain(args []string) int {
 	master := fs.Bool("master", false, "start as master")
 	garbage := fs.Int("garbage", 0, "goroutines allocating garbage")
 	sched := fs.String("sched", "", "rt: the process under SCHED_FIFO")
+	pace := fs.Duration("pace", 0, "pause of the garbage goroutines after each 2 MiB (0: none)")
 	fs.Parse(args)
 
 	out := bufio.NewWriter(os.Stdout)
@@ -58,6 +59,10 @@ func nodeMain(args []string) int {
 	switch *sched {
 	case "":
 	case "rt":
+		if *garbage > 0 && *pace <= 0 {
+			fmt.Fprintln(os.Stderr, "-sched rt with -garbage needs -pace: a real-time goroutine that never sleeps takes a CPU from the host")
+			return 2
+		}
 		// The whole node process SCHED_FIFO, as carpd --realtime or a
 		// unit's CPUSchedulingPolicy=fifo makes a daemon: every thread,
 		// including the ones that notice timers and packets.
@@ -89,7 +94,7 @@ func nodeMain(args []string) int {
 		return 1
 	}
 	for range *garbage {
-		go churn(*sched == "rt")
+		go churn(*pace)
 	}
 
 	sigs := make(chan os.Signal, 2)
@@ -147,27 +152,22 @@ func numGC() uint32 {
 	return m.NumGC
 }
 
-// sink keeps the compiler from dropping the allocations.
-var sink []byte
-
-// churn allocates without pause, keeping a few megabytes live, so that the
-// garbage collector is always running or about to. In a real-time process
-// it runs on a thread of its own under the normal policy: the embedder's
-// busy work that a real-time daemon must not let starve the host (the
-// collector's own workers stay real-time, as they would in the daemon).
-func churn(normal bool) {
-	if normal {
-		runtime.LockOSThread()
-		if err := unix.SchedSetAttr(0, &unix.SchedAttr{Policy: unix.SCHED_NORMAL}, 0); err != nil {
-			fmt.Fprintln(os.Stderr, "churn thread:", err)
-			return
-		}
-	}
-	live := make([][]byte, 64)
+// churn allocates, keeping a few megabytes live, so that the garbage
+// collector is always running or about to: without pause, or with a pause
+// after every 2 MiB (what a daemon with steady work of its own does; the
+// only kind a real-time process may run). It stays on the process's
+// threads: a thread of another priority inside a real-time Go process
+// holds one of its processors while it waits for a CPU, and every
+// stop-the-world pause waits for it (docs/sub-second.md).
+func churn(pace time.Duration) {
+	// Blocks above 64 KiB always go to the heap.
+	live := make([][]byte, 32)
 	for i := 0; ; i++ {
-		b := make([]byte, 64<<10)
-		live[i%len(live)] = b
-		sink = b
+		live[i%len(live)] = make([]byte, 128<<10)
+		runtime.KeepAlive(live)
+		if pace > 0 && i%16 == 15 {
+			time.Sleep(pace)
+		}
 	}
 }
 
