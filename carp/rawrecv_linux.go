@@ -71,19 +71,24 @@ func (s *rawReceiver) next() (Packet, []byte, error) {
 			p.Src = p.Src.Unmap()
 		}
 	} else {
-		// The header went into hdr, the rest into buf; header options
-		// are at the start of buf.
-		hl := int(s.hdr[0]&0x0f) << 2
-		n := s.n - ipv4HeaderLen
-		if hl > ipv4HeaderLen && n >= hl-ipv4HeaderLen {
-			payload = payload[hl-ipv4HeaderLen:]
-			n -= hl - ipv4HeaderLen
-		}
-		payload = payload[:max(0, min(n, len(payload)))]
+		payload = ipv4Payload(s.hdr[0], s.n, payload)
 		p.Src = netip.AddrFrom4((*unix.RawSockaddrInet4)(unsafe.Pointer(&s.name)).Addr)
 	}
 	s.parseOOB(&p)
 	return p, payload, nil
+}
+
+// ipv4Payload returns the payload of an IPv4 packet of n bytes whose
+// header went into a buffer of its own (first byte b0) and the rest into
+// buf: header options, if any, are at the start of buf.
+func ipv4Payload(b0 byte, n int, buf []byte) []byte {
+	hl := int(b0&0x0f) << 2
+	n -= ipv4HeaderLen
+	if hl > ipv4HeaderLen && n >= hl-ipv4HeaderLen {
+		buf = buf[hl-ipv4HeaderLen:]
+		n -= hl - ipv4HeaderLen
+	}
+	return buf[:max(0, min(n, len(buf)))]
 }
 
 // readFD is the RawConn.Read callback: false asks to wait for a packet.
@@ -120,7 +125,12 @@ func (s *rawReceiver) readFD(fd uintptr) bool {
 // parseOOB fills in what the control messages say: the TTL or hop limit,
 // the interface and the destination address.
 func (s *rawReceiver) parseOOB(p *Packet) {
-	oob := s.oob[:min(s.oobn, len(s.oob))]
+	parseOOB(s.oob[:min(s.oobn, len(s.oob))], p)
+}
+
+// parseOOB reads the control messages in oob into p; anything malformed
+// ends the parse.
+func parseOOB(oob []byte, p *Packet) {
 	hl := unix.CmsgLen(0)
 	for len(oob) >= hl {
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
