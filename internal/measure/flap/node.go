@@ -128,19 +128,30 @@ func nodeMain(args []string) int {
 }
 
 // processRealtime makes every thread of the process SCHED_FIFO at prio;
-// threads started later inherit it from the thread that starts them.
+// threads started later inherit it from the thread that starts them. A
+// thread started during a pass by one not yet switched would be missed,
+// so passes repeat until one finds nothing new (as carpd --realtime does).
 func processRealtime(prio int) error {
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return err
-	}
-	for _, t := range tasks {
-		tid, err := strconv.Atoi(t.Name())
+	done := map[int]bool{}
+	for pass := 0; pass < 10; pass++ {
+		tasks, err := os.ReadDir("/proc/self/task")
 		if err != nil {
-			continue
+			return err
 		}
-		if err := unix.SchedSetAttr(tid, &unix.SchedAttr{Policy: unix.SCHED_FIFO, Priority: uint32(prio)}, 0); err != nil {
-			return fmt.Errorf("thread %d: %w", tid, err)
+		found := false
+		for _, t := range tasks {
+			tid, err := strconv.Atoi(t.Name())
+			if err != nil || done[tid] {
+				continue
+			}
+			found = true
+			if err := unix.SchedSetAttr(tid, &unix.SchedAttr{Policy: unix.SCHED_FIFO, Priority: uint32(prio)}, 0); err != nil && err != unix.ESRCH {
+				return fmt.Errorf("thread %d: %w", tid, err)
+			}
+			done[tid] = true
+		}
+		if !found {
+			return nil
 		}
 	}
 	return nil
