@@ -255,11 +255,6 @@ type Config struct {
 	//	OnContested: follower.HandleContest,
 	OnContested func(Contest)
 
-	// Scheduling asks the operating system to run the protocol loop
-	// ahead of other work (a thread of its own, real-time or nice
-	// priority); see [LoopScheduling]. The zero value asks nothing.
-	Scheduling LoopScheduling
-
 	// CloseTimeout bounds how long Close waits for OnTransition (and
 	// OnContested) to return from the events queued before the group
 	// stopped. Zero means DefaultCloseTimeout; negative is an error. See
@@ -348,9 +343,6 @@ func (c Config) validate() (Config, error) {
 	}
 	if c.HoldDown < 0 {
 		return c, fmt.Errorf("carp: Config.HoldDown %v out of range (0 or more)", c.HoldDown)
-	}
-	if err := c.Scheduling.validate(); err != nil {
-		return c, err
 	}
 	if c.CloseTimeout < 0 {
 		return c, fmt.Errorf("carp: Config.CloseTimeout %v out of range (0 or more)", c.CloseTimeout)

@@ -94,7 +94,7 @@ type reconfig struct {
 // Profile, DeadRatio, SkipTTLCheck and, with VRRPv3, Priority,
 // AdvertInterval and DemotionWeight. Every other field is fixed at
 // NewGroup and must be equal (VHID, Protocol, CounterMode, StartAsMaster,
-// HoldDown, IfIndex, CloseTimeout, Scheduling); a nil Transport, Logger,
+// HoldDown, IfIndex, CloseTimeout); a nil Transport, Logger,
 // OnTransition or OnContested means "unchanged", any other must be the one
 // the group has. A refused field is named in the error.
 //
@@ -188,7 +188,6 @@ func (g *Group) checkFixed(c Config) error {
 		{"HoldDown", old.HoldDown, c.HoldDown},
 		{"IfIndex", old.IfIndex, c.IfIndex},
 		{"CloseTimeout", old.CloseTimeout, c.CloseTimeout},
-		{"Scheduling", old.Scheduling, c.Scheduling},
 	}
 	for _, f := range fixed {
 		if f.old != f.new {

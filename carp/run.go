@@ -293,7 +293,6 @@ func (r *run) loop(pkts <-chan Packet) {
 	defer g.wg.Done()
 	defer close(g.loopDone)
 	defer r.stopTimers()
-	r.applyScheduling() // sched_linux.go
 
 	r.linkUp = true
 	r.control()

@@ -19,7 +19,8 @@ import (
 //     release ever follows, this test fails and the document must change.
 //   - ucarp at advbase 1 (-k 100) is a correct, slow backup: it stays
 //     BACKUP while the master advertises, and takes over at once on the
-//     master's bow-out.
+//     master's bow-out; as MASTER it is replaced by a sub-second gocarp
+//     backup, which times out between two of its adverts.
 func TestUcarpAdvbaseZero(t *testing.T) {
 	t.Parallel()
 	_, nodes := rawLAN(t, "ucarp", "go")
@@ -58,6 +59,19 @@ func TestUcarpAdvbaseZero(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, _, err := p.WaitLine(mark, "Switching to state: MASTER", rawUcarpTimeout); err != nil {
+		t.Fatal(err)
+	}
+
+	// A sub-second gocarp backup replaces the MASTER ucarp at advbase 1
+	// without preempt: it times out between two of ucarp's adverts, and
+	// ucarp yields to its faster ones.
+	mark = p.Len()
+	gb := grpStart(t, g, carp.Config{
+		VHID: rawUcarpVHID, Addrs: []netip.Addr{rawUcarpVIP}, Password: rawUcarpPass,
+		AdvBase: 0, ZeroAdvBase: true, AdvSkew: 13,
+	}, &carp.RawConfig{Families: []carp.Family{carp.IPv4}})
+	gb.await(t, 0, carp.Master, carp.ReasonMasterTimedOut)
+	if _, _, err := p.WaitLine(mark, "Switching to state: BACKUP", rawUcarpTimeout); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -64,6 +64,7 @@ type RawTransport struct {
 	v6   *ipv6.PacketConn
 	rc   []syscall.RawConn // the sockets, for Pending
 	snd  [2]*rawSender     // per family index (rawsend_linux.go)
+	rcv  [2]*rawReceiver   // per family index (rawrecv_linux.go)
 	held atomic.Int32      // packets read from a socket and not yet returned by Receive
 	src4 netip.Addr
 	src6 netip.Addr
@@ -204,6 +205,7 @@ func NewRawTransport(ifname string, cfg *RawConfig) (*RawTransport, error) {
 		}
 		t.rc = append(t.rc, rc)
 		t.snd[0] = newRawSender(IPv4, rc, t.src4, t.ifindex)
+		t.rcv[0] = newRawReceiver(IPv4, rc)
 	}
 	if has(IPv6) {
 		var rc syscall.RawConn
@@ -215,14 +217,15 @@ func NewRawTransport(ifname string, cfg *RawConfig) (*RawTransport, error) {
 		}
 		t.rc = append(t.rc, rc)
 		t.snd[1] = newRawSender(IPv6, rc, t.src6, t.ifindex)
+		t.rcv[1] = newRawReceiver(IPv6, rc)
 	}
 	if t.v4 != nil {
 		t.wg.Add(1)
-		go t.read4()
+		go t.read(IPv4, 0)
 	}
 	if t.v6 != nil {
 		t.wg.Add(1)
-		go t.read6()
+		go t.read(IPv6, 1)
 	}
 	return t, nil
 }
@@ -531,51 +534,19 @@ func (t *RawTransport) Close() error {
 	return t.closeErr
 }
 
-func (t *RawTransport) read4() {
+// read reads packets of family f (index i) until the transport closes.
+func (t *RawTransport) read(f Family, i int) {
 	defer t.wg.Done()
-	buf := make([]byte, rawBufLen)
+	r := t.rcv[i]
 	for {
-		n, cm, src, err := t.v4.ReadFrom(buf)
+		p, payload, err := r.next()
 		if err != nil {
-			if !t.readErr(IPv4, err) {
+			if !t.readErr(f, err) {
 				return
 			}
 			continue
 		}
-		p := Packet{Family: IPv4, TTL: -1, Src: rawAddrOf(src)}
-		if cm != nil {
-			p.TTL = cm.TTL
-			p.IfIndex = cm.IfIndex
-			if d, ok := netip.AddrFromSlice(cm.Dst); ok {
-				p.Dst = d.Unmap()
-			}
-		}
-		if !t.deliver(p, buf[:n]) {
-			return
-		}
-	}
-}
-
-func (t *RawTransport) read6() {
-	defer t.wg.Done()
-	buf := make([]byte, rawBufLen)
-	for {
-		n, cm, src, err := t.v6.ReadFrom(buf)
-		if err != nil {
-			if !t.readErr(IPv6, err) {
-				return
-			}
-			continue
-		}
-		p := Packet{Family: IPv6, TTL: -1, Src: rawAddrOf(src)}
-		if cm != nil {
-			p.TTL = cm.HopLimit
-			p.IfIndex = cm.IfIndex
-			if d, ok := netip.AddrFromSlice(cm.Dst); ok {
-				p.Dst = d
-			}
-		}
-		if !t.deliver(p, buf[:n]) {
+		if !t.deliver(p, payload, r) {
 			return
 		}
 	}
@@ -602,7 +573,7 @@ func (t *RawTransport) readErr(f Family, err error) bool {
 
 // deliver filters p and hands it to Receive with a private copy of the
 // payload. It returns false when the transport is closed.
-func (t *RawTransport) deliver(p Packet, payload []byte) bool {
+func (t *RawTransport) deliver(p Packet, payload []byte, r *rawReceiver) bool {
 	if p.IfIndex != 0 && p.IfIndex != t.ifindex {
 		t.wrongIf.Add(1)
 		t.log.Debug("carp: dropped packet from another interface", "family", p.Family, "src", p.Src, "ifindex", p.IfIndex)
@@ -613,7 +584,7 @@ func (t *RawTransport) deliver(p Packet, payload []byte) bool {
 		t.log.Debug("carp: dropped own packet", "family", p.Family, "src", p.Src)
 		return true
 	}
-	p.Payload = slices.Clone(payload)
+	p.Payload = r.keep(payload)
 	t.held.Add(1) // Receive takes it off
 	select {
 	case t.pkts <- p:
@@ -639,20 +610,4 @@ func (t *RawTransport) Pending() bool {
 		}
 	}
 	return false
-}
-
-// rawAddrOf converts a source address from ReadFrom, dropping any zone.
-func rawAddrOf(a net.Addr) netip.Addr {
-	ia, ok := a.(*net.IPAddr)
-	if !ok {
-		return netip.Addr{}
-	}
-	ip, ok := netip.AddrFromSlice(ia.IP)
-	if !ok {
-		return netip.Addr{}
-	}
-	if ip.Is4In6() {
-		return ip.Unmap()
-	}
-	return ip
 }

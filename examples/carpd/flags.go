@@ -58,6 +58,8 @@ type options struct {
 	// from it (interval.go).
 	Interval time.Duration
 
+	Realtime int // --realtime: SCHED_FIFO priority of the whole process, 0 off (realtime_linux.go)
+
 	Track trackOptions // --track-* (track.go)
 
 	Help bool
@@ -238,6 +240,11 @@ var flagTable = []flagSpec{
 		return nil
 	}},
 	{0, "interval", "DURATION", "sub-second advert interval, 10ms-992ms, rounded to 1/256 s: sets --advbase 0 and --advskew (lower is preferred)", setInterval},
+	{0, "realtime", "1-99", "run carpd under SCHED_FIFO at priority 1-99, scripts included, if permitted (CAP_SYS_NICE); else a warning", func(o *options, v string) error {
+		n, err := parseRange(v, 1, 99)
+		o.Realtime = n
+		return err
+	}},
 	{0, "metrics", "ADDR:PORT", "serve Prometheus /metrics and /healthz on ADDR:PORT only (default: off)", func(o *options, v string) error {
 		if _, err := netip.ParseAddrPort(v); err != nil {
 			return errors.New("is not an IP address and port (e.g. 127.0.0.1:9310 or [::1]:9310)")

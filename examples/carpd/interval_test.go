@@ -12,6 +12,21 @@ import (
 // TestIntervalGroup checks that --interval and --advbase 0 reach the group
 // as sub-second CARP: advbase 0 on the wire, an advert every advskew/256 s
 // and a master-down interval of three adverts (not ucarp's single one).
+func TestRealtimeFlag(t *testing.T) {
+	o, err := parseArgs(append(base, "--realtime", "50"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Realtime != 50 {
+		t.Errorf("Realtime %d, want 50", o.Realtime)
+	}
+	for _, v := range []string{"0", "100", "x"} {
+		if _, err := parseArgs(append(base, "--realtime", v)); err == nil || err.Error() != "--realtime "+v+" out of range 1-99" {
+			t.Errorf("--realtime %s: %v", v, err)
+		}
+	}
+}
+
 func TestIntervalGroup(t *testing.T) {
 	tests := []struct {
 		args       []string

@@ -76,6 +76,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 	log := base.With("iface", o.Interface, "vhid", o.VHID)
+	if o.Realtime != 0 {
+		setRealtime(log, o.Realtime) // before the group starts its goroutines
+	}
 
 	// Catch signals from the start. A terminating one that arrives while
 	// carpd starts (the start-up downscript may hang) kills that script
