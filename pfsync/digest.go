@@ -203,7 +203,7 @@ func (e *Engine) sendSums(to NodeID, creator uint32, flags wire.DigestFlags, sum
 // or p's whole-table digest (creator 0) asked for or sent in answer.
 func (e *Engine) remoteDigest(p *peer, h wire.Header, d *wire.Digest, now time.Time) {
 	if d.Creator == 0 {
-		e.wholeDigest(p, h, d, now)
+		e.wholeDigest(p, d, now)
 		return
 	}
 	if d.Creator != uint32(p.id) || !p.comparable(h) || p.bulk.active() {
@@ -272,7 +272,7 @@ func (e *Engine) resyncTimedOut(p *peer, now time.Time) {
 // once all are in, the buckets that differ are fetched from p. Parts are
 // compared as they come (each against our table then): a part of p's
 // stream in between changes both sides alike.
-func (e *Engine) wholeDigest(p *peer, h wire.Header, d *wire.Digest, now time.Time) {
+func (e *Engine) wholeDigest(p *peer, d *wire.Digest, now time.Time) {
 	if d.Buckets != wire.Buckets {
 		e.stats.BadValue++
 		return
@@ -294,11 +294,16 @@ func (e *Engine) wholeDigest(p *peer, h wire.Header, d *wire.Digest, now time.Ti
 		e.sendSums(p.id, 0, wire.DigestReply, e.tableSums(), now)
 		return
 	}
-	if p.resyncAt.IsZero() || !p.comparable(h) {
-		// Not asked for, or our copy is incomplete: the deadline falls
-		// back to a whole-table bulk.
-		return
+	if p.resyncAt.IsZero() {
+		return // not asked for
 	}
+	// Compared even while frames of p's stream sent before this answer
+	// are missing: the answer leaves p right after p's latest frames (the
+	// bulk request p sends on confirming us after a silence, say) and may
+	// overtake them. A bucket those frames change differs and is
+	// fetched; a frame lost for good starts a new resync. Waiting for a
+	// stream without a gap instead dropped the answer and left the resync
+	// to its deadline (Config.BulkTimeout) and a whole bulk.
 	if !p.resyncPart(digestBuckets(d)) {
 		// Buckets of this resync compared already: a repeat.
 		e.stats.DigestsRefused++

@@ -73,9 +73,9 @@
 // peer's frames would authenticate and could bring back records deleted
 // since. Every new epoch of a peer must first echo the node's own random
 // epoch in a Hello (a round trip; retried every Heartbeat); until then only
-// its Hellos and its requests for our records count
-// (Stats.Unconfirmed, PeerStats.Confirmed), and the bulk sync is asked for
-// once it is confirmed.
+// its Hellos and its requests for our records or our whole-table digest
+// count (Stats.Unconfirmed, PeerStats.Confirmed), and the bulk sync is
+// asked for once it is confirmed.
 //
 // # CARP demotion
 //

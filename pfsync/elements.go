@@ -28,13 +28,15 @@ type elementHandler struct {
 	// unconfirmed: the element is read from a peer not confirmed yet. Only
 	// elements that cannot change our state are: a Hello, and the
 	// requests for our records (a Request or BulkRequest makes us send
-	// what we hold, whoever asked). A recording replayed to us could
-	// otherwise bring back records deleted since; the bulk sync that
-	// follows the confirmation brings everything the peer holds.
+	// what we hold, whoever asked; of the Digests, only a request for our
+	// whole-table digest, which onDigest sorts out). A recording replayed
+	// to us could otherwise bring back records deleted since; the bulk
+	// sync that follows the confirmation brings everything the peer holds.
 	unconfirmed bool
 	// handle reads the element from e.rd and applies it. An error means a
 	// malformed or forbidden element: it is counted (Stats.BadValue) and
-	// logged, and the next element is read.
+	// logged, and the next element is read; errUnconfirmed means one the
+	// peer may not send before it is confirmed (Stats.Unconfirmed).
 	handle func(e *Engine, f *frameIn) error
 }
 
@@ -55,7 +57,7 @@ var elementHandlers = [...]elementHandler{
 	wire.KindAck:         {handle: onAck},
 	wire.KindHello:       {handle: onHello, unconfirmed: true},
 	wire.KindHeartbeat:   {handle: ignoreElement},
-	wire.KindDigest:      {handle: onDigest},
+	wire.KindDigest:      {handle: onDigest, unconfirmed: true},
 	wire.KindBulkMark:    {handle: onBulkMark},
 }
 
@@ -80,6 +82,10 @@ func (e *Engine) elements(p *peer, h wire.Header, now time.Time) {
 			continue
 		}
 		if err := eh.handle(e, f); err != nil {
+			if errors.Is(err, errUnconfirmed) {
+				dropped = true
+				continue
+			}
 			e.badValue(p, k, err)
 		}
 	}
@@ -226,9 +232,25 @@ func onHello(e *Engine, f *frameIn) error {
 	return nil
 }
 
+// errUnconfirmed is what a handler reading a kind that a peer not yet
+// confirmed may send only in some forms returns for the other forms: the
+// element is ignored and counted like the kinds it may not send at all.
+var errUnconfirmed = errors.New("pfsync: element from a peer not confirmed")
+
 func onDigest(e *Engine, f *frameIn) error {
 	if err := e.rd.Digest(&e.dig); err != nil {
 		return err
+	}
+	if !f.p.confirmed && (e.dig.Creator != 0 || e.dig.Flags&wire.DigestReply != 0) {
+		// Only a request for our whole-table digest is read from a peer
+		// not confirmed: answering it sends what we hold, like a
+		// BulkRequest. A node that sees us back after a silence sends
+		// that request just before it answers our Hello, which confirms
+		// it: after RemovePeer and AddPeer, or once we forgot the silent
+		// node, the request arrives while it is not confirmed. Ignored,
+		// the node would miss what changed until its resync timed out
+		// (Config.BulkTimeout) and fell back to a whole bulk.
+		return errUnconfirmed
 	}
 	e.remoteDigest(f.p, f.h, &e.dig, f.now)
 	return nil

@@ -1,7 +1,9 @@
 package pfsync_test
 
 import (
+	"bytes"
 	"context"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"github.com/gocarp/gocarp/pfsync"
 	"github.com/gocarp/gocarp/pfsync/pfsynctest"
 	"github.com/gocarp/gocarp/pfsync/record"
+	"github.com/gocarp/gocarp/pfsync/wire"
 )
 
 // syncTrio starts three engines on a network with a one-way delay of 1 ms
@@ -179,3 +182,144 @@ func TestPeerIDErrors(t *testing.T) {
 }
 
 func second[T any](_ T, err error) error { return err }
+
+// TestReaddedPeerResync: a peer removed and added back while it kept
+// running sees this node back after a silence. In the same instant it
+// asks for this node's whole-table digest (a resync) and answers the
+// greeting; this node, confirming it, asks it for a bulk sync. Whatever
+// order those frames arrive in, the peer gets the records it missed
+// within a few round trips, not when its resync times out
+// (Config.BulkTimeout) and falls back to a whole bulk.
+func TestReaddedPeerResync(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		// delay is how late a frame of node 1 (from1) or node 3 leaves.
+		delay func(from1 bool, frame []byte) time.Duration
+	}{
+		// The digest request arrives first, while node 1 has not
+		// confirmed node 3: it must be answered all the same.
+		{"request before the echo", func(bool, []byte) time.Duration { return 0 }},
+		// The echo arrives first; node 1's answer to the digest request
+		// overtakes its bulk request, sent just before it: node 3 must
+		// compare the answer though a frame before it is missing.
+		{"answer ahead of the stream", func(from1 bool, frame []byte) time.Duration {
+			switch {
+			case !from1 && hasKind(frame, wire.KindDigest):
+				return time.Millisecond
+			case from1 && isSequenced(frame):
+				return 2 * time.Millisecond
+			}
+			return 0
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { testReaddedPeerResync(t, tt.delay) })
+		})
+	}
+}
+
+func testReaddedPeerResync(t *testing.T, delay func(from1 bool, frame []byte) time.Duration) {
+	// No delay but the one chosen: frames arrive in the order they leave.
+	network, err := pfsynctest.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr1 := &delayTransport{Transport: network.Attach(1)}
+	tr3 := &delayTransport{Transport: network.Attach(3)}
+	a := mustEngine(t, pfsync.Config{Node: 1, Transport: tr1, Insecure: true})
+	c := mustEngine(t, pfsync.Config{Node: 3, Transport: tr3, Insecure: true})
+	waitFor(t, 10*time.Second, "both in sync", func() bool {
+		sa, sc := a.Stats(), c.Stats()
+		return sa.BulkDone && sc.BulkDone && sa.PeersUp == 1 && sc.PeersUp == 1
+	})
+
+	// Node 3 leaves the transport and the engine of node 1, which goes
+	// on creating records; node 3 sees node 1 go down.
+	network.Partition([]pfsync.NodeID{1}, []pfsync.NodeID{3})
+	if _, err := a.RemovePeer(3); err != nil {
+		t.Fatal(err)
+	}
+	var ids []record.ID
+	for i := range 20 {
+		rec := testRecord(a.NewID(), uint16(i+1))
+		ids = append(ids, rec.ID)
+		if err := a.Upsert(rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(4 * time.Second)
+	synctest.Wait()
+	if s := c.Stats(); s.PeersUp != 0 {
+		t.Fatalf("node 3: PeersUp %d after 4 s of silence, want 0", s.PeersUp)
+	}
+
+	network.Heal()
+	tr1.setDelay(func(frame []byte) time.Duration { return delay(true, frame) })
+	tr3.setDelay(func(frame []byte) time.Duration { return delay(false, frame) })
+	if err := a.AddPeer(3); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 100*time.Millisecond, "node 3 holding the records node 1 created meanwhile", func() bool {
+		for _, id := range ids {
+			if _, ok := c.Get(id); !ok {
+				return false
+			}
+		}
+		return true
+	})
+	if s := c.Stats(); s.Resyncs != 1 || s.ResyncTimeouts != 0 {
+		t.Errorf("node 3: Resyncs %d, ResyncTimeouts %d; want 1, 0", s.Resyncs, s.ResyncTimeouts)
+	}
+}
+
+// delayTransport sends each frame as late as its delay function says
+// (none while it has none), so that a test can make frames overtake
+// frames sent before them.
+type delayTransport struct {
+	pfsync.Transport
+	mu    sync.Mutex
+	delay func(frame []byte) time.Duration
+}
+
+func (t *delayTransport) setDelay(f func(frame []byte) time.Duration) {
+	t.mu.Lock()
+	t.delay = f
+	t.mu.Unlock()
+}
+
+func (t *delayTransport) Send(to pfsync.NodeID, frame []byte) error {
+	t.mu.Lock()
+	f := t.delay
+	t.mu.Unlock()
+	var d time.Duration
+	if f != nil {
+		d = f(frame)
+	}
+	if d == 0 {
+		return t.Transport.Send(to, frame)
+	}
+	p := bytes.Clone(frame) // the engine reuses its buffer
+	time.AfterFunc(d, func() { t.Transport.Send(to, p) })
+	return nil
+}
+
+// hasKind reports whether frame holds an element of kind.
+func hasKind(frame []byte, kind wire.Kind) bool {
+	var rd wire.Reader
+	if rd.Reset(frame) != nil {
+		return false
+	}
+	for rd.Next() {
+		if rd.Kind() == kind {
+			return true
+		}
+	}
+	return false
+}
+
+// isSequenced reports whether frame belongs to its sender's reliable
+// stream.
+func isSequenced(frame []byte) bool {
+	_, seqd, _ := frameInfo(frame)
+	return seqd
+}
