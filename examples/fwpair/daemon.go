@@ -565,26 +565,9 @@ func (d *daemon) close() {
 			d.log.Error("fwpair: shutdown step not finished; going on without it", "step", what, "pending", pending, "waited", shutdownStep)
 		}
 	}
-	var links, groups, fols, addrs, tracks []closer
 	running, trackers := d.running()
-	for _, gr := range running {
-		name := gr.cfg.Name
-		if gr.link != nil {
-			links = append(links, closer{name + " link watcher", gr.link.Close})
-		}
-		if gr.group != nil {
-			groups = append(groups, closer{name + " group", gr.group.Close})
-		}
-		if gr.fol != nil {
-			fols = append(fols, closer{name + " address follower", gr.fol.Close})
-		}
-		if gr.ann != nil {
-			addrs = append(addrs, closer{name + " announcer", gr.ann.Close})
-		}
-		if gr.mgr != nil {
-			addrs = append(addrs, closer{name + " address manager", gr.mgr.Close})
-		}
-	}
+	links, groups, fols, addrs := groupClosers(running)
+	var tracks []closer
 	step("link watchers", links)
 	step("groups", groups)
 	for _, tr := range trackers { // after the groups: a cleared demotion must not let a leaving group take over

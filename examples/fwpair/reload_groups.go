@@ -269,7 +269,26 @@ func (d *daemon) replaceGroups(edit func([]*groupRun) []*groupRun) {
 // A removed group stays a member of the node's follow group, closed in
 // INIT: carp.FollowGroup has no removal.
 func (d *daemon) closeGroups(groups []*groupRun) {
-	var links, gs, fols, addrs []closer
+	links, gs, fols, addrs := groupClosers(groups)
+	for _, step := range []struct {
+		what string
+		cs   []closer
+	}{{"link watchers", links}, {"groups", gs}, {"address followers", fols}, {"announcers and address managers", addrs}} {
+		errs, pending := closeAll(shutdownStep, step.cs)
+		if err := errors.Join(errs...); err != nil {
+			d.log.Warn("fwpair: closing a removed group", "err", err)
+		}
+		if len(pending) > 0 {
+			d.log.Error("fwpair: closing a removed group: step not finished; going on without it", "step", step.what, "pending", pending, "waited", shutdownStep)
+		}
+	}
+}
+
+// groupClosers sorts what closes groups into the steps of a shutdown, in
+// its order: the link watchers, the groups (a MASTER bows out; a group
+// that was never made closes its transport), the address followers, the
+// announcers and address managers. Shutdown and closeGroups share it.
+func groupClosers(groups []*groupRun) (links, gs, fols, addrs []closer) {
 	for _, gr := range groups {
 		name := gr.cfg.Name
 		if gr.link != nil {
@@ -290,16 +309,5 @@ func (d *daemon) closeGroups(groups []*groupRun) {
 			addrs = append(addrs, closer{name + " address manager", gr.mgr.Close})
 		}
 	}
-	for _, step := range []struct {
-		what string
-		cs   []closer
-	}{{"link watchers", links}, {"groups", gs}, {"address followers", fols}, {"announcers and address managers", addrs}} {
-		errs, pending := closeAll(shutdownStep, step.cs)
-		if err := errors.Join(errs...); err != nil {
-			d.log.Warn("fwpair: closing a removed group", "err", err)
-		}
-		if len(pending) > 0 {
-			d.log.Error("fwpair: closing a removed group: step not finished; going on without it", "step", step.what, "pending", pending, "waited", shutdownStep)
-		}
-	}
+	return links, gs, fols, addrs
 }
