@@ -12,15 +12,13 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/gocarp/gocarp/carp"
+	"github.com/gocarp/gocarp/internal/realtime"
 )
 
 // Addresses of the topology.
@@ -66,7 +64,7 @@ func nodeMain(args []string) int {
 		// The whole node process SCHED_FIFO, as carpd --realtime or a
 		// unit's CPUSchedulingPolicy=fifo makes a daemon: every thread,
 		// including the ones that notice timers and packets.
-		if err := processRealtime(50); err != nil {
+		if _, err := realtime.FIFO(50); err != nil {
 			fmt.Fprintln(os.Stderr, "-sched rt:", err)
 			return 1
 		}
@@ -125,36 +123,6 @@ func nodeMain(args []string) int {
 	b, _ := json.Marshal(sum)
 	emit("summary %s", b)
 	return 0
-}
-
-// processRealtime makes every thread of the process SCHED_FIFO at prio;
-// threads started later inherit it from the thread that starts them. A
-// thread started during a pass by one not yet switched would be missed,
-// so passes repeat until one finds nothing new (as carpd --realtime does).
-func processRealtime(prio int) error {
-	done := map[int]bool{}
-	for pass := 0; pass < 10; pass++ {
-		tasks, err := os.ReadDir("/proc/self/task")
-		if err != nil {
-			return err
-		}
-		found := false
-		for _, t := range tasks {
-			tid, err := strconv.Atoi(t.Name())
-			if err != nil || done[tid] {
-				continue
-			}
-			found = true
-			if err := unix.SchedSetAttr(tid, &unix.SchedAttr{Policy: unix.SCHED_FIFO, Priority: uint32(prio)}, 0); err != nil && err != unix.ESRCH {
-				return fmt.Errorf("thread %d: %w", tid, err)
-			}
-			done[tid] = true
-		}
-		if !found {
-			return nil
-		}
-	}
-	return nil
 }
 
 func numGC() uint32 {
