@@ -6,6 +6,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -15,9 +16,14 @@ import (
 // existed) with the status.
 func TestControlRequests(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "run", "fwpair.sock") // the directory is created
-	var got []string
+	var (
+		mu  sync.Mutex // each connection is served on a goroutine of its own
+		got []string
+	)
 	s, err := listenControlRequests(path, func(req string) any {
+		mu.Lock()
 		got = append(got, req)
+		mu.Unlock()
 		switch req {
 		case reqStatus:
 			return &Status{Node: 3}
@@ -57,8 +63,11 @@ func TestControlRequests(t *testing.T) {
 	if err != nil || !strings.Contains(string(b), `"node":3`) {
 		t.Errorf("silent client read %q, %v; want the status", b, err)
 	}
-	if want := []string{reqReload, reqMaintenanceOn, reqStatus, reqStatus}; strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Errorf("requests %q, want %q", got, want)
+	mu.Lock()
+	seen := strings.Join(got, ",")
+	mu.Unlock()
+	if want := strings.Join([]string{reqReload, reqMaintenanceOn, reqStatus, reqStatus}, ","); seen != want {
+		t.Errorf("requests %q, want %q", seen, want)
 	}
 
 	// -reload prints the changes.
