@@ -52,6 +52,10 @@ const (
 // from one of the interface's own addresses are dropped and counted
 // ([RawTransport.Stats]); everything else, VRRP included, is delivered.
 //
+// With RawConfig.SendInterface, adverts leave through send-only sockets on
+// that interface (a virtual-MAC macvlan) and so carry its MAC; receiving
+// stays as above.
+//
 // Addresses are looked up once, in NewRawTransport; sockets stay in the
 // network namespace they were created in, so a RawTransport created inside
 // a namespace can be used from any goroutine.
@@ -63,7 +67,9 @@ type RawTransport struct {
 	v4   *ipv4.PacketConn
 	v6   *ipv6.PacketConn
 	rc   []syscall.RawConn // the sockets, for Pending
+	out  []net.PacketConn  // send-only sockets on RawConfig.SendInterface
 	snd  [2]*rawSender     // per family index (rawsend_linux.go)
+	via  [2]*rawSender     // on RawConfig.SendInterface, if set (rawsendif_linux.go)
 	rcv  [2]*rawReceiver   // per family index (rawrecv_linux.go)
 	held atomic.Int32      // packets read from a socket and not yet returned by Receive
 	src4 netip.Addr
@@ -218,6 +224,12 @@ func NewRawTransport(ifname string, cfg *RawConfig) (*RawTransport, error) {
 		t.rc = append(t.rc, rc)
 		t.snd[1] = newRawSender(IPv6, rc, t.src6, t.ifindex)
 		t.rcv[1] = newRawReceiver(IPv6, rc)
+	}
+	if cfg.SendInterface != "" {
+		if err := t.openSend(cfg.SendInterface); err != nil {
+			t.closeSockets()
+			return nil, err
+		}
 	}
 	if t.v4 != nil {
 		t.wg.Add(1)
@@ -427,7 +439,11 @@ func (t *RawTransport) Send(f Family, payload []byte) error {
 // interfaces in the calling thread's namespace, not the socket's; the
 // packet info carries the interface index instead.
 func (t *RawTransport) send(f Family, payload []byte, dst netip.Addr) error {
-	if err := t.snd[familyIndex(f)].send(payload, dst); err != nil {
+	s := t.snd[familyIndex(f)]
+	if v := t.via[familyIndex(f)]; v != nil && (f == IPv4 || dst.IsMulticast()) {
+		s = v
+	}
+	if err := s.send(payload, dst); err != nil {
 		return fmt.Errorf("carp: send %v to %v on %s: %w", f, dst, t.ifname, err)
 	}
 	return nil
@@ -517,21 +533,32 @@ func (t *RawTransport) Receive() (Packet, error) {
 func (t *RawTransport) Close() error {
 	t.closeOnce.Do(func() {
 		close(t.closed)
-		var errs []error
-		if t.v4 != nil {
-			if err := t.v4.Close(); err != nil {
-				errs = append(errs, fmt.Errorf("carp: close ipv4 socket: %w", err))
-			}
-		}
-		if t.v6 != nil {
-			if err := t.v6.Close(); err != nil {
-				errs = append(errs, fmt.Errorf("carp: close ipv6 socket: %w", err))
-			}
-		}
+		errs := t.closeSockets()
 		t.wg.Wait()
 		t.closeErr = errors.Join(errs...)
 	})
 	return t.closeErr
+}
+
+// closeSockets closes every socket of the transport.
+func (t *RawTransport) closeSockets() []error {
+	var errs []error
+	if t.v4 != nil {
+		if err := t.v4.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("carp: close ipv4 socket: %w", err))
+		}
+	}
+	if t.v6 != nil {
+		if err := t.v6.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("carp: close ipv6 socket: %w", err))
+		}
+	}
+	for _, c := range t.out {
+		if err := c.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("carp: close send socket: %w", err))
+		}
+	}
+	return errs
 }
 
 // read reads packets of family f (index i) until the transport closes.

@@ -36,6 +36,18 @@ type RawConfig struct {
 	// the interface's link-local address, as RFC 5798 and carp(4) require.
 	Src4 netip.Addr
 
+	// SendInterface names another interface to send adverts from while
+	// receiving stays on the transport's own interface: the macvlan
+	// carrying the virtual MAC (vip.VirtualMAC), so that the master's
+	// adverts leave with the virtual MAC as Ethernet source as VRRPv3
+	// wants and switches learn the virtual MAC's port from them. The
+	// sources stay those of the transport's interface (the IPv6 one is
+	// its link-local address, which the send interface need not carry).
+	// IPv6 adverts to unicast peers still leave from the transport's
+	// interface: the kernel has no route to a peer through a link without
+	// IPv6 addresses. Empty means send from the transport's interface. Linux only.
+	SendInterface string
+
 	// Logger receives debug messages about dropped packets (nil discards).
 	Logger *slog.Logger
 }

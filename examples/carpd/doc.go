@@ -56,7 +56,9 @@
 //	   --vmac               the addresses live on macvlan carp<vhid> with MAC 00:00:5e:00:01:<vhid>;
 //	                        implies --manage-vip; with vrrp3 and IPv6 addresses the MAC is
 //	                        00:00:5e:00:02:<vrid> (RFC 5798) on carp<vrid>v6, and a dual-stack
-//	                        vrrp3 group is refused (one carpd per family, as keepalived)
+//	                        vrrp3 group is refused (one carpd per family, as keepalived);
+//	                        adverts leave from the macvlan, with the virtual MAC as source
+//	                        (IPv6 unicast --peer adverts from the parent)
 //	   --script-timeout D   kill a script still running after D, with its process group;
 //	                        1ms-24h, default 10s (there is no "no limit")
 //	   --interval D         sub-second CARP: 10ms-992ms, rounded to 1/256 s, sets -b 0 and -k

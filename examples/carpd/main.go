@@ -201,6 +201,15 @@ func (d *daemon) start(pass []byte) (err error) {
 			rc.Peers6 = append(rc.Peers6, p)
 		}
 	}
+	if o.VMAC {
+		// Before the transport: the master's adverts leave from the
+		// virtual-MAC link, so they carry the virtual MAC as Ethernet
+		// source (docs/interop.md, "Virtual MAC").
+		if d.vmac, err = vip.NewVirtualMAC(ifi, o.VHID, &vip.VirtualMACConfig{MAC: o.virtualMAC(), Logger: d.base}); err != nil {
+			return err
+		}
+		rc.SendInterface = d.vmac.Interface().Name
+	}
 	tr, err := carp.NewRawTransport(o.Interface, rc)
 	if err != nil {
 		return needCap(err, "CAP_NET_RAW") // caps.go
@@ -278,12 +287,7 @@ func (d *daemon) start(pass []byte) (err error) {
 // crashed run as soon as it starts (docs/interop.md, "Stale addresses after a crash").
 func (d *daemon) openVIP(parent *net.Interface) error {
 	ifi := parent
-	if d.o.VMAC {
-		var err error
-		d.vmac, err = vip.NewVirtualMAC(parent, d.o.VHID, &vip.VirtualMACConfig{MAC: d.o.virtualMAC(), Logger: d.base})
-		if err != nil {
-			return err
-		}
+	if d.vmac != nil { // created by start, before the transport
 		ifi = d.vmac.Interface()
 		d.checkARPSysctls(parent.Name)
 	}
