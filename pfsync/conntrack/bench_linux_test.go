@@ -231,18 +231,7 @@ func BenchmarkTakeover(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				recs := benchRecords(n)
-				for i := range recs {
-					recs[i].ID = owner.NewID()
-					if err := owner.Upsert(recs[i]); err != nil {
-						b.Fatal(err)
-					}
-				}
-				for deadline := time.Now().Add(30 * time.Second); backup.Stats().External < n; time.Sleep(10 * time.Millisecond) {
-					if time.Now().After(deadline) {
-						b.Fatalf("backup holds %d of %d records", backup.Stats().External, n)
-					}
-				}
+				replicate(b, owner, backup, n, 30*time.Second)
 				b.StartTimer()
 				start := time.Now()
 				var wg sync.WaitGroup
@@ -362,5 +351,23 @@ func BenchmarkLiberalizeOwnBatch(b *testing.B) {
 	b.ReportMetric(float64((processCPU(b)-cpu0).Nanoseconds())/float64(flows), "cpu_ns/flow")
 	if s := be.Stats(); s.Errors != 0 || s.Liberalized == 0 {
 		b.Fatalf("stats %+v", s)
+	}
+}
+
+// replicate upserts n benchmark records on owner and waits, up to limit,
+// until backup holds them all in its external cache.
+func replicate(b *testing.B, owner, backup *pfsync.Engine, n int, limit time.Duration) {
+	b.Helper()
+	recs := benchRecords(n)
+	for i := range recs {
+		recs[i].ID = owner.NewID()
+		if err := owner.Upsert(recs[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(limit); backup.Stats().External < n; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatalf("backup holds %d of %d records", backup.Stats().External, n)
+		}
 	}
 }

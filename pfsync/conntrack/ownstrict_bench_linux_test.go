@@ -19,29 +19,7 @@ import (
 // updates themselves included, the same for any watcher).
 func BenchmarkWatcherOwnStrict(b *testing.B) {
 	const n = 2000
-	fd := benchNS(b)
-	w, err := New(Config{NetNS: fd})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer w.Close()
-	writer, err := New(Config{NetNS: fd})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer writer.Close()
-	sink := newFakeSink(0)
-	if err := w.Start(sink); err != nil {
-		b.Fatal(err)
-	}
-	if err := w.Resync(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	c, err := ct.Dial(netlinkConfig(fd))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	w, writer, sink, c := watcherBench(b)
 	recs := benchRecords(n + 2)
 	strict := make([]ct.Flow, n)
 	for i := range strict {

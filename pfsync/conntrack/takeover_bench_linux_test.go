@@ -73,18 +73,7 @@ func benchTakeoverLarge(b *testing.B, n int, watch bool) {
 				b.Fatal(err)
 			}
 		}
-		recs := benchRecords(n)
-		for i := range recs {
-			recs[i].ID = owner.NewID()
-			if err := owner.Upsert(recs[i]); err != nil {
-				b.Fatal(err)
-			}
-		}
-		for deadline := time.Now().Add(120 * time.Second); backup.Stats().External < n; time.Sleep(10 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				b.Fatalf("backup holds %d of %d records", backup.Stats().External, n)
-			}
-		}
+		replicate(b, owner, backup, n, 120*time.Second)
 		b.StartTimer()
 		start, cpu0 := time.Now(), processCPU(b)
 		var wg sync.WaitGroup
@@ -183,29 +172,7 @@ func BenchmarkObserveEcho(b *testing.B) {
 // the report, no kernel write.
 func BenchmarkWatcherEvents(b *testing.B) {
 	const n = 5000
-	fd := benchNS(b)
-	w, err := New(Config{NetNS: fd})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer w.Close()
-	writer, err := New(Config{NetNS: fd})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer writer.Close()
-	sink := newFakeSink(0)
-	if err := w.Start(sink); err != nil {
-		b.Fatal(err)
-	}
-	if err := w.Resync(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	c, err := ct.Dial(netlinkConfig(fd))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	w, writer, sink, c := watcherBench(b)
 	recs := benchRecords(n)
 	var wall, cpu time.Duration
 	var allocs, bytes uint64
@@ -294,4 +261,36 @@ func BenchmarkCommitUpdates(b *testing.B) {
 		total += res.Duration
 	}
 	b.ReportMetric(float64(n*b.N)/total.Seconds(), "updates/s")
+}
+
+// watcherBench starts, in a namespace of its own, a watcher reporting to a
+// fake sink (resynced, so it starts from an empty table), a second backend
+// to write with, and a plain ctnetlink connection; all are closed at the
+// benchmark's end.
+func watcherBench(b *testing.B) (w, writer *Backend, sink *fakeSink, c *ct.Conn) {
+	b.Helper()
+	fd := benchNS(b)
+	w, err := New(Config{NetNS: fd})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { w.Close() })
+	writer, err = New(Config{NetNS: fd})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { writer.Close() })
+	sink = newFakeSink(0)
+	if err := w.Start(sink); err != nil {
+		b.Fatal(err)
+	}
+	if err := w.Resync(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	c, err = ct.Dial(netlinkConfig(fd))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return w, writer, sink, c
 }
