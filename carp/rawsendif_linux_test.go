@@ -6,11 +6,11 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mdlayher/packet"
 
 	"github.com/gocarp/gocarp/carp"
+	"github.com/gocarp/gocarp/internal/lab/netns"
 )
 
 // TestRawTransportSendInterface: with RawConfig.SendInterface naming a
@@ -77,29 +77,12 @@ func testRawSendInterface(t *testing.T, f carp.Family, unicast bool) {
 	}
 
 	// The frame on b's wire: IP protocol / next header 112.
-	if err := sniff.SetReadDeadline(time.Now().Add(rawWait)); err != nil {
-		t.Fatal(err)
+	got, err := netns.AdvertSourceMAC(sniff, rawWait)
+	if err != nil {
+		t.Fatalf("on b: %v", err)
 	}
-	buf := make([]byte, 2048)
-	for {
-		n, _, err := sniff.ReadFrom(buf)
-		if err != nil {
-			t.Fatalf("no advert frame seen on b: %v", err)
-		}
-		fr := buf[:n]
-		proto := -1
-		if etype == 0x0800 && n >= 14+20 {
-			proto = int(fr[14+9])
-		} else if etype == 0x86dd && n >= 14+40 {
-			proto = int(fr[14+6])
-		}
-		if proto != 112 {
-			continue
-		}
-		if got := net.HardwareAddr(fr[6:12]); !bytes.Equal(got, want) {
-			t.Errorf("advert frame from MAC %v, want %v (virtual MAC %v)", got, want, mac)
-		}
-		return
+	if !bytes.Equal(got, want) {
+		t.Errorf("advert frame from MAC %v, want %v (virtual MAC %v)", got, want, mac)
 	}
 }
 

@@ -89,28 +89,11 @@ func advertSniffer(t *testing.T, ns *netns.NS, etype int) *packet.Conn {
 // (IP protocol 112; only the MASTER sends) and checks it comes from mac.
 func checkSourceMAC(t *testing.T, c *packet.Conn, mac net.HardwareAddr) {
 	t.Helper()
-	if err := c.SetReadDeadline(time.Now().Add(stateTimeout)); err != nil {
-		t.Fatal(err)
+	got, err := netns.AdvertSourceMAC(c, stateTimeout)
+	if err != nil {
+		t.Fatalf("VRRP advert: %v", err)
 	}
-	buf := make([]byte, 2048)
-	for {
-		n, _, err := c.ReadFrom(buf)
-		if err != nil {
-			t.Fatalf("no VRRP advert frame seen: %v", err)
-		}
-		f := buf[:n]
-		proto := -1
-		if n >= 14+40 && f[12] == 0x86 && f[13] == 0xdd {
-			proto = int(f[14+6])
-		} else if n >= 14+20 && f[12] == 0x08 && f[13] == 0x00 {
-			proto = int(f[14+9])
-		}
-		if proto != 112 {
-			continue
-		}
-		if got := net.HardwareAddr(f[6:12]); !bytes.Equal(got, mac) {
-			t.Fatalf("VRRP advert frame from MAC %v, want the virtual MAC %v", got, mac)
-		}
-		return
+	if !bytes.Equal(got, mac) {
+		t.Fatalf("VRRP advert frame from MAC %v, want the virtual MAC %v", got, mac)
 	}
 }

@@ -4,7 +4,9 @@ package netns
 
 import (
 	"fmt"
+	"net"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -66,3 +68,34 @@ func (c *Capture) Stop() error {
 
 // Output returns tcpdump's messages (including "N packets captured").
 func (c *Capture) Output() []string { return c.p.Output() }
+
+// AdvertSourceMAC reads the Ethernet frames queued on c (an AF_PACKET
+// socket, e.g. mdlayher/packet's) until the first CARP or VRRP advert (IP
+// protocol or IPv6 next header 112) and returns its source MAC. It waits
+// for it up to wait; other frames are skipped.
+func AdvertSourceMAC(c interface {
+	SetReadDeadline(time.Time) error
+	ReadFrom([]byte) (int, net.Addr, error)
+}, wait time.Duration) (net.HardwareAddr, error) {
+	if err := c.SetReadDeadline(time.Now().Add(wait)); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 2048)
+	for {
+		n, _, err := c.ReadFrom(buf)
+		if err != nil {
+			return nil, fmt.Errorf("no advert frame seen: %w", err)
+		}
+		f := buf[:n]
+		proto := -1
+		switch {
+		case n >= 14+20 && f[12] == 0x08 && f[13] == 0x00:
+			proto = int(f[14+9])
+		case n >= 14+40 && f[12] == 0x86 && f[13] == 0xdd:
+			proto = int(f[14+6])
+		}
+		if proto == 112 {
+			return net.HardwareAddr(slices.Clone(f[6:12])), nil
+		}
+	}
+}
