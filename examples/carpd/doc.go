@@ -65,9 +65,11 @@
 //	                        (100ms is -b 0 -k 26, 101.6 ms; the start-up log shows it);
 //	                        ucarp and FreeBSD peers cannot follow (docs/sub-second.md)
 //	   --realtime 1-99      run carpd (every thread, and the scripts it starts) under SCHED_FIFO
-//	                        at that priority, ahead of ordinary processes; needs CAP_SYS_NICE
+//	                        at that priority, ahead of ordinary processes, with GOMAXPROCS one
+//	                        below the CPUs (refused on a single CPU); needs CAP_SYS_NICE
 //	                        (or RLIMIT_RTPRIO), else it logs a warning and runs normally
-//	                        (docs/sub-second.md)
+//	                        (docs/sub-second.md); a unit's CPUSchedulingPolicy= gets the
+//	                        same GOMAXPROCS
 //	   --metrics ADDR:PORT  serve Prometheus /metrics (package metrics: the group, the addresses,
 //	                        Go and process) and /healthz (200 while the group runs, else 503)
 //	                        on ADDR:PORT only; off by default

@@ -240,7 +240,7 @@ var flagTable = []flagSpec{
 		return nil
 	}},
 	{0, "interval", "DURATION", "sub-second advert interval, 10ms-992ms, rounded to 1/256 s: sets --advbase 0 and --advskew (lower is preferred)", setInterval},
-	{0, "realtime", "1-99", "run carpd under SCHED_FIFO at priority 1-99, scripts included, if permitted (CAP_SYS_NICE); else a warning", func(o *options, v string) error {
+	{0, "realtime", "1-99", "run carpd under SCHED_FIFO at priority 1-99, scripts included, GOMAXPROCS one below the CPUs, if permitted (CAP_SYS_NICE, two CPUs or more); else a warning", func(o *options, v string) error {
 		n, err := parseRange(v, 1, 99)
 		o.Realtime = n
 		return err

@@ -18,6 +18,7 @@ import (
 
 	"github.com/gocarp/gocarp/carp"
 	"github.com/gocarp/gocarp/internal/httpmetrics"
+	"github.com/gocarp/gocarp/internal/realtime"
 	"github.com/gocarp/gocarp/internal/sdnotify"
 	"github.com/gocarp/gocarp/track"
 	"github.com/gocarp/gocarp/vip"
@@ -78,6 +79,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	log := base.With("iface", o.Interface, "vhid", o.VHID)
 	if o.Realtime != 0 {
 		setRealtime(log, o.Realtime) // before the group starts its goroutines
+	} else {
+		realtime.Adopt(log, "carpd") // a unit's CPUSchedulingPolicy=
 	}
 
 	// Catch signals from the start. A terminating one that arrives while

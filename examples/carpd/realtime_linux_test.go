@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/gocarp/gocarp/internal/realtime"
 )
 
 // threadPolicies returns the scheduling policy (field 41 of stat) of each
@@ -33,7 +36,8 @@ func threadPolicies(t *testing.T, pid int) []string {
 
 // TestSubSecondDaemon: carpd --interval 100ms advertises (it becomes
 // MASTER alone), reports what the interval maps to, and with --realtime
-// runs every thread under SCHED_FIFO (as root) or says why not.
+// runs every thread under SCHED_FIFO with GOMAXPROCS one below the CPUs
+// (as root) or says why not.
 func TestSubSecondDaemon(t *testing.T) {
 	t.Parallel()
 	tb := newTestbed(t, "a")
@@ -55,8 +59,18 @@ func TestSubSecondDaemon(t *testing.T) {
 		}
 		return
 	}
-	if _, _, err := p.WaitLine(0, "carpd: running under SCHED_FIFO", stateTimeout); err != nil {
+	if runtime.NumCPU() < 2 {
+		if _, _, err := p.WaitLine(0, "carpd: --realtime refused on a single CPU", stateTimeout); err != nil {
+			t.Error(err)
+		}
+		return
+	}
+	rt, _, err := p.WaitLine(0, "carpd: running under SCHED_FIFO", stateTimeout)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if want := "gomaxprocs=" + strconv.Itoa(realtime.Procs(runtime.NumCPU())); !strings.Contains(rt, want) {
+		t.Errorf("real-time line lacks %s: %s", want, rt)
 	}
 	pols := threadPolicies(t, p.Pid())
 	for _, pol := range pols {

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gocarp/gocarp/internal/realtime"
 	"github.com/gocarp/gocarp/pfsync/seal"
 )
 
@@ -112,6 +113,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := newFormatLogger(stderr, level, effectiveLogFormat(fl, *logFormat, cfg.LogFormat))
+	// fwpair does not choose a real-time policy (docs/sub-second.md says
+	// why); one set by its unit gets GOMAXPROCS lowered.
+	realtime.Adopt(log, "fwpair")
 
 	// Catch signals before anything starts: a terminating one during
 	// start-up (start_as_master waits up to start_wait for a peer) stops

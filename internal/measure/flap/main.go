@@ -11,6 +11,7 @@
 //	go run ./internal/measure/flap -duration 10m -busy -1            # CPUs saturated
 //	go run ./internal/measure/flap -duration 10m -loss 5             # 5 % random loss
 //	go run ./internal/measure/flap -duration 10m -busy -1 -pace 1ms -sched rt  # nodes under SCHED_FIFO
+//	go run ./internal/measure/flap -duration 10m -busy -1 -nice -10   # nodes at nice -10
 //
 // Topology: a bridge in a "switch" namespace and nodes a and b, names
 // prefixed "flap<pid>-". Each node is this program run again in its
@@ -86,6 +87,7 @@ type options struct {
 	garbage  int
 	loss     int
 	sched    string
+	nice     int
 	pace     time.Duration
 	jsonOut  bool
 	verbose  bool
@@ -101,6 +103,7 @@ func run() error {
 	flag.IntVar(&o.loss, "loss", 0, "percent of CARP packets dropped at random at each node's input (0-99)")
 	flag.DurationVar(&o.pace, "pace", 0, "pause of each garbage goroutine after every 2 MiB it allocates (0: none, it spins); needed with -sched rt")
 	flag.StringVar(&o.sched, "sched", "", "rt: run both node processes under SCHED_FIFO 50, as carpd --realtime does")
+	flag.IntVar(&o.nice, "nice", 0, "start both node processes at this nice value (-20 to 19), as systemd's Nice= does; the -busy processes stay at 0")
 	flag.BoolVar(&o.jsonOut, "json", false, "print the result as JSON")
 	flag.BoolVar(&o.verbose, "v", false, "print the nodes' events as they happen")
 	flag.Parse()
@@ -109,6 +112,9 @@ func run() error {
 	}
 	if o.loss < 0 || o.loss > 99 {
 		return fmt.Errorf("-loss %d out of range 0-99", o.loss)
+	}
+	if o.nice < -20 || o.nice > 19 {
+		return fmt.Errorf("-nice %d out of range -20-19", o.nice)
 	}
 	if o.skewA < 1 || o.skewA > 254 || o.skewB < 1 || o.skewB > 254 {
 		return errors.New("-skew-a and -skew-b out of range 1-254")
@@ -199,6 +205,7 @@ type result struct {
 	Garbage      int     `json:"garbage"`
 	LossPercent  int     `json:"loss_percent"`
 	Sched        string  `json:"sched"`
+	Nice         int     `json:"nice"`
 	AdvertsSent  uint64  `json:"adverts_sent"`     // by a
 	AdvertsHeard uint64  `json:"adverts_received"` // by b
 	MeasuredLoss float64 `json:"measured_loss"`
@@ -218,7 +225,7 @@ type result struct {
 
 func report(o options, watched time.Duration, a, b nodeSummary) error {
 	r := result{
-		Duration: watched.Round(time.Second).String(), Busy: o.busy, Garbage: o.garbage, LossPercent: o.loss, Sched: o.sched,
+		Duration: watched.Round(time.Second).String(), Busy: o.busy, Garbage: o.garbage, LossPercent: o.loss, Sched: o.sched, Nice: o.nice,
 		AdvertsSent: a.Stats.Opackets, AdvertsHeard: b.Stats.Ipackets,
 		Spurious: b.ToMaster, AYielded: a.ToBackup,
 		BLateTimers: b.Stats.LateTimers, BUnread: b.Stats.Unread, GCCycles: a.GCCycles,
@@ -248,8 +255,8 @@ func report(o options, watched time.Duration, a, b nodeSummary) error {
 	if o.jsonOut {
 		return json.NewEncoder(os.Stdout).Encode(r)
 	}
-	fmt.Printf("watched %s: busy %d, garbage %d per node (pace %v), loss %d %%, sched %q, %d GC cycles in a\n",
-		r.Duration, r.Busy, r.Garbage, o.pace, r.LossPercent, r.Sched, r.GCCycles)
+	fmt.Printf("watched %s: busy %d, garbage %d per node (pace %v), loss %d %%, sched %q, nice %d, %d GC cycles in a\n",
+		r.Duration, r.Busy, r.Garbage, o.pace, r.LossPercent, r.Sched, r.Nice, r.GCCycles)
 	fmt.Printf("adverts: a sent %d, b received %d (measured loss %.2f %%)\n", r.AdvertsSent, r.AdvertsHeard, 100*r.MeasuredLoss)
 	fmt.Printf("spurious takeovers (b to MASTER): %d; a yielded: %d; expected from loss alone: %.2f\n", r.Spurious, r.AYielded, r.Expected)
 	fmt.Printf("advert delay (due -> sent), %d adverts: p50 %s p99 %s p99.9 %s max %s; later than 1/5/10/50 ms: %v\n",
@@ -302,7 +309,13 @@ func startNode(tp *topology, self, name string, o options, master bool) (*nodePr
 	if master {
 		args = append(args, "-master")
 	}
-	cmd := exec.Command("ip", args...)
+	prog := "ip"
+	if o.nice != 0 {
+		// nice(1) sets the value before ip(8) execs the node, so every
+		// thread the runtime starts inherits it, as with systemd's Nice=.
+		prog, args = "nice", append([]string{"-n", strconv.Itoa(o.nice), "ip"}, args...)
+	}
+	cmd := exec.Command(prog, args...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
