@@ -49,6 +49,20 @@
 // same link sends IP protocol 240 to the same group, which a UDP socket
 // never receives.
 //
+// # System calls
+//
+// Both transports implement pfsync.BatchSender: SendBatch hands several
+// frames to the kernel in one sendmmsg system call (x/net's
+// ipv4.PacketConn and ipv6.PacketConn WriteBatch), and Unicast sends a
+// pfsync.Broadcast frame to several peers in one sendmmsg too, where it
+// made one sendto per peer. A call the kernel ends short is continued;
+// a datagram it refuses is counted in Stats.SendErrors and reported in
+// the error of its frame (naming the peer, as Send does), and the
+// datagrams after it are still sent. Outside Linux, x/net sends one
+// datagram per call, so the result is the same with more calls. Receive
+// still reads one datagram per system call: the receiver owns each
+// datagram's buffer, so a recvmmsg batch would save only the call.
+//
 // # MTU
 //
 // MTU defaults to what fits a 1500-byte link without fragmentation: 1472
