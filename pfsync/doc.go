@@ -184,9 +184,11 @@
 // retransmissions of one ack produce are sealed into the outbox's buffers
 // and handed over in one SendBatch call (at most 64 at a time) when that
 // work ends, in the order they were built; otherwise each leaves with
-// Send as it is built. Measured: a flush in a storm of new records sends
-// two frames, a timer run of a bulk sync at the default rate two or three
-// (the whole burst of BulkBurst at start), an ack after losses about ten.
+// Send as it is built. Measured (BENCHMARKS.md): a timer run of a bulk
+// sync at the default rate sends one to three frames (BulkBurst at its
+// start, and at high rates in every run), an ack after losses about ten
+// retransmissions; a flush in a storm of new records sends one frame, to
+// every peer (which pfsync/udp batches too).
 //
 // Received elements are dispatched by one table keyed by wire kind
 // (elementHandlers, elements.go); the documentation of package pfsync/wire
