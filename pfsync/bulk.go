@@ -532,8 +532,6 @@ func (j *bulkJob) entry(s *records, o *bulkOut, i int) (entry, bool) {
 func (e *Engine) sendBulks(now time.Time) time.Time {
 	rate := float64(e.cfg.BulkRate)
 	e.refill(now, rate, e.cfg.BulkBurst)
-	e.batchBegin()
-	defer e.batchEnd()
 	for e.bulk.running() && e.tokens >= 1 {
 		j := e.bulk.current()
 		if p := e.peers[j.peer]; p == nil || !p.up {

@@ -178,18 +178,6 @@
 //     engine what is due through peerEvents);
 //   - syncState (insync.go): whether the node is in sync, and the demotion.
 //
-// Frames leave through outbox.go: when the Transport is also a
-// BatchSender (pfsync/udp's transports are), the frames one timer run, one
-// received frame, one flush, one run of the bulk token bucket or the
-// retransmissions of one ack produce are sealed into the outbox's buffers
-// and handed over in one SendBatch call (at most 64 at a time) when that
-// work ends, in the order they were built; otherwise each leaves with
-// Send as it is built. Measured (BENCHMARKS.md): a timer run of a bulk
-// sync at the default rate sends one to three frames (BulkBurst at its
-// start, and at high rates in every run), an ack after losses about ten
-// retransmissions; a flush in a storm of new records sends one frame, to
-// every peer (which pfsync/udp batches too).
-//
 // Received elements are dispatched by one table keyed by wire kind
 // (elementHandlers, elements.go); the documentation of package pfsync/wire
 // lists the places a new element kind touches.

@@ -59,7 +59,6 @@ type Engine struct {
 	tableWriter
 	stats Stats
 	inputBufs
-	out outbox
 }
 
 // lifecycle is the engine's goroutines and their signals.
@@ -137,9 +136,6 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if bt, ok := c.Table.(BatchTable); ok {
 		e.batch = bt
-	}
-	if bs, ok := c.Transport.(BatchSender); ok {
-		e.out.bs = bs
 	}
 	if c.Sealer == nil {
 		e.log.Warn("pfsync: running without a Sealer (Insecure): frames are neither authenticated nor encrypted; anyone on the sync link can inject state")
@@ -226,9 +222,7 @@ func (e *Engine) received(d Datagram) bool {
 		e.mu.Unlock()
 		return false
 	}
-	e.batchBegin()
 	e.input(d, time.Now())
-	e.batchEnd()
 	e.mu.Unlock()
 	e.updateDemotion()
 	return true

@@ -489,8 +489,6 @@ func (e *Engine) acked(p *peer, a *wire.Ack, now time.Time) {
 	// without overlapping, so the walk visits each held frame at most
 	// once, whatever the ack claims.
 	if first, last, ok := e.held(); ok {
-		e.batchBegin()
-		defer e.batchEnd()
 		for _, r := range a.Nacks {
 			for seq := max(r.First, first); seq <= min(r.Last, last); seq++ {
 				e.nackSteps++

@@ -17,8 +17,6 @@ func (e *Engine) header(seq uint64) wire.Header {
 
 // flushLocked sends everything queued, in as many frames as needed.
 func (e *Engine) flushLocked(now time.Time) {
-	e.batchBegin()
-	defer e.batchEnd()
 	e.flushAt = time.Time{}
 	for e.pending() {
 		if !e.sendSequenced(now) {
@@ -34,8 +32,6 @@ func (e *Engine) flushLocked(now time.Time) {
 // leave alone in a frame of its own, one such frame for every full one in
 // a storm of new records.
 func (e *Engine) flushFull(now time.Time) {
-	e.batchBegin()
-	defer e.batchEnd()
 	for e.pending() && e.q.bytes >= e.frameWorth() {
 		if !e.sendSequenced(now) {
 			break
@@ -243,56 +239,36 @@ func (e *Engine) sendHello(to NodeID, reply bool, now time.Time) {
 	e.sendFrame(to, e.b.Frame(), now)
 }
 
-// sendFrame seals frame if a Sealer is configured and sends it, or queues
-// it in the outbox while the engine batches.
+// sendFrame seals frame if a Sealer is configured and sends it.
 func (e *Engine) sendFrame(to NodeID, frame []byte, now time.Time) {
-	buf, batched := e.sealed[:0], e.batching()
-	if batched {
-		buf = e.outboxBuf()
-	}
 	out := frame
 	if e.sealer != nil {
-		s, err := e.sealer.Seal(buf, frame)
+		s, err := e.sealer.Seal(e.sealed[:0], frame)
 		if err != nil {
 			e.stats.SendErrors++
 			e.log.Error("pfsync: sealing a frame", "err", err)
 			return
 		}
-		out = s
-	} else if batched {
-		out = append(buf, frame...) // the builder reuses frame's buffer
+		e.sealed, out = s, s
 	}
 	e.lastSent = now
-	if batched {
-		e.queue(to, out)
-		return
-	}
-	if e.sealer != nil {
-		e.sealed = out
-	}
-	e.sent(to, len(out), e.tr.Send(to, out))
-}
-
-// sent counts a frame of n bytes handed to the Transport, which returned
-// err.
-func (e *Engine) sent(to NodeID, n int, err error) {
-	if err != nil {
+	if err := e.tr.Send(to, out); err != nil {
 		e.stats.SendErrors++
 		e.log.Debug("pfsync: send failed", "to", uint32(to), "err", err)
 		return
 	}
 	e.stats.FramesOut++
-	e.stats.BytesOut += uint64(n)
+	e.stats.BytesOut += uint64(len(out))
 	if to != Broadcast {
 		if p := e.peers[to]; p != nil {
 			p.stats.FramesOut++
-			p.stats.BytesOut += uint64(n)
+			p.stats.BytesOut += uint64(len(out))
 		}
 		return
 	}
 	for _, p := range e.peers {
 		p.stats.FramesOut++
-		p.stats.BytesOut += uint64(n)
+		p.stats.BytesOut += uint64(len(out))
 	}
 }
 

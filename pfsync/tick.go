@@ -9,8 +9,6 @@ import "time"
 // transfers their token bucket, anti-entropy its digest and tombstone
 // scan.
 func (e *Engine) tick(now time.Time) time.Time {
-	e.batchBegin()
-	defer e.batchEnd()
 	w := wakeup{next: now.Add(e.cfg.Heartbeat)}
 	if e.flushDue(now) {
 		e.flushLocked(now)

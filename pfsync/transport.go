@@ -44,27 +44,3 @@ type Transport interface {
 	Receive() (Datagram, error)
 	Close() error
 }
-
-// BatchSender is an optional interface of a Transport that can send
-// several frames in one call, in fewer system calls than one Send each
-// (pfsync/udp: sendmmsg). The engine uses it when it has several frames
-// ready at once: the frames of one flush, the bulk frames its token
-// bucket lets out together, the retransmissions an ack asks for, and
-// whatever else one timer run or one received frame makes it send. A
-// Transport without it gets one Send per frame.
-//
-// Contract: SendBatch sends each frame as Send would (same
-// destinations, MTU check and best-effort delivery), in order, and sets
-// each frame's Err to what Send would have returned for it (nil when it
-// was sent). It does not retain the slice or the frames after it
-// returns. It may be called concurrently with Send and Receive.
-type BatchSender interface {
-	SendBatch(frames []Outgoing)
-}
-
-// Outgoing is one frame of a BatchSender.SendBatch call.
-type Outgoing struct {
-	To    NodeID // a peer, or Broadcast
-	Frame []byte
-	Err   error // set by SendBatch
-}

@@ -51,17 +51,13 @@
 //
 // # System calls
 //
-// Both transports implement pfsync.BatchSender: SendBatch hands several
-// frames to the kernel in one sendmmsg system call (x/net's
-// ipv4.PacketConn and ipv6.PacketConn WriteBatch), and Unicast sends a
-// pfsync.Broadcast frame to several peers in one sendmmsg too, where it
-// made one sendto per peer. A call the kernel ends short is continued;
-// a datagram it refuses is counted in Stats.SendErrors and reported in
-// the error of its frame (naming the peer, as Send does), and the
-// datagrams after it are still sent. Outside Linux, x/net sends one
-// datagram per call, so the result is the same with more calls. Receive
-// still reads one datagram per system call: the receiver owns each
-// datagram's buffer, so a recvmmsg batch would save only the call.
+// Each datagram is one sendto and one recvfrom system call; a Broadcast
+// frame is one sendto per peer. Sending the datagrams of a Broadcast, or
+// the several frames the engine has ready at once (a bulk sync, the
+// retransmissions an ack asks for), in one sendmmsg (x/net's WriteBatch)
+// was measured and saved no CPU: the kernel's work per datagram dominates,
+// and WriteBatch costs more than the system calls it saves (BENCHMARKS.md,
+// "sendmmsg measured").
 //
 // # MTU
 //

@@ -71,8 +71,6 @@ type Multicast struct {
 	// addresses of the peers.
 	sources []netip.Prefix
 	stats   counters
-	batch   batch    // SendBatch
-	groupSA net.Addr // group as a socket address, built once for sendmmsg
 
 	closeOnce sync.Once
 	closeErr  error
@@ -81,14 +79,10 @@ type Multicast struct {
 // mcastPeers are a Multicast's listed peers.
 type mcastPeers struct {
 	peers map[pfsync.NodeID]netip.AddrPort
-	sas   map[pfsync.NodeID]net.Addr // peers as socket addresses, for sendmmsg
 	byIP  map[netip.Addr]pfsync.NodeID
 }
 
-var (
-	_ pfsync.Transport   = (*Multicast)(nil)
-	_ pfsync.BatchSender = (*Multicast)(nil)
-)
+var _ pfsync.Transport = (*Multicast)(nil)
 
 // NewMulticast validates cfg, opens the socket bound to the interface, sets
 // TTL (hop limit) 255 for multicast and unicast, turns multicast loopback and
@@ -149,8 +143,6 @@ func NewMulticast(cfg MulticastConfig) (*Multicast, error) {
 		return nil, fmt.Errorf("udp: listen on %s port %d: %w", ifi.Name, port, err)
 	}
 	m.conn = pc.(*net.UDPConn)
-	m.batch.w = newBatchWriter(m.conn, m.v6)
-	m.groupSA = net.UDPAddrFromAddrPort(m.group)
 	if err := setReadBuffer(m.conn, rbuf); err != nil {
 		return nil, errors.Join(err, m.conn.Close())
 	}
@@ -164,7 +156,6 @@ func NewMulticast(cfg MulticastConfig) (*Multicast, error) {
 func (m *Multicast) peerTable(field string, peers map[pfsync.NodeID]netip.Addr) (*mcastPeers, error) {
 	t := &mcastPeers{
 		peers: make(map[pfsync.NodeID]netip.AddrPort, len(peers)),
-		sas:   make(map[pfsync.NodeID]net.Addr, len(peers)),
 		byIP:  make(map[netip.Addr]pfsync.NodeID, len(peers)),
 	}
 	// In node id order, so that the error for a duplicate address names
@@ -183,7 +174,6 @@ func (m *Multicast) peerTable(field string, peers map[pfsync.NodeID]netip.Addr) 
 			return nil, fmt.Errorf("udp: %s[%d] %v is also the address of node %d", field, id, a, other)
 		}
 		t.peers[id] = netip.AddrPortFrom(withLinkZone(a.WithZone(""), m.ifi), m.group.Port())
-		t.sas[id] = net.UDPAddrFromAddrPort(t.peers[id])
 		t.byIP[peerKey(a)] = id
 	}
 	return t, nil
@@ -318,7 +308,7 @@ func (m *Multicast) Group() netip.AddrPort { return m.group }
 // Config.Peers.
 func (m *Multicast) Send(to pfsync.NodeID, frame []byte) error {
 	if len(frame) > m.mtu {
-		return errOversize(len(frame), m.mtu)
+		return fmt.Errorf("udp: %d-byte frame exceeds MTU %d", len(frame), m.mtu)
 	}
 	dst := m.group
 	if ap, ok := m.peers.Load().peers[to]; ok && to != pfsync.Broadcast {
@@ -330,32 +320,6 @@ func (m *Multicast) Send(to pfsync.NodeID, frame []byte) error {
 	}
 	m.stats.sent.Add(1)
 	return nil
-}
-
-// SendBatch sends frames as Send would send each, in order, in as few
-// sendmmsg system calls as the kernel allows (Linux; elsewhere one call
-// per datagram), and sets each frame's Err (pfsync.BatchSender).
-func (m *Multicast) SendBatch(frames []pfsync.Outgoing) {
-	t := m.peers.Load()
-	m.batch.mu.Lock()
-	defer m.batch.mu.Unlock()
-	for i := range frames {
-		f := &frames[i]
-		f.Err = nil
-		if len(f.Frame) > m.mtu {
-			f.Err = errOversize(len(f.Frame), m.mtu)
-			continue
-		}
-		if ap, ok := t.peers[f.To]; ok && f.To != pfsync.Broadcast {
-			m.batch.add(i, 0, ap, t.sas[f.To], f.Frame)
-			continue
-		}
-		m.batch.add(i, 0, m.group, m.groupSA, f.Frame)
-	}
-	m.batch.write(&m.stats)
-	for _, fl := range m.batch.fails {
-		joinInto(&frames[fl.frame].Err, fl.error())
-	}
 }
 
 // Receive returns the next datagram that arrived on the sync interface with

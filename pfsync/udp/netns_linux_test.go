@@ -159,52 +159,6 @@ func TestNetnsMulticast(t *testing.T) {
 	}
 }
 
-// TestNetnsMulticastSendBatch sends several frames in one SendBatch: to
-// the group and to a listed peer by unicast, in order, with TTL 255 (the
-// receiver drops anything else), and refuses an oversize one.
-func TestNetnsMulticastSendBatch(t *testing.T) {
-	for _, f := range families() {
-		t.Run(f.name, func(t *testing.T) {
-			nsA, nsB := twoNodes(t, f)
-			addrA, addrB := f.addrs[0].Addr(), f.addrs[1].Addr()
-			if f.group.Is6() {
-				addrA, addrB = linkLocal(t, nsA), linkLocal(t, nsB)
-			}
-			a := multicastIn(t, nsA, f, map[pfsync.NodeID]netip.Addr{2: addrB})
-			b := multicastIn(t, nsB, f, map[pfsync.NodeID]netip.Addr{1: addrA})
-			startReceiver(t, a)
-			rb := startReceiver(t, b)
-			frames := []pfsync.Outgoing{
-				{To: pfsync.Broadcast, Frame: []byte("g1")},
-				{To: 2, Frame: []byte("u2")},
-				{To: pfsync.Broadcast, Frame: make([]byte, a.MTU()+1)},
-				{To: pfsync.Broadcast, Frame: []byte("g3")},
-			}
-			a.SendBatch(frames)
-			if frames[0].Err != nil || frames[1].Err != nil || frames[2].Err == nil || frames[3].Err != nil {
-				t.Fatalf("Err = %v, %v, %v, %v; want only the oversize frame refused", frames[0].Err, frames[1].Err, frames[2].Err, frames[3].Err)
-			}
-			var got []string
-			for range 3 {
-				d := rb.next(t)
-				if d.From != 1 {
-					t.Errorf("datagram from %d, want 1", d.From)
-				}
-				got = append(got, string(d.Payload))
-			}
-			if diff := cmp.Diff([]string{"g1", "u2", "g3"}, got); diff != "" {
-				t.Errorf("b received (-want +got):\n%s", diff)
-			}
-			if diff := cmp.Diff(Stats{Sent: 3}, a.Stats()); diff != "" {
-				t.Errorf("a stats (-want +got):\n%s", diff)
-			}
-			if diff := cmp.Diff(Stats{Received: 3}, b.Stats()); diff != "" {
-				t.Errorf("b stats (-want +got):\n%s", diff)
-			}
-		})
-	}
-}
-
 // TestNetnsMulticastBadTTL: a datagram sent to the group with TTL (hop
 // limit) 64, as from a router or a host off the link, is dropped and counted;
 // the same datagram with 255 is delivered.

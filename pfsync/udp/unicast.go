@@ -46,7 +46,6 @@ type Unicast struct {
 	mtu   int
 	peers atomic.Pointer[peerTable]
 	stats counters
-	batch batch // Broadcast to several peers, and SendBatch
 
 	closeOnce sync.Once
 	closeErr  error
@@ -57,16 +56,11 @@ type Unicast struct {
 type peerTable struct {
 	peers map[pfsync.NodeID]netip.AddrPort
 	order []pfsync.NodeID // Broadcast sends in this order
-	sas   []net.Addr      // the socket address of order[i], built once for sendmmsg
-	saOf  map[pfsync.NodeID]net.Addr
 	byAP  map[netip.AddrPort]pfsync.NodeID
 	byIP  map[netip.Addr]pfsync.NodeID // only addresses used by one peer
 }
 
-var (
-	_ pfsync.Transport   = (*Unicast)(nil)
-	_ pfsync.BatchSender = (*Unicast)(nil)
-)
+var _ pfsync.Transport = (*Unicast)(nil)
 
 // NewUnicast validates cfg and opens the socket.
 func NewUnicast(cfg UnicastConfig) (*Unicast, error) {
@@ -99,7 +93,6 @@ func NewUnicast(cfg UnicastConfig) (*Unicast, error) {
 		return nil, fmt.Errorf("udp: listen on %v (interface %q): %w", cfg.Local, cfg.Interface, err)
 	}
 	u.conn = pc.(*net.UDPConn)
-	u.batch.w = newBatchWriter(u.conn, v6)
 	if err := setReadBuffer(u.conn, rbuf); err != nil {
 		return nil, errors.Join(err, u.conn.Close())
 	}
@@ -115,7 +108,6 @@ func (u *Unicast) peerTable(field string, peers map[pfsync.NodeID]netip.AddrPort
 		peers: make(map[pfsync.NodeID]netip.AddrPort, len(peers)),
 		byAP:  make(map[netip.AddrPort]pfsync.NodeID, len(peers)),
 		byIP:  make(map[netip.Addr]pfsync.NodeID, len(peers)),
-		saOf:  make(map[pfsync.NodeID]net.Addr, len(peers)),
 	}
 	// In node id order, so that the error for a duplicate address names
 	// the same node every time.
@@ -137,9 +129,6 @@ func (u *Unicast) peerTable(field string, peers map[pfsync.NodeID]netip.AddrPort
 		}
 		t.peers[id] = netip.AddrPortFrom(a, ap.Port())
 		t.order = append(t.order, id)
-		sa := net.UDPAddrFromAddrPort(t.peers[id])
-		t.sas = append(t.sas, sa)
-		t.saOf[id] = sa
 		t.byAP[netip.AddrPortFrom(peerKey(a), ap.Port())] = id
 		ipCount[peerKey(a)]++
 		t.byIP[peerKey(a)] = id
@@ -183,73 +172,33 @@ func (u *Unicast) LocalAddr() netip.AddrPort {
 func (u *Unicast) MTU() int { return u.mtu }
 
 // Send transmits frame to peer to, or to every peer when to is
-// pfsync.Broadcast: to several peers in one sendmmsg system call (Linux;
-// elsewhere one call each). A failure towards one peer does not stop the
-// others; the error joins every failure.
+// pfsync.Broadcast. A failure towards one peer does not stop the others;
+// the error joins every failure.
 func (u *Unicast) Send(to pfsync.NodeID, frame []byte) error {
 	if len(frame) > u.mtu {
-		return errOversize(len(frame), u.mtu)
+		return fmt.Errorf("udp: %d-byte frame exceeds MTU %d", len(frame), u.mtu)
 	}
 	t := u.peers.Load()
 	if to != pfsync.Broadcast {
 		ap, ok := t.peers[to]
 		if !ok {
-			return errNoPeer(to)
+			return fmt.Errorf("udp: no peer with node id %d", to)
 		}
 		return u.sendTo(to, ap, frame)
 	}
-	if len(t.order) == 1 {
-		return u.sendTo(t.order[0], t.peers[t.order[0]], frame)
-	}
-	u.batch.mu.Lock()
-	defer u.batch.mu.Unlock()
-	for i, id := range t.order {
-		u.batch.add(0, id, t.peers[id], t.sas[i], frame)
-	}
-	u.batch.write(&u.stats)
-	var err error
-	for _, f := range u.batch.fails {
-		joinInto(&err, f.error())
-	}
-	return err
-}
-
-// SendBatch sends frames as Send would send each, in order, in as few
-// sendmmsg system calls as the kernel allows (Linux; elsewhere one call
-// per datagram), and sets each frame's Err (pfsync.BatchSender).
-func (u *Unicast) SendBatch(frames []pfsync.Outgoing) {
-	t := u.peers.Load()
-	u.batch.mu.Lock()
-	defer u.batch.mu.Unlock()
-	for i := range frames {
-		f := &frames[i]
-		f.Err = nil
-		switch {
-		case len(f.Frame) > u.mtu:
-			f.Err = errOversize(len(f.Frame), u.mtu)
-		case f.To == pfsync.Broadcast:
-			for j, id := range t.order {
-				u.batch.add(i, id, t.peers[id], t.sas[j], f.Frame)
-			}
-		default:
-			ap, ok := t.peers[f.To]
-			if !ok {
-				f.Err = errNoPeer(f.To)
-				continue
-			}
-			u.batch.add(i, f.To, ap, t.saOf[f.To], f.Frame)
+	var errs []error
+	for _, id := range t.order {
+		if err := u.sendTo(id, t.peers[id], frame); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	u.batch.write(&u.stats)
-	for _, fl := range u.batch.fails {
-		joinInto(&frames[fl.frame].Err, fl.error())
-	}
+	return errors.Join(errs...)
 }
 
 func (u *Unicast) sendTo(id pfsync.NodeID, ap netip.AddrPort, frame []byte) error {
 	if _, err := u.conn.WriteToUDPAddrPort(frame, ap); err != nil {
 		u.stats.sendErrors.Add(1)
-		return batchFail{batchDest{id: id, ap: ap}, err}.error()
+		return fmt.Errorf("udp: send to node %d at %v: %w", id, ap, err)
 	}
 	u.stats.sent.Add(1)
 	return nil
