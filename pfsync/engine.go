@@ -380,8 +380,8 @@ func (e *Engine) forget(id record.ID, ent entry) {
 	e.changed(id)
 }
 
-// enqueue applies op to id's slot and arranges the flush: at once when a
-// frame's worth is queued, else after FlushDelay.
+// enqueue applies op to id's slot and arranges the flush: the full frames
+// at once when a frame's worth is queued, the rest after FlushDelay.
 func (e *Engine) enqueue(id record.ID, o op, announced bool, size int, now time.Time) {
 	if !e.sender.enqueue(id, o, announced, size+2, e.cfg.MaxPending) {
 		e.stats.QueueDrops++
@@ -390,12 +390,17 @@ func (e *Engine) enqueue(id record.ID, o op, announced bool, size int, now time.
 	if e.q.len() == 0 || !e.started {
 		return
 	}
-	if e.q.bytes >= e.mtu-wire.HeaderLen-wire.SectionHeaderLen {
-		e.flushLocked(now)
-		return
+	if e.q.bytes >= e.frameWorth() {
+		e.flushFull(now)
+		if !e.pending() {
+			return
+		}
 	}
 	e.scheduleFlush(now.Add(e.cfg.FlushDelay))
 }
+
+// frameWorth is the size of the queued elements that fills a frame.
+func (e *Engine) frameWorth() int { return e.mtu - wire.HeaderLen - wire.SectionHeaderLen }
 
 // scheduleFlush makes the queued elements leave no later than at.
 func (e *Engine) scheduleFlush(at time.Time) { e.wakeBy(e.flushBy(at)) }

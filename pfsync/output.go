@@ -26,6 +26,20 @@ func (e *Engine) flushLocked(now time.Time) {
 	e.flushed()
 }
 
+// flushFull sends the frames the queue fills and leaves the rest queued
+// for the planned flush. The change that brings the queue to a frame's
+// worth seldom fits the frame the others fill: sent at once, it would
+// leave alone in a frame of its own, one such frame for every full one in
+// a storm of new records.
+func (e *Engine) flushFull(now time.Time) {
+	for e.pending() && e.q.bytes >= e.frameWorth() {
+		if !e.sendSequenced(now) {
+			break
+		}
+	}
+	e.flushed()
+}
+
 // sendSequenced builds and sends one frame of queued elements. It reports
 // whether it made progress.
 func (e *Engine) sendSequenced(now time.Time) bool {

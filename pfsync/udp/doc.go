@@ -49,6 +49,16 @@
 // same link sends IP protocol 240 to the same group, which a UDP socket
 // never receives.
 //
+// # System calls
+//
+// Each datagram is one sendto and one recvfrom system call; a Broadcast
+// frame is one sendto per peer. Sending the datagrams of a Broadcast, or
+// the several frames the engine has ready at once (a bulk sync, the
+// retransmissions an ack asks for), in one sendmmsg (x/net's WriteBatch)
+// was measured and saved no CPU: the kernel's work per datagram dominates,
+// and WriteBatch costs more than the system calls it saves (BENCHMARKS.md,
+// "sendmmsg measured").
+//
 // # MTU
 //
 // MTU defaults to what fits a 1500-byte link without fragmentation: 1472
