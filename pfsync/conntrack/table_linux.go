@@ -195,6 +195,9 @@ func (b *Backend) finish(p *pendingWrite, how writeOutcome, err error) (writeOut
 		return 0, err
 	}
 	t.written(p.reg)
+	if b.newLeft && (how == wroteCreated || how == wroteRecreated) {
+		t.noEcho(p.reg)
+	}
 	t.count(func(s *Stats) {
 		switch how {
 		case wroteCreated:
@@ -361,7 +364,10 @@ func (b *Backend) releaseParked(master flowKey) {
 // current one, so a commit costs a few system calls per hundred flows
 // instead of two per flow and overlaps this process's work with the
 // kernel's; every flow still gets its own result, and an entry that exists
-// already (EEXIST) is updated as by Insert.
+// already (EEXIST) is updated as by Insert. While a large commit runs, the
+// watcher receives no NEW events (see the package documentation): the
+// kernel builds none for the creates, and the flows traffic creates
+// meanwhile are reported afterwards.
 func (b *Backend) Commit(ctx context.Context, recs []record.Record) (CommitResult, error) {
 	return b.commit(ctx, recs, nil)
 }
@@ -377,6 +383,9 @@ func (b *Backend) CommitBatch(ctx context.Context, recs []record.Record, errs []
 // commit is Commit; outcome, if not nil, receives each record's error.
 func (b *Backend) commit(ctx context.Context, recs []record.Record, outcome []error) (CommitResult, error) {
 	start := time.Now()
+	if b.pauseNew(len(recs)) {
+		defer b.resumeNew()
+	}
 	var res CommitResult
 	var errs []error
 	isRelated := func(r *record.Record) bool {

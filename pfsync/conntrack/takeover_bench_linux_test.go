@@ -30,10 +30,11 @@ import (
 // listener, it does not but another socket listens to the kernel's NEW
 // events and drops them unread (conntrackd or conntrack -E would), so the
 // kernel builds an event for every create. The figures are the time from
-// the calls to their return and the CPU time the process used meanwhile
-// (the log splits it into user and system time).
-// CONNTRACK_BENCH_CPUPROFILE=file writes a CPU profile of the commit alone
-// (startBenchProfile).
+// the calls to their return and the CPU time the process used meanwhile;
+// with the watcher, the log also says how long after the commit the
+// watcher had caught up with the flows created during it (catchUpNew) and
+// the CPU time used meanwhile. CONNTRACK_BENCH_CPUPROFILE=file writes a
+// CPU profile of the commit alone (startBenchProfile).
 func BenchmarkTakeoverWatched(b *testing.B) {
 	n := 100000
 	if s := os.Getenv("CONNTRACK_BENCH_RECORDS"); s != "" {
@@ -76,7 +77,9 @@ func benchTakeoverLarge(b *testing.B, n int, mode string) {
 				b.Fatal(err)
 			}
 		}
+		var caught <-chan struct{}
 		if watch {
+			caught = catchUpSignal(be)
 			if err := be.Start(backup); err != nil {
 				b.Fatal(err)
 			}
@@ -127,6 +130,17 @@ func benchTakeoverLarge(b *testing.B, n int, mode string) {
 		b.Logf("%d records in %v, CPU %v (user %v, system %v); watcher: %d events, %d echoes, %d overruns, %d resyncs", n, took.Round(time.Millisecond), cpu.Round(time.Millisecond),
 			usr.Round(time.Millisecond), sys.Round(time.Millisecond),
 			st.Events, st.Echoes, st.Overruns, st.Resyncs)
+		if caught != nil {
+			select {
+			case <-caught:
+			case <-time.After(30 * time.Second):
+				b.Fatal("the watcher did not catch up within 30 s of the commit")
+			}
+			after := time.Since(start) - took
+			u, s := processUsage(b)
+			b.Logf("caught up %v after the commit, CPU %v meanwhile (user %v, system %v)", after.Round(time.Millisecond),
+				(u + s - usr1 - sys1).Round(time.Millisecond), (u - usr1).Round(time.Millisecond), (s - sys1).Round(time.Millisecond))
+		}
 		if lis != nil {
 			lis.Close()
 		}
@@ -138,6 +152,20 @@ func benchTakeoverLarge(b *testing.B, n int, mode string) {
 	b.ReportMetric(float64(n*b.N)/total.Seconds(), "records/s")
 	b.ReportMetric(total.Seconds()/float64(b.N), "s/commit")
 	b.ReportMetric(totalCPU.Seconds()/float64(b.N), "cpu_s/commit")
+}
+
+// catchUpSignal returns a channel that receives when be's watcher has
+// caught up with the flows created during a commit (catchUpNew); call it
+// before Start.
+func catchUpSignal(be *Backend) <-chan struct{} {
+	c := make(chan struct{}, 1)
+	be.onCatchUp = func() {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+	return c
 }
 
 // processCPU returns the CPU time (user and system, every thread) the
