@@ -43,7 +43,7 @@
 //     watcher reads no echo of them. Flows that traffic creates meanwhile
 //     are reported by their first UPDATE event (a reply, the handshake)
 //     or, if they have had no reply yet, by a dump of the unreplied flows
-//     once the socket has joined the group again, 100 ms after the last
+//     once the socket has joined the group again, 250 ms after the last
 //     commit.
 //
 // A flow this node created is kept up to date the same way when a peer

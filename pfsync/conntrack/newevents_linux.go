@@ -29,9 +29,14 @@ import (
 // the exception: the next resync reports them.
 
 // newRejoinDelay is how long the event socket stays out of the NEW group
-// after the last commit ended: longer than the gap between two batches
-// of one takeover commit, as long as the engine's default flush delay.
-const newRejoinDelay = 100 * time.Millisecond
+// after the last commit ended: far longer than the gap between two
+// batches of one takeover commit, also on a loaded machine (a commit that
+// starts after the socket joined again finds the tracker holding the
+// earlier batches' flows and may not qualify, and its creates then come
+// back as events), and short enough that the unreplied flows created
+// meanwhile reach the peers soon after (the replied ones are reported by
+// their events at once).
+const newRejoinDelay = 250 * time.Millisecond
 
 // A commit leaves the NEW group only when it is large, both in itself and
 // next to the flows the tracker holds (about the kernel table's size): the
