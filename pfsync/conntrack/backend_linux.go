@@ -64,14 +64,24 @@ type Backend struct {
 	ownStrict []flowKey
 	deferred  []action
 
+	// Commits in progress, whether the event socket has left the NEW
+	// group for them and when the last one ended (injMu; see pauseNew).
+	// commitDone tells the watcher that the last commit ended.
+	commits    int
+	newLeft    bool
+	commitEnd  time.Time
+	commitDone chan struct{}
+
 	lossResync time.Duration       // minLossResync; tests shorten it
 	wrapDump   func(dumper) dumper // tests only: wraps the dump socket in Start
+	onCatchUp  func()              // tests only: called when catchUpNew is done
 }
 
 // dumper is the socket the watcher dumps the table and reads the
 // kernel's statistics with: a *ct.Conn, or a fake in tests.
 type dumper interface {
 	Dump(*ct.DumpOptions) ([]ct.Flow, error)
+	DumpFilter(ct.Filter, *ct.DumpOptions) ([]ct.Flow, error)
 	Stats() ([]ct.Stats, error)
 	Close() error
 }
@@ -120,6 +130,7 @@ func newBackendConn(cfg Config, c *netlink.Conn, tmo timeouts) *Backend {
 		parked:     make(map[flowKey][]record.Record),
 		done:       make(chan struct{}),
 		resyncReq:  make(chan chan error),
+		commitDone: make(chan struct{}, 1),
 		lossResync: minLossResync,
 	}
 }
@@ -298,12 +309,14 @@ const minLossResync = time.Second
 func (b *Backend) process(items <-chan item) {
 	defer b.wg.Done()
 	var (
-		cur    ct.Flow          // the flow of the event being handled
-		last   time.Time        // end of the last resync
-		retry  *time.Timer      // a postponed loss resync
-		retryC <-chan time.Time // retry's channel while armed
-		own    *time.Timer      // the pending BE_LIBERAL writes' deadline
-		ownC   <-chan time.Time // own's channel while armed
+		cur     ct.Flow          // the flow of the event being handled
+		last    time.Time        // end of the last resync
+		retry   *time.Timer      // a postponed loss resync
+		retryC  <-chan time.Time // retry's channel while armed
+		own     *time.Timer      // the pending BE_LIBERAL writes' deadline
+		ownC    <-chan time.Time // own's channel while armed
+		rejoin  *time.Timer      // rejoining the NEW group after commits
+		rejoinC <-chan time.Time // rejoin's channel while armed
 	)
 	flush := func() {
 		if own != nil {
@@ -351,6 +364,9 @@ func (b *Backend) process(items <-chan item) {
 		if own != nil {
 			own.Stop()
 		}
+		if rejoin != nil {
+			rejoin.Stop()
+		}
 	}()
 	for {
 		select {
@@ -393,6 +409,18 @@ func (b *Backend) process(items <-chan item) {
 		case <-retryC:
 			flush()
 			logged("lost events")
+		case <-b.commitDone:
+			if rejoin == nil {
+				rejoin = time.NewTimer(newRejoinDelay)
+				rejoinC = rejoin.C
+			}
+		case <-rejoinC:
+			rejoin, rejoinC = nil, nil
+			flush()
+			if wait := b.rejoinNew(); wait > 0 {
+				rejoin = time.NewTimer(wait)
+				rejoinC = rejoin.C
+			}
 		case reply := <-b.resyncReq:
 			flush()
 			reply <- resync("requested")

@@ -471,6 +471,9 @@ type fakeDumper struct {
 
 func (d *fakeDumper) Dump(*ct.DumpOptions) ([]ct.Flow, error) { return nil, nil }
 func (d *fakeDumper) Close() error                            { return nil }
+func (d *fakeDumper) DumpFilter(ct.Filter, *ct.DumpOptions) ([]ct.Flow, error) {
+	return nil, nil
+}
 func (d *fakeDumper) Stats() ([]ct.Stats, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/gocarp/gocarp/pfsync/record"
@@ -134,8 +135,10 @@ func (b *Backend) prepare(rec *record.Record) (pendingWrite, bool, error) {
 			"orig", rec.Key.Orig.Src.String()+" -> "+rec.Key.Orig.Dst.String())
 		return pendingWrite{refused: true}, true, nil
 	}
-	if j, ok := b.t.conflicting(rec, time.Now()); ok {
-		rec = &j
+	now := time.Now()
+	if j, ok := b.t.conflicting(rec, now); ok {
+		joined := j // on the heap only when there is a conflict
+		rec = &joined
 	}
 	f, err := recordToFlow(rec)
 	if err != nil {
@@ -157,7 +160,7 @@ func (b *Backend) prepare(rec *record.Record) (pendingWrite, bool, error) {
 	if b.t.current(key, &canon) {
 		return pendingWrite{current: true}, true, nil
 	}
-	reg, ok := b.t.register(key, canon, time.Now())
+	reg, ok := b.t.register(key, canon, now)
 	if !ok {
 		return pendingWrite{}, false, nil
 	}
@@ -195,6 +198,9 @@ func (b *Backend) finish(p *pendingWrite, how writeOutcome, err error) (writeOut
 		return 0, err
 	}
 	t.written(p.reg)
+	if b.newLeft && (how == wroteCreated || how == wroteRecreated) {
+		t.noEcho(p.reg)
+	}
 	t.count(func(s *Stats) {
 		switch how {
 		case wroteCreated:
@@ -361,7 +367,10 @@ func (b *Backend) releaseParked(master flowKey) {
 // current one, so a commit costs a few system calls per hundred flows
 // instead of two per flow and overlaps this process's work with the
 // kernel's; every flow still gets its own result, and an entry that exists
-// already (EEXIST) is updated as by Insert.
+// already (EEXIST) is updated as by Insert. While a large commit runs, the
+// watcher receives no NEW events (see the package documentation): the
+// kernel builds none for the creates, and the flows traffic creates
+// meanwhile are reported afterwards.
 func (b *Backend) Commit(ctx context.Context, recs []record.Record) (CommitResult, error) {
 	return b.commit(ctx, recs, nil)
 }
@@ -374,9 +383,43 @@ func (b *Backend) CommitBatch(ctx context.Context, recs []record.Record, errs []
 	b.commit(ctx, recs, errs)
 }
 
+// commitSlot is one of the two batches a commit has in hand (see commit).
+type commitSlot struct {
+	batch []*record.Record
+	at    []int // batch[k] is recs[at[k]]
+	how   []writeOutcome
+	berr  []error
+	pb    preparedBatch
+}
+
+// reset drops what sl refers to of the commit that used it.
+func (sl *commitSlot) reset() {
+	clear(sl.batch[:cap(sl.batch)])
+	clear(sl.berr)
+	clear(sl.pb.ps)
+	sl.batch, sl.at = sl.batch[:0], sl.at[:0]
+	sl.pb.ps, sl.pb.at, sl.pb.how, sl.pb.errs = sl.pb.ps[:0], sl.pb.at[:0], nil, nil
+}
+
+// commitSlotPool keeps the slots between commits: a takeover commit is a
+// hundred CommitBatch calls, and a slot's pendingWrites alone take 128 KB.
+var commitSlotPool = sync.Pool{New: func() any {
+	var slots [2]commitSlot
+	for i := range slots {
+		slots[i] = commitSlot{
+			batch: make([]*record.Record, 0, commitBatch), at: make([]int, 0, commitBatch),
+			how: make([]writeOutcome, commitBatch), berr: make([]error, commitBatch),
+		}
+	}
+	return &slots
+}}
+
 // commit is Commit; outcome, if not nil, receives each record's error.
 func (b *Backend) commit(ctx context.Context, recs []record.Record, outcome []error) (CommitResult, error) {
 	start := time.Now()
+	if b.pauseNew(len(recs)) {
+		defer b.resumeNew()
+	}
 	var res CommitResult
 	var errs []error
 	isRelated := func(r *record.Record) bool {
@@ -388,23 +431,16 @@ func (b *Backend) commit(ctx context.Context, recs []record.Record, outcome []er
 	// (this process's work, which needs no injMu), so on a machine with two
 	// cores the two overlap. The writes themselves stay one at a time and
 	// in order.
-	type slot struct {
-		batch []*record.Record
-		at    []int // batch[k] is recs[at[k]]
-		how   []writeOutcome
-		berr  []error
-		pb    preparedBatch
-	}
-	var slots [2]slot
-	for i := range slots {
-		slots[i] = slot{
-			batch: make([]*record.Record, 0, commitBatch), at: make([]int, 0, commitBatch),
-			how: make([]writeOutcome, commitBatch), berr: make([]error, commitBatch),
+	slots := commitSlotPool.Get().(*[2]commitSlot)
+	defer func() {
+		for i := range slots {
+			slots[i].reset()
 		}
-	}
-	cur := 0                    // the slot being filled
-	var writing chan struct{}   // closed when the other slot's write is done; nil if none
-	account := func(sl *slot) { // with the slot's write done
+		commitSlotPool.Put(slots)
+	}()
+	cur := 0                          // the slot being filled
+	var writing chan struct{}         // closed when the other slot's write is done; nil if none
+	account := func(sl *commitSlot) { // with the slot's write done
 		for i := range sl.batch {
 			if outcome != nil {
 				outcome[sl.at[i]] = sl.berr[i]

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"testing"
@@ -12,7 +14,10 @@ import (
 
 	"github.com/gocarp/gocarp/pfsync"
 	"github.com/gocarp/gocarp/pfsync/pfsynctest"
+	"github.com/mdlayher/netlink"
 	ct "github.com/ti-mo/conntrack"
+	"github.com/ti-mo/netfilter"
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,10 +25,16 @@ import (
 // the external cache: PrepareTakeover of CONNTRACK_BENCH_RECORDS (default
 // 100,000) records an engine with CommitOnTakeover received from a peer,
 // called by two goroutines at once (fwpair's LAN and WAN groups take over
-// together), into a namespace's kernel table whose backend watcher runs
-// (Start: every create comes back as a NEW event the watcher reads and
-// recognises as the echo of the injection). The figures are the time from
-// the calls to their return and the CPU time the process used meanwhile.
+// together), into a namespace's kernel table. The sub-benchmarks: watched,
+// the backend's watcher runs (Start), as in fwpair; unwatched, it does not;
+// listener, it does not but another socket listens to the kernel's NEW
+// events and drops them unread (conntrackd or conntrack -E would), so the
+// kernel builds an event for every create. The figures are the time from
+// the calls to their return and the CPU time the process used meanwhile;
+// with the watcher, the log also says how long after the commit the
+// watcher had caught up with the flows created during it (catchUpNew) and
+// the CPU time used meanwhile. CONNTRACK_BENCH_CPUPROFILE=file writes a
+// CPU profile of the commit alone (startBenchProfile).
 func BenchmarkTakeoverWatched(b *testing.B) {
 	n := 100000
 	if s := os.Getenv("CONNTRACK_BENCH_RECORDS"); s != "" {
@@ -33,17 +44,15 @@ func BenchmarkTakeoverWatched(b *testing.B) {
 		}
 		n = v
 	}
-	for _, watch := range []bool{true, false} {
-		name := "watched"
-		if !watch {
-			name = "unwatched"
-		}
-		b.Run(name, func(b *testing.B) { benchTakeoverLarge(b, n, watch) })
+	for _, mode := range []string{"watched", "unwatched", "listener"} {
+		b.Run(mode, func(b *testing.B) { benchTakeoverLarge(b, n, mode) })
 	}
 }
 
-func benchTakeoverLarge(b *testing.B, n int, watch bool) {
+func benchTakeoverLarge(b *testing.B, n int, mode string) {
+	watch := mode == "watched"
 	var total, totalCPU time.Duration
+	round := 0
 	for b.Loop() {
 		b.StopTimer()
 		be, err := New(Config{NetNS: benchNS(b)})
@@ -68,14 +77,32 @@ func benchTakeoverLarge(b *testing.B, n int, watch bool) {
 				b.Fatal(err)
 			}
 		}
+		var caught <-chan struct{}
 		if watch {
+			caught = catchUpSignal(be)
 			if err := be.Start(backup); err != nil {
 				b.Fatal(err)
 			}
 		}
+		var lis *netlink.Conn
+		if mode == "listener" {
+			lis, err = dialNetfilter(be.cfg.NetNS)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := lis.SetBPF([]bpf.RawInstruction{{Op: 0x06, K: 0}}); err != nil {
+				b.Fatal(err)
+			}
+			if err := lis.JoinGroup(uint32(netfilter.GroupCTNew)); err != nil {
+				b.Fatal(err)
+			}
+		}
 		replicate(b, owner, backup, n, 120*time.Second)
+		round++
+		stopProfile := startBenchProfile(b, round)
 		b.StartTimer()
-		start, cpu0 := time.Now(), processCPU(b)
+		start := time.Now()
+		usr0, sys0 := processUsage(b)
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		got, errs := 0, []error(nil)
@@ -90,17 +117,33 @@ func benchTakeoverLarge(b *testing.B, n int, watch bool) {
 		wg.Wait()
 		took := time.Since(start)
 		total += took
-		cpu := processCPU(b) - cpu0
+		usr1, sys1 := processUsage(b)
+		usr, sys := usr1-usr0, sys1-sys0
+		cpu := usr + sys
 		totalCPU += cpu
 		b.StopTimer()
+		stopProfile()
 		if err := errors.Join(errs...); err != nil || got != n {
 			b.Fatalf("PrepareTakeover = %d, %v; want %d", got, err, n)
 		}
-		// The echoes of the creates still arrive; wait for them, so the
-		// next round starts clean and the count says the watcher kept up.
 		st := be.Stats()
-		b.Logf("%d records in %v, CPU %v; watcher: %d events, %d echoes, %d overruns, %d resyncs", n, took.Round(time.Millisecond), cpu.Round(time.Millisecond),
+		b.Logf("%d records in %v, CPU %v (user %v, system %v); watcher: %d events, %d echoes, %d overruns, %d resyncs", n, took.Round(time.Millisecond), cpu.Round(time.Millisecond),
+			usr.Round(time.Millisecond), sys.Round(time.Millisecond),
 			st.Events, st.Echoes, st.Overruns, st.Resyncs)
+		if caught != nil {
+			select {
+			case <-caught:
+			case <-time.After(30 * time.Second):
+				b.Fatal("the watcher did not catch up within 30 s of the commit")
+			}
+			after := time.Since(start) - took
+			u, s := processUsage(b)
+			b.Logf("caught up %v after the commit, CPU %v meanwhile (user %v, system %v)", after.Round(time.Millisecond),
+				(u + s - usr1 - sys1).Round(time.Millisecond), (u - usr1).Round(time.Millisecond), (s - sys1).Round(time.Millisecond))
+		}
+		if lis != nil {
+			lis.Close()
+		}
 		owner.Close()
 		backup.Close()
 		be.Close()
@@ -111,14 +154,62 @@ func benchTakeoverLarge(b *testing.B, n int, watch bool) {
 	b.ReportMetric(totalCPU.Seconds()/float64(b.N), "cpu_s/commit")
 }
 
+// catchUpSignal returns a channel that receives when be's watcher has
+// caught up with the flows created during a commit (catchUpNew); call it
+// before Start.
+func catchUpSignal(be *Backend) <-chan struct{} {
+	c := make(chan struct{}, 1)
+	be.onCatchUp = func() {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+	return c
+}
+
 // processCPU returns the CPU time (user and system, every thread) the
 // process has used so far.
 func processCPU(b *testing.B) time.Duration {
+	usr, sys := processUsage(b)
+	return usr + sys
+}
+
+// processUsage returns the user and the system CPU time (every thread)
+// the process has used so far.
+func processUsage(b *testing.B) (usr, sys time.Duration) {
 	var ru unix.Rusage
 	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
 		b.Fatal(err)
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
+}
+
+// startBenchProfile starts a CPU profile into the file named by
+// CONNTRACK_BENCH_CPUPROFILE, if set, and returns the function that stops
+// it: a profile of the measured window alone, where -test.cpuprofile would
+// take in the set-up (replicating the records to the engine) too. The
+// sub-benchmark's name and the round are appended to the file name.
+func startBenchProfile(b *testing.B, round int) func() {
+	name := os.Getenv("CONNTRACK_BENCH_CPUPROFILE")
+	if name == "" {
+		return func() {}
+	}
+	name += "." + path.Base(b.Name()) + "." + strconv.Itoa(round)
+	f, err := os.Create(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 // BenchmarkObserveEcho measures the watcher's handling of the event that
