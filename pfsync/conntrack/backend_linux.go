@@ -64,13 +64,7 @@ type Backend struct {
 	ownStrict []flowKey
 	deferred  []action
 
-	// Commits in progress, whether the event socket has left the NEW
-	// group for them and when the last one ended (injMu; see pauseNew).
-	// commitDone tells the watcher that the last commit ended.
-	commits    int
-	newLeft    bool
-	commitEnd  time.Time
-	commitDone chan struct{}
+	pause newPause // the event socket out of the NEW group during large commits
 
 	lossResync time.Duration       // minLossResync; tests shorten it
 	wrapDump   func(dumper) dumper // tests only: wraps the dump socket in Start
@@ -130,7 +124,7 @@ func newBackendConn(cfg Config, c *netlink.Conn, tmo timeouts) *Backend {
 		parked:     make(map[flowKey][]record.Record),
 		done:       make(chan struct{}),
 		resyncReq:  make(chan chan error),
-		commitDone: make(chan struct{}, 1),
+		pause:      newPause{done: make(chan struct{}, 1)},
 		lossResync: minLossResync,
 	}
 }
@@ -409,7 +403,7 @@ func (b *Backend) process(items <-chan item) {
 		case <-retryC:
 			flush()
 			logged("lost events")
-		case <-b.commitDone:
+		case <-b.pause.done:
 			if rejoin == nil {
 				rejoin = time.NewTimer(newRejoinDelay)
 				rejoinC = rejoin.C

@@ -28,6 +28,14 @@ import (
 // program created through ctnetlink with SEEN_REPLY set in that window are
 // the exception: the next resync reports them.
 
+// newPause is the state of the NEW-group pause, under the Backend's injMu.
+type newPause struct {
+	commits int           // commits in progress (pauseNew to resumeNew)
+	left    bool          // the event socket is out of the NEW group
+	end     time.Time     // when the last commit ended
+	done    chan struct{} // tells the watcher that the last commit ended
+}
+
 // newRejoinDelay is how long the event socket stays out of the NEW group
 // after the last commit ended: far longer than the gap between two
 // batches of one takeover commit, also on a loaded machine (a commit that
@@ -63,8 +71,8 @@ func (b *Backend) pauseNew(n int) bool {
 	}
 	b.injMu.Lock()
 	defer b.injMu.Unlock()
-	b.commits++
-	if b.newLeft || n < pauseNewMin {
+	b.pause.commits++
+	if b.pause.left || n < pauseNewMin {
 		return true
 	}
 	b.t.mu.Lock()
@@ -78,7 +86,7 @@ func (b *Backend) pauseNew(n int) bool {
 		b.log.Debug("conntrack: leaving the NEW event group for a commit failed", "err", err)
 		return true
 	}
-	b.newLeft = true
+	b.pause.left = true
 	return true
 }
 
@@ -88,13 +96,13 @@ func (b *Backend) pauseNew(n int) bool {
 func (b *Backend) resumeNew() {
 	b.injMu.Lock()
 	defer b.injMu.Unlock()
-	b.commits--
-	if b.commits > 0 || !b.newLeft {
+	b.pause.commits--
+	if b.pause.commits > 0 || !b.pause.left {
 		return
 	}
-	b.commitEnd = time.Now()
+	b.pause.end = time.Now()
 	select {
-	case b.commitDone <- struct{}{}:
+	case b.pause.done <- struct{}{}:
 	default: // the watcher has been told already
 	}
 }
@@ -104,17 +112,17 @@ func (b *Backend) resumeNew() {
 // returns how long to wait before trying again, or 0 when done.
 func (b *Backend) rejoinNew() time.Duration {
 	b.injMu.Lock()
-	if b.commits > 0 || !b.newLeft {
+	if b.pause.commits > 0 || !b.pause.left {
 		b.injMu.Unlock()
 		return 0 // the running commit's end tells the watcher again
 	}
-	if wait := newRejoinDelay - time.Since(b.commitEnd); wait > 0 {
+	if wait := newRejoinDelay - time.Since(b.pause.end); wait > 0 {
 		b.injMu.Unlock()
 		return wait
 	}
 	err := b.events.JoinGroup(uint32(netfilter.GroupCTNew))
 	if err == nil {
-		b.newLeft = false
+		b.pause.left = false
 	}
 	b.injMu.Unlock()
 	if err != nil {

@@ -291,7 +291,7 @@ func TestSmallCommitKeepsEvents(t *testing.T) {
 	left := func() bool {
 		b.injMu.Lock()
 		defer b.injMu.Unlock()
-		return b.newLeft
+		return b.pause.left
 	}
 	recs := benchRecords(2 * pauseNewMin)
 	if res, err := b.Commit(context.Background(), recs[:pauseNewMin-1]); err != nil || res.Created != pauseNewMin-1 {

@@ -198,7 +198,7 @@ func (b *Backend) finish(p *pendingWrite, how writeOutcome, err error) (writeOut
 		return 0, err
 	}
 	t.written(p.reg)
-	if b.newLeft && (how == wroteCreated || how == wroteRecreated) {
+	if b.pause.left && (how == wroteCreated || how == wroteRecreated) {
 		t.noEcho(p.reg)
 	}
 	t.count(func(s *Stats) {
