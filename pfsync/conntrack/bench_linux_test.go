@@ -190,6 +190,36 @@ func BenchmarkInsertCurrent(b *testing.B) {
 // Insert per record, as before pfsync.BatchTable.
 type tableOnly struct{ pfsync.Table }
 
+// takeoverPair makes a backend in a benchmark namespace and starts two
+// engines on an in-memory network: an owner and a backup with
+// CommitOnTakeover whose Table is table(be). The caller closes all three.
+func takeoverPair(b *testing.B, table func(*Backend) pfsync.Table) (be *Backend, owner, backup *pfsync.Engine) {
+	b.Helper()
+	be, err := New(Config{NetNS: benchNS(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	network, err := pfsynctest.New(&pfsynctest.Config{MTU: 9000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	owner, err = pfsync.New(pfsync.Config{Node: 1, Transport: network.Attach(1), Insecure: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	backup, err = pfsync.New(pfsync.Config{Node: 2, Transport: network.Attach(2), Insecure: true,
+		Table: table(be), Commit: pfsync.CommitOnTakeover})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, e := range []*pfsync.Engine{owner, backup} {
+		if err := e.Start(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return be, owner, backup
+}
+
 // BenchmarkTakeover measures PrepareTakeover of 10,000 records an engine
 // with CommitOnTakeover received from a peer, into a namespace's kernel
 // table: through CommitBatch (batched netlink writes) and one Insert per
@@ -209,28 +239,7 @@ func BenchmarkTakeover(b *testing.B) {
 			var total time.Duration
 			for b.Loop() {
 				b.StopTimer()
-				be, err := New(Config{NetNS: benchNS(b)})
-				if err != nil {
-					b.Fatal(err)
-				}
-				network, err := pfsynctest.New(&pfsynctest.Config{MTU: 9000})
-				if err != nil {
-					b.Fatal(err)
-				}
-				owner, err := pfsync.New(pfsync.Config{Node: 1, Transport: network.Attach(1), Insecure: true})
-				if err != nil {
-					b.Fatal(err)
-				}
-				backup, err := pfsync.New(pfsync.Config{Node: 2, Transport: network.Attach(2), Insecure: true,
-					Table: tc.table(be), Commit: pfsync.CommitOnTakeover})
-				if err != nil {
-					b.Fatal(err)
-				}
-				for _, e := range []*pfsync.Engine{owner, backup} {
-					if err := e.Start(); err != nil {
-						b.Fatal(err)
-					}
-				}
+				be, owner, backup := takeoverPair(b, tc.table)
 				replicate(b, owner, backup, n, 30*time.Second)
 				b.StartTimer()
 				start := time.Now()

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/gocarp/gocarp/pfsync"
-	"github.com/gocarp/gocarp/pfsync/pfsynctest"
 	"github.com/mdlayher/netlink"
 	ct "github.com/ti-mo/conntrack"
 	"github.com/ti-mo/netfilter"
@@ -55,28 +54,7 @@ func benchTakeoverLarge(b *testing.B, n int, mode string) {
 	round := 0
 	for b.Loop() {
 		b.StopTimer()
-		be, err := New(Config{NetNS: benchNS(b)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		network, err := pfsynctest.New(&pfsynctest.Config{MTU: 9000})
-		if err != nil {
-			b.Fatal(err)
-		}
-		owner, err := pfsync.New(pfsync.Config{Node: 1, Transport: network.Attach(1), Insecure: true})
-		if err != nil {
-			b.Fatal(err)
-		}
-		backup, err := pfsync.New(pfsync.Config{Node: 2, Transport: network.Attach(2), Insecure: true,
-			Table: be, Commit: pfsync.CommitOnTakeover})
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, e := range []*pfsync.Engine{owner, backup} {
-			if err := e.Start(); err != nil {
-				b.Fatal(err)
-			}
-		}
+		be, owner, backup := takeoverPair(b, func(be *Backend) pfsync.Table { return be })
 		var caught <-chan struct{}
 		if watch {
 			caught = catchUpSignal(be)
@@ -86,6 +64,7 @@ func benchTakeoverLarge(b *testing.B, n int, mode string) {
 		}
 		var lis *netlink.Conn
 		if mode == "listener" {
+			var err error
 			lis, err = dialNetfilter(be.cfg.NetNS)
 			if err != nil {
 				b.Fatal(err)
